@@ -1,0 +1,1 @@
+//! Spawning external tools: one place, with deadlines and no shell (stub).

@@ -1,0 +1,14 @@
+//! tessera: scoped tokens, secrets backends and a Docker registry token server.
+//!
+//! The binary is a thin shell over this library: `main` parses arguments and calls
+//! [`cli::run`], which returns an exit code.
+
+pub mod cli;
+pub mod config;
+pub mod duration;
+pub mod error;
+pub mod password;
+pub mod store;
+pub mod token;
+
+pub use tessera_backends as backends;

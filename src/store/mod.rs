@@ -1,0 +1,53 @@
+//! The token store: issued token ids (never tokens), revocations and single-use marks.
+
+pub mod sqlite;
+
+use jiff::Timestamp;
+
+pub use sqlite::SqliteStore;
+
+/// One issued token, as recorded.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TokenRecord {
+    pub jti: String,
+    pub subject: String,
+    pub scopes: String,
+    pub issued_at: Timestamp,
+    pub expires_at: Option<Timestamp>,
+    pub single_use: bool,
+    pub revoked: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("token store {path}: {message}; {hint}")]
+    Unavailable {
+        path: String,
+        message: String,
+        hint: &'static str,
+    },
+}
+
+/// Storage of token ids and revocations, shared by the CLI and the server on one host.
+///
+/// Revocation by subject and of all tokens is recorded as a cut-off time, so it also covers
+/// tokens minted elsewhere with the same secret and never recorded here.
+pub trait TokenStore: Send + Sync + std::fmt::Debug {
+    fn record(&self, record: &TokenRecord) -> Result<(), StoreError>;
+    /// Whether the token `jti` of `subject`, issued at `issued_at`, has been revoked (by id,
+    /// by subject, or by `revoke --all`).
+    fn is_revoked(&self, jti: &str, subject: &str, issued_at: Timestamp) -> Result<bool, StoreError>;
+    /// Revokes one token id; true when it was known or newly recorded as revoked.
+    fn revoke(&self, jti: &str, now: Timestamp) -> Result<bool, StoreError>;
+    /// Revokes every token of `subject` issued up to `now`; returns how many recorded tokens
+    /// that touched.
+    fn revoke_subject(&self, subject: &str, now: Timestamp) -> Result<usize, StoreError>;
+    /// Revokes every token issued up to `now`; returns how many recorded tokens that touched.
+    fn revoke_all(&self, now: Timestamp) -> Result<usize, StoreError>;
+    /// Marks a single-use token as used; false when it had already been used.
+    fn mark_used(&self, jti: &str, now: Timestamp) -> Result<bool, StoreError>;
+    /// Recorded tokens that have not expired, newest first.
+    fn list(&self, now: Timestamp) -> Result<Vec<TokenRecord>, StoreError>;
+    /// Deletes records and revocations of tokens that expired before `now`.
+    fn prune(&self, now: Timestamp) -> Result<usize, StoreError>;
+}
