@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod duration;
 pub mod error;
+pub mod keyring;
 pub mod password;
 pub mod store;
 pub mod token;

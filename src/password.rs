@@ -13,7 +13,9 @@ pub const MAX_PASSWORD_LEN: usize = 72;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PasswordError {
-    #[error("the password is {0} bytes; bcrypt uses at most {MAX_PASSWORD_LEN}, so choose a shorter one")]
+    #[error(
+        "the password is {0} bytes; bcrypt uses at most {MAX_PASSWORD_LEN}, so choose a shorter one"
+    )]
     TooLong(usize),
     #[error("the password is empty")]
     Empty,

@@ -19,18 +19,33 @@ impl SecretsBackend for UnsafeBackend {
         "unsafe"
     }
     fn get(&self, _key: &KeyPath) -> Result<SecretString, BackendError> {
-        Err(BackendError::Unsupported { backend: "unsafe", operation: "get" })
+        Err(BackendError::Unsupported {
+            backend: "unsafe",
+            operation: "get",
+        })
     }
     fn set(&self, _key: &KeyPath, _value: &SecretString) -> Result<(), BackendError> {
-        Err(BackendError::Unsupported { backend: "unsafe", operation: "set" })
+        Err(BackendError::Unsupported {
+            backend: "unsafe",
+            operation: "set",
+        })
     }
     fn delete(&self, _key: &KeyPath) -> Result<(), BackendError> {
-        Err(BackendError::Unsupported { backend: "unsafe", operation: "delete" })
+        Err(BackendError::Unsupported {
+            backend: "unsafe",
+            operation: "delete",
+        })
     }
     fn list(&self, _prefix: Option<&KeyPath>) -> Result<Vec<KeyPath>, BackendError> {
-        Err(BackendError::Unsupported { backend: "unsafe", operation: "list" })
+        Err(BackendError::Unsupported {
+            backend: "unsafe",
+            operation: "list",
+        })
     }
     fn check(&self) -> Result<String, BackendError> {
-        Err(BackendError::Unsupported { backend: "unsafe", operation: "check" })
+        Err(BackendError::Unsupported {
+            backend: "unsafe",
+            operation: "check",
+        })
     }
 }

@@ -1,6 +1,6 @@
 //! The `pass` backend (stub: being implemented).
 
-use crate::{BackendError, KeyPath, SecretString, SecretsBackend, PassConfig};
+use crate::{BackendError, KeyPath, PassConfig, SecretString, SecretsBackend};
 
 #[derive(Debug)]
 pub struct PassBackend {
@@ -19,18 +19,33 @@ impl SecretsBackend for PassBackend {
         "pass"
     }
     fn get(&self, _key: &KeyPath) -> Result<SecretString, BackendError> {
-        Err(BackendError::Unsupported { backend: "pass", operation: "get" })
+        Err(BackendError::Unsupported {
+            backend: "pass",
+            operation: "get",
+        })
     }
     fn set(&self, _key: &KeyPath, _value: &SecretString) -> Result<(), BackendError> {
-        Err(BackendError::Unsupported { backend: "pass", operation: "set" })
+        Err(BackendError::Unsupported {
+            backend: "pass",
+            operation: "set",
+        })
     }
     fn delete(&self, _key: &KeyPath) -> Result<(), BackendError> {
-        Err(BackendError::Unsupported { backend: "pass", operation: "delete" })
+        Err(BackendError::Unsupported {
+            backend: "pass",
+            operation: "delete",
+        })
     }
     fn list(&self, _prefix: Option<&KeyPath>) -> Result<Vec<KeyPath>, BackendError> {
-        Err(BackendError::Unsupported { backend: "pass", operation: "list" })
+        Err(BackendError::Unsupported {
+            backend: "pass",
+            operation: "list",
+        })
     }
     fn check(&self) -> Result<String, BackendError> {
-        Err(BackendError::Unsupported { backend: "pass", operation: "check" })
+        Err(BackendError::Unsupported {
+            backend: "pass",
+            operation: "check",
+        })
     }
 }

@@ -1,5 +1,145 @@
-//! Command-line interface (being written).
+//! Command-line interface: clap definitions (no I/O in them) and one module per command group.
 
-pub fn main() -> std::process::ExitCode {
-    std::process::ExitCode::SUCCESS
+mod auth;
+mod completions;
+mod init;
+mod io;
+mod secrets;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tessera_backends::SecretsBackend;
+
+use crate::config::{Config, Env};
+use crate::error::CliError;
+
+pub use io::Output;
+
+const AFTER_HELP: &str = "\
+ENVIRONMENT:
+  TESSERA_CONFIG              config file (else $XDG_CONFIG_HOME/tessera/tessera.toml)
+  TESSERA_SECRETS_BACKEND     overrides [secrets] backend
+  TESSERA_AUTH_TOKEN_SECRET   the raw token signing secret; wins over the backend
+  TESSERA_AGE_IDENTITY        age identity file for the age backend
+  TESSERA_REMOTE, TESSERA_TOKEN   remote and token selection
+A variable that is set but empty is an error.
+
+EXIT STATUS:
+  0 success, 1 failure (including an invalid token), 2 usage error.
+
+Docs: docs/ in the source tree (backends, tokens, remotes, server, docker registry, security).";
+
+/// Scoped tokens and secrets for your own container registry and deploy pipelines.
+///
+/// tessera keeps signing secrets and password hashes in a secrets backend you already trust
+/// (pass, sops, plain files or native age files), mints scoped tokens with human durations, and
+/// acts as the token server of a Docker registry.
+#[derive(Debug, Parser)]
+#[command(name = "tessera", version, after_long_help = AFTER_HELP, max_term_width = 100)]
+pub struct Cli {
+    /// Read the configuration from PATH instead of the default location.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    /// Print machine-readable JSON on stdout where the command has output.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// Print nothing on stderr but errors.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write a config file and create the token signing secret, if missing.
+    Init(init::InitArgs),
+    /// Read and write secrets in the configured backend.
+    #[command(subcommand)]
+    Secrets(secrets::SecretsCommand),
+    /// Tokens and passwords.
+    #[command(subcommand)]
+    Auth(auth::AuthCommand),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(completions::CompletionsArgs),
+    /// Print the man page (roff) on stdout.
+    Man(completions::ManArgs),
+}
+
+/// What every command gets: the loaded configuration, the environment and output options.
+pub struct Context {
+    pub config: Config,
+    pub env: Env,
+    pub out: Output,
+    backend: std::cell::OnceCell<Box<dyn SecretsBackend>>,
+}
+
+impl Context {
+    /// The configured secrets backend, opened on first use.
+    pub fn backend(&self) -> Result<&dyn SecretsBackend, CliError> {
+        if let Some(b) = self.backend.get() {
+            return Ok(b.as_ref());
+        }
+        let b = tessera_backends::open(self.config.backend_config())?;
+        Ok(self.backend.get_or_init(|| b).as_ref())
+    }
+}
+
+/// Parses the process's arguments, runs the command, prints any error, and returns the exit
+/// code.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(match e.kind() {
+                clap::error::ErrorKind::DisplayHelp
+                | clap::error::ErrorKind::DisplayVersion
+                | clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => 0,
+                _ => crate::error::EXIT_USAGE,
+            });
+        }
+    };
+    match run(cli, Env::from_process()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            e.report();
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+/// Runs one parsed command line.
+pub fn run(cli: Cli, env: Env) -> Result<(), CliError> {
+    let out = Output {
+        json: cli.json,
+        quiet: cli.quiet,
+    };
+    // Commands that need no configuration.
+    match &cli.command {
+        Command::Completions(args) => return completions::completions(args),
+        Command::Man(args) => return completions::man(args),
+        _ => {}
+    }
+    let config = match &cli.command {
+        Command::Init(args) => init::load_config(cli.config.as_deref(), &env, args)?,
+        _ => Config::load(cli.config.as_deref(), &env)?,
+    };
+    let ctx = Context {
+        config,
+        env,
+        out,
+        backend: std::cell::OnceCell::new(),
+    };
+    match cli.command {
+        Command::Init(args) => init::run(&ctx, args),
+        Command::Secrets(cmd) => secrets::run(&ctx, cmd),
+        Command::Auth(cmd) => auth::run(&ctx, cmd),
+        Command::Completions(_) | Command::Man(_) => Ok(()),
+    }
 }

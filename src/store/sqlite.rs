@@ -28,7 +28,12 @@ impl TokenStore for SqliteStore {
         let _ = record;
         todo!()
     }
-    fn is_revoked(&self, jti: &str, subject: &str, issued_at: Timestamp) -> Result<bool, StoreError> {
+    fn is_revoked(
+        &self,
+        jti: &str,
+        subject: &str,
+        issued_at: Timestamp,
+    ) -> Result<bool, StoreError> {
         let _ = (jti, subject, issued_at);
         todo!()
     }

@@ -25,7 +25,9 @@ pub struct SigningKey {
 
 impl std::fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SigningKey").field("kid", &self.kid).finish_non_exhaustive()
+        f.debug_struct("SigningKey")
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
     }
 }
 
@@ -152,7 +154,11 @@ pub struct VerifyOptions<'a> {
 /// Verifies signature (pinned HS256; `kid` selects the key among current and previous),
 /// structure, `iss`, `exp`/`nbf` with [`LEEWAY_SECS`], and `aud` when configured. Revocation
 /// is the caller's job (see `crate::store`).
-pub fn verify(keys: &KeyRing, token: &str, opts: &VerifyOptions<'_>) -> Result<Claims, VerifyError> {
+pub fn verify(
+    keys: &KeyRing,
+    token: &str,
+    opts: &VerifyOptions<'_>,
+) -> Result<Claims, VerifyError> {
     let _ = (keys, token, opts);
     todo!()
 }

@@ -1,0 +1,327 @@
+//! `tessera auth token generate|verify|list|revoke`.
+
+use clap::{Args, Subcommand};
+use jiff::Timestamp;
+use secrecy::ExposeSecret;
+use serde_json::{Value, json};
+
+use crate::cli::Context;
+use crate::cli::io::read_stdin_secret;
+use crate::duration::HumanDuration;
+use crate::error::CliError;
+use crate::keyring::{SecretOrigin, load_keyring};
+use crate::store::{SqliteStore, TokenRecord, TokenStore};
+use crate::token::{self, Claims, MintRequest, ScopeSet, VerifyOptions};
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Mint a token. The token alone goes to stdout (one line); a summary goes to stderr.
+    ///
+    /// Examples:
+    ///   tessera auth token generate --subject ci --scopes push,pull --expiry 1y6M
+    ///   tessera auth token generate --subject team --scopes pull --repo 'team/*' --expiry 2w3d
+    #[command(verbatim_doc_comment)]
+    Generate(GenerateArgs),
+    /// Check a token (argument, or stdin when absent or `-`): exit 0 and a summary when
+    /// valid; exit 1 and the reason (expired, bad signature, revoked, malformed, not yet
+    /// valid, wrong issuer) when not.
+    Verify(VerifyArgs),
+    /// List recorded tokens that have not expired (ids and claims, never the tokens).
+    List,
+    /// Revoke one token by id, every token of a subject, or every token.
+    Revoke(RevokeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// Who the token is for (the `sub` claim), e.g. `ci`.
+    #[arg(long, value_name = "S")]
+    pub subject: String,
+    /// Comma-separated scopes: `push`, `pull`, `*` (both), `repository:NAME:ACTION`,
+    /// `admin:RESOURCE:ACTION`, `admin`. Default: none.
+    #[arg(long, value_name = "LIST", default_value = "")]
+    pub scopes: String,
+    /// Repositories that `push`, `pull` and `*` apply to, e.g. `team/*`.
+    #[arg(long, value_name = "PATTERN", default_value = "*")]
+    pub repo: String,
+    /// Lifetime: `30s`, `15m`, `1h30m`, `7d`, `2w3d`, `1y6M`, or `0` for never
+    /// (default: `auth.token_expiry`, 30d).
+    #[arg(long, value_name = "DUR")]
+    pub expiry: Option<String>,
+    /// Audience (the `aud` claim).
+    #[arg(long, value_name = "A")]
+    pub audience: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The token; read from stdin when absent or `-`.
+    pub token: Option<String>,
+    /// Require this audience.
+    #[arg(long, value_name = "A")]
+    pub audience: Option<String>,
+}
+
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct RevokeArgs {
+    /// The token id (`jti`) to revoke.
+    #[arg(value_name = "JTI")]
+    pub jti: Option<String>,
+    /// Revoke every token of this subject issued until now.
+    #[arg(long, value_name = "S")]
+    pub subject: Option<String>,
+    /// Revoke every token issued until now.
+    #[arg(long)]
+    pub all: bool,
+}
+
+pub fn run(ctx: &Context, cmd: TokenCommand) -> Result<(), CliError> {
+    match cmd {
+        TokenCommand::Generate(a) => generate(ctx, a),
+        TokenCommand::Verify(a) => verify(ctx, a),
+        TokenCommand::List => list(ctx),
+        TokenCommand::Revoke(a) => revoke(ctx, a),
+    }
+}
+
+/// Now, to the second (tokens carry whole seconds).
+pub(crate) fn now() -> Timestamp {
+    Timestamp::from_second(Timestamp::now().as_second()).unwrap_or_else(|_| Timestamp::now())
+}
+
+fn ts(secs: i64) -> Option<String> {
+    Timestamp::from_second(secs).ok().map(|t| t.to_string())
+}
+
+fn open_store(ctx: &Context) -> Result<SqliteStore, CliError> {
+    Ok(SqliteStore::open(&ctx.config.token_store_path())?)
+}
+
+fn generate(ctx: &Context, args: GenerateArgs) -> Result<(), CliError> {
+    let scopes = ScopeSet::parse_list(&args.scopes, &args.repo)?;
+    let expiry = match &args.expiry {
+        Some(e) => HumanDuration::parse(e)?,
+        None => ctx.config.auth.token_expiry,
+    };
+    let now = now();
+    let max = ctx.config.auth.max_token_expiry;
+    if !max.is_never() {
+        let cap = max.after(now)?;
+        let want = expiry.after(now)?;
+        if want.is_none() || want > cap {
+            return Err(CliError::usage(format!(
+                "expiry `{expiry}` is longer than `auth.max_token_expiry` ({max}); choose a shorter --expiry"
+            )));
+        }
+    }
+    let (keys, origin) = load_keyring(&ctx.config, &ctx.env, &|| ctx.backend(), true)?;
+    if let SecretOrigin::Created(place) = &origin {
+        ctx.out.note(&format!(
+            "created a new token signing secret at {place} (mode 0600)"
+        ));
+    }
+    let minted = token::mint(
+        &keys,
+        &MintRequest {
+            issuer: &ctx.config.auth.issuer,
+            subject: &args.subject,
+            scopes: &scopes,
+            expiry,
+            audience: args.audience.as_deref(),
+            now,
+        },
+    )?;
+    let c = &minted.claims;
+    let record = TokenRecord {
+        jti: c.jti.clone(),
+        subject: c.sub.clone(),
+        scopes: c.scope.clone(),
+        issued_at: now,
+        expires_at: c.exp.and_then(|e| Timestamp::from_second(e).ok()),
+        single_use: false,
+        revoked: false,
+    };
+    if let Err(e) = open_store(ctx).and_then(|s| Ok(s.record(&record)?)) {
+        ctx.out.warn(&format!(
+            "the token was minted but not recorded, so `tessera auth token list` will not show it: {e}"
+        ));
+    }
+    let expires = c.exp.and_then(ts);
+    if ctx.out.json {
+        ctx.out.json(&json!({
+            "token": minted.token.expose_secret(),
+            "jti": c.jti,
+            "subject": c.sub,
+            "scopes": scopes.to_strings(),
+            "issued_at": ts(c.iat),
+            "expires_at": expires,
+        }))?;
+    } else {
+        ctx.out.line(minted.token.expose_secret())?;
+    }
+    let scope_text = if c.scope.is_empty() {
+        "(none)"
+    } else {
+        c.scope.as_str()
+    };
+    ctx.out.note(&format!(
+        "minted a token for `{}`\n  scopes:  {scope_text}\n  expires: {}\n  id:      {}",
+        c.sub,
+        match &expires {
+            Some(t) => format!("{t} ({expiry} from now)"),
+            None => "never".to_owned(),
+        },
+        c.jti
+    ));
+    Ok(())
+}
+
+fn claims_json(c: &Claims) -> Value {
+    let scopes: Vec<&str> = c.scope.split_whitespace().collect();
+    json!({
+        "subject": c.sub,
+        "scopes": scopes,
+        "jti": c.jti,
+        "issued_at": ts(c.iat),
+        "expires_at": c.exp.and_then(ts),
+    })
+}
+
+fn verify(ctx: &Context, args: VerifyArgs) -> Result<(), CliError> {
+    let raw = match args.token.as_deref() {
+        None | Some("-") => read_stdin_secret("token")?,
+        Some(t) => secrecy::SecretString::from(t.trim().to_owned()),
+    };
+    let (keys, _) = load_keyring(&ctx.config, &ctx.env, &|| ctx.backend(), false)?;
+    let opts = VerifyOptions {
+        issuer: &ctx.config.auth.issuer,
+        audience: args.audience.as_deref(),
+        now: now(),
+    };
+    let result = token::verify(&keys, raw.expose_secret().trim(), &opts).and_then(|claims| {
+        let path = ctx.config.token_store_path();
+        if !path.exists() {
+            return Ok(claims);
+        }
+        let revoked = SqliteStore::open(&path)
+            .and_then(|s| {
+                let iat = Timestamp::from_second(claims.iat).unwrap_or(Timestamp::MIN);
+                s.is_revoked(&claims.jti, &claims.sub, iat)
+            })
+            .map_err(|e| token::VerifyError::Malformed(format!("cannot check revocation: {e}")));
+        match revoked {
+            Ok(true) => Err(token::VerifyError::Revoked),
+            Ok(false) => Ok(claims),
+            Err(e) => Err(e),
+        }
+    });
+    match result {
+        Ok(c) => {
+            if ctx.out.json {
+                let mut v = claims_json(&c);
+                v["valid"] = json!(true);
+                v["reason"] = Value::Null;
+                return ctx.out.json(&v);
+            }
+            let scope_text = if c.scope.is_empty() {
+                "(none)"
+            } else {
+                c.scope.as_str()
+            };
+            ctx.out.line(&format!(
+                "valid token for `{}`\n  scopes:  {scope_text}\n  issued:  {}\n  expires: {}\n  id:      {}",
+                c.sub,
+                ts(c.iat).unwrap_or_default(),
+                c.exp.and_then(ts).unwrap_or_else(|| "never".into()),
+                c.jti
+            ))
+        }
+        Err(e) => {
+            if ctx.out.json {
+                ctx.out.json(&json!({
+                    "valid": false,
+                    "reason": e.reason(),
+                    "subject": null, "scopes": null, "jti": null,
+                    "issued_at": null, "expires_at": null,
+                }))?;
+                return Err(CliError::silent(crate::error::EXIT_FAILURE));
+            }
+            Err(CliError::new(format!(
+                "invalid token: {} ({e})",
+                e.reason()
+            )))
+        }
+    }
+}
+
+fn list(ctx: &Context) -> Result<(), CliError> {
+    let path = ctx.config.token_store_path();
+    let records = if path.exists() {
+        let store = SqliteStore::open(&path)?;
+        store.prune(now())?;
+        store.list(now())?
+    } else {
+        Vec::new()
+    };
+    if ctx.out.json {
+        return ctx
+            .out
+            .json(&serde_json::to_value(&records).unwrap_or(Value::Null));
+    }
+    if records.is_empty() {
+        ctx.out.note("no recorded tokens");
+        return Ok(());
+    }
+    ctx.out.line(&format!(
+        "{:<34} {:<16} {:<21} {:<21} {:<8} SCOPES",
+        "ID", "SUBJECT", "ISSUED", "EXPIRES", "STATE"
+    ))?;
+    for r in records {
+        ctx.out.line(&format!(
+            "{:<34} {:<16} {:<21} {:<21} {:<8} {}",
+            r.jti,
+            r.subject,
+            r.issued_at.to_string(),
+            r.expires_at
+                .map_or_else(|| "never".to_owned(), |t| t.to_string()),
+            if r.revoked { "revoked" } else { "active" },
+            r.scopes
+        ))?;
+    }
+    Ok(())
+}
+
+fn revoke(ctx: &Context, args: RevokeArgs) -> Result<(), CliError> {
+    let store = open_store(ctx)?;
+    let now = now();
+    let (what, count) = if let Some(jti) = &args.jti {
+        if jti.is_empty()
+            || jti.len() > 128
+            || !jti
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(CliError::usage(format!(
+                "`{}` is not a token id; take the id from `tessera auth token list`",
+                jti.chars().take(40).collect::<String>()
+            )));
+        }
+        store.revoke(jti, now)?;
+        (format!("token {jti}"), 1)
+    } else if let Some(subject) = &args.subject {
+        let n = store.revoke_subject(subject, now)?;
+        (format!("every token of `{subject}` issued until {now}"), n)
+    } else {
+        let n = store.revoke_all(now)?;
+        (format!("every token issued until {now}"), n)
+    };
+    if ctx.out.json {
+        return ctx
+            .out
+            .json(&json!({"revoked": what, "recorded_tokens": count}));
+    }
+    ctx.out
+        .note(&format!("revoked {what} ({count} recorded token(s))"));
+    Ok(())
+}
