@@ -1,6 +1,6 @@
 //! The `age` backend (stub: being implemented).
 
-use crate::{BackendError, KeyPath, SecretString, SecretsBackend, AgeConfig};
+use crate::{AgeConfig, BackendError, KeyPath, SecretString, SecretsBackend};
 
 #[derive(Debug)]
 pub struct AgeBackend {
@@ -19,18 +19,33 @@ impl SecretsBackend for AgeBackend {
         "age"
     }
     fn get(&self, _key: &KeyPath) -> Result<SecretString, BackendError> {
-        Err(BackendError::Unsupported { backend: "age", operation: "get" })
+        Err(BackendError::Unsupported {
+            backend: "age",
+            operation: "get",
+        })
     }
     fn set(&self, _key: &KeyPath, _value: &SecretString) -> Result<(), BackendError> {
-        Err(BackendError::Unsupported { backend: "age", operation: "set" })
+        Err(BackendError::Unsupported {
+            backend: "age",
+            operation: "set",
+        })
     }
     fn delete(&self, _key: &KeyPath) -> Result<(), BackendError> {
-        Err(BackendError::Unsupported { backend: "age", operation: "delete" })
+        Err(BackendError::Unsupported {
+            backend: "age",
+            operation: "delete",
+        })
     }
     fn list(&self, _prefix: Option<&KeyPath>) -> Result<Vec<KeyPath>, BackendError> {
-        Err(BackendError::Unsupported { backend: "age", operation: "list" })
+        Err(BackendError::Unsupported {
+            backend: "age",
+            operation: "list",
+        })
     }
     fn check(&self) -> Result<String, BackendError> {
-        Err(BackendError::Unsupported { backend: "age", operation: "check" })
+        Err(BackendError::Unsupported {
+            backend: "age",
+            operation: "check",
+        })
     }
 }

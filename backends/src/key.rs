@@ -123,7 +123,12 @@ mod tests {
 
     #[test]
     fn accepts_ordinary_paths() {
-        for ok in ["a", "tessera/auth/token_secret", "app/db.prod", "x-1/_y/z.z"] {
+        for ok in [
+            "a",
+            "tessera/auth/token_secret",
+            "app/db.prod",
+            "x-1/_y/z.z",
+        ] {
             assert_eq!(KeyPath::new(ok).unwrap().as_str(), ok);
         }
     }
@@ -131,16 +136,46 @@ mod tests {
     #[test]
     fn refuses_bad_paths() {
         assert_eq!(KeyPath::new(""), Err(KeyPathError::Empty));
-        assert!(matches!(KeyPath::new("/a"), Err(KeyPathError::EmptySegment(_))));
-        assert!(matches!(KeyPath::new("a/"), Err(KeyPathError::EmptySegment(_))));
-        assert!(matches!(KeyPath::new("a//b"), Err(KeyPathError::EmptySegment(_))));
-        assert!(matches!(KeyPath::new("a/../b"), Err(KeyPathError::DotSegment(_))));
-        assert!(matches!(KeyPath::new("."), Err(KeyPathError::DotSegment(_))));
-        assert!(matches!(KeyPath::new("-rf"), Err(KeyPathError::LeadingDash(_))));
-        assert!(matches!(KeyPath::new("a/-b"), Err(KeyPathError::LeadingDash(_))));
-        assert!(matches!(KeyPath::new("a b"), Err(KeyPathError::BadChar { ch: ' ', .. })));
-        assert!(matches!(KeyPath::new("a\\b"), Err(KeyPathError::BadChar { .. })));
-        assert!(matches!(KeyPath::new("é"), Err(KeyPathError::BadChar { .. })));
+        assert!(matches!(
+            KeyPath::new("/a"),
+            Err(KeyPathError::EmptySegment(_))
+        ));
+        assert!(matches!(
+            KeyPath::new("a/"),
+            Err(KeyPathError::EmptySegment(_))
+        ));
+        assert!(matches!(
+            KeyPath::new("a//b"),
+            Err(KeyPathError::EmptySegment(_))
+        ));
+        assert!(matches!(
+            KeyPath::new("a/../b"),
+            Err(KeyPathError::DotSegment(_))
+        ));
+        assert!(matches!(
+            KeyPath::new("."),
+            Err(KeyPathError::DotSegment(_))
+        ));
+        assert!(matches!(
+            KeyPath::new("-rf"),
+            Err(KeyPathError::LeadingDash(_))
+        ));
+        assert!(matches!(
+            KeyPath::new("a/-b"),
+            Err(KeyPathError::LeadingDash(_))
+        ));
+        assert!(matches!(
+            KeyPath::new("a b"),
+            Err(KeyPathError::BadChar { ch: ' ', .. })
+        ));
+        assert!(matches!(
+            KeyPath::new("a\\b"),
+            Err(KeyPathError::BadChar { .. })
+        ));
+        assert!(matches!(
+            KeyPath::new("é"),
+            Err(KeyPathError::BadChar { .. })
+        ));
         assert!(matches!(
             KeyPath::new(&"a".repeat(MAX_KEY_PATH_LEN + 1)),
             Err(KeyPathError::TooLong(_))

@@ -27,18 +27,26 @@ impl SecretsBackend for MemoryBackend {
         self.map()
             .get(key)
             .map(|v| SecretString::from(v.expose_secret().to_owned()))
-            .ok_or_else(|| BackendError::NotFound { backend: "memory", key: key.clone() })
+            .ok_or_else(|| BackendError::NotFound {
+                backend: "memory",
+                key: key.clone(),
+            })
     }
     fn set(&self, key: &KeyPath, value: &SecretString) -> Result<(), BackendError> {
-        self.map()
-            .insert(key.clone(), SecretString::from(value.expose_secret().to_owned()));
+        self.map().insert(
+            key.clone(),
+            SecretString::from(value.expose_secret().to_owned()),
+        );
         Ok(())
     }
     fn delete(&self, key: &KeyPath) -> Result<(), BackendError> {
         self.map()
             .remove(key)
             .map(|_| ())
-            .ok_or_else(|| BackendError::NotFound { backend: "memory", key: key.clone() })
+            .ok_or_else(|| BackendError::NotFound {
+                backend: "memory",
+                key: key.clone(),
+            })
     }
     fn list(&self, prefix: Option<&KeyPath>) -> Result<Vec<KeyPath>, BackendError> {
         Ok(self

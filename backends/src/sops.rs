@@ -19,18 +19,33 @@ impl SecretsBackend for SopsBackend {
         "sops"
     }
     fn get(&self, _key: &KeyPath) -> Result<SecretString, BackendError> {
-        Err(BackendError::Unsupported { backend: "sops", operation: "get" })
+        Err(BackendError::Unsupported {
+            backend: "sops",
+            operation: "get",
+        })
     }
     fn set(&self, _key: &KeyPath, _value: &SecretString) -> Result<(), BackendError> {
-        Err(BackendError::Unsupported { backend: "sops", operation: "set" })
+        Err(BackendError::Unsupported {
+            backend: "sops",
+            operation: "set",
+        })
     }
     fn delete(&self, _key: &KeyPath) -> Result<(), BackendError> {
-        Err(BackendError::Unsupported { backend: "sops", operation: "delete" })
+        Err(BackendError::Unsupported {
+            backend: "sops",
+            operation: "delete",
+        })
     }
     fn list(&self, _prefix: Option<&KeyPath>) -> Result<Vec<KeyPath>, BackendError> {
-        Err(BackendError::Unsupported { backend: "sops", operation: "list" })
+        Err(BackendError::Unsupported {
+            backend: "sops",
+            operation: "list",
+        })
     }
     fn check(&self) -> Result<String, BackendError> {
-        Err(BackendError::Unsupported { backend: "sops", operation: "check" })
+        Err(BackendError::Unsupported {
+            backend: "sops",
+            operation: "check",
+        })
     }
 }
