@@ -16,7 +16,7 @@
 use std::fs;
 use std::io::{self, Write};
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::str::FromStr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -415,7 +415,7 @@ pub fn recipient_of(path: &Path) -> Result<String, BackendError> {
 
 impl AgeBackend {
     /// The identity file this backend decrypts with.
-    pub fn identity_path(&self) -> &PathBuf {
+    pub fn identity_path(&self) -> &Path {
         &self.config.identity
     }
 }

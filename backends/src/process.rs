@@ -306,9 +306,9 @@ pub(crate) fn run(call: Call<'_>) -> Result<Output, BackendError> {
             return Err(BackendError::io(&program, e));
         }
     };
-    if let Some(feeder) = feeder {
-        let _ = feeder.join();
-    }
+    // The feeder is not joined: a descendant that inherited stdin and never reads it could
+    // block it forever. It ends with EPIPE once the last reader is gone.
+    drop(feeder);
 
     // The child has exited; collect what it wrote. A descendant it left running could keep a
     // pipe open: do not wait for that forever.
@@ -349,7 +349,9 @@ fn spawn_reader(
     tx: mpsc::Sender<(Stream, io::Result<Vec<u8>>)>,
 ) {
     thread::spawn(move || {
-        let mut buf = Vec::new();
+        // Room for ordinary outputs up front, so that few reallocations leave copies of a
+        // secret behind.
+        let mut buf = Vec::with_capacity(16 * 1024);
         let res = match pipe {
             Some(mut p) => p.read_to_end(&mut buf).map(|_| buf),
             None => Ok(buf),
