@@ -36,12 +36,7 @@ pub trait TokenStore: Send + Sync + std::fmt::Debug {
     fn record(&self, record: &TokenRecord) -> Result<(), StoreError>;
     /// Whether the token `jti` of `subject`, issued at `issued_at`, has been revoked (by id,
     /// by subject, or by `revoke --all`).
-    fn is_revoked(
-        &self,
-        jti: &str,
-        subject: &str,
-        issued_at: Timestamp,
-    ) -> Result<bool, StoreError>;
+    fn is_revoked(&self, jti: &str, subject: &str, issued_at: Timestamp) -> Result<bool, StoreError>;
     /// Revokes one token id; true when it was known or newly recorded as revoked.
     fn revoke(&self, jti: &str, now: Timestamp) -> Result<bool, StoreError>;
     /// Revokes every token of `subject` issued up to `now`; returns how many recorded tokens
