@@ -183,19 +183,15 @@ fn bad_durations_scopes_and_flags_are_usage_errors() {
         let a = u
             .cmd()
             .env("TESSERA_AUTH_TOKEN_SECRET", SECRET)
-            .args([
-                "auth",
-                "token",
-                "generate",
-                "--subject",
-                "ci",
-                "--expiry",
-                bad,
-            ])
+            .args(["auth", "token", "generate", "--subject", "ci"])
+            .arg(format!("--expiry={bad}"))
             .assert()
             .code(2);
         let err = stderr_of(&a);
-        assert!(err.contains("descending order"), "{bad}: {err}");
+        assert!(
+            err.contains("descending order") || err.contains("too large"),
+            "{bad}: {err}"
+        );
         assert_eq!(err.lines().filter(|l| l.starts_with("error:")).count(), 1);
     }
     for bad in [
@@ -597,6 +593,7 @@ fn config_errors_name_the_file_and_the_fix() {
         predicate::str::contains("tessera.toml:2:")
             .and(predicate::str::contains("did you mean `backend`")),
     );
+    u.write_config("[secrets]\nbackend = \"unsafe\"\n");
     u.cmd()
         .env("TESSERA_SECRETS_BACKEND", "")
         .args(["secrets", "list"])

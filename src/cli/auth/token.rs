@@ -38,9 +38,9 @@ pub struct GenerateArgs {
     #[arg(long, value_name = "S")]
     pub subject: String,
     /// Comma-separated scopes: `push`, `pull`, `*` (both), `repository:NAME:ACTION`,
-    /// `admin:RESOURCE:ACTION`, `admin`. Default: none.
-    #[arg(long, value_name = "LIST", default_value = "")]
-    pub scopes: String,
+    /// `admin:RESOURCE:ACTION`, `admin`. Default: none (an identity-only token).
+    #[arg(long, value_name = "LIST")]
+    pub scopes: Option<String>,
     /// Repositories that `push`, `pull` and `*` apply to, e.g. `team/*`.
     #[arg(long, value_name = "PATTERN", default_value = "*")]
     pub repo: String,
@@ -99,7 +99,10 @@ fn open_store(ctx: &Context) -> Result<SqliteStore, CliError> {
 }
 
 fn generate(ctx: &Context, args: GenerateArgs) -> Result<(), CliError> {
-    let scopes = ScopeSet::parse_list(&args.scopes, &args.repo)?;
+    let scopes = match &args.scopes {
+        Some(list) => ScopeSet::parse_list(list, &args.repo)?,
+        None => ScopeSet::default(),
+    };
     let expiry = match &args.expiry {
         Some(e) => HumanDuration::parse(e)?,
         None => ctx.config.auth.token_expiry,
