@@ -689,3 +689,44 @@ fn help_completions_and_man_page() {
         .success()
         .stdout(predicate::str::contains(".TH tessera"));
 }
+
+#[test]
+fn init_with_the_age_backend_creates_an_identity() {
+    let u = User::new();
+    let a = u
+        .cmd()
+        .args(["init", "--backend", "age"])
+        .assert()
+        .success();
+    let err = stderr_of(&a);
+    assert!(
+        err.contains("age identity:") && err.contains("created"),
+        "{err}"
+    );
+    let id = u.home().join(".config/tessera/age-identity.txt");
+    assert_eq!(mode(&id), 0o600);
+    let text = std::fs::read_to_string(&id).unwrap();
+    assert!(
+        text.contains("AGE-SECRET-KEY-1"),
+        "an age-keygen style identity"
+    );
+    // The token secret lives in the encrypted document, not in plain files.
+    assert!(!u.secret_file().exists());
+    let doc = u.home().join(".local/share/tessera/secrets.age");
+    assert_eq!(mode(&doc), 0o600);
+    u.cmd()
+        .args(["secrets", "set", "app/db"])
+        .write_stdin("value-in-age\n")
+        .assert()
+        .success();
+    u.cmd()
+        .args(["secrets", "get", "app/db"])
+        .assert()
+        .success()
+        .stdout("value-in-age\n");
+    assert!(!String::from_utf8_lossy(&std::fs::read(&doc).unwrap()).contains("value-in-age"));
+    u.mint(&["--subject", "ci", "--scopes", "pull"]);
+    // A second init keeps the identity.
+    u.cmd().arg("init").assert().success();
+    assert_eq!(std::fs::read_to_string(&id).unwrap(), text);
+}
