@@ -22,6 +22,16 @@ pub enum BackendError {
         operation: &'static str,
     },
 
+    /// The key cannot be stored where the storage already has something of another shape: in
+    /// the file and document backends a key cannot be both a value and a folder of other keys
+    /// (`a/b` and `a/b/c`).
+    #[error("cannot store `{key}` in the {backend} backend: {reason}")]
+    Conflict {
+        backend: &'static str,
+        key: KeyPath,
+        reason: String,
+    },
+
     /// The key path is not valid.
     #[error(transparent)]
     InvalidKey(#[from] KeyPathError),
