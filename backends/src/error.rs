@@ -13,12 +13,19 @@ use crate::key::KeyPathError;
 pub enum BackendError {
     /// No secret is stored under this key.
     #[error("no secret named `{key}` in the {backend} backend")]
-    NotFound { backend: &'static str, key: KeyPath },
+    NotFound {
+        /// The backend's name.
+        backend: &'static str,
+        /// The key asked for.
+        key: KeyPath,
+    },
 
     /// This backend cannot do this operation.
     #[error("the {backend} backend does not support {operation}")]
     Unsupported {
+        /// The backend's name.
         backend: &'static str,
+        /// What was asked.
         operation: &'static str,
     },
 
@@ -27,8 +34,11 @@ pub enum BackendError {
     /// (`a/b` and `a/b/c`).
     #[error("cannot store `{key}` in the {backend} backend: {reason}")]
     Conflict {
+        /// The backend's name.
         backend: &'static str,
+        /// The key that could not be stored.
         key: KeyPath,
+        /// What is in the way.
         reason: String,
     },
 
@@ -38,20 +48,30 @@ pub enum BackendError {
 
     /// An external program (pass, gpg, sops) is not installed.
     #[error("`{program}` is not installed or not on PATH; {hint}")]
-    ToolNotInstalled { program: String, hint: &'static str },
+    ToolNotInstalled {
+        /// The program looked for on `PATH`.
+        program: String,
+        /// How to install it.
+        hint: &'static str,
+    },
 
     /// An external program did not finish in time; it was killed.
     #[error("`{program}` did not finish within {timeout:?} and was stopped; {hint}")]
     ToolTimedOut {
+        /// The program that did not finish.
         program: String,
+        /// The limit it had.
         timeout: Duration,
+        /// Why it may have hung, and what to do.
         hint: &'static str,
     },
 
     /// An external program exited unsuccessfully.
     #[error("`{program}` failed ({status}): {stderr}")]
     ToolFailed {
+        /// The program that failed.
         program: String,
+        /// Its exit status, e.g. `exit status 2`.
         status: String,
         /// Trimmed standard error of the tool (never contains the value we sent it on stdin).
         stderr: String,
@@ -60,13 +80,25 @@ pub enum BackendError {
     /// The backend's storage exists but cannot be understood (not sops-encrypted, wrong age
     /// identity, not UTF-8, a value that is not a string, ...).
     #[error("{}: {reason}", path.display())]
-    Corrupt { path: PathBuf, reason: String },
+    Corrupt {
+        /// The file that cannot be understood.
+        path: PathBuf,
+        /// What is wrong with it, and what to check.
+        reason: String,
+    },
 
     /// A secret file or folder is readable or writable by other users.
     #[error(
         "{} has mode {mode:04o}, so other users can read or change it; run `chmod {want:o} {}`", path.display(), path.display()
     )]
-    Permissions { path: PathBuf, mode: u32, want: u32 },
+    Permissions {
+        /// The file or folder.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+        /// The permission bits it should have.
+        want: u32,
+    },
 
     /// The backend is not set up (missing identity, missing creation rules, ...); the message
     /// says what to do.
@@ -76,7 +108,9 @@ pub enum BackendError {
     /// A filesystem operation failed.
     #[error("{}: {source}", path.display())]
     Io {
+        /// The file or folder concerned.
         path: PathBuf,
+        /// The operating system's error.
         #[source]
         source: std::io::Error,
     },

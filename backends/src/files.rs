@@ -98,9 +98,18 @@ impl UnsafeBackend {
         Ok(Parents::Exist)
     }
 
+    /// Like [`Self::check_parents`], for reading: a parent that holds a value means there is
+    /// no such key.
+    fn check_parents_to_read(&self, key: &KeyPath) -> Result<Parents, BackendError> {
+        match self.check_parents(key) {
+            Err(BackendError::Conflict { .. }) => Ok(Parents::Missing),
+            other => other,
+        }
+    }
+
     /// Opens the key's file without following links, refusing files others may access.
     fn open_secret(&self, key: &KeyPath) -> Result<(File, PathBuf), BackendError> {
-        if let Parents::Missing = self.check_parents(key)? {
+        if let Parents::Missing = self.check_parents_to_read(key)? {
             return Err(Self::not_found(key));
         }
         let path = self.file(key);
@@ -181,7 +190,7 @@ impl SecretsBackend for UnsafeBackend {
     }
 
     fn delete(&self, key: &KeyPath) -> Result<(), BackendError> {
-        if let Parents::Missing = self.check_parents(key)? {
+        if let Parents::Missing = self.check_parents_to_read(key)? {
             return Err(Self::not_found(key));
         }
         let path = self.file(key);

@@ -18,20 +18,31 @@ pub struct KeyPath(String);
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum KeyPathError {
+    /// The input is empty.
     #[error("key path is empty; use names like `app/db` or `tessera/auth/token_secret`")]
     Empty,
+    /// Longer than [`MAX_KEY_PATH_LEN`] (the input, shortened).
     #[error("key path `{0}` is longer than {MAX_KEY_PATH_LEN} bytes")]
     TooLong(String),
+    /// A leading or trailing `/`, or `//`.
     #[error("key path `{0}` starts or ends with `/` or has an empty segment; write it as `a/b/c`")]
     EmptySegment(String),
+    /// A `.` or `..` segment.
     #[error("key path `{0}` contains a `.` or `..` segment; write the full path without them")]
     DotSegment(String),
+    /// A segment starting with `-` (it would read as an option to a tool).
     #[error("key path `{0}` has a segment starting with `-`; rename the segment")]
     LeadingDash(String),
+    /// A character outside `[A-Za-z0-9._-]`.
     #[error(
         "key path `{path}` contains the character {ch:?}; segments may only use letters, digits, `.`, `_` and `-`"
     )]
-    BadChar { path: String, ch: char },
+    BadChar {
+        /// The input (shortened).
+        path: String,
+        /// The first character not allowed.
+        ch: char,
+    },
 }
 
 impl KeyPath {

@@ -25,6 +25,8 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+#![warn(missing_docs)]
+
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -83,9 +85,13 @@ pub trait SecretsBackend: fmt::Debug + Send + Sync {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum BackendKind {
+    /// The `pass` password store (gpg-encrypted files, through the `pass` program).
     Pass,
+    /// One sops-encrypted YAML or JSON file, through the `sops` program.
     Sops,
+    /// Plain, unencrypted files, one per key.
     Unsafe,
+    /// One age-encrypted document, encrypted natively.
     Age,
 }
 
@@ -167,9 +173,14 @@ pub struct AgeConfig {
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum BackendConfig {
+    /// The `pass` backend.
     Pass(PassConfig),
+    /// The `sops` backend.
     Sops(SopsConfig),
+    /// The `unsafe` (plain files) backend.
     Unsafe(UnsafeConfig),
+    /// The native `age` backend (needs the `age` feature; without it [`open`] returns
+    /// [`BackendError::Unsupported`]).
     Age(AgeConfig),
     /// An in-memory backend, for tests.
     #[cfg(any(test, feature = "testing"))]
