@@ -462,12 +462,3 @@ mod tests {
         assert!(map.is_empty());
     }
 }
-
-/// Writes a new x25519 identity to `path` (stub: being implemented).
-pub fn generate_identity(path: &std::path::Path) -> Result<String, BackendError> {
-    let _ = path;
-    Err(BackendError::Unsupported {
-        backend: "age",
-        operation: "generate_identity",
-    })
-}
