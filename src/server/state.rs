@@ -131,7 +131,17 @@ impl ServerState {
         Ok(state)
     }
 
-    /// Assembles a state from parts (for embedding and tests).
+    /// A state without password login from a key ring and any token store (for embedding,
+    /// and for tests with a store that fails).
+    pub fn from_parts(
+        config: &Config,
+        keys: KeyRing,
+        store: Arc<dyn TokenStore>,
+    ) -> Result<ServerState, CliError> {
+        ServerState::new(keys, store, config, None)
+    }
+
+    /// Assembles a state from parts.
     pub(crate) fn new(
         keys: KeyRing,
         store: Arc<dyn TokenStore>,
