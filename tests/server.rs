@@ -841,7 +841,10 @@ fn bad_input_from_the_command_line() {
         .args(["remotes", "add", "web", &format!("http://{addr}")])
         .assert()
         .code(1)
-        .stderr(predicates::str::contains("not").and(predicates::str::contains("tessera server")));
+        .stderr(
+            predicates::str::contains("no tessera JSON")
+                .and(predicates::str::contains("tessera server")),
+        );
 
     // A hand-broken remotes.toml is reported with its line and never overwritten.
     let broken = "active = \"a\"\n[remotes.a]\nurl = \"http://127.0.0.1:1\"\ninsecure = maybe\n";
