@@ -54,6 +54,9 @@ pub struct ServerState {
     /// Ids of single-use tokens (loaded from the store at start, extended when this server
     /// mints one); their use is recorded in the store with `mark_used`.
     pub(crate) single_use: Mutex<HashSet<String>>,
+    /// Limits concurrent bcrypt checks to all cores but one, so that a flood of logins cannot
+    /// starve token verification.
+    pub(crate) bcrypt_slots: tokio::sync::Semaphore,
 }
 
 /// SHA-256 of a username, so that constant-time comparison sees equal lengths.
@@ -165,6 +168,11 @@ impl ServerState {
             login,
             limiter: RateLimiter::new(config.server.login_attempts_per_minute),
             single_use: Mutex::new(single_use),
+            bcrypt_slots: tokio::sync::Semaphore::new(
+                std::thread::available_parallelism()
+                    .map_or(1, |n| n.get().saturating_sub(1))
+                    .max(1),
+            ),
         })
     }
 }
