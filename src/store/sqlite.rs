@@ -242,17 +242,19 @@ impl TokenStore for SqliteStore {
         issued_at: Timestamp,
     ) -> Result<bool, StoreError> {
         let conn = self.conn();
-        conn.query_row(
-            "SELECT
+        // Cached: this runs on every authenticated request of the server.
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT
                 EXISTS (SELECT 1 FROM revoked_jtis WHERE jti = ?1)
                 OR COALESCE((SELECT issued_at FROM tokens WHERE jti = ?1), ?3)
                    <= COALESCE((SELECT revoked_before FROM subject_cutoffs WHERE subject = ?2), -9223372036854775808)
                 OR COALESCE((SELECT issued_at FROM tokens WHERE jti = ?1), ?3)
                    <= COALESCE((SELECT revoked_before FROM global_cutoff WHERE id = 1), -9223372036854775808)",
-            params![jti, subject, ms(issued_at)],
-            |r| r.get(0),
-        )
-        .map_err(|e| self.err(e))
+            )
+            .map_err(|e| self.err(e))?;
+        stmt.query_row(params![jti, subject, ms(issued_at)], |r| r.get(0))
+            .map_err(|e| self.err(e))
     }
 
     fn revoke(&self, jti: &str, now: Timestamp) -> Result<bool, StoreError> {
