@@ -4,11 +4,28 @@
 //! descending order, each at most once: `y` years, `M` months, `w` weeks, `d` days, `h` hours,
 //! `m` minutes, `s` seconds. Months and years are calendar units added in UTC
 //! (2026-01-31 + `1M` = 2026-02-28).
+//!
+//! Strictness, so that a duration means exactly one thing:
+//! - each INTEGER is ASCII digits without sign, without a leading zero and not zero (`07d`,
+//!   `0d` and `1h0m` are refused; `0` on its own is the only spelling of "never");
+//! - no whitespace, no fractions, no sign, nothing after the last unit;
+//! - values that do not fit (`u32`) or that no calendar can add (more than jiff's span limits,
+//!   e.g. `20000y`) are refused as [`DurationError::Overflow`]; adding a duration that would go
+//!   past the year 9999 is an error too, never a token that does not expire.
 
-use jiff::Timestamp;
+use jiff::{Span, Timestamp, tz::TimeZone};
+use nom::{
+    IResult, Parser,
+    character::complete::{digit1, one_of},
+    combinator::all_consuming,
+    multi::many1,
+};
 
 /// The grammar, quoted in every parse error.
 pub const GRAMMAR: &str = "an integer and a unit, several in descending order (y, M, w, d, h, m, s), e.g. `30d`, `1h30m`, `1y6M`, or `0` for never";
+
+/// Units, largest first.
+const UNITS: [char; 7] = ['y', 'M', 'w', 'd', 'h', 'm', 's'];
 
 /// A parsed duration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -31,11 +48,87 @@ pub enum DurationError {
     Overflow { input: String },
 }
 
+/// `INTEGER UNIT` parts, as written.
+fn parts(input: &str) -> IResult<&str, Vec<(&str, char)>> {
+    all_consuming(many1((digit1, one_of("yMwdhms")))).parse(input)
+}
+
+/// Quotes user input for an error message: control characters escaped, long input cut.
+fn quote(input: &str) -> String {
+    let mut out: String = input
+        .chars()
+        .take(40)
+        .flat_map(char::escape_debug)
+        .collect();
+    if input.chars().nth(40).is_some() {
+        out.push('…');
+    }
+    out
+}
+
 impl HumanDuration {
     /// Parses `s` strictly (see the module docs).
     pub fn parse(s: &str) -> Result<Self, DurationError> {
-        let _ = s;
-        todo!()
+        let syntax = || DurationError::Syntax { input: quote(s) };
+        let overflow = || DurationError::Overflow { input: quote(s) };
+        if s == "0" {
+            return Ok(HumanDuration::default());
+        }
+        let (_, parts) = parts(s).map_err(|_| syntax())?;
+        let mut d = HumanDuration::default();
+        let mut last: Option<usize> = None;
+        for (digits, unit) in parts {
+            let rank = UNITS.iter().position(|u| *u == unit).ok_or_else(syntax)?;
+            if last.is_some_and(|l| rank <= l) {
+                return Err(syntax());
+            }
+            last = Some(rank);
+            if digits.starts_with('0') {
+                return Err(syntax());
+            }
+            let value: u32 = digits.parse().map_err(|_| overflow())?;
+            *d.field_mut(rank) = value;
+        }
+        if d.span().is_err() {
+            return Err(overflow());
+        }
+        Ok(d)
+    }
+
+    fn field_mut(&mut self, rank: usize) -> &mut u32 {
+        match rank {
+            0 => &mut self.years,
+            1 => &mut self.months,
+            2 => &mut self.weeks,
+            3 => &mut self.days,
+            4 => &mut self.hours,
+            5 => &mut self.minutes,
+            _ => &mut self.seconds,
+        }
+    }
+
+    fn fields(&self) -> [u32; 7] {
+        [
+            self.years,
+            self.months,
+            self.weeks,
+            self.days,
+            self.hours,
+            self.minutes,
+            self.seconds,
+        ]
+    }
+
+    /// The duration as a jiff span; an error when a unit is beyond jiff's limits.
+    fn span(&self) -> Result<Span, jiff::Error> {
+        Span::new()
+            .try_years(self.years)?
+            .try_months(self.months)?
+            .try_weeks(self.weeks)?
+            .try_days(self.days)?
+            .try_hours(self.hours)?
+            .try_minutes(self.minutes)?
+            .try_seconds(self.seconds)
     }
 
     /// `0`: never expires.
@@ -45,22 +138,48 @@ impl HumanDuration {
 
     /// The instant `self` after `start` (calendar units in UTC), `None` for never.
     pub fn after(&self, start: Timestamp) -> Result<Option<Timestamp>, DurationError> {
-        let _ = start;
-        todo!()
+        if self.is_never() {
+            return Ok(None);
+        }
+        let overflow = || DurationError::Overflow {
+            input: self.to_string(),
+        };
+        let span = self.span().map_err(|_| overflow())?;
+        let end = start
+            .to_zoned(TimeZone::UTC)
+            .checked_add(span)
+            .map_err(|_| overflow())?;
+        Ok(Some(end.timestamp()))
     }
 
     /// The length as a fixed `std::time::Duration` when it has no calendar units (months,
     /// years); `None` otherwise. `0` gives `Some(ZERO)`.
     pub fn as_fixed(&self) -> Option<std::time::Duration> {
-        todo!()
+        if self.years != 0 || self.months != 0 {
+            return None;
+        }
+        // At most 4.3e9 * 604800 per unit: far below u64::MAX, so no overflow.
+        let secs = u64::from(self.weeks) * 604_800
+            + u64::from(self.days) * 86_400
+            + u64::from(self.hours) * 3_600
+            + u64::from(self.minutes) * 60
+            + u64::from(self.seconds);
+        Some(std::time::Duration::from_secs(secs))
     }
 }
 
 impl std::fmt::Display for HumanDuration {
     /// Canonical form, e.g. `1y6M`, `2w3d`, `0`.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let _ = f;
-        todo!()
+        if self.is_never() {
+            return f.write_str("0");
+        }
+        for (value, unit) in self.fields().into_iter().zip(UNITS) {
+            if value != 0 {
+                write!(f, "{value}{unit}")?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -68,5 +187,189 @@ impl std::str::FromStr for HumanDuration {
     type Err = DurationError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Self::parse(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn ts(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn parses_the_contract_examples() {
+        let d = HumanDuration::parse("1y6M").unwrap();
+        assert_eq!((d.years, d.months), (1, 6));
+        assert_eq!(HumanDuration::parse("30s").unwrap().seconds, 30);
+        assert_eq!(HumanDuration::parse("15m").unwrap().minutes, 15);
+        let d = HumanDuration::parse("1h30m").unwrap();
+        assert_eq!((d.hours, d.minutes), (1, 30));
+        assert_eq!(HumanDuration::parse("7d").unwrap().days, 7);
+        let d = HumanDuration::parse("2w3d").unwrap();
+        assert_eq!((d.weeks, d.days), (2, 3));
+        let all = HumanDuration::parse("1y2M3w4d5h6m7s").unwrap();
+        assert_eq!(all.fields(), [1, 2, 3, 4, 5, 6, 7]);
+        assert!(HumanDuration::parse("0").unwrap().is_never());
+    }
+
+    #[test]
+    fn refuses_everything_else_with_the_grammar() {
+        for bad in [
+            "", " ", "1.5h", "-1d", "+1d", "1q", "6M1y", "1d1d", "1m1h", "00", "07d", "0d", "1h0m",
+            "1 d", " 1d", "1d ", "1D", "1Y", "d", "1", "10", "1d2", "1h30", "0s", "1d\n", "１d",
+            "1d,2h", "1mo", "∞",
+        ] {
+            let err = HumanDuration::parse(bad).unwrap_err();
+            assert!(
+                matches!(err, DurationError::Syntax { .. }),
+                "{bad:?} gave {err:?}"
+            );
+            let msg = err.to_string();
+            assert!(msg.contains(GRAMMAR), "{msg}");
+            assert!(msg.contains(&format!("`{}`", quote(bad))), "{msg}");
+        }
+    }
+
+    #[test]
+    fn refuses_overflow() {
+        for big in [
+            "4294967296s",
+            "99999999999999999999d",
+            "20000y",
+            "4294967295w",
+        ] {
+            let err = HumanDuration::parse(big).unwrap_err();
+            assert!(
+                matches!(err, DurationError::Overflow { .. }),
+                "{big}: {err:?}"
+            );
+            assert!(err.to_string().contains(big));
+        }
+        // Within jiff's limits but past year 9999 from now: an error, never "no expiry".
+        let d = HumanDuration::parse("9000y").unwrap();
+        assert!(matches!(
+            d.after(ts("2026-01-01T00:00:00Z")),
+            Err(DurationError::Overflow { .. })
+        ));
+        let d = HumanDuration::parse("175307616h").unwrap();
+        assert!(d.after(ts("2026-01-01T00:00:00Z")).is_err());
+    }
+
+    #[test]
+    fn months_clamp_to_the_month_end_in_utc() {
+        let start = ts("2026-01-31T12:00:00Z");
+        let one_month = HumanDuration::parse("1M").unwrap();
+        assert_eq!(
+            one_month.after(start).unwrap(),
+            Some(ts("2026-02-28T12:00:00Z"))
+        );
+        let leap = ts("2028-01-31T00:00:00Z");
+        assert_eq!(
+            one_month.after(leap).unwrap(),
+            Some(ts("2028-02-29T00:00:00Z"))
+        );
+        let d = HumanDuration::parse("1y6M").unwrap();
+        assert_eq!(
+            d.after(ts("2026-08-31T00:00:00Z")).unwrap(),
+            Some(ts("2028-02-29T00:00:00Z"))
+        );
+        let d = HumanDuration::parse("1d1h1m1s").unwrap();
+        assert_eq!(
+            d.after(ts("2026-12-31T23:00:00Z")).unwrap(),
+            Some(ts("2027-01-02T00:01:01Z"))
+        );
+        assert_eq!(HumanDuration::default().after(start).unwrap(), None);
+    }
+
+    #[test]
+    fn fixed_lengths() {
+        let f = |s: &str| HumanDuration::parse(s).unwrap().as_fixed();
+        assert_eq!(f("10s"), Some(std::time::Duration::from_secs(10)));
+        assert_eq!(f("5m"), Some(std::time::Duration::from_secs(300)));
+        assert_eq!(
+            f("1w1d1h1m1s"),
+            Some(std::time::Duration::from_secs(694_861))
+        );
+        assert_eq!(f("0"), Some(std::time::Duration::ZERO));
+        assert_eq!(f("1M"), None);
+        assert_eq!(f("1y"), None);
+    }
+
+    #[test]
+    fn display_is_canonical() {
+        for s in [
+            "0",
+            "1y6M",
+            "2w3d",
+            "1h30m",
+            "30s",
+            "1y2M3w4d5h6m7s",
+            "4294967295s",
+        ] {
+            assert_eq!(HumanDuration::parse(s).unwrap().to_string(), s);
+        }
+        let d: HumanDuration = "15m".parse().unwrap();
+        assert_eq!(d.to_string(), "15m");
+    }
+
+    fn representable() -> impl Strategy<Value = HumanDuration> {
+        // Kept inside jiff's span limits (years <= 19998, hours <= 175307616, ...).
+        (
+            0u32..=19_998,
+            0u32..=239_976,
+            0u32..=1_043_497,
+            0u32..=7_304_484,
+            0u32..=175_307_616,
+            any::<u32>(),
+            any::<u32>(),
+        )
+            .prop_map(|(years, months, weeks, days, hours, minutes, seconds)| {
+                HumanDuration {
+                    years,
+                    months,
+                    weeks,
+                    days,
+                    hours,
+                    minutes,
+                    seconds,
+                }
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn parse_display_roundtrip(d in representable()) {
+            prop_assert_eq!(HumanDuration::parse(&d.to_string()), Ok(d));
+        }
+
+        #[test]
+        fn never_panics(s in "\\PC*") {
+            let _ = HumanDuration::parse(&s);
+        }
+
+        #[test]
+        fn never_panics_near_the_grammar(s in "[0-9yMwdhms+. -]{0,30}") {
+            if let Ok(d) = HumanDuration::parse(&s) {
+                prop_assert_eq!(d.to_string(), s);
+                let _ = d.after(Timestamp::MAX);
+                let _ = d.after(Timestamp::MIN);
+            }
+        }
+
+        #[test]
+        fn after_is_later_or_an_error(d in representable(), secs in 0i64..4_000_000_000) {
+            let start = Timestamp::from_second(secs).unwrap();
+            match d.after(start) {
+                Ok(None) => prop_assert!(d.is_never()),
+                Ok(Some(end)) => prop_assert!(end >= start),
+                Err(e) => {
+                    let overflow = matches!(e, DurationError::Overflow { .. });
+                    prop_assert!(overflow);
+                }
+            }
+        }
     }
 }

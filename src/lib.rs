@@ -4,11 +4,14 @@
 //! [`cli::run`], which returns an exit code.
 
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod duration;
 pub mod error;
 pub mod keyring;
 pub mod password;
+pub mod remotes;
+pub mod server;
 pub mod store;
 pub mod token;
 

@@ -1,6 +1,6 @@
 //! bcrypt password hashes that htpasswd-compatible servers accept.
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 
 /// Default bcrypt cost.
 pub const DEFAULT_COST: u32 = 12;
@@ -28,14 +28,146 @@ pub enum PasswordError {
 }
 
 /// Hashes `password` with bcrypt (`$2y$` prefix, as htpasswd writes).
+///
+/// The length is checked here (1 to [`MAX_PASSWORD_LEN`] bytes) before bcrypt sees the
+/// password, so nothing is ever truncated. (bcrypt's own `non_truncating_*` functions refuse
+/// exactly 72 bytes too, because of the terminating NUL; all 72 bytes of such a password are
+/// still used, so 72 is accepted here.)
 pub fn hash(password: &SecretString, cost: u32) -> Result<SecretString, PasswordError> {
-    let _ = (password, cost);
-    todo!()
+    let bytes = password.expose_secret().as_bytes();
+    check_length(bytes)?;
+    if !(MIN_COST..=MAX_COST).contains(&cost) {
+        return Err(PasswordError::Cost(cost));
+    }
+    let parts =
+        bcrypt::hash_with_result(bytes, cost).map_err(|e| PasswordError::Hash(e.to_string()))?;
+    Ok(SecretString::from(
+        parts.format_for_version(bcrypt::Version::TwoY),
+    ))
+}
+
+fn check_length(bytes: &[u8]) -> Result<(), PasswordError> {
+    match bytes.len() {
+        0 => Err(PasswordError::Empty),
+        n if n > MAX_PASSWORD_LEN => Err(PasswordError::TooLong(n)),
+        _ => Ok(()),
+    }
 }
 
 /// Checks `password` against a stored hash; malformed hashes fail closed (`Err`), a wrong
 /// password is `Ok(false)`.
+///
+/// Accepts `$2a$`, `$2b$` and `$2y$` hashes (htpasswd writes `$2y$`). An empty password or one
+/// longer than [`MAX_PASSWORD_LEN`] bytes never verifies (`Ok(false)`), so two passwords that
+/// share their first 72 bytes cannot both be accepted; the hash is still checked for
+/// well-formedness first, so a broken configuration is reported whatever the password.
+/// The comparison of the computed and stored hash is constant-time (bcrypt uses `subtle`).
 pub fn verify(password: &SecretString, hash: &SecretString) -> Result<bool, PasswordError> {
-    let _ = (password, hash);
-    todo!()
+    let hash = hash.expose_secret();
+    let prefix_ok = ["$2a$", "$2b$", "$2y$"].iter().any(|p| hash.starts_with(p));
+    if !prefix_ok || hash.len() != 60 {
+        return Err(PasswordError::BadHash);
+    }
+    let bytes = password.expose_secret().as_bytes();
+    if check_length(bytes).is_err() {
+        // Still spend the time of a real check, so length does not show in the timing.
+        let _ = bcrypt::verify(b"x", hash);
+        return Ok(false);
+    }
+    bcrypt::verify(bytes, hash).map_err(|_| PasswordError::BadHash)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secret(s: &str) -> SecretString {
+        SecretString::from(s.to_owned())
+    }
+
+    #[test]
+    fn hashes_are_2y_and_verify() {
+        let h = hash(&secret("correct horse"), 4).unwrap();
+        assert!(
+            h.expose_secret().starts_with("$2y$04$"),
+            "{}",
+            h.expose_secret()
+        );
+        assert_eq!(h.expose_secret().len(), 60);
+        assert!(verify(&secret("correct horse"), &h).unwrap());
+        assert!(!verify(&secret("correct horsf"), &h).unwrap());
+        assert!(!verify(&secret(""), &h).unwrap());
+    }
+
+    #[test]
+    fn all_htpasswd_prefixes_verify() {
+        let h = hash(&secret("pw"), 4).unwrap();
+        let body = &h.expose_secret()[3..];
+        for prefix in ["$2a", "$2b", "$2y"] {
+            assert!(
+                verify(&secret("pw"), &secret(&format!("{prefix}{body}"))).unwrap(),
+                "{prefix}"
+            );
+        }
+        // `$2x$` is the buggy-implementation marker: refused.
+        assert!(matches!(
+            verify(&secret("pw"), &secret(&format!("$2x{body}"))),
+            Err(PasswordError::BadHash)
+        ));
+    }
+
+    #[test]
+    fn malformed_hashes_fail_closed() {
+        let good = hash(&secret("pw"), 4).unwrap();
+        let g = good.expose_secret();
+        let too_costly = format!("$2y$99{}", &g[6..]);
+        let bad_b64 = format!("{}!{}", &g[..30], &g[31..]);
+        for bad in [
+            "",
+            "pw",
+            "{SHA}abc",
+            "$apr1$abc$def",
+            &g[..59],
+            &format!("{g}x"),
+            &too_costly,
+            &bad_b64,
+            "$2y$04$ééééééééééééééééééééééééééééééééééééééééééééééééééééé",
+        ] {
+            assert!(
+                matches!(
+                    verify(&secret("pw"), &secret(bad)),
+                    Err(PasswordError::BadHash)
+                ),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn lengths_and_costs() {
+        assert!(matches!(hash(&secret(""), 4), Err(PasswordError::Empty)));
+        let max = "a".repeat(MAX_PASSWORD_LEN);
+        let h = hash(&secret(&max), 4).unwrap();
+        assert!(verify(&secret(&max), &h).unwrap());
+        // A longer password sharing the first 72 bytes must not verify.
+        let longer = format!("{max}b");
+        assert!(matches!(
+            hash(&secret(&longer), 4),
+            Err(PasswordError::TooLong(73))
+        ));
+        assert!(!verify(&secret(&longer), &h).unwrap());
+        // The 72nd byte counts.
+        let other = format!("{}b", "a".repeat(MAX_PASSWORD_LEN - 1));
+        assert!(!verify(&secret(&other), &h).unwrap());
+        assert!(matches!(
+            hash(&secret("pw"), 3),
+            Err(PasswordError::Cost(3))
+        ));
+        assert!(matches!(
+            hash(&secret("pw"), 32),
+            Err(PasswordError::Cost(32))
+        ));
+        let err = hash(&secret(&longer), 4).unwrap_err().to_string();
+        assert!(!err.contains("aaaa"), "no password in errors: {err}");
+    }
 }

@@ -4,7 +4,9 @@ mod auth;
 mod completions;
 mod init;
 mod io;
+mod remotes;
 mod secrets;
+mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -65,6 +67,15 @@ pub enum Command {
     /// Tokens and passwords.
     #[command(subcommand)]
     Auth(auth::AuthCommand),
+    /// Manage the remote tessera servers this machine logs in to.
+    #[command(subcommand)]
+    Remotes(remotes::RemotesCommand),
+    /// Run the HTTP server: password login, token verification, refresh, revocation and the
+    /// admin API for tokens.
+    ///
+    /// Logs go to stderr (RUST_LOG sets the filter, default `info`); mutating requests get one
+    /// audit line each. SIGINT or SIGTERM stops it after open requests finish.
+    Serve(serve::ServeArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions(completions::CompletionsArgs),
     /// Print the man page (roff) on stdout.
@@ -140,6 +151,8 @@ pub fn run(cli: Cli, env: Env) -> Result<(), CliError> {
         Command::Init(args) => init::run(&ctx, args),
         Command::Secrets(cmd) => secrets::run(&ctx, cmd),
         Command::Auth(cmd) => auth::run(&ctx, cmd),
+        Command::Remotes(cmd) => remotes::run(&ctx, cmd),
+        Command::Serve(args) => serve::run(&ctx, args),
         Command::Completions(_) | Command::Man(_) => Ok(()),
     }
 }

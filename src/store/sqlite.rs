@@ -1,64 +1,752 @@
 //! The token store in one SQLite file (WAL mode), safe for several processes at once.
+//!
+//! Every call goes to the database (no cache), so a revocation made by one process is seen by
+//! the next check of every other. Times are stored as Unix milliseconds.
 
+use std::fs::{DirBuilder, OpenOptions};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
 
 use jiff::Timestamp;
+use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
 
 use super::{StoreError, TokenRecord, TokenStore};
 
-#[derive(Debug)]
+/// `PRAGMA user_version` of the schema this code writes.
+const SCHEMA_VERSION: i64 = 1;
+/// How long to wait for another process's write lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS tokens (
+    jti        TEXT PRIMARY KEY NOT NULL,
+    subject    TEXT NOT NULL,
+    scopes     TEXT NOT NULL,
+    issued_at  INTEGER NOT NULL,
+    expires_at INTEGER,
+    single_use INTEGER NOT NULL DEFAULT 0,
+    used_at    INTEGER
+);
+CREATE INDEX IF NOT EXISTS tokens_subject ON tokens (subject, issued_at);
+CREATE TABLE IF NOT EXISTS revoked_jtis (
+    jti        TEXT PRIMARY KEY NOT NULL,
+    revoked_at INTEGER NOT NULL,
+    expires_at INTEGER
+);
+CREATE TABLE IF NOT EXISTS subject_cutoffs (
+    subject        TEXT PRIMARY KEY NOT NULL,
+    revoked_before INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS global_cutoff (
+    id             INTEGER PRIMARY KEY CHECK (id = 1),
+    revoked_before INTEGER NOT NULL
+);
+";
+
+/// Whether the `tokens` row `t` is revoked: by id, by its subject's cut-off or by the global
+/// cut-off (`issued_at <= cut-off`).
+const REVOKED_SQL: &str = "(
+    EXISTS (SELECT 1 FROM revoked_jtis r WHERE r.jti = t.jti)
+    OR t.issued_at <= COALESCE((SELECT c.revoked_before FROM subject_cutoffs c WHERE c.subject = t.subject), -9223372036854775808)
+    OR t.issued_at <= COALESCE((SELECT g.revoked_before FROM global_cutoff g WHERE g.id = 1), -9223372036854775808)
+)";
+
+const HINT_LOCKED: &str = "another tessera process holds the lock; retry";
+const HINT_CORRUPT: &str = "the file is not a tessera token store; move it aside";
+const HINT_NEWER: &str = "it was written by a newer tessera; upgrade, or move it aside";
+const HINT_IO: &str = "check that the folder exists and is writable";
+
 pub struct SqliteStore {
     path: PathBuf,
+    conn: Mutex<Connection>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+fn ms(t: Timestamp) -> i64 {
+    t.as_millisecond()
+}
+
+fn from_ms(v: i64) -> Timestamp {
+    Timestamp::from_millisecond(v).unwrap_or(if v < 0 {
+        Timestamp::MIN
+    } else {
+        Timestamp::MAX
+    })
 }
 
 impl SqliteStore {
     /// Opens (creating with mode 0600 in a 0700 folder) the store at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let _ = path;
-        todo!()
+        let unavailable = |message: String, hint| StoreError::Unavailable {
+            path: path.display().to_string(),
+            message,
+            hint,
+        };
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(parent)
+                .map_err(|e| {
+                    unavailable(format!("cannot create {}: {e}", parent.display()), HINT_IO)
+                })?;
+        }
+        // Create the file ourselves so that it is 0600 from the start; SQLite gives its -wal
+        // and -shm files the same mode.
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path)
+            .map_err(|e| unavailable(format!("cannot open: {e}"), HINT_IO))?;
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| error(path, e))?;
+        let store = SqliteStore {
+            path: path.to_owned(),
+            conn: Mutex::new(conn),
+        };
+        store.init()?;
+        Ok(store)
     }
 
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves no half-done transaction behind (rusqlite rolls
+        // back on drop), so the connection is still usable.
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn err(&self, e: rusqlite::Error) -> StoreError {
+        error(&self.path, e)
+    }
+
+    fn init(&self) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| self.err(e))?;
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|e| self.err(e))?;
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::Unavailable {
+                path: self.path.display().to_string(),
+                message: format!("schema version {version}, this tessera knows {SCHEMA_VERSION}"),
+                hint: HINT_NEWER,
+            });
+        }
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .map_err(|e| self.err(e))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0))
+                .map_err(|e| self.err(e))?;
+        }
+        conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")
+            .map_err(|e| self.err(e))?;
+        if version < SCHEMA_VERSION {
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(|e| self.err(e))?;
+            // Another process may have created it meanwhile: the schema is idempotent.
+            tx.execute_batch(SCHEMA).map_err(|e| self.err(e))?;
+            tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+                .map_err(|e| self.err(e))?;
+            tx.commit().map_err(|e| self.err(e))?;
+        }
+        Ok(())
+    }
+
+    /// Counts recorded, unexpired, not yet revoked tokens matching `filter` (an SQL condition
+    /// on `t` with `?1` = now in ms and `?2` = an optional subject).
+    fn count_live(
+        conn: &Connection,
+        filter: &str,
+        now: i64,
+        subject: Option<&str>,
+    ) -> rusqlite::Result<usize> {
+        let sql = format!(
+            "SELECT COUNT(*) FROM tokens t WHERE {filter}
+             AND (t.expires_at IS NULL OR t.expires_at > ?1) AND NOT {REVOKED_SQL}"
+        );
+        conn.query_row(&sql, params![now, subject], |r| r.get::<_, i64>(0))
+            .map(|n| usize::try_from(n).unwrap_or(0))
+    }
+}
+
+/// Maps a SQLite error to a sentence and a hint.
+fn error(path: &Path, e: rusqlite::Error) -> StoreError {
+    let hint = match e.sqlite_error_code() {
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => HINT_LOCKED,
+        Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => HINT_CORRUPT,
+        Some(ErrorCode::ReadOnly | ErrorCode::CannotOpen | ErrorCode::PermissionDenied) => HINT_IO,
+        _ => HINT_CORRUPT,
+    };
+    StoreError::Unavailable {
+        path: path.display().to_string(),
+        message: e.to_string(),
+        hint,
+    }
 }
 
 impl TokenStore for SqliteStore {
     fn record(&self, record: &TokenRecord) -> Result<(), StoreError> {
-        let _ = record;
-        todo!()
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        tx.execute(
+            "INSERT INTO tokens (jti, subject, scopes, issued_at, expires_at, single_use)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                record.jti,
+                record.subject,
+                record.scopes,
+                ms(record.issued_at),
+                record.expires_at.map(ms),
+                record.single_use,
+            ],
+        )
+        .map_err(|e| self.err(e))?;
+        if record.revoked {
+            tx.execute(
+                "INSERT OR IGNORE INTO revoked_jtis (jti, revoked_at, expires_at) VALUES (?1, ?2, ?3)",
+                params![record.jti, ms(record.issued_at), record.expires_at.map(ms)],
+            )
+            .map_err(|e| self.err(e))?;
+        }
+        tx.commit().map_err(|e| self.err(e))
     }
+
+    /// A recorded token is judged by its recorded (millisecond) issue time, so a token minted
+    /// in the same second as, but after, a `revoke --subject`/`--all` stays valid. A token not
+    /// recorded here is judged by `issued_at` as given (the `iat` second), so it is revoked
+    /// when issued in the second of the cut-off: in doubt, revoked.
     fn is_revoked(
         &self,
         jti: &str,
         subject: &str,
         issued_at: Timestamp,
     ) -> Result<bool, StoreError> {
-        let _ = (jti, subject, issued_at);
-        todo!()
+        let conn = self.conn();
+        conn.query_row(
+            "SELECT
+                EXISTS (SELECT 1 FROM revoked_jtis WHERE jti = ?1)
+                OR COALESCE((SELECT issued_at FROM tokens WHERE jti = ?1), ?3)
+                   <= COALESCE((SELECT revoked_before FROM subject_cutoffs WHERE subject = ?2), -9223372036854775808)
+                OR COALESCE((SELECT issued_at FROM tokens WHERE jti = ?1), ?3)
+                   <= COALESCE((SELECT revoked_before FROM global_cutoff WHERE id = 1), -9223372036854775808)",
+            params![jti, subject, ms(issued_at)],
+            |r| r.get(0),
+        )
+        .map_err(|e| self.err(e))
     }
+
     fn revoke(&self, jti: &str, now: Timestamp) -> Result<bool, StoreError> {
-        let _ = (jti, now);
-        todo!()
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        let known: Option<Option<i64>> = tx
+            .query_row("SELECT expires_at FROM tokens WHERE jti = ?1", [jti], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(|e| self.err(e))?;
+        let inserted = tx
+            .execute(
+                "INSERT OR IGNORE INTO revoked_jtis (jti, revoked_at, expires_at) VALUES (?1, ?2, ?3)",
+                params![jti, ms(now), known.flatten()],
+            )
+            .map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(known.is_some() || inserted == 1)
     }
+
     fn revoke_subject(&self, subject: &str, now: Timestamp) -> Result<usize, StoreError> {
-        let _ = (subject, now);
-        todo!()
+        let now = ms(now);
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|e| self.err(e))?;
+        let touched = Self::count_live(
+            &tx,
+            "t.subject = ?2 AND t.issued_at <= ?1",
+            now,
+            Some(subject),
+        )
+        .map_err(|e| self.err(e))?;
+        tx.execute(
+            "INSERT INTO subject_cutoffs (subject, revoked_before) VALUES (?1, ?2)
+             ON CONFLICT (subject) DO UPDATE SET revoked_before = MAX(revoked_before, excluded.revoked_before)",
+            params![subject, now],
+        )
+        .map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(touched)
     }
+
     fn revoke_all(&self, now: Timestamp) -> Result<usize, StoreError> {
-        let _ = now;
-        todo!()
+        let now = ms(now);
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|e| self.err(e))?;
+        let touched = Self::count_live(&tx, "t.issued_at <= ?1 AND ?2 IS NULL", now, None)
+            .map_err(|e| self.err(e))?;
+        tx.execute(
+            "INSERT INTO global_cutoff (id, revoked_before) VALUES (1, ?1)
+             ON CONFLICT (id) DO UPDATE SET revoked_before = MAX(revoked_before, excluded.revoked_before)",
+            params![now],
+        )
+        .map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(touched)
     }
+
+    /// True when the token may be used now: it is not a recorded single-use token, or this is
+    /// the first use of one (which is recorded atomically). False when it was used before.
     fn mark_used(&self, jti: &str, now: Timestamp) -> Result<bool, StoreError> {
-        let _ = (jti, now);
-        todo!()
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|e| self.err(e))?;
+        let single_use: Option<bool> = tx
+            .query_row("SELECT single_use FROM tokens WHERE jti = ?1", [jti], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(|e| self.err(e))?;
+        let ok = match single_use {
+            Some(true) => {
+                tx.execute(
+                    "UPDATE tokens SET used_at = ?2 WHERE jti = ?1 AND used_at IS NULL",
+                    params![jti, ms(now)],
+                )
+                .map_err(|e| self.err(e))?
+                    == 1
+            }
+            _ => true,
+        };
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(ok)
     }
+
     fn list(&self, now: Timestamp) -> Result<Vec<TokenRecord>, StoreError> {
-        let _ = now;
-        todo!()
+        let conn = self.conn();
+        let sql = format!(
+            "SELECT t.jti, t.subject, t.scopes, t.issued_at, t.expires_at, t.single_use, {REVOKED_SQL}
+             FROM tokens t WHERE t.expires_at IS NULL OR t.expires_at > ?1
+             ORDER BY t.issued_at DESC, t.jti"
+        );
+        let mut stmt = conn.prepare(&sql).map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([ms(now)], |r| {
+                Ok(TokenRecord {
+                    jti: r.get(0)?,
+                    subject: r.get(1)?,
+                    scopes: r.get(2)?,
+                    issued_at: from_ms(r.get(3)?),
+                    expires_at: r.get::<_, Option<i64>>(4)?.map(from_ms),
+                    single_use: r.get(5)?,
+                    revoked: r.get(6)?,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
     }
+
+    /// Deletes token records and id revocations whose token expired before `now`. Revocations
+    /// of tokens whose expiry is unknown, and cut-offs, are kept: they may cover tokens that
+    /// never expire.
     fn prune(&self, now: Timestamp) -> Result<usize, StoreError> {
-        let _ = now;
-        todo!()
+        let now = ms(now);
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        let revoked = tx
+            .execute(
+                "DELETE FROM revoked_jtis WHERE expires_at IS NOT NULL AND expires_at < ?1",
+                [now],
+            )
+            .map_err(|e| self.err(e))?;
+        let tokens = tx
+            .execute(
+                "DELETE FROM tokens WHERE expires_at IS NOT NULL AND expires_at < ?1",
+                [now],
+            )
+            .map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(revoked + tokens)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn t(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    fn rec(jti: &str, subject: &str, issued: &str, expires: Option<&str>) -> TokenRecord {
+        TokenRecord {
+            jti: jti.to_owned(),
+            subject: subject.to_owned(),
+            scopes: "repository:*:pull".to_owned(),
+            issued_at: t(issued),
+            expires_at: expires.map(t),
+            single_use: false,
+            revoked: false,
+        }
+    }
+
+    fn open(dir: &tempfile::TempDir) -> SqliteStore {
+        SqliteStore::open(&dir.path().join("data/tessera/tokens.db")).unwrap()
+    }
+
+    #[test]
+    fn is_send_sync_and_creates_private_files() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<SqliteStore>();
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir);
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(store.path()), 0o600);
+        assert_eq!(mode(&dir.path().join("data/tessera")), 0o700);
+        assert_eq!(mode(&dir.path().join("data")), 0o700);
+        store
+            .record(&rec("a", "ci", "2026-01-01T00:00:00Z", None))
+            .unwrap();
+        let wal = dir.path().join("data/tessera/tokens.db-wal");
+        assert_eq!(mode(&wal), 0o600);
+        let conn = store.conn();
+        let journal: String = conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(journal, "wal");
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        assert!(format!("{store:?}").contains("tokens.db"));
+    }
+
+    #[test]
+    fn reopening_is_cheap() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(open(&dir));
+        let start = std::time::Instant::now();
+        for _ in 0..20 {
+            drop(open(&dir));
+        }
+        let each = start.elapsed() / 20;
+        // ~1 ms expected; generous bound for a loaded debug build.
+        assert!(each < Duration::from_millis(50), "open took {each:?}");
+    }
+
+    #[test]
+    fn record_list_and_revoke_by_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir);
+        let now = t("2026-06-01T00:00:00Z");
+        store
+            .record(&rec(
+                "old",
+                "ci",
+                "2026-01-01T00:00:00Z",
+                Some("2026-02-01T00:00:00Z"),
+            ))
+            .unwrap();
+        store
+            .record(&rec("a", "ci", "2026-05-01T00:00:00Z", None))
+            .unwrap();
+        store
+            .record(&rec(
+                "b",
+                "bot",
+                "2026-05-02T00:00:00Z",
+                Some("2027-01-01T00:00:00Z"),
+            ))
+            .unwrap();
+        assert!(
+            store
+                .record(&rec("a", "ci", "2026-05-01T00:00:00Z", None))
+                .is_err()
+        );
+
+        let listed: Vec<_> = store
+            .list(now)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.jti)
+            .collect();
+        assert_eq!(listed, ["b", "a"], "unexpired, newest first");
+
+        assert!(
+            !store
+                .is_revoked("a", "ci", t("2026-05-01T00:00:00Z"))
+                .unwrap()
+        );
+        assert!(store.revoke("a", now).unwrap());
+        assert!(
+            store
+                .is_revoked("a", "ci", t("2026-05-01T00:00:00Z"))
+                .unwrap()
+        );
+        assert!(
+            !store
+                .is_revoked("b", "bot", t("2026-05-02T00:00:00Z"))
+                .unwrap()
+        );
+        assert!(store.revoke("a", now).unwrap(), "known token");
+        assert!(store.revoke("unknown", now).unwrap(), "newly recorded");
+        assert!(
+            !store.revoke("unknown", now).unwrap(),
+            "already revoked, unknown"
+        );
+        assert!(store.is_revoked("unknown", "x", now).unwrap());
+        let a = store
+            .list(now)
+            .unwrap()
+            .into_iter()
+            .find(|r| r.jti == "a")
+            .unwrap();
+        assert!(a.revoked);
+    }
+
+    #[test]
+    fn cutoffs_revoke_by_subject_and_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir);
+        store
+            .record(&rec("a1", "ci", "2026-05-01T00:00:00Z", None))
+            .unwrap();
+        store
+            .record(&rec("a2", "ci", "2026-05-02T00:00:00Z", None))
+            .unwrap();
+        store
+            .record(&rec("b1", "bot", "2026-05-01T00:00:00Z", None))
+            .unwrap();
+        let cut = t("2026-05-03T00:00:00.500Z");
+        assert_eq!(store.revoke_subject("ci", cut).unwrap(), 2);
+        assert_eq!(
+            store.revoke_subject("ci", cut).unwrap(),
+            0,
+            "already revoked"
+        );
+        assert!(
+            store
+                .is_revoked("a1", "ci", t("2026-05-01T00:00:00Z"))
+                .unwrap()
+        );
+        // Not recorded here (minted elsewhere with the same secret): covered by the cut-off.
+        assert!(
+            store
+                .is_revoked("zz", "ci", t("2026-05-03T00:00:00Z"))
+                .unwrap()
+        );
+        assert!(
+            !store
+                .is_revoked("zz", "ci", t("2026-05-03T00:00:01Z"))
+                .unwrap()
+        );
+        assert!(
+            !store
+                .is_revoked("b1", "bot", t("2026-05-01T00:00:00Z"))
+                .unwrap()
+        );
+        // Minted after the cut-off within the same second and recorded: still valid, even
+        // when the caller passes the `iat` second.
+        store
+            .record(&rec("a3", "ci", "2026-05-03T00:00:00.900Z", None))
+            .unwrap();
+        assert!(
+            !store
+                .is_revoked("a3", "ci", t("2026-05-03T00:00:00Z"))
+                .unwrap()
+        );
+        // An earlier cut-off never moves the existing one back.
+        store
+            .revoke_subject("ci", t("2026-01-01T00:00:00Z"))
+            .unwrap();
+        assert!(
+            store
+                .is_revoked("a2", "ci", t("2026-05-02T00:00:00Z"))
+                .unwrap()
+        );
+
+        assert_eq!(
+            store.revoke_all(t("2026-05-04T00:00:00Z")).unwrap(),
+            2,
+            "b1 and a3"
+        );
+        assert!(
+            store
+                .is_revoked("b1", "bot", t("2026-05-01T00:00:00Z"))
+                .unwrap()
+        );
+        assert!(
+            store
+                .is_revoked("new", "anyone", t("2026-05-04T00:00:00Z"))
+                .unwrap()
+        );
+        assert!(
+            !store
+                .is_revoked("new", "anyone", t("2026-05-04T00:00:01Z"))
+                .unwrap()
+        );
+        assert!(
+            store
+                .list(t("2026-05-05T00:00:00Z"))
+                .unwrap()
+                .iter()
+                .all(|r| r.revoked)
+        );
+    }
+
+    #[test]
+    fn single_use_tokens_are_used_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir);
+        let mut once = rec("once", "ci", "2026-05-01T00:00:00Z", None);
+        once.single_use = true;
+        store.record(&once).unwrap();
+        store
+            .record(&rec("many", "ci", "2026-05-01T00:00:00Z", None))
+            .unwrap();
+        let now = t("2026-05-02T00:00:00Z");
+        assert!(store.mark_used("once", now).unwrap());
+        assert!(!store.mark_used("once", now).unwrap());
+        assert!(store.mark_used("many", now).unwrap());
+        assert!(store.mark_used("many", now).unwrap());
+        assert!(store.mark_used("unrecorded", now).unwrap());
+    }
+
+    #[test]
+    fn prune_drops_expired_records_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir);
+        store
+            .record(&rec(
+                "gone",
+                "ci",
+                "2026-01-01T00:00:00Z",
+                Some("2026-02-01T00:00:00Z"),
+            ))
+            .unwrap();
+        store
+            .record(&rec(
+                "live",
+                "ci",
+                "2026-01-01T00:00:00Z",
+                Some("2027-02-01T00:00:00Z"),
+            ))
+            .unwrap();
+        store
+            .record(&rec("never", "ci", "2026-01-01T00:00:00Z", None))
+            .unwrap();
+        let now = t("2026-03-01T00:00:00Z");
+        store.revoke("gone", now).unwrap();
+        store.revoke("never", now).unwrap();
+        store.revoke("elsewhere", now).unwrap();
+        assert_eq!(
+            store.prune(now).unwrap(),
+            2,
+            "record and revocation of `gone`"
+        );
+        assert!(
+            store
+                .is_revoked("never", "ci", t("2026-01-01T00:00:00Z"))
+                .unwrap()
+        );
+        assert!(store.is_revoked("elsewhere", "ci", now).unwrap());
+        assert_eq!(store.prune(now).unwrap(), 0);
+        assert_eq!(store.list(now).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn two_handles_see_each_other_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let one = open(&dir);
+        let two = open(&dir);
+        let issued = t("2026-05-01T00:00:00Z");
+        one.record(&rec("a", "ci", "2026-05-01T00:00:00Z", None))
+            .unwrap();
+        assert_eq!(two.list(issued).unwrap().len(), 1);
+        assert!(!two.is_revoked("a", "ci", issued).unwrap());
+        one.revoke("a", issued).unwrap();
+        assert!(two.is_revoked("a", "ci", issued).unwrap());
+        two.revoke_all(t("2026-05-02T00:00:00Z")).unwrap();
+        assert!(one.is_revoked("b", "bot", issued).unwrap());
+        // And from threads sharing one handle.
+        let shared = std::sync::Arc::new(one);
+        let handles: Vec<_> = (0..4)
+            .map(|i| {
+                let s = shared.clone();
+                std::thread::spawn(move || {
+                    s.record(&rec(&format!("t{i}"), "ci", "2026-05-03T00:00:00Z", None))
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap().unwrap();
+        }
+        assert_eq!(two.list(issued).unwrap().len(), 5);
+    }
+
+    #[test]
+    fn corrupt_or_foreign_files_give_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokens.db");
+        std::fs::write(
+            &path,
+            b"this is not a database, it is a shopping list\n".repeat(100),
+        )
+        .unwrap();
+        let err = SqliteStore::open(&path).unwrap_err();
+        let StoreError::Unavailable { hint, .. } = &err;
+        assert_eq!(*hint, HINT_CORRUPT);
+        let msg = err.to_string();
+        assert!(
+            msg.contains("tokens.db") && msg.contains("move it aside"),
+            "{msg}"
+        );
+
+        // A database of a newer schema.
+        let newer = dir.path().join("newer.db");
+        let c = Connection::open(&newer).unwrap();
+        c.pragma_update(None, "user_version", 99).unwrap();
+        drop(c);
+        let err = SqliteStore::open(&newer).unwrap_err().to_string();
+        assert!(err.contains("newer tessera"), "{err}");
+    }
+
+    #[test]
+    fn a_held_write_lock_is_reported_as_busy() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir);
+        let other = Connection::open(store.path()).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+        store
+            .conn()
+            .busy_timeout(Duration::from_millis(50))
+            .unwrap();
+        let err = store.revoke("x", t("2026-01-01T00:00:00Z")).unwrap_err();
+        let StoreError::Unavailable { hint, .. } = &err;
+        assert_eq!(*hint, HINT_LOCKED, "{err}");
+        other.execute_batch("ROLLBACK").unwrap();
+        assert!(store.revoke("x", t("2026-01-01T00:00:00Z")).unwrap());
     }
 }

@@ -1,9 +1,28 @@
 //! Tessera tokens: HS256 JWTs with a pinned algorithm, `kid` naming the secret, and scopes.
+//!
+//! Verification decisions:
+//! - Input longer than [`MAX_TOKEN_LEN`] is refused as `Malformed` before anything is parsed.
+//! - The header is decoded by us first; an `alg` other than `HS256` (`none`, `HS384`, `RS256`,
+//!   ...) is `BadSignature`: such a token was not signed by any key we hold, whatever it claims.
+//! - The key is chosen by `kid` among the current and previous keys; a missing or unknown `kid`
+//!   is `BadSignature`. Keys are never tried one after the other.
+//! - A structurally broken token (not three base64url parts, a signature that is not 32 bytes,
+//!   a header or payload that is not the expected JSON) is `Malformed`; a well-formed token
+//!   whose signature does not match (tampered header or payload) is `BadSignature`.
+//! - Time is checked against [`VerifyOptions::now`] with [`LEEWAY_SECS`] of leeway; a token
+//!   without `exp` never expires. jsonwebtoken's own clock checks are switched off.
 
 pub mod scope;
 
+use std::collections::HashSet;
+use std::sync::OnceLock;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jiff::Timestamp;
-use secrecy::{SecretBox, SecretString};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, errors::ErrorKind};
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
 
 pub use scope::{Scope, ScopeError, ScopeSet};
 
@@ -18,10 +37,23 @@ pub const LEEWAY_SECS: u64 = 60;
 
 /// One HMAC signing secret and its key id (a fingerprint of the secret, so the CLI and the
 /// server derive the same `kid` from the same secret wherever it was loaded from).
+///
+/// The secret lives only inside the jsonwebtoken keys, which zeroize it on drop; they are built
+/// once here so that verification does not rebuild them per call.
 pub struct SigningKey {
     kid: String,
-    secret: SecretBox<[u8]>,
+    encoding: EncodingKey,
+    decoding: DecodingKey,
 }
+
+/// Domain separation for the key id, so it is never the hash of the bare secret.
+const KID_DOMAIN: &[u8] = b"tessera token kid v1\0";
+/// Longest subject accepted, in bytes.
+pub const MAX_SUBJECT_LEN: usize = 256;
+/// Bytes of randomness in a `jti`.
+const JTI_BYTES: usize = 16;
+/// Length of an HS256 signature in base64url without padding.
+const HS256_SIG_B64_LEN: usize = 43;
 
 impl std::fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -43,8 +75,24 @@ impl SigningKey {
     /// Wraps a secret, refusing one shorter than [`MIN_SECRET_LEN`]. `origin` names where it
     /// came from for the error (e.g. ` from TESSERA_AUTH_TOKEN_SECRET`); never the value.
     pub fn new(secret: &SecretString, origin: &str) -> Result<Self, KeyError> {
-        let _ = (secret, origin);
-        todo!()
+        let bytes = secret.expose_secret().as_bytes();
+        if bytes.len() < MIN_SECRET_LEN {
+            return Err(KeyError::TooShort {
+                origin: origin.to_owned(),
+                len: bytes.len(),
+            });
+        }
+        let digest = Sha256::new()
+            .chain_update(KID_DOMAIN)
+            .chain_update(bytes)
+            .finalize();
+        let mut kid = hex::encode(digest);
+        kid.truncate(16);
+        Ok(SigningKey {
+            kid,
+            encoding: EncodingKey::from_secret(bytes),
+            decoding: DecodingKey::from_secret(bytes),
+        })
     }
 
     pub fn kid(&self) -> &str {
@@ -57,6 +105,23 @@ impl SigningKey {
 pub struct KeyRing {
     pub current: SigningKey,
     pub previous: Vec<SigningKey>,
+}
+
+impl KeyRing {
+    /// A ring with only `current`.
+    pub fn single(current: SigningKey) -> Self {
+        KeyRing {
+            current,
+            previous: Vec::new(),
+        }
+    }
+
+    /// The key whose id is `kid`, current first.
+    fn find(&self, kid: &str) -> Option<&SigningKey> {
+        std::iter::once(&self.current)
+            .chain(&self.previous)
+            .find(|k| k.kid == kid)
+    }
 }
 
 /// Claims of a tessera token.
@@ -102,9 +167,61 @@ pub enum MintError {
 }
 
 /// Mints an HS256 token signed with `keys.current`.
+///
+/// The subject must be non-empty, at most [`MAX_SUBJECT_LEN`] bytes, without control
+/// characters and without leading or trailing whitespace.
 pub fn mint(keys: &KeyRing, req: &MintRequest<'_>) -> Result<Minted, MintError> {
-    let _ = (keys, req);
-    todo!()
+    check_subject(req.subject)?;
+    let exp = req.expiry.after(req.now)?.map(|t| t.as_second());
+    let mut random = [0u8; JTI_BYTES];
+    getrandom::fill(&mut random)
+        .map_err(|e| MintError::Sign(format!("no randomness for the token id: {e}")))?;
+    let claims = Claims {
+        iss: req.issuer.to_owned(),
+        sub: req.subject.to_owned(),
+        jti: hex::encode(random),
+        iat: req.now.as_second(),
+        nbf: req.now.as_second(),
+        exp,
+        scope: req.scopes.to_string(),
+        aud: req.audience.map(str::to_owned),
+    };
+    let mut header = Header::new(Algorithm::HS256);
+    header.kid = Some(keys.current.kid.clone());
+    let token = jsonwebtoken::encode(&header, &claims, &keys.current.encoding)
+        .map_err(|e| MintError::Sign(e.to_string()))?;
+    Ok(Minted {
+        token: SecretString::from(token),
+        claims,
+    })
+}
+
+fn check_subject(subject: &str) -> Result<(), MintError> {
+    let shown: String = subject
+        .chars()
+        .take(40)
+        .flat_map(char::escape_debug)
+        .collect();
+    if subject.is_empty() {
+        return Err(MintError::Subject("the subject is empty".to_owned()));
+    }
+    if subject.len() > MAX_SUBJECT_LEN {
+        return Err(MintError::Subject(format!(
+            "`{shown}…` is {} bytes; at most {MAX_SUBJECT_LEN} are allowed",
+            subject.len()
+        )));
+    }
+    if subject.chars().any(char::is_control) {
+        return Err(MintError::Subject(format!(
+            "`{shown}` contains control characters; use printable text"
+        )));
+    }
+    if subject.trim() != subject {
+        return Err(MintError::Subject(format!(
+            "`{shown}` starts or ends with whitespace"
+        )));
+    }
+    Ok(())
 }
 
 /// Why a token was refused. `reason()` gives the short words of the contract.
@@ -159,6 +276,476 @@ pub fn verify(
     token: &str,
     opts: &VerifyOptions<'_>,
 ) -> Result<Claims, VerifyError> {
-    let _ = (keys, token, opts);
-    todo!()
+    if token.len() > MAX_TOKEN_LEN {
+        return Err(VerifyError::Malformed(format!(
+            "longer than {MAX_TOKEN_LEN} bytes"
+        )));
+    }
+    let mut parts = token.split('.');
+    let (Some(header), Some(_payload), Some(signature), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(VerifyError::Malformed(
+            "expected three base64url parts separated by `.`".to_owned(),
+        ));
+    };
+    let header = decode_header(header)?;
+    if header.alg != "HS256" {
+        return Err(VerifyError::BadSignature);
+    }
+    if signature.len() != HS256_SIG_B64_LEN {
+        return Err(VerifyError::Malformed(
+            "the signature has the wrong length".to_owned(),
+        ));
+    }
+    let key = header
+        .kid
+        .as_deref()
+        .and_then(|kid| keys.find(kid))
+        .ok_or(VerifyError::BadSignature)?;
+    let claims = jsonwebtoken::decode::<Claims>(token, &key.decoding, validation())
+        .map_err(|e| match e.kind() {
+            ErrorKind::InvalidSignature | ErrorKind::InvalidAlgorithm => VerifyError::BadSignature,
+            ErrorKind::Json(e) => VerifyError::Malformed(format!("unexpected claims: {e}")),
+            _ => VerifyError::Malformed("undecodable".to_owned()),
+        })?
+        .claims;
+    check_claims(&claims, opts)?;
+    Ok(claims)
+}
+
+/// The header fields we read; unknown fields are ignored.
+#[derive(serde::Deserialize)]
+struct RawHeader {
+    alg: String,
+    #[serde(default)]
+    kid: Option<String>,
+}
+
+fn decode_header(part: &str) -> Result<RawHeader, VerifyError> {
+    let json = URL_SAFE_NO_PAD
+        .decode(part)
+        .map_err(|_| VerifyError::Malformed("the header is not base64url".to_owned()))?;
+    serde_json::from_slice(&json)
+        .map_err(|_| VerifyError::Malformed("the header is not a JWT header".to_owned()))
+}
+
+/// One pinned validation: HS256 only, no claim required, clock checks done by [`check_claims`]
+/// against the caller's `now`, `aud` checked by us only when configured.
+fn validation() -> &'static Validation {
+    static VALIDATION: OnceLock<Validation> = OnceLock::new();
+    VALIDATION.get_or_init(|| {
+        let mut v = Validation::new(Algorithm::HS256);
+        v.algorithms = vec![Algorithm::HS256];
+        v.required_spec_claims = HashSet::new();
+        v.leeway = LEEWAY_SECS;
+        v.validate_exp = false;
+        v.validate_nbf = false;
+        v.validate_aud = false;
+        v
+    })
+}
+
+fn timestamp(secs: i64) -> Timestamp {
+    Timestamp::from_second(secs).unwrap_or(if secs < 0 {
+        Timestamp::MIN
+    } else {
+        Timestamp::MAX
+    })
+}
+
+fn check_claims(claims: &Claims, opts: &VerifyOptions<'_>) -> Result<(), VerifyError> {
+    if claims.sub.is_empty() || claims.jti.is_empty() {
+        return Err(VerifyError::Malformed("empty `sub` or `jti`".to_owned()));
+    }
+    if ScopeSet::parse_claim(&claims.scope).is_err() {
+        return Err(VerifyError::Malformed(
+            "the `scope` claim is not valid".to_owned(),
+        ));
+    }
+    if claims.iss != opts.issuer {
+        let shown: String = claims
+            .iss
+            .chars()
+            .take(80)
+            .flat_map(char::escape_debug)
+            .collect();
+        return Err(VerifyError::WrongIssuer(shown));
+    }
+    if let Some(expected) = opts.audience
+        && claims.aud.as_deref() != Some(expected)
+    {
+        return Err(VerifyError::WrongAudience);
+    }
+    let now = opts.now.as_second();
+    let leeway = LEEWAY_SECS as i64;
+    if let Some(exp) = claims.exp
+        && now > exp.saturating_add(leeway)
+    {
+        return Err(VerifyError::Expired(timestamp(exp)));
+    }
+    if claims.nbf > now.saturating_add(leeway) {
+        return Err(VerifyError::NotYetValid(timestamp(claims.nbf)));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef-current";
+    const OLD: &str = "0123456789abcdef0123456789abcdef-previous";
+
+    fn key(secret: &str) -> SigningKey {
+        SigningKey::new(&SecretString::from(secret.to_owned()), "").unwrap()
+    }
+
+    fn ring() -> KeyRing {
+        KeyRing::single(key(SECRET))
+    }
+
+    fn now() -> Timestamp {
+        "2026-03-01T12:00:00Z".parse().unwrap()
+    }
+
+    fn at(offset_secs: i64) -> Timestamp {
+        now() + jiff::SignedDuration::from_secs(offset_secs)
+    }
+
+    fn scopes() -> ScopeSet {
+        ScopeSet::parse_list("push,pull", "team/*").unwrap()
+    }
+
+    fn mint_with(keys: &KeyRing, expiry: &str, audience: Option<&str>) -> Minted {
+        let scopes = scopes();
+        let req = MintRequest {
+            issuer: "tessera",
+            subject: "ci",
+            scopes: &scopes,
+            expiry: HumanDuration::parse(expiry).unwrap(),
+            audience,
+            now: now(),
+        };
+        mint(keys, &req).unwrap()
+    }
+
+    fn opts(now: Timestamp) -> VerifyOptions<'static> {
+        VerifyOptions {
+            issuer: "tessera",
+            audience: None,
+            now,
+        }
+    }
+
+    fn b64json(v: serde_json::Value) -> String {
+        URL_SAFE_NO_PAD.encode(serde_json::to_vec(&v).unwrap())
+    }
+
+    fn parts(token: &str) -> Vec<String> {
+        token.split('.').map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn short_secrets_are_refused_and_kid_reveals_nothing() {
+        let err = SigningKey::new(&SecretString::from("x".repeat(31)), " from TEST").unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("31 bytes") && msg.contains(" from TEST"),
+            "{msg}"
+        );
+        assert!(!msg.contains("xxxx"));
+        let k = key(SECRET);
+        assert_eq!(k.kid().len(), 16);
+        assert_eq!(k.kid(), key(SECRET).kid(), "same secret, same kid");
+        assert_ne!(k.kid(), key(OLD).kid());
+        let plain = hex::encode(Sha256::digest(SECRET.as_bytes()));
+        assert!(!plain.starts_with(k.kid()), "kid is domain-separated");
+        let debug = format!("{:?}", ring());
+        assert!(!debug.contains("0123456789abcdef"), "{debug}");
+        assert!(debug.contains(k.kid()));
+    }
+
+    #[test]
+    fn mint_then_verify() {
+        let keys = ring();
+        let m = mint_with(&keys, "30d", None);
+        let token = m.token.expose_secret();
+        let p = parts(token);
+        let header: serde_json::Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(&p[0]).unwrap()).unwrap();
+        assert_eq!(header["alg"], "HS256");
+        assert_eq!(header["kid"], keys.current.kid());
+        let body: serde_json::Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(&p[1]).unwrap()).unwrap();
+        assert_eq!(
+            body["scope"],
+            "repository:team/*:pull repository:team/*:push"
+        );
+        assert!(body.get("aud").is_none());
+        assert_eq!(m.claims.jti.len(), 32);
+        assert_eq!(m.claims.iat, now().as_second());
+        assert_eq!(m.claims.nbf, now().as_second());
+        assert_eq!(m.claims.exp, Some(now().as_second() + 30 * 86_400));
+
+        let claims = verify(&keys, token, &opts(now())).unwrap();
+        assert_eq!(claims, m.claims);
+        assert_ne!(mint_with(&keys, "30d", None).claims.jti, m.claims.jti);
+    }
+
+    #[test]
+    fn never_expiring_tokens_have_no_exp_and_verify_forever() {
+        let keys = ring();
+        let m = mint_with(&keys, "0", None);
+        assert_eq!(m.claims.exp, None);
+        let body = parts(m.token.expose_secret())[1].clone();
+        let body: serde_json::Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(body).unwrap()).unwrap();
+        assert!(body.get("exp").is_none());
+        let far: Timestamp = "9999-01-01T00:00:00Z".parse().unwrap();
+        assert!(verify(&keys, m.token.expose_secret(), &opts(far)).is_ok());
+    }
+
+    #[test]
+    fn expiry_and_not_before_use_the_given_clock_with_leeway() {
+        let keys = ring();
+        let m = mint_with(&keys, "1h", None);
+        let t = m.token.expose_secret();
+        assert!(verify(&keys, t, &opts(at(3600 + 60))).is_ok());
+        assert_eq!(
+            verify(&keys, t, &opts(at(3600 + 61))),
+            Err(VerifyError::Expired(at(3600)))
+        );
+        assert!(verify(&keys, t, &opts(at(-60))).is_ok());
+        let err = verify(&keys, t, &opts(at(-61))).unwrap_err();
+        assert_eq!(err, VerifyError::NotYetValid(now()));
+        assert_eq!(err.reason(), "not yet valid");
+    }
+
+    #[test]
+    fn issuer_and_audience() {
+        let keys = ring();
+        let plain = mint_with(&keys, "1h", None);
+        let with_aud = mint_with(&keys, "1h", Some("registry"));
+        let wrong_iss = VerifyOptions {
+            issuer: "other",
+            ..opts(now())
+        };
+        assert_eq!(
+            verify(&keys, plain.token.expose_secret(), &wrong_iss),
+            Err(VerifyError::WrongIssuer("tessera".to_owned()))
+        );
+        // No audience configured: a token carrying one is still accepted.
+        assert!(verify(&keys, with_aud.token.expose_secret(), &opts(now())).is_ok());
+        let want = |aud| VerifyOptions {
+            audience: Some(aud),
+            ..opts(now())
+        };
+        assert!(verify(&keys, with_aud.token.expose_secret(), &want("registry")).is_ok());
+        assert_eq!(
+            verify(&keys, with_aud.token.expose_secret(), &want("other")),
+            Err(VerifyError::WrongAudience)
+        );
+        assert_eq!(
+            verify(&keys, plain.token.expose_secret(), &want("registry")),
+            Err(VerifyError::WrongAudience)
+        );
+    }
+
+    #[test]
+    fn garbage_is_malformed() {
+        let keys = ring();
+        let good = mint_with(&keys, "1h", None);
+        let good = good.token.expose_secret();
+        let p = parts(good);
+        let non_json = format!("{}.{}.{}", URL_SAFE_NO_PAD.encode("not json"), p[1], p[2]);
+        let payload_not_json = {
+            // Correctly signed, but the payload is not our claims.
+            let header = &p[0];
+            let body = URL_SAFE_NO_PAD.encode("[1,2]");
+            let sig = jsonwebtoken::crypto::sign(
+                format!("{header}.{body}").as_bytes(),
+                &keys.current.encoding,
+                Algorithm::HS256,
+            )
+            .unwrap();
+            format!("{header}.{body}.{sig}")
+        };
+        let huge = "a".repeat(MAX_TOKEN_LEN + 1);
+        for bad in [
+            "",
+            "garbage",
+            "a.b",
+            "a.b.c.d",
+            "...",
+            "!!.??.**",
+            &huge,
+            &good[..good.len() - 1],
+            &good[..good.len() - 10],
+            &good[..good.rfind('.').unwrap()],
+            &good[..20],
+            &format!("{good}x"),
+            &format!("{good}.x"),
+            &non_json,
+            &payload_not_json,
+        ] {
+            let err = verify(&keys, bad, &opts(now())).unwrap_err();
+            assert!(
+                matches!(err, VerifyError::Malformed(_)),
+                "{bad:.40}: {err:?}"
+            );
+            assert_eq!(err.reason(), "malformed");
+        }
+    }
+
+    #[test]
+    fn oversized_input_is_refused_before_parsing() {
+        // A real token padded past the limit would verify if it were parsed at all.
+        let keys = ring();
+        let m = mint_with(&keys, "1h", None);
+        let padded = format!("{}{}", m.token.expose_secret(), " ".repeat(MAX_TOKEN_LEN));
+        assert_eq!(
+            verify(&keys, &padded, &opts(now())),
+            Err(VerifyError::Malformed(format!(
+                "longer than {MAX_TOKEN_LEN} bytes"
+            )))
+        );
+    }
+
+    #[test]
+    fn tampering_is_a_bad_signature() {
+        let keys = ring();
+        let m = mint_with(&keys, "1h", None);
+        let p = parts(m.token.expose_secret());
+        let mut body: serde_json::Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(&p[1]).unwrap()).unwrap();
+        body["scope"] = "admin".into();
+        let tampered_body = format!("{}.{}.{}", p[0], b64json(body), p[2]);
+        let tampered_header = format!(
+            "{}.{}.{}",
+            b64json(
+                serde_json::json!({"alg": "HS256", "typ": "JWT", "kid": keys.current.kid(), "x": 1})
+            ),
+            p[1],
+            p[2]
+        );
+        let mut sig = p[2].clone().into_bytes();
+        sig[5] = if sig[5] == b'A' { b'B' } else { b'A' };
+        let tampered_sig = format!("{}.{}.{}", p[0], p[1], String::from_utf8(sig).unwrap());
+        for bad in [tampered_body, tampered_header, tampered_sig] {
+            assert_eq!(
+                verify(&keys, &bad, &opts(now())),
+                Err(VerifyError::BadSignature)
+            );
+        }
+    }
+
+    #[test]
+    fn other_algorithms_and_unknown_keys_are_bad_signatures() {
+        let keys = ring();
+        let m = mint_with(&keys, "1h", None);
+        let p = parts(m.token.expose_secret());
+        let kid = keys.current.kid().to_owned();
+        let none = format!(
+            "{}.{}.",
+            b64json(serde_json::json!({"alg": "none", "kid": kid})),
+            p[1]
+        );
+        let mut forged = vec![none];
+        for alg in [Algorithm::HS384, Algorithm::HS512] {
+            let mut h = Header::new(alg);
+            h.kid = Some(kid.clone());
+            forged.push(jsonwebtoken::encode(&h, &m.claims, &keys.current.encoding).unwrap());
+        }
+        forged.push(format!(
+            "{}.{}.{}",
+            b64json(serde_json::json!({"alg": "RS256", "kid": kid})),
+            p[1],
+            p[2]
+        ));
+        // Signed by a key the ring does not hold, and a token without kid.
+        forged.push(
+            mint_with(&KeyRing::single(key(OLD)), "1h", None)
+                .token
+                .expose_secret()
+                .to_owned(),
+        );
+        let mut h = Header::new(Algorithm::HS256);
+        h.kid = None;
+        forged.push(jsonwebtoken::encode(&h, &m.claims, &keys.current.encoding).unwrap());
+        for bad in forged {
+            assert_eq!(
+                verify(&keys, &bad, &opts(now())),
+                Err(VerifyError::BadSignature),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn rotation_accepts_previous_keys_by_kid() {
+        let old_ring = KeyRing::single(key(OLD));
+        let old_token = mint_with(&old_ring, "1h", None);
+        let rotated = KeyRing {
+            current: key(SECRET),
+            previous: vec![key(OLD)],
+        };
+        let claims = verify(&rotated, old_token.token.expose_secret(), &opts(now())).unwrap();
+        assert_eq!(claims.jti, old_token.claims.jti);
+        let new_token = mint_with(&rotated, "1h", None);
+        assert!(verify(&rotated, new_token.token.expose_secret(), &opts(now())).is_ok());
+        // Dropped from the ring: refused.
+        assert_eq!(
+            verify(&ring(), old_token.token.expose_secret(), &opts(now())),
+            Err(VerifyError::BadSignature)
+        );
+    }
+
+    #[test]
+    fn subjects_are_checked() {
+        let keys = ring();
+        let scopes = scopes();
+        let long = "s".repeat(MAX_SUBJECT_LEN + 1);
+        for bad in ["", "ci\n", "a\u{7}b", " ci", "ci ", long.as_str()] {
+            let req = MintRequest {
+                issuer: "tessera",
+                subject: bad,
+                scopes: &scopes,
+                expiry: HumanDuration::parse("1h").unwrap(),
+                audience: None,
+                now: now(),
+            };
+            assert!(
+                matches!(mint(&keys, &req), Err(MintError::Subject(_))),
+                "{bad:?}"
+            );
+        }
+        let ok = "s".repeat(MAX_SUBJECT_LEN);
+        for good in ["ci", "deploy bot", "équipe/ci", ok.as_str()] {
+            let req = MintRequest {
+                issuer: "tessera",
+                subject: good,
+                scopes: &scopes,
+                expiry: HumanDuration::parse("1h").unwrap(),
+                audience: None,
+                now: now(),
+            };
+            assert!(mint(&keys, &req).is_ok(), "{good:?}");
+        }
+    }
+
+    #[test]
+    fn overflowing_expiry_is_an_error_not_never() {
+        let keys = ring();
+        let scopes = scopes();
+        let req = MintRequest {
+            issuer: "tessera",
+            subject: "ci",
+            scopes: &scopes,
+            expiry: HumanDuration::parse("9000y").unwrap(),
+            audience: None,
+            now: now(),
+        };
+        assert!(matches!(mint(&keys, &req), Err(MintError::Duration(_))));
+    }
 }

@@ -1,5 +1,6 @@
 //! `tessera auth ...`: tokens and passwords.
 
+pub(crate) mod login;
 mod password;
 mod token;
 
@@ -16,11 +17,32 @@ pub enum AuthCommand {
     /// bcrypt password hashes for password login.
     #[command(subcommand)]
     Password(password::PasswordCommand),
+    /// Log in to a remote tessera server and store its token for that remote.
+    ///
+    /// Prompts for a username and password (or takes --username U --password-stdin), and
+    /// exchanges them at the remote for a token. With --token-stdin, --token-file or --token,
+    /// stores a token you already have, once the remote confirms it is valid. The token is
+    /// kept in the secrets backend for pass, sops and age, else in remotes.toml (mode 0600).
+    ///
+    /// Examples:
+    ///   tessera auth login --remote prod
+    ///   printf '%s\n' "$PASSWORD" | tessera auth login --remote prod --username deploy --password-stdin
+    ///   tessera auth token generate --subject ci | tessera auth login --remote prod --token-stdin
+    #[command(verbatim_doc_comment)]
+    Login(login::LoginArgs),
+    /// Forget the stored token of a remote; with --revoke, revoke it on the server first.
+    Logout(login::LogoutArgs),
+    /// Ask the remote about the token (TESSERA_TOKEN, else the stored one): its real
+    /// subject, scopes and expiry. Exit 1 when the remote refuses it.
+    Status(login::RemoteArg),
 }
 
 pub fn run(ctx: &Context, cmd: AuthCommand) -> Result<(), CliError> {
     match cmd {
         AuthCommand::Token(c) => token::run(ctx, c),
         AuthCommand::Password(c) => password::run(ctx, c),
+        AuthCommand::Login(a) => login::login(ctx, a),
+        AuthCommand::Logout(a) => login::logout(ctx, a),
+        AuthCommand::Status(a) => login::status(ctx, a),
     }
 }

@@ -30,6 +30,12 @@ pub enum TokenCommand {
     List,
     /// Revoke one token by id, every token of a subject, or every token.
     Revoke(RevokeArgs),
+    /// Print the token of a remote alone on stdout (TESSERA_TOKEN, else the stored one).
+    ///
+    /// Example:
+    ///   tessera auth token show --remote prod | docker login registry.example.com -u ci --password-stdin
+    #[command(verbatim_doc_comment)]
+    Show(super::login::RemoteArg),
 }
 
 #[derive(Debug, Args)]
@@ -82,6 +88,7 @@ pub fn run(ctx: &Context, cmd: TokenCommand) -> Result<(), CliError> {
         TokenCommand::Verify(a) => verify(ctx, a),
         TokenCommand::List => list(ctx),
         TokenCommand::Revoke(a) => revoke(ctx, a),
+        TokenCommand::Show(a) => super::login::show(ctx, a),
     }
 }
 

@@ -1,0 +1,161 @@
+//! The one place that maps server errors to an HTTP status and `{"error", "code"}`.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+/// An API error: status, stable code, one readable sentence, and for 403 the scope that was
+/// missing. Never carries a secret.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Stable machine-readable code, e.g. `INVALID_TOKEN`.
+    pub code: &'static str,
+    /// One sentence for people.
+    pub message: String,
+    /// For `FORBIDDEN`: the scope the request needed.
+    pub required_scope: Option<String>,
+    /// For `RATE_LIMITED`: seconds until the next attempt is allowed.
+    pub retry_after: Option<u64>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            required_scope: None,
+            retry_after: None,
+        }
+    }
+
+    /// 400 `BAD_REQUEST`.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "BAD_REQUEST", message)
+    }
+
+    /// 401 `AUTH_REQUIRED`: no credentials were sent.
+    pub fn auth_required() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "AUTH_REQUIRED",
+            "this endpoint needs a token in an `Authorization: Bearer TOKEN` header",
+        )
+    }
+
+    /// 401 `INVALID_TOKEN`.
+    pub fn invalid_token(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "INVALID_TOKEN", message)
+    }
+
+    /// 401 `TOKEN_EXPIRED`.
+    pub fn token_expired(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "TOKEN_EXPIRED", message)
+    }
+
+    /// 401 `TOKEN_REVOKED`.
+    pub fn token_revoked(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "TOKEN_REVOKED", message)
+    }
+
+    /// 401 `INVALID_CREDENTIALS`: the same body for an unknown user and a wrong password.
+    pub fn invalid_credentials() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "INVALID_CREDENTIALS",
+            "the username or password is wrong",
+        )
+    }
+
+    /// 403 `FORBIDDEN` naming the scope the request needed.
+    pub fn forbidden(required_scope: impl Into<String>) -> Self {
+        let scope = required_scope.into();
+        let mut e = Self::new(
+            StatusCode::FORBIDDEN,
+            "FORBIDDEN",
+            format!("this request needs a token with scope `{scope}`"),
+        );
+        e.required_scope = Some(scope);
+        e
+    }
+
+    /// 404 `NOT_FOUND`.
+    pub fn not_found() -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            "there is no such endpoint; see docs/server.md for the API",
+        )
+    }
+
+    /// 405 `METHOD_NOT_ALLOWED`.
+    pub fn method_not_allowed() -> Self {
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "METHOD_NOT_ALLOWED",
+            "this endpoint does not accept that method",
+        )
+    }
+
+    /// 413 `PAYLOAD_TOO_LARGE`.
+    pub fn too_large(limit: usize) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "PAYLOAD_TOO_LARGE",
+            format!("the request body is larger than {limit} bytes"),
+        )
+    }
+
+    /// 429 `RATE_LIMITED` with `Retry-After`.
+    pub fn rate_limited(retry_after: u64) -> Self {
+        let mut e = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "RATE_LIMITED",
+            format!("too many login attempts from this address; try again in {retry_after} s"),
+        );
+        e.retry_after = Some(retry_after);
+        e
+    }
+
+    /// 503 `UNAVAILABLE`: a dependency (the token store) cannot answer; fail closed.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", message)
+    }
+
+    /// 500 `INTERNAL`: a bug or an unexpected failure; details go to the log only.
+    pub fn internal() -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL",
+            "the server failed to handle the request; the server log has the details",
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = json!({ "error": self.message, "code": self.code });
+        if let Some(scope) = &self.required_scope {
+            body["required_scope"] = json!(scope);
+        }
+        let mut response = (self.status, axum::Json(body)).into_response();
+        let headers = response.headers_mut();
+        if let Some(secs) = self.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if self.status == StatusCode::UNAUTHORIZED && self.code != "INVALID_CREDENTIALS" {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"tessera\""),
+            );
+        }
+        response.extensions_mut().insert(ErrorCode(self.code));
+        response
+    }
+}
+
+/// The error code of a response, kept for the audit line.
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorCode(pub &'static str);

@@ -1,0 +1,572 @@
+//! Request handlers of the HTTP API (CONTRACT section 7).
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use jiff::Timestamp;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use subtle::ConstantTimeEq;
+
+use super::error::ApiError;
+use super::state::{ServerState, digest};
+use super::{AuditSlot, BODY_LIMIT};
+use crate::duration::HumanDuration;
+use crate::store::TokenRecord;
+use crate::token::{self, Claims, MintError, MintRequest, Scope, ScopeSet, VerifyError};
+
+type AppState = State<Arc<ServerState>>;
+
+// ---- extractors ----------------------------------------------------------------------------
+
+/// A JSON body whose every rejection is a JSON error: 413 over the size limit, 400 otherwise
+/// (never axum's plain-text rejections). Error messages never quote values from the body.
+pub(crate) struct JsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::too_large(BODY_LIMIT)
+            } else {
+                ApiError::bad_request("cannot read the request body")
+            }
+        })?;
+        serde_json::from_slice(&bytes).map(JsonBody).map_err(|e| {
+            use serde_json::error::Category;
+            match e.classify() {
+                Category::Syntax | Category::Eof | Category::Io => ApiError::bad_request(format!(
+                    "the request body is not valid JSON (line {}, column {})",
+                    e.line(),
+                    e.column()
+                )),
+                Category::Data => {
+                    // "missing field `x`" and "unknown field `x`" name fields only; other
+                    // messages can quote a value (a password), so they are not repeated.
+                    let msg = e.to_string();
+                    let detail =
+                        if msg.starts_with("missing field") || msg.starts_with("unknown field") {
+                            msg.split(" at line").next().unwrap_or_default().to_owned()
+                        } else {
+                            "a field is missing or has the wrong type".to_owned()
+                        };
+                    ApiError::bad_request(format!(
+                        "the request body does not have the expected fields: {detail}"
+                    ))
+                }
+            }
+        })
+    }
+}
+
+/// The socket peer's IP address (never `X-Forwarded-For`); unspecified when unknown.
+pub(crate) struct Peer(pub IpAddr);
+
+impl<S: Send + Sync> FromRequestParts<S> for Peer {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Peer(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip()),
+        ))
+    }
+}
+
+/// A password from a JSON body, a secret from the moment it is parsed.
+pub(crate) struct Password(SecretString);
+
+impl<'de> Deserialize<'de> for Password {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(|s| Password(SecretString::from(s)))
+    }
+}
+
+// ---- helpers -------------------------------------------------------------------------------
+
+fn rfc3339(secs: i64) -> Option<String> {
+    Timestamp::from_second(secs).ok().map(|t| t.to_string())
+}
+
+fn scopes_of(claims: &Claims) -> Vec<&str> {
+    claims.scope.split_whitespace().collect()
+}
+
+/// A JSON response that carries a token, or describes one.
+fn token_response(status: StatusCode, body: Value) -> Response {
+    let mut r = (status, Json(body)).into_response();
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    r
+}
+
+/// The bearer token of a request, or why there is none.
+fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Err(ApiError::auth_required());
+    };
+    let text = value
+        .to_str()
+        .map_err(|_| ApiError::invalid_token("the Authorization header is not printable ASCII"))?;
+    let (scheme, rest) = text.split_once(' ').unwrap_or((text, ""));
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(ApiError::invalid_token(
+            "the Authorization header must be `Bearer TOKEN`",
+        ));
+    }
+    let tok = rest.trim();
+    if tok.is_empty() {
+        return Err(ApiError::invalid_token(
+            "the Authorization header has no token after `Bearer`",
+        ));
+    }
+    Ok(tok)
+}
+
+fn map_verify(e: VerifyError) -> ApiError {
+    match e {
+        VerifyError::Expired(at) => ApiError::token_expired(format!("the token expired at {at}")),
+        VerifyError::Revoked => ApiError::token_revoked("the token has been revoked"),
+        other => ApiError::invalid_token(format!("the token is not valid: {}", other.reason())),
+    }
+}
+
+fn store_unavailable(e: impl std::fmt::Display) -> ApiError {
+    tracing::error!(error = %e, "token store failed");
+    ApiError::unavailable(
+        "the token store cannot answer right now, so tokens cannot be checked; try again later",
+    )
+}
+
+/// Runs a token-store call on a blocking thread; any failure is 503 (fail closed).
+async fn with_store<R: Send + 'static>(
+    state: &Arc<ServerState>,
+    f: impl FnOnce(&dyn crate::store::TokenStore) -> Result<R, crate::store::StoreError>
+    + Send
+    + 'static,
+) -> Result<R, ApiError> {
+    let store = Arc::clone(&state.store);
+    match tokio::task::spawn_blocking(move || f(store.as_ref())).await {
+        Ok(Ok(r)) => Ok(r),
+        Ok(Err(e)) => Err(store_unavailable(e)),
+        Err(e) => Err(store_unavailable(e)),
+    }
+}
+
+/// Verifies the bearer token: signature, claims, revocation (asking the store every time) and
+/// single use. Records the subject as the request's principal.
+async fn authenticate(
+    state: &Arc<ServerState>,
+    headers: &HeaderMap,
+    audit: &AuditSlot,
+) -> Result<Claims, ApiError> {
+    let raw = bearer(headers)?;
+    let opts = token::VerifyOptions {
+        issuer: &state.issuer,
+        audience: None,
+        now: Timestamp::now(),
+    };
+    let claims = token::verify(&state.keys, raw, &opts).map_err(map_verify)?;
+    audit.set_principal(&claims.sub);
+    let single = match state.single_use.lock() {
+        Ok(set) => set.contains(&claims.jti),
+        Err(p) => p.into_inner().contains(&claims.jti),
+    };
+    let (jti, sub) = (claims.jti.clone(), claims.sub.clone());
+    let iat = Timestamp::from_second(claims.iat).unwrap_or(Timestamp::MIN);
+    let refusal = with_store(state, move |s| {
+        if s.is_revoked(&jti, &sub, iat)? {
+            return Ok(Some("the token has been revoked"));
+        }
+        if single && !s.mark_used(&jti, Timestamp::now())? {
+            return Ok(Some("the single-use token has already been used"));
+        }
+        Ok(None)
+    })
+    .await?;
+    match refusal {
+        Some(msg) => Err(ApiError::token_revoked(msg)),
+        None => Ok(claims),
+    }
+}
+
+/// Who is calling an admin endpoint, with what scopes.
+struct Caller {
+    scopes: ScopeSet,
+}
+
+/// Authenticates and requires `admin:tokens:ACTION`. With `auth.enabled = false` (loopback
+/// only), a request without credentials is let through with every scope.
+async fn admin(
+    state: &Arc<ServerState>,
+    headers: &HeaderMap,
+    audit: &AuditSlot,
+    action: &str,
+) -> Result<Caller, ApiError> {
+    if !state.auth_enabled && !headers.contains_key(header::AUTHORIZATION) {
+        audit.set_principal("anonymous (auth disabled)");
+        let mut scopes = ScopeSet::default();
+        if let Ok(all) = ScopeSet::parse_claim("admin") {
+            scopes = all;
+        }
+        return Ok(Caller { scopes });
+    }
+    let claims = authenticate(state, headers, audit).await?;
+    let scopes = ScopeSet::parse_claim(&claims.scope)
+        .map_err(|_| ApiError::invalid_token("the token's scopes cannot be read"))?;
+    let needed = Scope::AdminResource {
+        resource: "tokens".to_owned(),
+        action: action.to_owned(),
+    };
+    if !scopes.allows(&needed) {
+        return Err(ApiError::forbidden(format!("admin:tokens:{action}")));
+    }
+    Ok(Caller { scopes })
+}
+
+/// Refuses an expiry longer than `auth.max_token_expiry`.
+fn check_cap(state: &ServerState, expiry: HumanDuration, now: Timestamp) -> Result<(), ApiError> {
+    let max = state.max_token_expiry;
+    if max.is_never() {
+        return Ok(());
+    }
+    let cap = max
+        .after(now)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let want = expiry
+        .after(now)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    if want.is_none() || want > cap {
+        return Err(ApiError::bad_request(format!(
+            "expiry `{expiry}` is longer than the server's maximum ({max})"
+        )));
+    }
+    Ok(())
+}
+
+/// Mints a token and records it in the store (a failure to record is 503: the server does
+/// not hand out tokens it cannot list or mark).
+async fn issue(
+    state: &Arc<ServerState>,
+    subject: &str,
+    scopes: &ScopeSet,
+    expiry: HumanDuration,
+    audience: Option<&str>,
+    single_use: bool,
+) -> Result<token::Minted, ApiError> {
+    // Tokens carry whole seconds.
+    let now =
+        Timestamp::from_second(Timestamp::now().as_second()).unwrap_or_else(|_| Timestamp::now());
+    check_cap(state, expiry, now)?;
+    let minted = token::mint(
+        &state.keys,
+        &MintRequest {
+            issuer: &state.issuer,
+            subject,
+            scopes,
+            expiry,
+            audience,
+            now,
+        },
+    )
+    .map_err(|e| match e {
+        MintError::Subject(_) | MintError::Duration(_) => ApiError::bad_request(e.to_string()),
+        MintError::Sign(msg) => {
+            tracing::error!(error = %msg, "signing failed");
+            ApiError::internal()
+        }
+    })?;
+    let c = &minted.claims;
+    let record = TokenRecord {
+        jti: c.jti.clone(),
+        subject: c.sub.clone(),
+        scopes: c.scope.clone(),
+        issued_at: Timestamp::from_second(c.iat).unwrap_or(now),
+        expires_at: c.exp.and_then(|e| Timestamp::from_second(e).ok()),
+        single_use,
+        revoked: false,
+    };
+    if single_use {
+        match state.single_use.lock() {
+            Ok(mut set) => set.insert(c.jti.clone()),
+            Err(p) => p.into_inner().insert(c.jti.clone()),
+        };
+    }
+    with_store(state, move |s| s.record(&record)).await?;
+    Ok(minted)
+}
+
+// ---- handlers ------------------------------------------------------------------------------
+
+/// `GET /health`.
+pub(crate) async fn health() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct LoginBody {
+    username: String,
+    password: Password,
+}
+
+/// `POST /auth/login`.
+pub(crate) async fn login(
+    State(state): AppState,
+    Peer(ip): Peer,
+    audit: AuditSlot,
+    JsonBody(body): JsonBody<LoginBody>,
+) -> Result<Response, ApiError> {
+    let Some(login) = &state.login else {
+        return Err(ApiError {
+            message: "password login is not enabled on this server (`auth.username` is not set)"
+                .to_owned(),
+            ..ApiError::invalid_credentials()
+        });
+    };
+    if let Err(wait) = state.limiter.check(ip, Instant::now()) {
+        return Err(ApiError::rate_limited(wait));
+    }
+    let user_ok: bool = login
+        .username_digest
+        .ct_eq(&digest(body.username.as_bytes()))
+        .into();
+    // An unknown user is checked against a dummy hash of the same cost: same body, same cost.
+    let hash = SecretString::from(
+        if user_ok {
+            login.hash.expose_secret()
+        } else {
+            login.dummy_hash.expose_secret()
+        }
+        .to_owned(),
+    );
+    let password = body.password.0;
+    let password_ok = tokio::task::spawn_blocking(move || {
+        crate::password::verify(&password, &hash).unwrap_or(false)
+    })
+    .await
+    .unwrap_or(false);
+    if !(user_ok && password_ok) {
+        return Err(ApiError::invalid_credentials());
+    }
+    audit.set_principal(&login.username);
+    let minted = issue(
+        &state,
+        &login.username,
+        &login.scopes,
+        state.token_expiry,
+        None,
+        false,
+    )
+    .await?;
+    Ok(token_response(
+        StatusCode::OK,
+        json!({
+            "token": minted.token.expose_secret(),
+            "expires_at": minted.claims.exp.and_then(rfc3339),
+        }),
+    ))
+}
+
+/// `GET /auth/verify`.
+pub(crate) async fn verify(
+    State(state): AppState,
+    audit: AuditSlot,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let c = authenticate(&state, &headers, &audit).await?;
+    Ok(token_response(
+        StatusCode::OK,
+        json!({
+            "valid": true,
+            "subject": c.sub,
+            "scopes": scopes_of(&c),
+            "jti": c.jti,
+            "issued_at": rfc3339(c.iat),
+            "expires_at": c.exp.and_then(rfc3339),
+        }),
+    ))
+}
+
+/// `POST /auth/refresh`: a new token with the same subject, scopes and audience, and the
+/// configured expiry.
+pub(crate) async fn refresh(
+    State(state): AppState,
+    audit: AuditSlot,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let c = authenticate(&state, &headers, &audit).await?;
+    let scopes = ScopeSet::parse_claim(&c.scope)
+        .map_err(|_| ApiError::invalid_token("the token's scopes cannot be read"))?;
+    let minted = issue(
+        &state,
+        &c.sub,
+        &scopes,
+        state.token_expiry,
+        c.aud.as_deref(),
+        false,
+    )
+    .await?;
+    let n = &minted.claims;
+    Ok(token_response(
+        StatusCode::OK,
+        json!({
+            "token": minted.token.expose_secret(),
+            "jti": n.jti,
+            "subject": n.sub,
+            "scopes": scopes_of(n),
+            "issued_at": rfc3339(n.iat),
+            "expires_at": n.exp.and_then(rfc3339),
+        }),
+    ))
+}
+
+/// `DELETE /auth/token`: revokes the presented token.
+pub(crate) async fn revoke_self(
+    State(state): AppState,
+    audit: AuditSlot,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let c = authenticate(&state, &headers, &audit).await?;
+    let jti = c.jti.clone();
+    with_store(&state, move |s| s.revoke(&jti, Timestamp::now())).await?;
+    Ok(token_response(
+        StatusCode::OK,
+        json!({"revoked": true, "jti": c.jti}),
+    ))
+}
+
+/// `GET /auth/tokens` (`admin:tokens:read`).
+pub(crate) async fn list_tokens(
+    State(state): AppState,
+    audit: AuditSlot,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    admin(&state, &headers, &audit, "read").await?;
+    let records = with_store(&state, |s| s.list(Timestamp::now())).await?;
+    Ok(token_response(StatusCode::OK, json!({"tokens": records})))
+}
+
+/// Scopes in a request body: the CLI's comma-separated string or an array of strings.
+#[derive(Deserialize, Default)]
+#[serde(untagged)]
+pub(crate) enum ScopesField {
+    #[default]
+    None,
+    Text(String),
+    List(Vec<String>),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CreateBody {
+    subject: String,
+    #[serde(default)]
+    scopes: ScopesField,
+    #[serde(default)]
+    repo: Option<String>,
+    #[serde(default)]
+    expiry: Option<String>,
+    #[serde(default)]
+    single_use: bool,
+    #[serde(default)]
+    audience: Option<String>,
+}
+
+/// `POST /auth/tokens` (`admin:tokens:write`): mints a token for anyone, with at most the
+/// caller's own scopes.
+pub(crate) async fn create_token(
+    State(state): AppState,
+    audit: AuditSlot,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<CreateBody>,
+) -> Result<Response, ApiError> {
+    let caller = admin(&state, &headers, &audit, "write").await?;
+    let list = match body.scopes {
+        ScopesField::None => String::new(),
+        ScopesField::Text(s) => s,
+        ScopesField::List(v) => v.join(","),
+    };
+    let scopes = ScopeSet::parse_list(&list, body.repo.as_deref().unwrap_or("*"))
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    if let Some(missing) = scopes.iter().find(|s| !caller.scopes.allows(s)) {
+        return Err(ApiError::forbidden(missing.to_string()));
+    }
+    let expiry = match body.expiry.as_deref() {
+        Some(e) => HumanDuration::parse(e).map_err(|e| ApiError::bad_request(e.to_string()))?,
+        None => state.token_expiry,
+    };
+    let minted = issue(
+        &state,
+        &body.subject,
+        &scopes,
+        expiry,
+        body.audience.as_deref(),
+        body.single_use,
+    )
+    .await?;
+    let c = &minted.claims;
+    Ok(token_response(
+        StatusCode::CREATED,
+        json!({
+            "token": minted.token.expose_secret(),
+            "jti": c.jti,
+            "subject": c.sub,
+            "scopes": scopes_of(c),
+            "issued_at": rfc3339(c.iat),
+            "expires_at": c.exp.and_then(rfc3339),
+            "single_use": body.single_use,
+        }),
+    ))
+}
+
+/// `DELETE /auth/tokens/{jti}` (`admin:tokens:write`).
+pub(crate) async fn revoke_token(
+    State(state): AppState,
+    audit: AuditSlot,
+    headers: HeaderMap,
+    Path(jti): Path<String>,
+) -> Result<Response, ApiError> {
+    admin(&state, &headers, &audit, "write").await?;
+    if jti.is_empty()
+        || jti.len() > 128
+        || !jti
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(ApiError::bad_request(
+            "that is not a token id; take the id from `GET /auth/tokens`",
+        ));
+    }
+    audit.set_target(&jti);
+    let id = jti.clone();
+    with_store(&state, move |s| s.revoke(&id, Timestamp::now())).await?;
+    Ok(token_response(
+        StatusCode::OK,
+        json!({"revoked": true, "jti": jti}),
+    ))
+}
+
+/// Any other path.
+pub(crate) async fn not_found() -> ApiError {
+    ApiError::not_found()
+}
+
+/// A known path with another method.
+pub(crate) async fn method_not_allowed() -> ApiError {
+    ApiError::method_not_allowed()
+}

@@ -1,0 +1,184 @@
+//! What the server loads at start-up: signing keys, token store, password login.
+
+use std::cell::OnceCell;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use jiff::Timestamp;
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
+use tessera_backends::SecretsBackend;
+
+use super::ratelimit::RateLimiter;
+use crate::config::{Config, Env};
+use crate::duration::HumanDuration;
+use crate::error::CliError;
+use crate::keyring::load_keyring;
+use crate::store::{SqliteStore, TokenStore};
+use crate::token::{KeyRing, ScopeSet};
+
+/// Password login settings, loaded once at start-up.
+pub(crate) struct PasswordLogin {
+    /// The configured username (not secret; for the audit line and the token subject).
+    pub username: String,
+    /// SHA-256 of the username, compared in constant time with the digest of the one sent.
+    pub username_digest: [u8; 32],
+    /// The bcrypt hash from the backend.
+    pub hash: SecretString,
+    /// A bcrypt hash of a random password with the same cost, checked for unknown users so
+    /// that they cost as much as a wrong password.
+    pub dummy_hash: SecretString,
+    /// Scopes of tokens issued by password login.
+    pub scopes: ScopeSet,
+}
+
+impl std::fmt::Debug for PasswordLogin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PasswordLogin")
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Everything the request handlers share.
+#[derive(Debug)]
+pub struct ServerState {
+    pub(crate) keys: KeyRing,
+    pub(crate) store: Arc<dyn TokenStore>,
+    pub(crate) issuer: String,
+    pub(crate) auth_enabled: bool,
+    pub(crate) token_expiry: HumanDuration,
+    pub(crate) max_token_expiry: HumanDuration,
+    pub(crate) login: Option<PasswordLogin>,
+    pub(crate) limiter: RateLimiter,
+    /// Ids of single-use tokens (loaded from the store at start, extended when this server
+    /// mints one); their use is recorded in the store with `mark_used`.
+    pub(crate) single_use: Mutex<HashSet<String>>,
+}
+
+/// SHA-256 of a username, so that constant-time comparison sees equal lengths.
+pub(crate) fn digest(s: &[u8]) -> [u8; 32] {
+    Sha256::digest(s).into()
+}
+
+/// The cost of a bcrypt hash (`$2y$12$...` gives 12).
+fn bcrypt_cost(hash: &str) -> Option<u32> {
+    let mut parts = hash.split('$');
+    let (Some(""), Some(variant), Some(cost)) = (parts.next(), parts.next(), parts.next()) else {
+        return None;
+    };
+    if !matches!(variant, "2a" | "2b" | "2y") || cost.len() != 2 {
+        return None;
+    }
+    cost.parse().ok()
+}
+
+impl ServerState {
+    /// Loads the state from the configuration: the key ring through
+    /// [`load_keyring`] (the CLI's code path, never creating a secret), the token store, and,
+    /// when `auth.username` is set, the password hash (an error when it is missing).
+    pub fn load(config: &Config, env: &Env) -> Result<ServerState, CliError> {
+        let backend_cell: OnceCell<Box<dyn SecretsBackend>> = OnceCell::new();
+        let backend = || -> Result<&dyn SecretsBackend, CliError> {
+            if let Some(b) = backend_cell.get() {
+                return Ok(b.as_ref());
+            }
+            let b = tessera_backends::open(config.backend_config())?;
+            Ok(backend_cell.get_or_init(|| b).as_ref())
+        };
+        let (keys, _) = load_keyring(config, env, &backend, false)?;
+        let store = SqliteStore::open(&config.token_store_path())
+            .map_err(|e| CliError::from(e).context("cannot open the token store"))?;
+        let login = match &config.auth.username {
+            None => None,
+            Some(username) => {
+                let key = &config.auth.password_hash;
+                let hash = match backend()?.get(key) {
+                    Ok(h) => h,
+                    Err(e) if e.is_not_found() => {
+                        return Err(CliError::new(format!(
+                            "`auth.username` is set to `{username}` but there is no password hash at `{key}` in the {} backend",
+                            config.secrets.backend
+                        ))
+                        .with_hint(
+                            "store one with `tessera auth password hash --store`, or remove `auth.username` to turn password login off",
+                        ));
+                    }
+                    Err(e) => {
+                        return Err(CliError::from(e).context("cannot read the password hash"));
+                    }
+                };
+                let cost = bcrypt_cost(hash.expose_secret().trim()).ok_or_else(|| {
+                    CliError::new(format!(
+                        "the value at `{key}` is not a bcrypt hash ($2a$, $2b$ or $2y$)"
+                    ))
+                    .with_hint("store one with `tessera auth password hash --store`")
+                })?;
+                let dummy_password = crate::keyring::random_secret(32)?;
+                let dummy_hash = crate::password::hash(&dummy_password, cost)?;
+                let scopes = ScopeSet::parse_list(&config.auth.login_scopes, "*")
+                    .map_err(|e| CliError::new(format!("`auth.login_scopes`: {e}")))?;
+                Some(PasswordLogin {
+                    username: username.clone(),
+                    username_digest: digest(username.as_bytes()),
+                    hash: SecretString::from(hash.expose_secret().trim().to_owned()),
+                    dummy_hash,
+                    scopes,
+                })
+            }
+        };
+        let state = ServerState::new(keys, Arc::new(store), config, login)?;
+        Ok(state)
+    }
+
+    /// A state without password login from a key ring and any token store (for embedding,
+    /// and for tests with a store that fails).
+    pub fn from_parts(
+        config: &Config,
+        keys: KeyRing,
+        store: Arc<dyn TokenStore>,
+    ) -> Result<ServerState, CliError> {
+        ServerState::new(keys, store, config, None)
+    }
+
+    /// Assembles a state from parts.
+    pub(crate) fn new(
+        keys: KeyRing,
+        store: Arc<dyn TokenStore>,
+        config: &Config,
+        login: Option<PasswordLogin>,
+    ) -> Result<ServerState, CliError> {
+        let single_use = store
+            .list(Timestamp::now())
+            .map_err(|e| CliError::from(e).context("cannot read the token store"))?
+            .into_iter()
+            .filter(|r| r.single_use && !r.revoked)
+            .map(|r| r.jti)
+            .collect();
+        Ok(ServerState {
+            keys,
+            store,
+            issuer: config.auth.issuer.clone(),
+            auth_enabled: config.auth.enabled,
+            token_expiry: config.auth.token_expiry,
+            max_token_expiry: config.auth.max_token_expiry,
+            login,
+            limiter: RateLimiter::new(config.server.login_attempts_per_minute),
+            single_use: Mutex::new(single_use),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cost_of_hashes() {
+        assert_eq!(bcrypt_cost("$2y$12$abcdefghijklmnopqrstuv"), Some(12));
+        assert_eq!(bcrypt_cost("$2b$04$x"), Some(4));
+        assert_eq!(bcrypt_cost("$argon2id$v=19$m=1"), None);
+        assert_eq!(bcrypt_cost("plain"), None);
+        assert_eq!(bcrypt_cost("$2y$4$x"), None);
+    }
+}

@@ -1,0 +1,885 @@
+//! HTTP server tests: a real server on 127.0.0.1:0 (in-process or the real binary) and the
+//! real CLI through assert_cmd. Every spawned binary gets its own HOME and XDG folders.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command as StdCommand, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use assert_cmd::Command;
+use jiff::Timestamp;
+use reqwest::blocking::Client;
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use tessera::config::{Config, Env};
+use tessera::server::{self, ServerState};
+use tessera::store::{StoreError, TokenRecord, TokenStore};
+use tessera::token::{self, KeyRing, MintRequest, ScopeSet, SigningKey};
+
+const SECRET: &str = "test-signing-secret-0123456789-abcdefghijklmnop";
+const PASSWORD: &str = "correct horse battery staple";
+const WRONG_PASSWORD: &str = "Tr0ub4dor&3-wrong";
+
+/// A temporary HOME with XDG folders and a config file.
+struct Home {
+    dir: tempfile::TempDir,
+}
+
+impl Home {
+    fn new(config: &str) -> Home {
+        let dir = tempfile::tempdir().unwrap();
+        let h = Home { dir };
+        std::fs::create_dir_all(h.config_dir()).unwrap();
+        std::fs::create_dir_all(h.data()).unwrap();
+        std::fs::write(h.config_dir().join("tessera.toml"), config).unwrap();
+        h
+    }
+
+    /// A home with password login for `deploy` (bcrypt cost 4).
+    fn with_login(extra: &str) -> Home {
+        let h = Home::new(&format!(
+            "[auth]\nusername = \"deploy\"\ntoken_expiry = \"1h\"\nlogin_scopes = \"push,pull\"\n{extra}"
+        ));
+        h.cmd()
+            .args([
+                "auth", "password", "hash", "--stdin", "--cost", "4", "--store",
+            ])
+            .write_stdin(format!("{PASSWORD}\n"))
+            .assert()
+            .success();
+        h
+    }
+
+    fn home(&self) -> &Path {
+        self.dir.path()
+    }
+    fn config_dir(&self) -> PathBuf {
+        self.home().join("config/tessera")
+    }
+    fn data(&self) -> PathBuf {
+        self.home().join("data")
+    }
+    fn remotes(&self) -> PathBuf {
+        self.config_dir().join("remotes.toml")
+    }
+
+    fn vars(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("HOME", self.home().display().to_string()),
+            (
+                "XDG_CONFIG_HOME",
+                self.home().join("config").display().to_string(),
+            ),
+            ("XDG_DATA_HOME", self.data().display().to_string()),
+            ("TESSERA_AUTH_TOKEN_SECRET", SECRET.to_owned()),
+        ]
+    }
+
+    fn cmd(&self) -> Command {
+        let mut c = Command::cargo_bin("tessera").unwrap();
+        c.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default());
+        for (k, v) in self.vars() {
+            c.env(k, v);
+        }
+        c
+    }
+
+    fn env(&self) -> Env {
+        let vars = self.vars();
+        Env::from_pairs(vars.iter().map(|(k, v)| (*k, v.as_str())))
+    }
+
+    fn config(&self) -> Config {
+        Config::load(None, &self.env()).unwrap()
+    }
+
+    /// The server in this process on 127.0.0.1:0.
+    fn start(&self) -> server::RunningServer {
+        let state = ServerState::load(&self.config(), &self.env()).unwrap();
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        server::spawn(state, l, None).unwrap()
+    }
+
+    /// Mints a token with the CLI; returns (token, jti).
+    fn mint(&self, subject: &str, scopes: &str) -> (String, String) {
+        let out = self
+            .cmd()
+            .args([
+                "--json",
+                "auth",
+                "token",
+                "generate",
+                "--subject",
+                subject,
+                "--scopes",
+                scopes,
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        (
+            v["token"].as_str().unwrap().to_owned(),
+            v["jti"].as_str().unwrap().to_owned(),
+        )
+    }
+}
+
+/// The real binary serving on 127.0.0.1:0 with its log captured in a file.
+struct BinServer {
+    child: Child,
+    addr: SocketAddr,
+    log: PathBuf,
+}
+
+impl BinServer {
+    fn start(h: &Home) -> BinServer {
+        let log = h.home().join("server.log");
+        let file = std::fs::File::create(&log).unwrap();
+        let mut c = StdCommand::new(assert_cmd::cargo::cargo_bin("tessera"));
+        c.env_clear().env("RUST_LOG", "debug");
+        for (k, v) in h.vars() {
+            c.env(k, v);
+        }
+        let mut child = c
+            .args(["serve", "--bind", "127.0.0.1:0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .unwrap();
+        // Wait for the "listening on" line (no timing assertion: only a generous bound).
+        for _ in 0..600 {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if let Some(rest) = text.split("listening on http://").nth(1) {
+                let addr = rest.split_whitespace().next().unwrap().parse().unwrap();
+                return BinServer { child, addr, log };
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("server exited with {status}: {text}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = child.kill();
+        panic!(
+            "server did not start: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// SIGTERM, wait, and return the whole log.
+    fn stop(mut self) -> String {
+        let _ = StdCommand::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let status = self.child.wait().unwrap();
+        let log = std::fs::read_to_string(&self.log).unwrap();
+        assert!(
+            status.success(),
+            "server did not stop cleanly: {status}\n{log}"
+        );
+        log
+    }
+}
+
+fn http() -> Client {
+    tessera::server::install_crypto_provider();
+    Client::builder().build().unwrap()
+}
+
+fn get_verify(base: &str, token: &str) -> (u16, Value) {
+    let r = http()
+        .get(format!("{base}/auth/verify"))
+        .bearer_auth(token)
+        .send()
+        .unwrap();
+    let s = r.status().as_u16();
+    (s, r.json().unwrap())
+}
+
+fn login(base: &str, user: &str, pw: &str) -> reqwest::blocking::Response {
+    http()
+        .post(format!("{base}/auth/login"))
+        .json(&json!({"username": user, "password": pw}))
+        .send()
+        .unwrap()
+}
+
+#[test]
+fn round_trip_through_the_binary_and_no_secret_in_the_log() {
+    let h = Home::with_login("");
+    let srv = BinServer::start(&h);
+    let url = srv.url();
+    h.cmd()
+        .args(["remotes", "add", "local", &url])
+        .assert()
+        .success();
+    h.cmd()
+        .args([
+            "auth",
+            "login",
+            "--remote",
+            "local",
+            "--username",
+            "deploy",
+            "--password-stdin",
+        ])
+        .write_stdin(format!("{PASSWORD}\n"))
+        .assert()
+        .success();
+    // A wrong password is refused with a clear sentence.
+    let out = h
+        .cmd()
+        .args(["auth", "login", "--username", "deploy", "--password-stdin"])
+        .write_stdin(format!("{WRONG_PASSWORD}\n"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("refused the username or password"));
+
+    let out = h.cmd().args(["--json", "auth", "status"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["subject"], "deploy");
+    assert_eq!(
+        status["scopes"],
+        json!(["repository:*:pull", "repository:*:push"])
+    );
+    assert!(status["expires_at"].is_string());
+
+    let out = h
+        .cmd()
+        .args(["auth", "token", "show", "--remote", "local"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert_eq!(token.split('.').count(), 3);
+    // The server's token verifies with the CLI (same key ring code path).
+    h.cmd()
+        .args(["auth", "token", "verify", &token])
+        .assert()
+        .success();
+
+    h.cmd()
+        .args(["auth", "logout", "--revoke"])
+        .assert()
+        .success();
+    let (s, body) = get_verify(&url, &token);
+    assert_eq!((s, body["code"].as_str()), (401, Some("TOKEN_REVOKED")));
+    let remotes = std::fs::read_to_string(h.remotes()).unwrap();
+    assert!(!remotes.contains(&token), "logout must forget the token");
+    h.cmd()
+        .args(["auth", "token", "show"])
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains("not logged in"));
+
+    // Some failed attempts and a refresh, then the log must hold none of the secrets.
+    let (admin, _) = h.mint("root", "admin");
+    let r = login(&url, "nobody", WRONG_PASSWORD);
+    assert_eq!(r.status().as_u16(), 401);
+    let r = http()
+        .post(format!("{url}/auth/refresh"))
+        .bearer_auth(&admin)
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    let refreshed: Value = r.json().unwrap();
+    let refreshed = refreshed["token"].as_str().unwrap().to_owned();
+    let log = srv.stop();
+    assert!(log.contains("audit"), "{log}");
+    assert!(log.contains("tessera::audit"), "{log}");
+    for secret in [PASSWORD, WRONG_PASSWORD, SECRET, &token, &admin, &refreshed] {
+        assert!(!log.contains(secret), "the log contains a secret");
+    }
+    // Parts of a token (the signature) must not appear either.
+    for t in [&token, &admin, &refreshed] {
+        let sig = t.rsplit('.').next().unwrap();
+        assert!(!log.contains(sig));
+    }
+    assert!(!log.to_ascii_lowercase().contains("bearer "));
+}
+
+#[test]
+fn cli_minted_token_is_accepted_and_cli_revocation_is_seen_at_once() {
+    let h = Home::new("");
+    let srv = h.start();
+    let base = format!("http://{}", srv.addr());
+    let (tok, jti) = h.mint("ci", "push,pull");
+    let (s, v) = get_verify(&base, &tok);
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["valid"], true);
+    assert_eq!(v["subject"], "ci");
+    assert_eq!(v["jti"], jti.as_str());
+    h.cmd()
+        .args(["auth", "token", "revoke", &jti])
+        .assert()
+        .success();
+    let (s, v) = get_verify(&base, &tok);
+    assert_eq!((s, v["code"].as_str()), (401, Some("TOKEN_REVOKED")));
+    // Revocation by subject too.
+    let (tok2, _) = h.mint("ci", "pull");
+    assert_eq!(get_verify(&base, &tok2).0, 200);
+    h.cmd()
+        .args(["auth", "token", "revoke", "--subject", "ci"])
+        .assert()
+        .success();
+    assert_eq!(get_verify(&base, &tok2).1["code"], "TOKEN_REVOKED");
+}
+
+#[test]
+fn api_revocation_is_seen_by_the_cli_and_admin_api_works() {
+    let h = Home::new("");
+    let srv = h.start();
+    let base = format!("http://{}", srv.addr());
+    let (admin, _) = h.mint("root", "admin:tokens:read,admin:tokens:write,pull");
+    let r = http()
+        .post(format!("{base}/auth/tokens"))
+        .bearer_auth(&admin)
+        .json(&json!({"subject": "bot", "scopes": "pull", "expiry": "2h", "single_use": false}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    let created: Value = r.json().unwrap();
+    let tok = created["token"].as_str().unwrap().to_owned();
+    let jti = created["jti"].as_str().unwrap().to_owned();
+    h.cmd()
+        .args(["auth", "token", "verify", &tok])
+        .assert()
+        .success();
+    // Listed by the API.
+    let list: Value = http()
+        .get(format!("{base}/auth/tokens"))
+        .bearer_auth(&admin)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert!(
+        list["tokens"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["jti"] == jti.as_str())
+    );
+    assert!(
+        !list.to_string().contains(&tok),
+        "the list must not hold tokens"
+    );
+    // Asking for more than the caller has is forbidden.
+    let r = http()
+        .post(format!("{base}/auth/tokens"))
+        .bearer_auth(&admin)
+        .json(&json!({"subject": "bot", "scopes": "push"}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+    assert_eq!(
+        r.json::<Value>().unwrap()["required_scope"],
+        "repository:*:push"
+    );
+    let r = http()
+        .delete(format!("{base}/auth/tokens/{jti}"))
+        .bearer_auth(&admin)
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    h.cmd()
+        .args(["auth", "token", "verify", &tok])
+        .assert()
+        .code(1)
+        .stderr(predicates::str::contains("revoked"));
+}
+
+fn expired_token(h: &Home) -> String {
+    let keys =
+        KeyRing::single(SigningKey::new(&SecretString::from(SECRET.to_owned()), "").unwrap());
+    let scopes = ScopeSet::parse_list("pull", "*").unwrap();
+    let minted = token::mint(
+        &keys,
+        &MintRequest {
+            issuer: &h.config().auth.issuer,
+            subject: "old",
+            scopes: &scopes,
+            expiry: "1h".parse().unwrap(),
+            audience: None,
+            now: Timestamp::now() - jiff::SignedDuration::from_hours(3),
+        },
+    )
+    .unwrap();
+    use secrecy::ExposeSecret;
+    minted.token.expose_secret().to_owned()
+}
+
+#[test]
+fn every_status_code_of_the_contract() {
+    let h = Home::with_login("[server]\nlogin_attempts_per_minute = 3\n");
+    let srv = h.start();
+    let base = format!("http://{}", srv.addr());
+    let c = http();
+
+    // 200 health, JSON 404, request ids.
+    let r = c.get(format!("{base}/health")).send().unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert!(r.headers().contains_key("x-request-id"));
+    assert_eq!(r.json::<Value>().unwrap(), json!({"status": "ok"}));
+    let r = c.get(format!("{base}/nope")).send().unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+    assert_eq!(r.json::<Value>().unwrap()["code"], "NOT_FOUND");
+
+    // 400: malformed JSON, missing field, no body.
+    for body in ["{not json", "{\"username\": \"deploy\"}", "", "[1,2]"] {
+        let r = c
+            .post(format!("{base}/auth/login"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 400, "{body}");
+        let v: Value = r.json().unwrap();
+        assert_eq!(v["code"], "BAD_REQUEST");
+        assert!(v["error"].is_string());
+    }
+    // A password of the wrong type is not echoed back.
+    let r = c
+        .post(format!("{base}/auth/login"))
+        .body(r#"{"username": "deploy", "password": 987654321}"#)
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    assert!(!r.text().unwrap().contains("987654321"));
+
+    // 413: oversized body.
+    let big = format!(
+        "{{\"username\":\"{}\",\"password\":\"x\"}}",
+        "a".repeat(70_000)
+    );
+    let r = c
+        .post(format!("{base}/auth/login"))
+        .body(big)
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 413);
+    assert_eq!(r.json::<Value>().unwrap()["code"], "PAYLOAD_TOO_LARGE");
+
+    // 401s.
+    let r = c.get(format!("{base}/auth/verify")).send().unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    assert!(r.headers().contains_key("www-authenticate"));
+    assert_eq!(r.json::<Value>().unwrap()["code"], "AUTH_REQUIRED");
+    for garbage in [
+        "Bearer garbage",
+        "Basic ZGVwbG95OnB3",
+        "Bearer ",
+        "Bearer a.b.c",
+        "bearer \u{1}x",
+    ] {
+        let r = c
+            .get(format!("{base}/auth/verify"))
+            .header("authorization", garbage.as_bytes())
+            .send();
+        let Ok(r) = r else { continue }; // a header reqwest itself refuses to send
+        assert_eq!(r.status().as_u16(), 401, "{garbage}");
+        assert_eq!(
+            r.json::<Value>().unwrap()["code"],
+            "INVALID_TOKEN",
+            "{garbage}"
+        );
+    }
+    let (s, v) = get_verify(&base, &expired_token(&h));
+    assert_eq!((s, v["code"].as_str()), (401, Some("TOKEN_EXPIRED")));
+
+    // 403 with the required scope.
+    let (pull, _) = h.mint("puller", "pull");
+    for (method, path, scope) in [
+        ("GET", "/auth/tokens", "admin:tokens:read"),
+        ("POST", "/auth/tokens", "admin:tokens:write"),
+        ("DELETE", "/auth/tokens/abc", "admin:tokens:write"),
+    ] {
+        let r = c
+            .request(method.parse().unwrap(), format!("{base}{path}"))
+            .bearer_auth(&pull)
+            .json(&json!({"subject": "x"}))
+            .send()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 403, "{path}");
+        let v: Value = r.json().unwrap();
+        assert_eq!(v["code"], "FORBIDDEN");
+        assert_eq!(v["required_scope"], scope);
+    }
+
+    // Single-use tokens: the second use is refused.
+    let (admin, _) = h.mint("root", "admin");
+    let r = c
+        .post(format!("{base}/auth/tokens"))
+        .bearer_auth(&admin)
+        .json(&json!({"subject": "once", "scopes": ["pull"], "single_use": true}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    let once = r.json::<Value>().unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(get_verify(&base, &once).0, 200);
+    let (s, v) = get_verify(&base, &once);
+    assert_eq!((s, v["code"].as_str()), (401, Some("TOKEN_REVOKED")));
+
+    // DELETE /auth/token revokes the presented token.
+    let (mine, _) = h.mint("me", "pull");
+    let r = c
+        .delete(format!("{base}/auth/token"))
+        .bearer_auth(&mine)
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(get_verify(&base, &mine).1["code"], "TOKEN_REVOKED");
+
+    // Login: 200 with no-store; unknown user and wrong password answer identically; 429.
+    let r = login(&base, "deploy", PASSWORD);
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    let v: Value = r.json().unwrap();
+    assert!(v["token"].is_string() && v["expires_at"].is_string());
+    let a = login(&base, "nobody", PASSWORD);
+    let b = login(&base, "deploy", WRONG_PASSWORD);
+    assert_eq!((a.status().as_u16(), b.status().as_u16()), (401, 401));
+    let (a, b): (Value, Value) = (a.json().unwrap(), b.json().unwrap());
+    assert_eq!(a, b);
+    assert_eq!(a["code"], "INVALID_CREDENTIALS");
+    let r = login(&base, "deploy", PASSWORD);
+    assert_eq!(r.status().as_u16(), 429);
+    let retry: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry >= 1);
+    assert_eq!(r.json::<Value>().unwrap()["code"], "RATE_LIMITED");
+}
+
+/// A token store that cannot answer.
+#[derive(Debug)]
+struct BrokenStore;
+
+impl BrokenStore {
+    fn err() -> StoreError {
+        StoreError::Unavailable {
+            path: "broken".into(),
+            message: "disk on fire".into(),
+            hint: "test",
+        }
+    }
+}
+
+impl TokenStore for BrokenStore {
+    fn record(&self, _: &TokenRecord) -> Result<(), StoreError> {
+        Err(Self::err())
+    }
+    fn is_revoked(&self, _: &str, _: &str, _: Timestamp) -> Result<bool, StoreError> {
+        Err(Self::err())
+    }
+    fn revoke(&self, _: &str, _: Timestamp) -> Result<bool, StoreError> {
+        Err(Self::err())
+    }
+    fn revoke_subject(&self, _: &str, _: Timestamp) -> Result<usize, StoreError> {
+        Err(Self::err())
+    }
+    fn revoke_all(&self, _: Timestamp) -> Result<usize, StoreError> {
+        Err(Self::err())
+    }
+    fn mark_used(&self, _: &str, _: Timestamp) -> Result<bool, StoreError> {
+        Err(Self::err())
+    }
+    fn list(&self, _: Timestamp) -> Result<Vec<TokenRecord>, StoreError> {
+        Ok(Vec::new())
+    }
+    fn prune(&self, _: Timestamp) -> Result<usize, StoreError> {
+        Err(Self::err())
+    }
+}
+
+#[test]
+fn a_store_that_cannot_answer_fails_closed_with_503() {
+    let h = Home::new("");
+    let keys =
+        KeyRing::single(SigningKey::new(&SecretString::from(SECRET.to_owned()), "").unwrap());
+    let state = ServerState::from_parts(&h.config(), keys, Arc::new(BrokenStore)).unwrap();
+    let srv = server::spawn(state, TcpListener::bind("127.0.0.1:0").unwrap(), None).unwrap();
+    let (tok, _) = h.mint("ci", "pull");
+    let (s, v) = get_verify(&format!("http://{}", srv.addr()), &tok);
+    assert_eq!((s, v["code"].as_str()), (503, Some("UNAVAILABLE")));
+}
+
+#[test]
+fn many_concurrent_logins_into_one_remotes_file_lose_nothing() {
+    let h = Arc::new(Home::with_login(
+        "[server]\nlogin_attempts_per_minute = 0\n",
+    ));
+    let srv = h.start();
+    let url = format!("http://{}", srv.addr());
+    let threads: Vec<_> = (0..16)
+        .map(|i| {
+            let h = Arc::clone(&h);
+            let url = url.clone();
+            std::thread::spawn(move || {
+                let name = format!("r{i}");
+                h.cmd()
+                    .args(["remotes", "add", &name, &url])
+                    .assert()
+                    .success();
+                if i % 2 == 0 {
+                    h.cmd()
+                        .args([
+                            "auth",
+                            "login",
+                            "--remote",
+                            &name,
+                            "--username",
+                            "deploy",
+                            "--password-stdin",
+                        ])
+                        .write_stdin(format!("{PASSWORD}\n"))
+                        .assert()
+                        .success();
+                } else {
+                    h.cmd()
+                        .args(["remotes", "set-token", &name])
+                        .write_stdin(format!("token-{i}\n"))
+                        .assert()
+                        .success();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let out = h
+        .cmd()
+        .args(["--json", "remotes", "list"])
+        .output()
+        .unwrap();
+    let list: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let list = list.as_array().unwrap();
+    assert_eq!(list.len(), 16);
+    assert!(
+        list.iter().all(|r| r["token"] == "remotes.toml"),
+        "{list:?}"
+    );
+    assert_eq!(list.iter().filter(|r| r["active"] == true).count(), 1);
+    for i in (1..16).step_by(2) {
+        h.cmd()
+            .args(["auth", "token", "show", "--remote", &format!("r{i}")])
+            .assert()
+            .success()
+            .stdout(format!("token-{i}\n"));
+    }
+    h.cmd()
+        .args(["auth", "status", "--remote", "r4"])
+        .assert()
+        .success();
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(h.remotes()).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+}
+
+#[test]
+fn https_with_a_certificate_made_in_the_test() {
+    let h = Home::new("");
+    let cert =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+            .unwrap();
+    let cert_path = h.home().join("cert.pem");
+    let key_path = h.home().join("key.pem");
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+    std::fs::write(
+        h.config_dir().join("tessera.toml"),
+        format!(
+            "[server]\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
+            cert_path.display(),
+            key_path.display()
+        ),
+    )
+    .unwrap();
+    let srv = BinServer::start_tls(&h);
+    let url = format!("https://localhost:{}", srv.addr.port());
+
+    // Without --insecure the self-signed certificate is refused with a sentence naming the fix.
+    let out = h
+        .cmd()
+        .args(["remotes", "add", "tls", &url])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("TLS with") && err.contains("--insecure"),
+        "{err}"
+    );
+    // With the CA in the trust store (SSL_CERT_FILE), it works without --insecure.
+    h.cmd()
+        .env("SSL_CERT_FILE", &cert_path)
+        .args(["remotes", "add", "tls", &url])
+        .assert()
+        .success();
+    // With --insecure, the whole flow works.
+    h.cmd()
+        .args(["remotes", "add", "tls-insecure", &url, "--insecure"])
+        .assert()
+        .success();
+    let (tok, _) = h.mint("ci", "pull");
+    h.cmd()
+        .args(["auth", "login", "--remote", "tls-insecure", "--token-stdin"])
+        .write_stdin(format!("{tok}\n"))
+        .assert()
+        .success();
+    h.cmd()
+        .args(["auth", "status", "--remote", "tls-insecure"])
+        .assert()
+        .success()
+        .stdout(predicates::str::contains("subject: ci"));
+    // And a Rust client trusting the certificate.
+    tessera::server::install_crypto_provider();
+    let c = Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap()])
+        .build()
+        .unwrap();
+    let r = c.get(format!("{url}/health")).send().unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    srv.stop();
+}
+
+impl BinServer {
+    fn start_tls(h: &Home) -> BinServer {
+        let log = h.home().join("server.log");
+        let file = std::fs::File::create(&log).unwrap();
+        let mut c = StdCommand::new(assert_cmd::cargo::cargo_bin("tessera"));
+        c.env_clear();
+        for (k, v) in h.vars() {
+            c.env(k, v);
+        }
+        let mut child = c
+            .args(["serve", "--bind", "127.0.0.1:0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .unwrap();
+        for _ in 0..600 {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if let Some(rest) = text.split("listening on https://").nth(1) {
+                let addr = rest.split_whitespace().next().unwrap().parse().unwrap();
+                return BinServer { child, addr, log };
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("server exited with {status}: {text}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = child.kill();
+        panic!("server did not start");
+    }
+}
+
+#[test]
+fn bad_input_from_the_command_line() {
+    let h = Home::new("");
+    for bad in ["a/b", "..", "../x", ".hidden", "a b", "x..y"] {
+        h.cmd()
+            .args(["remotes", "add", bad, "http://127.0.0.1:1", "--no-verify"])
+            .assert()
+            .code(2)
+            .stderr(predicates::str::contains("invalid remote name"));
+    }
+    h.cmd()
+        .args(["remotes", "add", "x", "http://example.com", "--no-verify"])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("loopback"));
+    // An unreachable remote: one sentence naming the URL.
+    h.cmd()
+        .args(["remotes", "add", "down", "http://127.0.0.1:9"])
+        .assert()
+        .code(1)
+        .stderr(predicates::str::contains("cannot reach http://127.0.0.1:9"));
+    // Something that is not tessera.
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        if let Ok((mut s, _)) = l.accept() {
+            let mut line = String::new();
+            let mut r = BufReader::new(s.try_clone().unwrap());
+            while r.read_line(&mut line).unwrap_or(0) > 2 {
+                line.clear();
+            }
+            let _ = s.write_all(
+                b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\ncontent-type: text/html\r\n\r\nhello",
+            );
+        }
+    });
+    h.cmd()
+        .args(["remotes", "add", "web", &format!("http://{addr}")])
+        .assert()
+        .code(1)
+        .stderr(
+            predicates::str::contains("no tessera JSON")
+                .and(predicates::str::contains("tessera server")),
+        );
+
+    // A hand-broken remotes.toml is reported with its line and never overwritten.
+    let broken = "active = \"a\"\n[remotes.a]\nurl = \"http://127.0.0.1:1\"\ninsecure = maybe\n";
+    std::fs::write(h.remotes(), broken).unwrap();
+    h.cmd()
+        .args(["remotes", "set-token", "a"])
+        .write_stdin("tok\n")
+        .assert()
+        .code(1)
+        .stderr(predicates::str::contains("remotes.toml:4:"));
+    h.cmd()
+        .args(["remotes", "add", "b", "http://127.0.0.1:1", "--no-verify"])
+        .assert()
+        .failure();
+    assert_eq!(std::fs::read_to_string(h.remotes()).unwrap(), broken);
+}
+
+use predicates::prelude::PredicateBooleanExt;
+
+#[test]
+fn start_up_refusals() {
+    let h = Home::new("[auth]\nenabled = false\n");
+    h.cmd()
+        .args(["serve", "--bind", "0.0.0.0:0"])
+        .assert()
+        .code(1)
+        .stderr(predicates::str::contains("auth.enabled = false"));
+    let h = Home::new("[auth]\nusername = \"deploy\"\n");
+    h.cmd()
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .assert()
+        .code(1)
+        .stderr(predicates::str::contains("no password hash"));
+    h.cmd()
+        .args(["serve", "--bind", "not an address"])
+        .assert()
+        .code(2);
+}
