@@ -54,6 +54,8 @@ pub struct ServerState {
     /// Ids of single-use tokens (loaded from the store at start, extended when this server
     /// mints one); their use is recorded in the store with `mark_used`.
     pub(crate) single_use: Mutex<HashSet<String>>,
+    /// The Docker registry token service, when configured (see `crate::registry`).
+    pub(crate) registry: Option<Arc<crate::registry::RegistryState>>,
 }
 
 /// SHA-256 of a username, so that constant-time comparison sees equal lengths.
@@ -127,7 +129,8 @@ impl ServerState {
                 })
             }
         };
-        let state = ServerState::new(keys, Arc::new(store), config, login)?;
+        let mut state = ServerState::new(keys, Arc::new(store), config, login)?;
+        state.registry = crate::registry::RegistryState::load(config, &backend)?.map(Arc::new);
         Ok(state)
     }
 
@@ -165,6 +168,7 @@ impl ServerState {
             login,
             limiter: RateLimiter::new(config.server.login_attempts_per_minute),
             single_use: Mutex::new(single_use),
+            registry: None,
         })
     }
 }
