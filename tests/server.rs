@@ -883,3 +883,43 @@ fn start_up_refusals() {
         .assert()
         .code(2);
 }
+
+#[test]
+fn with_the_age_backend_the_token_lives_in_the_backend_not_in_remotes_toml() {
+    let h = Home::new("[secrets]\nbackend = \"age\"\n");
+    std::fs::remove_file(h.config_dir().join("tessera.toml")).unwrap();
+    h.cmd()
+        .args(["init", "--backend", "age"])
+        .assert()
+        .success();
+    let srv = h.start();
+    let url = format!("http://{}", srv.addr());
+    h.cmd()
+        .args(["remotes", "add", "a", &url])
+        .assert()
+        .success();
+    let (tok, _) = h.mint("ci", "pull");
+    h.cmd()
+        .args(["auth", "login", "--token-stdin"])
+        .write_stdin(format!("{tok}\n"))
+        .assert()
+        .success();
+    let file = std::fs::read_to_string(h.remotes()).unwrap();
+    assert!(!file.contains(&tok));
+    assert!(file.contains("token_backend = \"age\""), "{file}");
+    h.cmd()
+        .args(["secrets", "get", "tessera/remotes/a/token"])
+        .assert()
+        .success()
+        .stdout(format!("{tok}\n"));
+    h.cmd()
+        .args(["auth", "token", "show"])
+        .assert()
+        .success()
+        .stdout(format!("{tok}\n"));
+    h.cmd().args(["remotes", "remove", "a"]).assert().success();
+    h.cmd()
+        .args(["secrets", "get", "tessera/remotes/a/token"])
+        .assert()
+        .failure();
+}

@@ -202,12 +202,11 @@ pub fn run(cli: Cli, env: Env) -> Result<(), CliError> {
         Command::Remotes(cmd) => remotes::run(&ctx, cmd),
         Command::Serve(args) => serve::run(&ctx, args),
         Command::Registry(cmd) => registry::run(&ctx, cmd),
-        Command::CredentialHelper(cmd) => credential_helper::run(&ctx, cmd).map_err(|e| {
+        Command::CredentialHelper(cmd) => credential_helper::run(&ctx, cmd).inspect_err(|e| {
             // The protocol reads errors on stdout; stderr still gets the full report.
             if !e.message().is_empty() {
                 println!("{}", e.message());
             }
-            e
         }),
         Command::Completions(_) | Command::Man(_) => Ok(()),
     }

@@ -310,6 +310,12 @@ async fn password_login(
         }
         .to_owned(),
     );
+    // The server's own limit on concurrent bcrypt checks (all cores but one).
+    let _slot = state
+        .bcrypt_slots
+        .acquire()
+        .await
+        .map_err(|_| ApiError::unavailable("the server is shutting down"))?;
     let password_ok = tokio::task::spawn_blocking(move || {
         crate::password::verify(&password, &hash).unwrap_or(false)
     })

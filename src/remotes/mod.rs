@@ -294,14 +294,14 @@ impl RemotesStore {
                 parse_err(at, e.to_string())
             })?;
         }
-        if let Some(active) = &file.active {
-            if !file.remotes.contains_key(active) {
-                let at = text.find("active").map(|i| i..i + 1);
-                return Err(parse_err(
-                    at,
-                    format!("`active` names `{active}`, which is not a remote in this file"),
-                ));
-            }
+        if let Some(active) = &file.active
+            && !file.remotes.contains_key(active)
+        {
+            let at = text.find("active").map(|i| i..i + 1);
+            return Err(parse_err(
+                at,
+                format!("`active` names `{active}`, which is not a remote in this file"),
+            ));
         }
         Ok(file)
     }

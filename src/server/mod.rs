@@ -94,15 +94,14 @@ impl<S: Send + Sync> FromRequestParts<S> for AuditSlot {
 fn request_id(req: &Request) -> String {
     static PREFIX: OnceLock<String> = OnceLock::new();
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    if let Some(given) = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()) {
-        if !given.is_empty()
-            && given.len() <= 64
-            && given
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        {
-            return given.to_owned();
-        }
+    if let Some(given) = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok())
+        && !given.is_empty()
+        && given.len() <= 64
+        && given
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        return given.to_owned();
     }
     let prefix = PREFIX.get_or_init(|| {
         let mut b = [0u8; 4];

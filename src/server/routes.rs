@@ -355,6 +355,11 @@ pub(crate) async fn login(
         .to_owned(),
     );
     let password = body.password.0;
+    let _slot = state
+        .bcrypt_slots
+        .acquire()
+        .await
+        .map_err(|_| ApiError::unavailable("the server is shutting down"))?;
     let password_ok = tokio::task::spawn_blocking(move || {
         crate::password::verify(&password, &hash).unwrap_or(false)
     })

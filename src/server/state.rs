@@ -56,6 +56,9 @@ pub struct ServerState {
     pub(crate) single_use: Mutex<HashSet<String>>,
     /// The Docker registry token service, when configured (see `crate::registry`).
     pub(crate) registry: Option<Arc<crate::registry::RegistryState>>,
+    /// Limits concurrent bcrypt checks to all cores but one, so that a flood of logins cannot
+    /// starve token verification.
+    pub(crate) bcrypt_slots: tokio::sync::Semaphore,
 }
 
 /// SHA-256 of a username, so that constant-time comparison sees equal lengths.
@@ -169,6 +172,11 @@ impl ServerState {
             limiter: RateLimiter::new(config.server.login_attempts_per_minute),
             single_use: Mutex::new(single_use),
             registry: None,
+            bcrypt_slots: tokio::sync::Semaphore::new(
+                std::thread::available_parallelism()
+                    .map_or(1, |n| n.get().saturating_sub(1))
+                    .max(1),
+            ),
         })
     }
 }

@@ -33,6 +33,10 @@ pub enum StoreError {
 /// Revocation by subject and of all tokens is recorded as a cut-off time, so it also covers
 /// tokens minted elsewhere with the same secret and never recorded here.
 pub trait TokenStore: Send + Sync + std::fmt::Debug {
+    /// Records an issued token. Give `issued_at` the precise mint instant
+    /// (`MintRequest::now`), not the `iat` second, so that a token minted just after a
+    /// `revoke --subject`/`--all` in the same second is not caught by that cut-off.
+    /// Recording the same `jti` twice is an error.
     fn record(&self, record: &TokenRecord) -> Result<(), StoreError>;
     /// Whether the token `jti` of `subject`, issued at `issued_at`, has been revoked (by id,
     /// by subject, or by `revoke --all`).
@@ -49,7 +53,8 @@ pub trait TokenStore: Send + Sync + std::fmt::Debug {
     fn revoke_subject(&self, subject: &str, now: Timestamp) -> Result<usize, StoreError>;
     /// Revokes every token issued up to `now`; returns how many recorded tokens that touched.
     fn revoke_all(&self, now: Timestamp) -> Result<usize, StoreError>;
-    /// Marks a single-use token as used; false when it had already been used.
+    /// Marks a single-use token as used; false when it had already been used. True for a token
+    /// that is not recorded as single-use, so callers may call it for every token.
     fn mark_used(&self, jti: &str, now: Timestamp) -> Result<bool, StoreError>;
     /// Recorded tokens that have not expired, newest first.
     fn list(&self, now: Timestamp) -> Result<Vec<TokenRecord>, StoreError>;

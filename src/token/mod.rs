@@ -748,4 +748,31 @@ mod tests {
         };
         assert!(matches!(mint(&keys, &req), Err(MintError::Duration(_))));
     }
+
+    #[test]
+    fn keys_can_be_shared_between_threads() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<SigningKey>();
+        assert_send_sync::<KeyRing>();
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn verify_never_panics(s in "\\PC{0,300}") {
+            let _ = verify(&ring(), &s, &opts(now()));
+        }
+
+        #[test]
+        fn verify_never_panics_on_token_like_input(
+            h in "[A-Za-z0-9_-]{0,60}", p in "[A-Za-z0-9_-]{0,200}", sig in "[A-Za-z0-9_-]{0,50}"
+        ) {
+            let keys = ring();
+            let _ = verify(&keys, &format!("{h}.{p}.{sig}"), &opts(now()));
+            // A real header and signature with random payloads.
+            let good = mint_with(&keys, "1h", None);
+            let parts = parts(good.token.expose_secret());
+            let r = verify(&keys, &format!("{}.{p}.{}", parts[0], parts[2]), &opts(now()));
+            proptest::prop_assert!(r.is_err() || p == parts[1]);
+        }
+    }
 }

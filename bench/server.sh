@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Benchmarks of `tessera serve` on loopback with wrk (not run in CI).
+#
+#   1. GET /auth/verify throughput and p99 against GET /health (goal: >= 0.8x, p99 < 5 ms)
+#   2. GET /auth/verify p99 while 8 connections hammer POST /auth/login (goal: < 10 ms)
+#   3. server RSS after 100,000+ requests (goal: < 30 MB)
+#
+# Usage: bench/server.sh [DURATION_SECONDS]   (default 10). Needs wrk. Builds the release binary.
+set -euo pipefail
+
+DUR="${1:-10}"
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+command -v wrk >/dev/null || { echo "wrk is not installed" >&2; exit 1; }
+
+cargo build --release --bin tessera --manifest-path "$ROOT/Cargo.toml" >&2
+BIN="$ROOT/target/release/tessera"
+
+WORK="$(mktemp -d)"
+SERVER_PID=""
+cleanup() {
+    if [ -n "$SERVER_PID" ]; then kill -TERM "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+export HOME="$WORK" XDG_CONFIG_HOME="$WORK/config" XDG_DATA_HOME="$WORK/data"
+export TESSERA_AUTH_TOKEN_SECRET="bench-secret-$(head -c 24 /dev/urandom | base64 | tr -d '/+=')"
+mkdir -p "$XDG_CONFIG_HOME/tessera"
+# Password login with the default cost (12), no rate limit (the bench hammers it on purpose).
+cat > "$XDG_CONFIG_HOME/tessera/tessera.toml" <<TOML
+[auth]
+username = "bench"
+[server]
+login_attempts_per_minute = 0
+TOML
+printf 'bench-password\n' | "$BIN" auth password hash --stdin --store >/dev/null
+TOKEN="$("$BIN" auth token generate --subject bench --scopes pull 2>/dev/null)"
+
+RUST_LOG=warn "$BIN" serve --bind 127.0.0.1:0 2>"$WORK/server.log" &
+SERVER_PID=$!
+# The port is in the first info line; with RUST_LOG=warn we ask the OS instead.
+for _ in $(seq 100); do
+    PORT="$(ss -ltnp 2>/dev/null | awk -v pid="pid=$SERVER_PID," '$0 ~ pid {split($4,a,":"); print a[length(a)]; exit}')"
+    [ -n "${PORT:-}" ] && break
+    sleep 0.1
+done
+[ -n "${PORT:-}" ] || { echo "server did not start:" >&2; cat "$WORK/server.log" >&2; exit 1; }
+URL="http://127.0.0.1:$PORT"
+
+cat > "$WORK/verify.lua" <<LUA
+wrk.method = "GET"
+wrk.headers["Authorization"] = "Bearer $TOKEN"
+LUA
+cat > "$WORK/login.lua" <<'LUA'
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = '{"username":"bench","password":"bench-password"}'
+LUA
+
+# wrk prints "Requests/sec:" and, with --latency, the 99% line.
+run() { wrk --latency "$@" 2>&1; }
+rps() { awk '/Requests\/sec/ {print $2}'; }
+p99() { awk '$1 == "99%" {print $2}'; }
+total() { awk '/requests in/ {print $1}'; }
+
+echo "warming up..." >&2
+wrk -t1 -c4 -d2s "$URL/health" >/dev/null 2>&1
+
+H="$(run -t2 -c16 -d"${DUR}s" "$URL/health")"
+V="$(run -t2 -c16 -d"${DUR}s" -s "$WORK/verify.lua" "$URL/auth/verify")"
+
+wrk -t1 -c8 -d"$((DUR + 2))s" -s "$WORK/login.lua" "$URL/auth/login" >"$WORK/login.out" 2>&1 &
+LOGIN_PID=$!
+sleep 1
+VL="$(run -t1 -c8 -d"${DUR}s" -s "$WORK/verify.lua" "$URL/auth/verify")"
+wait "$LOGIN_PID" || true
+L="$(cat "$WORK/login.out")"
+
+# Top up to at least 100,000 requests in all before reading the RSS.
+SOFAR=$(( $(echo "$H" | total) + $(echo "$V" | total) + $(echo "$VL" | total) + $(echo "$L" | total) ))
+if [ "$SOFAR" -lt 100000 ]; then
+    wrk -t2 -c16 -d"${DUR}s" -s "$WORK/verify.lua" "$URL/auth/verify" >/dev/null 2>&1
+fi
+RSS_KB="$(awk '/VmRSS/ {print $2}' "/proc/$SERVER_PID/status")"
+HWM_KB="$(awk '/VmHWM/ {print $2}' "/proc/$SERVER_PID/status")"
+
+HR="$(echo "$H" | rps)"; VR="$(echo "$V" | rps)"
+RATIO="$(awk -v v="$VR" -v h="$HR" 'BEGIN {printf "%.2f", v / h}')"
+printf '\n%-44s %14s %10s\n' "measurement" "requests/s" "p99"
+printf '%-44s %14s %10s\n' "GET /health (16 conn)" "$HR" "$(echo "$H" | p99)"
+printf '%-44s %14s %10s\n' "GET /auth/verify (16 conn)" "$VR" "$(echo "$V" | p99)"
+printf '%-44s %14s %10s\n' "GET /auth/verify (8 conn) during logins" "$(echo "$VL" | rps)" "$(echo "$VL" | p99)"
+printf '%-44s %14s %10s\n' "POST /auth/login (8 conn, bcrypt cost 12)" "$(echo "$L" | rps)" "$(echo "$L" | p99)"
+printf '\nverify/health throughput ratio: %s (goal >= 0.8)\n' "$RATIO"
+printf 'server RSS after the runs: %s MB (peak %s MB; goal < 30 MB)\n' \
+    "$(awk -v k="$RSS_KB" 'BEGIN {printf "%.1f", k / 1024}')" \
+    "$(awk -v k="$HWM_KB" 'BEGIN {printf "%.1f", k / 1024}')"
