@@ -617,10 +617,8 @@ fn resolve_path(s: &str, base: &Path, home: Option<&Path>) -> PathBuf {
     if let (Some(rest), Some(home)) = (s.strip_prefix("~/"), home) {
         return home.join(rest);
     }
-    if s == "~" {
-        if let Some(home) = home {
-            return home.to_path_buf();
-        }
+    if let ("~", Some(home)) = (s, home) {
+        return home.to_path_buf();
     }
     let p = Path::new(s);
     if p.is_absolute() {

@@ -81,7 +81,7 @@ fn oci_image(dir: &Path, tag: &str) {
         .unwrap();
     gz.stdin.take().unwrap().write_all(&tar.stdout).unwrap();
     let layer = gz.wait_with_output().unwrap().stdout;
-    let mut put = |bytes: &[u8]| {
+    let put = |bytes: &[u8]| {
         let d = sha(bytes);
         std::fs::write(blobs.join(d.trim_start_matches("sha256:")), bytes).unwrap();
         (d, bytes.len())

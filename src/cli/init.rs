@@ -76,14 +76,15 @@ pub fn run(ctx: &Context, args: InitArgs) -> Result<(), CliError> {
     let config = &ctx.config;
     let mut actions = Vec::new();
     let path = config.file.clone().unwrap_or_else(|| config.path.clone());
-    if let Some(wanted) = args.backend.as_deref() {
-        if wanted != config.secrets.backend.as_str() && !config.backend_from_env {
-            ctx.out.warn(&format!(
-                "{} already exists with backend `{}`; kept it (use --force to rewrite it)",
-                path.display(),
-                config.secrets.backend
-            ));
-        }
+    if let Some(wanted) = args.backend.as_deref()
+        && wanted != config.secrets.backend.as_str()
+        && !config.backend_from_env
+    {
+        ctx.out.warn(&format!(
+            "{} already exists with backend `{}`; kept it (use --force to rewrite it)",
+            path.display(),
+            config.secrets.backend
+        ));
     }
     actions.push(format!("config: {}", path.display()));
 
