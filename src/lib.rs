@@ -10,6 +10,7 @@ pub mod duration;
 pub mod error;
 pub mod keyring;
 pub mod password;
+pub mod registry;
 pub mod remotes;
 pub mod server;
 pub mod store;

@@ -2,8 +2,10 @@
 
 mod auth;
 mod completions;
+mod credential_helper;
 mod init;
 mod io;
+mod registry;
 mod remotes;
 mod secrets;
 mod serve;
@@ -76,6 +78,17 @@ pub enum Command {
     /// Logs go to stderr (RUST_LOG sets the filter, default `info`); mutating requests get one
     /// audit line each. SIGINT or SIGTERM stops it after open requests finish.
     Serve(serve::ServeArgs),
+    /// The Docker registry token service: signing key, certificate and registry config.
+    #[command(subcommand)]
+    Registry(registry::RegistryCommand),
+    /// The Docker credential-helper protocol (also run as `docker-credential-tessera ACTION`).
+    ///
+    /// Credentials are kept in the secrets backend under `tessera/docker/HOST/`, never in
+    /// ~/.docker/config.json or the containers auth file. Point a registry at it with
+    /// `{"credHelpers": {"HOST:PORT": "tessera"}}` and put `docker-credential-tessera` on PATH
+    /// (`tessera credential-helper install`).
+    #[command(subcommand, name = "credential-helper")]
+    CredentialHelper(credential_helper::HelperCommand),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions(completions::CompletionsArgs),
     /// Print the man page (roff) on stdout.
@@ -104,6 +117,16 @@ impl Context {
 /// Parses the process's arguments, runs the command, prints any error, and returns the exit
 /// code.
 pub fn main() -> ExitCode {
+    let mut args = std::env::args_os();
+    let argv0 = args.next();
+    let invoked_as = argv0
+        .as_deref()
+        .map(std::path::Path::new)
+        .and_then(std::path::Path::file_name)
+        .and_then(|n| n.to_str());
+    if invoked_as == Some(credential_helper::HELPER_NAME) {
+        return helper_main(args.next().as_deref().and_then(|a| a.to_str()));
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -115,6 +138,31 @@ pub fn main() -> ExitCode {
                 _ => crate::error::EXIT_USAGE,
             });
         }
+    };
+    match run(cli, Env::from_process()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            e.report();
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+/// `docker-credential-tessera ACTION`: the protocol's own command line (no flags; the
+/// configuration comes from `TESSERA_CONFIG` or the default location).
+fn helper_main(action: Option<&str>) -> ExitCode {
+    let Some(cmd) = credential_helper::parse_action(action) else {
+        eprintln!(
+            "usage: {} get|store|erase|list|version (the Docker credential-helper protocol; input on stdin)",
+            credential_helper::HELPER_NAME
+        );
+        return ExitCode::from(crate::error::EXIT_USAGE);
+    };
+    let cli = Cli {
+        config: None,
+        json: false,
+        quiet: true,
+        command: Command::CredentialHelper(cmd),
     };
     match run(cli, Env::from_process()) {
         Ok(()) => ExitCode::SUCCESS,
@@ -153,6 +201,13 @@ pub fn run(cli: Cli, env: Env) -> Result<(), CliError> {
         Command::Auth(cmd) => auth::run(&ctx, cmd),
         Command::Remotes(cmd) => remotes::run(&ctx, cmd),
         Command::Serve(args) => serve::run(&ctx, args),
+        Command::Registry(cmd) => registry::run(&ctx, cmd),
+        Command::CredentialHelper(cmd) => credential_helper::run(&ctx, cmd).inspect_err(|e| {
+            // The protocol reads errors on stdout; stderr still gets the full report.
+            if !e.message().is_empty() {
+                println!("{}", e.message());
+            }
+        }),
         Command::Completions(_) | Command::Man(_) => Ok(()),
     }
 }

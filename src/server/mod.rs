@@ -178,6 +178,14 @@ pub fn router(state: Arc<ServerState>) -> Router {
             get(routes::list_tokens).post(routes::create_token),
         )
         .route("/auth/tokens/{jti}", delete(routes::revoke_token))
+        .route(
+            "/token",
+            get(crate::registry::endpoint::token_get).post(crate::registry::endpoint::token_post),
+        )
+        .route(
+            "/.well-known/jwks.json",
+            get(crate::registry::endpoint::jwks),
+        )
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

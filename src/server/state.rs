@@ -54,6 +54,8 @@ pub struct ServerState {
     /// Ids of single-use tokens (loaded from the store at start, extended when this server
     /// mints one); their use is recorded in the store with `mark_used`.
     pub(crate) single_use: Mutex<HashSet<String>>,
+    /// The Docker registry token service, when configured (see `crate::registry`).
+    pub(crate) registry: Option<Arc<crate::registry::RegistryState>>,
     /// Limits concurrent bcrypt checks to all cores but one, so that a flood of logins cannot
     /// starve token verification.
     pub(crate) bcrypt_slots: tokio::sync::Semaphore,
@@ -130,7 +132,8 @@ impl ServerState {
                 })
             }
         };
-        let state = ServerState::new(keys, Arc::new(store), config, login)?;
+        let mut state = ServerState::new(keys, Arc::new(store), config, login)?;
+        state.registry = crate::registry::RegistryState::load(config, &backend)?.map(Arc::new);
         Ok(state)
     }
 
@@ -168,6 +171,7 @@ impl ServerState {
             login,
             limiter: RateLimiter::new(config.server.login_attempts_per_minute),
             single_use: Mutex::new(single_use),
+            registry: None,
             bcrypt_slots: tokio::sync::Semaphore::new(
                 std::thread::available_parallelism()
                     .map_or(1, |n| n.get().saturating_sub(1))

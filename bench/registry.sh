@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Registry authentication cost, side by side, with wrk (not run in CI):
+#
+#   1. tessera GET /token with Basic (subject + tessera token), pull scope on one repository
+#   2. the same docker-registry in htpasswd mode, GET /v2/ with Basic (bcrypt cost 10)
+#   goal: (1) >= 100x (2) in requests/s
+#   3. ES256 registry tokens signed per second on one core (criterion, benches/registry.rs)
+#
+# Usage: bench/registry.sh [DURATION_SECONDS]   (default 10). Needs wrk, docker-registry,
+# python3 (for a free port) and htpasswd-free bcrypt (tessera makes the hash).
+set -euo pipefail
+
+DUR="${1:-10}"
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+for t in wrk docker-registry python3; do
+    command -v "$t" >/dev/null || { echo "$t is not installed" >&2; exit 1; }
+done
+
+cargo build --release --bin tessera --manifest-path "$ROOT/Cargo.toml" >&2
+BIN="$ROOT/target/release/tessera"
+
+WORK="$(mktemp -d)"
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "nothing listens on $1" >&2; return 1; }
+
+export HOME="$WORK" XDG_CONFIG_HOME="$WORK/config" XDG_DATA_HOME="$WORK/data"
+export TESSERA_AUTH_TOKEN_SECRET="bench-secret-$(head -c 24 /dev/urandom | base64 | tr -d '/+=')"
+mkdir -p "$XDG_CONFIG_HOME/tessera"
+TPORT="$(free_port)"
+cat > "$XDG_CONFIG_HOME/tessera/tessera.toml" <<TOML
+[registry]
+service = "bench-registry"
+[server]
+bind = "127.0.0.1:$TPORT"
+TOML
+"$BIN" registry init -q >/dev/null
+TOKEN="$("$BIN" auth token generate --subject bench --scopes pull 2>/dev/null)"
+RUST_LOG=warn "$BIN" serve 2>"$WORK/tessera.log" &
+PIDS+=($!)
+wait_port "$TPORT"
+
+# The registry in htpasswd mode with a bcrypt cost-10 user.
+RPORT="$(free_port)"
+HASH="$(printf 'bench-password\n' | "$BIN" auth password hash --stdin --cost 10)"
+printf 'bench:%s\n' "$HASH" > "$WORK/htpasswd"
+cat > "$WORK/registry.yml" <<YML
+version: 0.1
+log: {level: error}
+storage: {filesystem: {rootdirectory: $WORK/storage}}
+http: {addr: 127.0.0.1:$RPORT, secret: bench}
+auth: {htpasswd: {realm: bench, path: $WORK/htpasswd}}
+YML
+docker-registry serve "$WORK/registry.yml" >"$WORK/registry.log" 2>&1 &
+PIDS+=($!)
+wait_port "$RPORT"
+
+B_TOKEN="$(printf 'bench:%s' "$TOKEN" | base64 -w0)"
+B_PASS="$(printf 'bench:bench-password' | base64 -w0)"
+cat > "$WORK/tessera.lua" <<LUA
+wrk.headers["Authorization"] = "Basic $B_TOKEN"
+LUA
+cat > "$WORK/htpasswd.lua" <<LUA
+wrk.headers["Authorization"] = "Basic $B_PASS"
+LUA
+curl -fsS -o /dev/null -H "Authorization: Basic $B_TOKEN" "http://127.0.0.1:$TPORT/token?service=bench-registry&scope=repository:team/app:pull" \
+    || { echo "tessera /token does not answer 200" >&2; exit 1; }
+curl -fsS -o /dev/null -H "Authorization: Basic $B_PASS" "http://127.0.0.1:$RPORT/v2/" \
+    || { echo "htpasswd registry does not answer 200" >&2; exit 1; }
+
+rps() { awk '/Requests\/sec/ {print $2}'; }
+echo "warming up..." >&2
+wrk -t1 -c4 -d2s -s "$WORK/tessera.lua" "http://127.0.0.1:$TPORT/token" >/dev/null 2>&1
+T="$(wrk -t2 -c16 -d"${DUR}s" -s "$WORK/tessera.lua" "http://127.0.0.1:$TPORT/token?service=bench-registry&scope=repository:team/app:pull" | rps)"
+R="$(wrk -t2 -c16 -d"${DUR}s" -s "$WORK/htpasswd.lua" "http://127.0.0.1:$RPORT/v2/" | rps)"
+RATIO="$(python3 -c "print(f'{$T/$R:.0f}')")"
+echo "tessera GET /token (Basic + tessera token):  $T req/s"
+echo "docker-registry htpasswd GET /v2/ (bcrypt 10): $R req/s"
+echo "ratio: ${RATIO}x (goal >= 100x)"
+
+echo "ES256 registry tokens, one core:" >&2
+cargo bench --manifest-path "$ROOT/Cargo.toml" --bench registry -- --quick 2>/dev/null | grep -E "registry_token_sign|time:"

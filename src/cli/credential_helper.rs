@@ -1,0 +1,289 @@
+//! `tessera credential-helper` and `docker-credential-tessera`: the Docker credential-helper
+//! protocol over stdin/stdout, with secrets kept in the secrets backend.
+//!
+//! Per registry host, three keys: `tessera/docker/HOST/server_url`, `.../username` and
+//! `.../secret`, where HOST is the server URL reduced to `host[:port]`, lower case, with every
+//! byte outside `[a-z0-9.-]` written `_XX` (hex), so `127.0.0.1:5000` is `127.0.0.1_3a5000`.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use serde_json::json;
+use tessera_backends::{KeyPath, SecretsBackend};
+use zeroize::Zeroizing;
+
+use super::Context;
+use crate::error::CliError;
+
+/// The program name Docker, skopeo and podman run for `credHelpers: {HOST: "tessera"}`.
+pub const HELPER_NAME: &str = "docker-credential-tessera";
+/// What the protocol answers on a miss (clients match this text).
+pub const NOT_FOUND: &str = "credentials not found in native keychain";
+const PREFIX: &str = "tessera/docker";
+const MAX_INPUT: u64 = 64 * 1024;
+
+/// Docker credential-helper actions. Each reads its input on stdin and writes JSON on stdout;
+/// errors go to stdout too (as the protocol wants) with exit status 1.
+#[derive(Debug, Subcommand)]
+pub enum HelperCommand {
+    /// Print `{"ServerURL","Username","Secret"}` for the server URL read on stdin; exit 1 with
+    /// `credentials not found in native keychain` when there are none.
+    Get,
+    /// Store `{"ServerURL","Username","Secret"}` read on stdin in the secrets backend.
+    Store,
+    /// Forget the credentials of the server URL read on stdin.
+    Erase,
+    /// Print `{"SERVER_URL":"username",...}` for every stored server.
+    List,
+    /// Print the helper's version.
+    Version,
+    /// Create the `docker-credential-tessera` link to this program in DIR (default
+    /// ~/.local/bin), so that `credHelpers` can find it on PATH.
+    Install(InstallArgs),
+}
+
+/// Arguments of `tessera credential-helper install`.
+#[derive(Debug, Args)]
+pub struct InstallArgs {
+    /// Folder for the link (it should be on PATH).
+    #[arg(value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+}
+
+/// Parses the action of a `docker-credential-tessera ACTION` invocation.
+pub fn parse_action(action: Option<&str>) -> Option<HelperCommand> {
+    match action? {
+        "get" => Some(HelperCommand::Get),
+        "store" => Some(HelperCommand::Store),
+        "erase" => Some(HelperCommand::Erase),
+        "list" => Some(HelperCommand::List),
+        "version" | "--version" | "-v" => Some(HelperCommand::Version),
+        _ => None,
+    }
+}
+
+/// `host[:port]` of a server URL (`https://index.docker.io/v1/` gives `index.docker.io`).
+pub fn server_host(url: &str) -> String {
+    let s = url.trim();
+    let s = s.split_once("://").map_or(s, |(_, rest)| rest);
+    let s = s.split(['/', '?', '#']).next().unwrap_or("");
+    // user@host: drop any userinfo.
+    let s = s.rsplit_once('@').map_or(s, |(_, h)| h);
+    s.to_ascii_lowercase()
+}
+
+/// The key path segment of a host: `[a-z0-9.-]` kept, anything else `_XX`.
+pub fn host_segment(host: &str) -> String {
+    let mut out = String::new();
+    for (i, b) in host.bytes().enumerate() {
+        let keep =
+            b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || (b == b'-' && i > 0);
+        if keep {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("_{b:02x}"));
+        }
+    }
+    out
+}
+
+fn keys(url: &str) -> Result<(KeyPath, KeyPath, KeyPath), CliError> {
+    let host = server_host(url);
+    if host.is_empty() {
+        return Err(CliError::new("the server URL is empty"));
+    }
+    let base = format!("{PREFIX}/{}", host_segment(&host));
+    Ok((
+        KeyPath::new(&format!("{base}/server_url"))?,
+        KeyPath::new(&format!("{base}/username"))?,
+        KeyPath::new(&format!("{base}/secret"))?,
+    ))
+}
+
+fn read_stdin() -> Result<Zeroizing<String>, CliError> {
+    let mut buf = Zeroizing::new(String::new());
+    std::io::stdin()
+        .lock()
+        .take(MAX_INPUT)
+        .read_to_string(&mut buf)
+        .map_err(|e| CliError::new(format!("cannot read stdin: {e}")))?;
+    Ok(buf)
+}
+
+fn print(text: &str) -> Result<(), CliError> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.write_all(b"\n")?;
+    out.flush()?;
+    Ok(())
+}
+
+/// The protocol's miss: the message on stdout, exit 1.
+fn not_found() -> CliError {
+    let _ = print(NOT_FOUND);
+    CliError::silent(crate::error::EXIT_FAILURE)
+}
+
+/// What `store` reads.
+#[derive(Deserialize)]
+struct StoreInput {
+    #[serde(rename = "ServerURL")]
+    server_url: String,
+    #[serde(rename = "Username")]
+    username: String,
+    #[serde(rename = "Secret")]
+    secret: HelperSecret,
+}
+
+struct HelperSecret(SecretString);
+
+impl<'de> Deserialize<'de> for HelperSecret {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(|s| HelperSecret(SecretString::from(s)))
+    }
+}
+
+fn get_opt(b: &dyn SecretsBackend, k: &KeyPath) -> Result<Option<SecretString>, CliError> {
+    match b.get(k) {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Runs one helper action. Errors are printed on stdout (the protocol) by the caller.
+pub fn run(ctx: &Context, cmd: HelperCommand) -> Result<(), CliError> {
+    match cmd {
+        HelperCommand::Version => print(&format!(
+            "{HELPER_NAME} (tessera {})",
+            env!("CARGO_PKG_VERSION")
+        )),
+        HelperCommand::Install(args) => install(ctx, args),
+        HelperCommand::Get => {
+            let url = read_stdin()?;
+            let (url_key, user_key, secret_key) = keys(&url)?;
+            let b = ctx.backend()?;
+            let (Some(user), Some(secret)) = (get_opt(b, &user_key)?, get_opt(b, &secret_key)?)
+            else {
+                return Err(not_found());
+            };
+            let stored_url = get_opt(b, &url_key)?
+                .map_or_else(|| url.trim().to_owned(), |u| u.expose_secret().to_owned());
+            let body = Zeroizing::new(
+                json!({
+                    "ServerURL": stored_url,
+                    "Username": user.expose_secret(),
+                    "Secret": secret.expose_secret(),
+                })
+                .to_string(),
+            );
+            print(&body)
+        }
+        HelperCommand::Store => {
+            let input = read_stdin()?;
+            let parsed: StoreInput = serde_json::from_str(&input).map_err(|_| {
+                CliError::new(
+                    "stdin is not the JSON object {\"ServerURL\",\"Username\",\"Secret\"}",
+                )
+            })?;
+            let (url_key, user_key, secret_key) = keys(&parsed.server_url)?;
+            let b = ctx.backend()?;
+            b.set(&secret_key, &parsed.secret.0)?;
+            b.set(&user_key, &SecretString::from(parsed.username))?;
+            b.set(&url_key, &SecretString::from(parsed.server_url))?;
+            Ok(())
+        }
+        HelperCommand::Erase => {
+            let url = read_stdin()?;
+            let (url_key, user_key, secret_key) = keys(&url)?;
+            let b = ctx.backend()?;
+            let mut found = false;
+            for k in [&secret_key, &user_key, &url_key] {
+                match b.delete(k) {
+                    Ok(()) => found = true,
+                    Err(e) if e.is_not_found() => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            if found { Ok(()) } else { Err(not_found()) }
+        }
+        HelperCommand::List => {
+            let b = ctx.backend()?;
+            let prefix = KeyPath::new(PREFIX)?;
+            let mut map = serde_json::Map::new();
+            let listed = match b.list(Some(&prefix)) {
+                Ok(l) => l,
+                Err(e) if e.is_not_found() => Vec::new(),
+                Err(e) => return Err(e.into()),
+            };
+            for k in listed.iter().filter(|k| k.as_str().ends_with("/username")) {
+                let base = k.as_str().trim_end_matches("/username");
+                let url_key = KeyPath::new(&format!("{base}/server_url"))?;
+                if let (Some(url), Some(user)) = (get_opt(b, &url_key)?, get_opt(b, k)?) {
+                    map.insert(url.expose_secret().to_owned(), json!(user.expose_secret()));
+                }
+            }
+            print(&serde_json::Value::Object(map).to_string())
+        }
+    }
+}
+
+fn install(ctx: &Context, args: InstallArgs) -> Result<(), CliError> {
+    let dir = match args.dir {
+        Some(d) => d,
+        None => {
+            let home = std::env::var_os("HOME")
+                .filter(|h| !h.is_empty())
+                .ok_or_else(|| CliError::usage("HOME is not set; give the folder as DIR"))?;
+            PathBuf::from(home).join(".local/bin")
+        }
+    };
+    let exe = std::env::current_exe()
+        .map_err(|e| CliError::new(format!("cannot find this program's path: {e}")))?;
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| CliError::new(format!("cannot create {}: {e}", dir.display())))?;
+    let link = dir.join(HELPER_NAME);
+    if link.symlink_metadata().is_ok() {
+        std::fs::remove_file(&link)
+            .map_err(|e| CliError::new(format!("cannot replace {}: {e}", link.display())))?;
+    }
+    #[cfg(unix)]
+    std::os::unix::fs::symlink(&exe, &link)
+        .map_err(|e| CliError::new(format!("cannot create the link {}: {e}", link.display())))?;
+    #[cfg(not(unix))]
+    std::fs::copy(&exe, &link)
+        .map_err(|e| CliError::new(format!("cannot copy to {}: {e}", link.display())))?;
+    ctx.out.note(&format!(
+        "linked {} -> {}\nuse it with {{\"credHelpers\": {{\"HOST:PORT\": \"tessera\"}}}} in ~/.docker/config.json or the containers auth file",
+        link.display(),
+        exe.display()
+    ));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_and_segments() {
+        assert_eq!(server_host("127.0.0.1:5000"), "127.0.0.1:5000");
+        assert_eq!(
+            server_host("https://index.docker.io/v1/"),
+            "index.docker.io"
+        );
+        assert_eq!(
+            server_host("http://u@Reg.Example.com:443/x"),
+            "reg.example.com:443"
+        );
+        assert_eq!(host_segment("127.0.0.1:5000"), "127.0.0.1_3a5000");
+        assert_eq!(host_segment("a_b"), "a_5fb");
+        assert_eq!(host_segment("-x"), "_2dx");
+        assert!(keys("127.0.0.1:5000").is_ok());
+        assert!(keys("  ").is_err());
+        assert!(keys("[::1]:5000").is_ok());
+    }
+}

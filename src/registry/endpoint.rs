@@ -1,0 +1,607 @@
+//! `GET /token`, `POST /token` and `GET /.well-known/jwks.json`: the distribution token-auth
+//! flow.
+//!
+//! Decisions (documented in docs/docker-registry.md):
+//! - Credentials come as HTTP Basic (GET) or form fields (POST). The secret is a tessera token
+//!   when it looks like a JWT (its username must then be the token's subject), else the
+//!   `[auth]` password of `auth.username`.
+//! - A `service` other than `registry.service` is 400 `WRONG_SERVICE`: a token for another
+//!   service would only be refused by that registry later, so say so now.
+//! - An `account` other than the Basic username is 401 `ACCOUNT_MISMATCH`: the client is
+//!   confused about who it logs in as, and a token for the other name is never issued.
+//! - A malformed `scope` (not `TYPE:NAME:ACTIONS`) is 400; an unknown type, action or a name
+//!   that is not a repository name is just not granted. More than [`MAX_SCOPES`] scopes is 400.
+//! - Every 401 carries `WWW-Authenticate: Basic realm="tessera"` and a JSON `{error, code}`.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Json;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use jiff::Timestamp;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::RegistryState;
+use super::token::{self as rtoken, MAX_SCOPES, RegistryClaims, Requested};
+use crate::server::{ApiError, AuditSlot, BODY_LIMIT, ServerState};
+use crate::store::TokenRecord;
+use crate::token::{self, Claims, MintRequest, ScopeSet, VerifyError};
+
+type AppState = State<Arc<ServerState>>;
+
+/// The realm of the Basic challenge on 401.
+const BASIC_CHALLENGE: &str = "Basic realm=\"tessera\"";
+
+fn error(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+    ApiError {
+        status,
+        code,
+        message: message.into(),
+        required_scope: None,
+        retry_after: None,
+    }
+}
+
+fn unauthorized(code: &'static str, message: impl Into<String>) -> ApiError {
+    error(StatusCode::UNAUTHORIZED, code, message)
+}
+
+fn invalid_credentials() -> ApiError {
+    unauthorized(
+        "INVALID_CREDENTIALS",
+        "the username and password (or token) are not valid",
+    )
+}
+
+/// The error response, with a Basic challenge on 401.
+fn error_response(e: ApiError) -> Response {
+    let mut r = e.into_response();
+    if r.status() == StatusCode::UNAUTHORIZED {
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static(BASIC_CHALLENGE),
+        );
+    }
+    r
+}
+
+fn registry(state: &ServerState) -> Result<&RegistryState, ApiError> {
+    state.registry.as_deref().ok_or_else(|| {
+        error(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            "the registry token service is off on this server; run `tessera registry init` and restart it",
+        )
+    })
+}
+
+/// Who asked, with what scopes.
+struct Principal {
+    subject: String,
+    scopes: ScopeSet,
+}
+
+/// The query or form parameters of a token request.
+#[derive(Default)]
+struct Params {
+    service: Option<String>,
+    account: Option<String>,
+    scopes: Vec<String>,
+    offline: bool,
+    grant_type: Option<String>,
+    username: Option<String>,
+    password: Option<SecretString>,
+    refresh_token: Option<SecretString>,
+}
+
+fn parse_params(raw: &[u8]) -> Result<Params, ApiError> {
+    let mut p = Params::default();
+    let mut count = 0usize;
+    for (k, v) in url::form_urlencoded::parse(raw) {
+        match k.as_ref() {
+            "service" => p.service = Some(v.into_owned()),
+            "account" => p.account = Some(v.into_owned()),
+            "scope" => {
+                // Repeated parameters (GET) and space-separated lists (POST) both work.
+                for s in v.split(' ').filter(|s| !s.is_empty()) {
+                    count += 1;
+                    if count > MAX_SCOPES {
+                        return Err(ApiError::bad_request(format!(
+                            "too many scopes: at most {MAX_SCOPES} per request"
+                        )));
+                    }
+                    p.scopes.push(s.to_owned());
+                }
+            }
+            "access_type" => p.offline = v == "offline",
+            "grant_type" => p.grant_type = Some(v.into_owned()),
+            "username" => p.username = Some(v.into_owned()),
+            "password" => p.password = Some(SecretString::from(v.into_owned())),
+            "refresh_token" => p.refresh_token = Some(SecretString::from(v.into_owned())),
+            // client_id and anything else: informational only.
+            _ => {}
+        }
+    }
+    Ok(p)
+}
+
+/// Checks `service` and parses the scopes.
+fn check_request(reg: &RegistryState, p: &Params) -> Result<Vec<Requested>, ApiError> {
+    if let Some(s) = &p.service
+        && s != &reg.service
+    {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            "WRONG_SERVICE",
+            format!(
+                "this server issues tokens for service `{}`, not for the one asked; check the registry's `auth.token.service`",
+                reg.service
+            ),
+        ));
+    }
+    p.scopes
+        .iter()
+        .map(|s| rtoken::parse_scope(s).map_err(|e| ApiError::bad_request(e.to_string())))
+        .collect()
+}
+
+/// Username and password of an `Authorization: Basic` header (split at the first `:`).
+fn basic(headers: &HeaderMap) -> Result<(String, SecretString), ApiError> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Err(unauthorized(
+            "AUTH_REQUIRED",
+            "send a username and a password or tessera token with HTTP Basic authentication",
+        ));
+    };
+    let malformed = || {
+        unauthorized(
+            "INVALID_CREDENTIALS",
+            "the Authorization header is not valid HTTP Basic credentials",
+        )
+    };
+    let text = value.to_str().map_err(|_| malformed())?;
+    let (scheme, rest) = text.split_once(' ').ok_or_else(malformed)?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return Err(malformed());
+    }
+    let decoded = zeroize::Zeroizing::new(
+        base64::engine::general_purpose::STANDARD
+            .decode(rest.trim())
+            .map_err(|_| malformed())?,
+    );
+    let text = std::str::from_utf8(&decoded).map_err(|_| malformed())?;
+    let (user, password) = text.split_once(':').ok_or_else(malformed)?;
+    if user.is_empty() || password.is_empty() {
+        return Err(malformed());
+    }
+    Ok((user.to_owned(), SecretString::from(password.to_owned())))
+}
+
+/// Whether a secret has the shape of a JWT (so it is checked as a token, not a password).
+fn looks_like_jwt(s: &str) -> bool {
+    s.starts_with("eyJ") && s.split('.').count() == 3
+}
+
+fn map_verify(e: VerifyError) -> ApiError {
+    match e {
+        VerifyError::Expired(at) => {
+            unauthorized("TOKEN_EXPIRED", format!("the token expired at {at}"))
+        }
+        VerifyError::Revoked => unauthorized("TOKEN_REVOKED", "the token has been revoked"),
+        other => unauthorized(
+            "INVALID_TOKEN",
+            format!("the token is not valid: {}", other.reason()),
+        ),
+    }
+}
+
+fn store_unavailable(e: impl std::fmt::Display) -> ApiError {
+    tracing::error!(error = %e, "token store failed");
+    ApiError::unavailable(
+        "the token store cannot answer right now, so tokens cannot be checked; try again later",
+    )
+}
+
+/// How a tessera token is being used.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Use {
+    /// As the password of a login: `aud` absent or the service.
+    Credential,
+    /// As a refresh token: `aud` must be the service.
+    Refresh,
+}
+
+/// Verifies a tessera token: signature, claims, audience, subject, revocation and single use.
+async fn verify_token(
+    state: &Arc<ServerState>,
+    reg: &RegistryState,
+    raw: &SecretString,
+    username: Option<&str>,
+    usage: Use,
+) -> Result<Principal, ApiError> {
+    let opts = token::VerifyOptions {
+        issuer: &state.issuer,
+        audience: None,
+        now: Timestamp::now(),
+    };
+    let claims: Claims =
+        token::verify(&state.keys, raw.expose_secret(), &opts).map_err(map_verify)?;
+    let aud_ok = match (usage, claims.aud.as_deref()) {
+        (Use::Credential, None) => true,
+        (_, Some(aud)) => aud == reg.service,
+        (Use::Refresh, None) => false,
+    };
+    if !aud_ok {
+        return Err(unauthorized(
+            "INVALID_TOKEN",
+            match usage {
+                Use::Credential => "the token was minted for another audience",
+                Use::Refresh => "the refresh token was not issued for this service",
+            },
+        ));
+    }
+    if let Some(user) = username
+        && user != claims.sub
+    {
+        return Err(unauthorized(
+            "INVALID_CREDENTIALS",
+            "the username is not the subject the token was minted for",
+        ));
+    }
+    let single = match state.single_use.lock() {
+        Ok(set) => set.contains(&claims.jti),
+        Err(p) => p.into_inner().contains(&claims.jti),
+    };
+    let (jti, sub) = (claims.jti.clone(), claims.sub.clone());
+    let iat = Timestamp::from_second(claims.iat).unwrap_or(Timestamp::MIN);
+    let store = Arc::clone(&state.store);
+    let refusal = tokio::task::spawn_blocking(move || -> Result<_, crate::store::StoreError> {
+        if store.is_revoked(&jti, &sub, iat)? {
+            return Ok(Some("the token has been revoked"));
+        }
+        if single && !store.mark_used(&jti, Timestamp::now())? {
+            return Ok(Some("the single-use token has already been used"));
+        }
+        Ok(None)
+    })
+    .await
+    .map_err(store_unavailable)?
+    .map_err(store_unavailable)?;
+    if let Some(msg) = refusal {
+        return Err(unauthorized("TOKEN_REVOKED", msg));
+    }
+    let scopes = ScopeSet::parse_claim(&claims.scope)
+        .map_err(|_| unauthorized("INVALID_TOKEN", "the token's scopes cannot be read"))?;
+    Ok(Principal {
+        subject: claims.sub,
+        scopes,
+    })
+}
+
+/// Checks the `[auth]` username and password (bcrypt on a blocking thread, rate-limited per
+/// client address; an unknown user costs as much as a wrong password).
+async fn password_login(
+    state: &Arc<ServerState>,
+    peer: IpAddr,
+    username: &str,
+    password: SecretString,
+) -> Result<Principal, ApiError> {
+    let Some(login) = &state.login else {
+        return Err(invalid_credentials());
+    };
+    if let Err(wait) = state.limiter.check(peer, Instant::now()) {
+        return Err(ApiError::rate_limited(wait));
+    }
+    let sent: [u8; 32] = Sha256::digest(username.as_bytes()).into();
+    let user_ok: bool = login.username_digest.ct_eq(&sent).into();
+    let hash = SecretString::from(
+        if user_ok {
+            login.hash.expose_secret()
+        } else {
+            login.dummy_hash.expose_secret()
+        }
+        .to_owned(),
+    );
+    // The server's own limit on concurrent bcrypt checks (all cores but one).
+    let _slot = state
+        .bcrypt_slots
+        .acquire()
+        .await
+        .map_err(|_| ApiError::unavailable("the server is shutting down"))?;
+    let password_ok = tokio::task::spawn_blocking(move || {
+        crate::password::verify(&password, &hash).unwrap_or(false)
+    })
+    .await
+    .unwrap_or(false);
+    if !(user_ok && password_ok) {
+        return Err(invalid_credentials());
+    }
+    Ok(Principal {
+        subject: login.username.clone(),
+        scopes: login.scopes.clone(),
+    })
+}
+
+/// A password or a token, for `username`.
+async fn login(
+    state: &Arc<ServerState>,
+    reg: &RegistryState,
+    peer: IpAddr,
+    username: &str,
+    secret: SecretString,
+) -> Result<Principal, ApiError> {
+    if looks_like_jwt(secret.expose_secret()) {
+        verify_token(state, reg, &secret, Some(username), Use::Credential).await
+    } else {
+        password_login(state, peer, username, secret).await
+    }
+}
+
+/// Mints a refresh token: a tessera token of the subject and its scopes, with `aud` = the
+/// service, recorded in the token store (so it is listed and revocable).
+async fn refresh_token(
+    state: &Arc<ServerState>,
+    reg: &RegistryState,
+    who: &Principal,
+) -> Result<String, ApiError> {
+    let now =
+        Timestamp::from_second(Timestamp::now().as_second()).unwrap_or_else(|_| Timestamp::now());
+    let minted = token::mint(
+        &state.keys,
+        &MintRequest {
+            issuer: &state.issuer,
+            subject: &who.subject,
+            scopes: &who.scopes,
+            expiry: state.token_expiry,
+            audience: Some(&reg.service),
+            now,
+        },
+    )
+    .map_err(|e| {
+        tracing::error!(error = %e, "minting a refresh token failed");
+        ApiError::internal()
+    })?;
+    let c = &minted.claims;
+    let record = TokenRecord {
+        jti: c.jti.clone(),
+        subject: c.sub.clone(),
+        scopes: c.scope.clone(),
+        issued_at: now,
+        expires_at: c.exp.and_then(|e| Timestamp::from_second(e).ok()),
+        single_use: false,
+        revoked: false,
+    };
+    let store = Arc::clone(&state.store);
+    tokio::task::spawn_blocking(move || store.record(&record))
+        .await
+        .map_err(store_unavailable)?
+        .map_err(store_unavailable)?;
+    Ok(minted.token.expose_secret().to_owned())
+}
+
+/// Issues the registry token for `who` and builds the response.
+async fn respond(
+    state: &Arc<ServerState>,
+    reg: &RegistryState,
+    who: Principal,
+    requested: &[Requested],
+    offline: bool,
+    audit: Option<&AuditSlot>,
+) -> Result<Response, ApiError> {
+    let access = rtoken::grant(&who.scopes, requested);
+    let now = Timestamp::now().as_second();
+    let ttl = i64::try_from(reg.ttl.as_secs()).unwrap_or(300);
+    let claims = RegistryClaims {
+        iss: reg.issuer.clone(),
+        sub: who.subject.clone(),
+        aud: reg.service.clone(),
+        exp: now.saturating_add(ttl),
+        nbf: now,
+        iat: now,
+        jti: rtoken::new_jti().map_err(|e| {
+            tracing::error!(error = %e, "no token id");
+            ApiError::internal()
+        })?,
+        access,
+    };
+    let signed = rtoken::sign(&reg.key, &claims).map_err(|e| {
+        tracing::error!(error = %e, "signing a registry token failed");
+        ApiError::internal()
+    })?;
+    if let Some(a) = audit {
+        a.set_principal(&who.subject);
+    }
+    let granted: Vec<String> = claims
+        .access
+        .iter()
+        .map(|a| format!("{}:{}:{}", a.kind, a.name, a.actions.join(",")))
+        .collect();
+    tracing::info!(
+        target: "tessera::audit",
+        principal = ?who.subject,
+        jti = %claims.jti,
+        granted = ?granted,
+        "registry token issued"
+    );
+    let issued_at = Timestamp::from_second(now)
+        .map(|t| t.to_string())
+        .unwrap_or_default();
+    let mut body = json!({
+        "token": signed,
+        "access_token": signed,
+        "expires_in": ttl,
+        "issued_at": issued_at,
+    });
+    if offline {
+        body["refresh_token"] = Value::String(refresh_token(state, reg, &who).await?);
+    }
+    let mut r = (StatusCode::OK, Json(body)).into_response();
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(r)
+}
+
+fn peer_of(req: &Parts) -> IpAddr {
+    req.extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip())
+}
+
+/// `GET /token?service=S&scope=repository:NAME:ACTIONS&account=U` with HTTP Basic
+/// credentials.
+pub async fn token_get(State(state): AppState, req: Request) -> Response {
+    let (parts, _) = req.into_parts();
+    match get_inner(&state, &parts).await {
+        Ok(r) => r,
+        Err(e) => error_response(e),
+    }
+}
+
+async fn get_inner(state: &Arc<ServerState>, req: &Parts) -> Result<Response, ApiError> {
+    let reg = registry(state)?;
+    let audit = req.extensions.get::<AuditSlot>();
+    let params = parse_params(req.uri.query().unwrap_or("").as_bytes())?;
+    let requested = check_request(reg, &params)?;
+    let (user, secret) = basic(&req.headers)?;
+    if let Some(a) = audit {
+        a.set_principal(&user);
+    }
+    if let Some(account) = &params.account
+        && !account.is_empty()
+        && account != &user
+    {
+        return Err(unauthorized(
+            "ACCOUNT_MISMATCH",
+            "the `account` parameter names another user than the credentials",
+        ));
+    }
+    let who = login(state, reg, peer_of(req), &user, secret).await?;
+    respond(state, reg, who, &requested, params.offline, audit).await
+}
+
+/// `POST /token` (form): `grant_type=password` with `username` and `password` (a password or
+/// a tessera token), or `grant_type=refresh_token` with `refresh_token`; `access_type=offline`
+/// adds a `refresh_token` to the answer.
+pub async fn token_post(State(state): AppState, req: Request) -> Response {
+    match post_inner(&state, req).await {
+        Ok(r) => r,
+        Err(e) => error_response(e),
+    }
+}
+
+async fn post_inner(state: &Arc<ServerState>, req: Request) -> Result<Response, ApiError> {
+    let reg = registry(state)?;
+    let (parts, body) = req.into_parts();
+    let peer = peer_of(&parts);
+    let audit = parts.extensions.get::<AuditSlot>().cloned();
+    let body = axum::body::to_bytes(body, BODY_LIMIT)
+        .await
+        .map_err(|_| ApiError::too_large(BODY_LIMIT))?;
+    let body = zeroize::Zeroizing::new(body.to_vec());
+    let params = parse_params(&body)?;
+    let requested = check_request(reg, &params)?;
+    let who = match params.grant_type.as_deref() {
+        Some("password") => {
+            let (Some(user), Some(password)) = (&params.username, &params.password) else {
+                return Err(ApiError::bad_request(
+                    "`grant_type=password` needs `username` and `password`",
+                ));
+            };
+            if let Some(a) = &audit {
+                a.set_principal(user);
+            }
+            login(state, reg, peer, user, password.clone()).await?
+        }
+        Some("refresh_token") => {
+            let Some(refresh) = &params.refresh_token else {
+                return Err(ApiError::bad_request(
+                    "`grant_type=refresh_token` needs `refresh_token`",
+                ));
+            };
+            verify_token(
+                state,
+                reg,
+                refresh,
+                params.username.as_deref(),
+                Use::Refresh,
+            )
+            .await?
+        }
+        _ => {
+            return Err(ApiError::bad_request(
+                "`grant_type` must be `password` or `refresh_token`",
+            ));
+        }
+    };
+    respond(state, reg, who, &requested, params.offline, audit.as_ref()).await
+}
+
+/// `GET /.well-known/jwks.json`: the public key that signs registry tokens.
+pub async fn jwks(State(state): AppState) -> Response {
+    match registry(&state) {
+        Ok(reg) => Json(json!({ "keys": [reg.key.jwk()] })).into_response(),
+        Err(e) => error_response(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(v: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::AUTHORIZATION, HeaderValue::from_str(v).unwrap());
+        h
+    }
+
+    fn b64(s: &str) -> String {
+        base64::engine::general_purpose::STANDARD.encode(s)
+    }
+
+    #[test]
+    fn basic_splits_at_the_first_colon() {
+        let (u, p) = basic(&headers(&format!("Basic {}", b64("ci:pa:ss:")))).unwrap();
+        assert_eq!(u, "ci");
+        assert_eq!(p.expose_secret(), "pa:ss:");
+        let (u, _) = basic(&headers(&format!("basic {}", b64("a:b")))).unwrap();
+        assert_eq!(u, "a");
+    }
+
+    #[test]
+    fn basic_refuses_malformed_headers() {
+        for bad in [
+            "Basic".to_owned(),
+            "Basic !!!notbase64".to_owned(),
+            format!("Basic {}", b64("nocolon")),
+            format!("Basic {}", b64(":password")),
+            format!("Basic {}", b64("user:")),
+            format!("Bearer {}", b64("a:b")),
+        ] {
+            let e = basic(&headers(&bad)).err().unwrap();
+            assert_eq!(e.status, StatusCode::UNAUTHORIZED, "{bad}");
+        }
+        assert_eq!(
+            basic(&HeaderMap::new()).err().unwrap().code,
+            "AUTH_REQUIRED"
+        );
+    }
+
+    #[test]
+    fn params_cap_and_split_scopes() {
+        let p = parse_params(b"service=s&scope=repository:a:pull&scope=repository:b:pull%20repository:c:push&account=x&access_type=offline").unwrap();
+        assert_eq!(p.scopes.len(), 3);
+        assert!(p.offline);
+        let many: String = (0..=MAX_SCOPES)
+            .map(|i| format!("scope=repository:a{i}:pull&"))
+            .collect();
+        assert!(parse_params(many.as_bytes()).is_err());
+    }
+}

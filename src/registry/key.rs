@@ -1,0 +1,275 @@
+//! The registry signing key: an EC P-256 key (PKCS#8 PEM, kept in the secrets backend) and
+//! its self-signed certificate (PEM, a public file the registry reads as `rootcertbundle`).
+
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use jsonwebtoken::EncodingKey;
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
+
+/// Why a registry key or certificate cannot be made or used. Never carries key material.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyError {
+    /// The stored key is not a PKCS#8 PEM EC P-256 private key.
+    #[error(
+        "the registry signing key is not a PKCS#8 PEM EC P-256 private key (`BEGIN PRIVATE KEY`)"
+    )]
+    BadKey,
+    /// Key or certificate generation failed.
+    #[error("cannot generate the registry key or certificate: {0}")]
+    Generate(String),
+    /// The certificate file has no PEM certificate.
+    #[error("the certificate bundle has no PEM certificate")]
+    NoCertificate,
+    /// No certificate in the bundle belongs to the signing key.
+    #[error("no certificate in the bundle belongs to the signing key")]
+    NoMatchingCertificate,
+}
+
+/// A P-256 SubjectPublicKeyInfo is 91 bytes and ends with the uncompressed point
+/// `04 || X || Y`.
+const P256_SPKI_LEN: usize = 91;
+
+/// The libtrust key id of a public key, which distribution 2.8 accepts in a token's `kid`:
+/// SHA-256 of the DER SubjectPublicKeyInfo, the first 30 bytes, base32 (RFC 4648, upper
+/// case, no padding: exactly 48 characters), in 12 groups of 4 joined by `:`.
+pub fn libtrust_kid(spki_der: &[u8]) -> String {
+    let digest = Sha256::digest(spki_der);
+    let b32 = base32(&digest[..30]);
+    let groups: Vec<&str> = (0..12).map(|i| &b32[i * 4..i * 4 + 4]).collect();
+    groups.join(":")
+}
+
+/// RFC 4648 base32, upper case, without padding.
+fn base32(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let mut out = String::with_capacity(bytes.len().div_ceil(5) * 8);
+    let (mut buffer, mut bits) = (0u32, 0u32);
+    for &b in bytes {
+        buffer = (buffer << 8) | u32::from(b);
+        bits += 8;
+        while bits >= 5 {
+            bits -= 5;
+            out.push(char::from(ALPHABET[((buffer >> bits) & 31) as usize]));
+        }
+        buffer &= (1 << bits) - 1;
+    }
+    if bits > 0 {
+        out.push(char::from(ALPHABET[((buffer << (5 - bits)) & 31) as usize]));
+    }
+    out
+}
+
+/// A new EC P-256 private key as PKCS#8 PEM (`BEGIN PRIVATE KEY`).
+pub fn generate_key() -> Result<SecretString, KeyError> {
+    let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+        .map_err(|e| KeyError::Generate(e.to_string()))?;
+    Ok(SecretString::from(pair.serialize_pem()))
+}
+
+fn key_pair(key_pem: &SecretString) -> Result<rcgen::KeyPair, KeyError> {
+    let pair = rcgen::KeyPair::from_pem(key_pem.expose_secret()).map_err(|_| KeyError::BadKey)?;
+    if !pair.is_compatible(&rcgen::PKCS_ECDSA_P256_SHA256) {
+        return Err(KeyError::BadKey);
+    }
+    Ok(pair)
+}
+
+/// A self-signed certificate (PEM) of `key_pem`, with `common_name` as subject, valid from
+/// yesterday for ten years.
+pub fn self_signed_certificate(
+    key_pem: &SecretString,
+    common_name: &str,
+) -> Result<String, KeyError> {
+    let pair = key_pair(key_pem)?;
+    let mut params = rcgen::CertificateParams::default();
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, common_name);
+    let day = |offset_days: i64, plus_years: i16| -> Result<_, KeyError> {
+        let d = jiff::Timestamp::now()
+            .to_zoned(jiff::tz::TimeZone::UTC)
+            .date();
+        let d = d
+            .checked_add(jiff::Span::new().days(offset_days))
+            .map_err(|e| KeyError::Generate(e.to_string()))?;
+        let year = d.year() + plus_years;
+        // 29 February + 10 years may not exist: use the 28th.
+        let dom = d.day().min(28);
+        let month = u8::try_from(d.month()).map_err(|e| KeyError::Generate(e.to_string()))?;
+        let dom = u8::try_from(dom).map_err(|e| KeyError::Generate(e.to_string()))?;
+        Ok(rcgen::date_time_ymd(i32::from(year), month, dom))
+    };
+    params.not_before = day(-1, 0)?;
+    params.not_after = day(0, 10)?;
+    params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
+    let cert = params
+        .self_signed(&pair)
+        .map_err(|e| KeyError::Generate(e.to_string()))?;
+    Ok(cert.pem())
+}
+
+/// The DER SubjectPublicKeyInfo of a PEM private key.
+pub fn public_key_der(key_pem: &SecretString) -> Result<Vec<u8>, KeyError> {
+    use rcgen::PublicKeyData;
+    Ok(key_pair(key_pem)?.subject_public_key_info())
+}
+
+/// The DER certificates of a PEM bundle, in order.
+pub fn bundle_certificates(bundle_pem: &[u8]) -> Result<Vec<Vec<u8>>, KeyError> {
+    let certs: Vec<Vec<u8>> = CertificateDer::pem_slice_iter(bundle_pem)
+        .filter_map(Result::ok)
+        .map(|c| c.as_ref().to_vec())
+        .collect();
+    if certs.is_empty() {
+        return Err(KeyError::NoCertificate);
+    }
+    Ok(certs)
+}
+
+/// Whether a DER certificate carries this DER SubjectPublicKeyInfo (it is embedded verbatim
+/// in the TBSCertificate).
+pub fn certificate_has_key(cert_der: &[u8], spki_der: &[u8]) -> bool {
+    !spki_der.is_empty() && cert_der.windows(spki_der.len()).any(|w| w == spki_der)
+}
+
+/// The loaded signing key: what every registry token needs, computed once.
+pub struct RegistryKey {
+    encoding: EncodingKey,
+    kid: String,
+    x5c: String,
+    jwk: serde_json::Value,
+}
+
+impl std::fmt::Debug for RegistryKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryKey")
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RegistryKey {
+    /// Loads a PKCS#8 PEM P-256 key and picks its certificate out of a PEM bundle.
+    pub fn new(key_pem: &SecretString, bundle_pem: &[u8]) -> Result<RegistryKey, KeyError> {
+        let spki = public_key_der(key_pem)?;
+        if spki.len() != P256_SPKI_LEN || spki[P256_SPKI_LEN - 65] != 4 {
+            return Err(KeyError::BadKey);
+        }
+        let cert = bundle_certificates(bundle_pem)?
+            .into_iter()
+            .find(|c| certificate_has_key(c, &spki))
+            .ok_or(KeyError::NoMatchingCertificate)?;
+        let encoding = EncodingKey::from_ec_pem(key_pem.expose_secret().as_bytes())
+            .map_err(|_| KeyError::BadKey)?;
+        let kid = libtrust_kid(&spki);
+        let point = &spki[P256_SPKI_LEN - 64..];
+        let jwk = serde_json::json!({
+            "kty": "EC",
+            "crv": "P-256",
+            "x": URL_SAFE_NO_PAD.encode(&point[..32]),
+            "y": URL_SAFE_NO_PAD.encode(&point[32..]),
+            "kid": kid,
+            "use": "sig",
+            "alg": "ES256",
+        });
+        Ok(RegistryKey {
+            encoding,
+            kid,
+            x5c: STANDARD.encode(&cert),
+            jwk,
+        })
+    }
+
+    /// The libtrust key id.
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    /// The certificate, base64 DER (the `x5c` header entry).
+    pub fn x5c(&self) -> &str {
+        &self.x5c
+    }
+
+    /// The public key as a JWK (with `kid`).
+    pub fn jwk(&self) -> &serde_json::Value {
+        &self.jwk
+    }
+
+    pub(crate) fn encoding(&self) -> &EncodingKey {
+        &self.encoding
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base32_matches_rfc4648_vectors() {
+        assert_eq!(base32(b""), "");
+        assert_eq!(base32(b"f"), "MY");
+        assert_eq!(base32(b"fo"), "MZXQ");
+        assert_eq!(base32(b"foo"), "MZXW6");
+        assert_eq!(base32(b"foob"), "MZXW6YQ");
+        assert_eq!(base32(b"fooba"), "MZXW6YTB");
+        assert_eq!(base32(b"foobar"), "MZXW6YTBOI");
+    }
+
+    #[test]
+    fn kid_shape() {
+        let kid = libtrust_kid(b"anything");
+        assert_eq!(kid.len(), 48 + 11);
+        assert_eq!(kid.split(':').count(), 12);
+        assert!(kid.split(':').all(|g| {
+            g.len() == 4
+                && g.chars()
+                    .all(|c| c.is_ascii_uppercase() || ('2'..='7').contains(&c))
+        }));
+    }
+
+    /// The kid of the fixture key, computed independently with openssl and coreutils:
+    /// `openssl pkey -in registry-signing-key.pem -pubout -outform DER | sha256sum | cut -c1-60
+    /// | xxd -r -p | base32 | tr -d = | sed 's/..../&:/g; s/:$//'`.
+    #[test]
+    fn kid_of_fixture_matches_openssl() {
+        let pem = include_str!("../../fixtures/registry-signing-key.pem");
+        let expected = include_str!("../../fixtures/registry-signing-key.kid").trim();
+        let spki = public_key_der(&SecretString::from(pem)).unwrap_or_default();
+        assert_eq!(libtrust_kid(&spki), expected);
+    }
+
+    #[test]
+    fn certificate_matches_key_and_jwk_has_point() {
+        let key = generate_key().unwrap();
+        assert!(
+            key.expose_secret()
+                .starts_with("-----BEGIN PRIVATE KEY-----")
+        );
+        let cert = self_signed_certificate(&key, "tessera registry").unwrap();
+        let other = self_signed_certificate(&generate_key().unwrap(), "x").unwrap();
+        // The matching certificate is found even when it is not first in the bundle.
+        let bundle = format!("{other}{cert}");
+        let loaded = RegistryKey::new(&key, bundle.as_bytes()).unwrap();
+        let der = bundle_certificates(cert.as_bytes()).unwrap().remove(0);
+        assert_eq!(loaded.x5c(), STANDARD.encode(der));
+        assert_eq!(loaded.jwk()["kid"], loaded.kid());
+        assert_eq!(loaded.jwk()["crv"], "P-256");
+        assert!(matches!(
+            RegistryKey::new(&key, other.as_bytes()),
+            Err(KeyError::NoMatchingCertificate)
+        ));
+        assert!(matches!(
+            RegistryKey::new(&key, b"not a pem"),
+            Err(KeyError::NoCertificate)
+        ));
+        assert!(matches!(
+            RegistryKey::new(&SecretString::from("junk"), cert.as_bytes()),
+            Err(KeyError::BadKey)
+        ));
+    }
+}

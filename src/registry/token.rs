@@ -1,0 +1,216 @@
+//! Registry tokens: the `scope` parameters a client asks for, what a credential's scopes
+//! grant of them, and the ES256 JWT the registry checks.
+
+use jsonwebtoken::{Algorithm, Header};
+use serde::{Deserialize, Serialize};
+
+use super::key::RegistryKey;
+use crate::token::{Scope, ScopeSet};
+
+/// The most `scope` parameters one token request may carry (400 beyond).
+pub const MAX_SCOPES: usize = 64;
+
+/// One `access` entry of a registry token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Access {
+    /// `repository` or `registry`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Repository name, or `catalog`.
+    pub name: String,
+    /// Granted actions, in the order asked.
+    pub actions: Vec<String>,
+}
+
+/// Claims of a registry token (what distribution 2.8 and 3.x read).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegistryClaims {
+    pub iss: String,
+    pub sub: String,
+    /// The service, as a JSON string (2.8 rejects a list).
+    pub aud: String,
+    pub exp: i64,
+    pub nbf: i64,
+    pub iat: i64,
+    pub jti: String,
+    pub access: Vec<Access>,
+}
+
+/// A requested scope: `TYPE:NAME:ACTIONS`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Requested {
+    /// Resource type (`repository`, `registry`, or anything else, which is granted nothing).
+    pub kind: String,
+    /// Resource name (may contain `/`; a `host:port/` prefix stays in the name).
+    pub name: String,
+    /// Actions, comma-separated in the request.
+    pub actions: Vec<String>,
+}
+
+/// Why a `scope` parameter cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "invalid scope `{shown}`: expected TYPE:NAME:ACTIONS, e.g. `repository:team/app:pull,push`"
+)]
+pub struct ScopeParseError {
+    shown: String,
+}
+
+/// Parses one scope, `TYPE:NAME:ACTIONS`, splitting at the first and the last `:` so that a
+/// name with a `host:port/` prefix never moves the actions.
+pub fn parse_scope(s: &str) -> Result<Requested, ScopeParseError> {
+    let err = || ScopeParseError {
+        shown: s
+            .chars()
+            .take(80)
+            .flat_map(char::escape_debug)
+            .collect::<String>(),
+    };
+    let (kind, rest) = s.split_once(':').ok_or_else(err)?;
+    let (name, actions) = rest.rsplit_once(':').ok_or_else(err)?;
+    if kind.is_empty() || name.is_empty() || actions.is_empty() {
+        return Err(err());
+    }
+    let actions: Vec<String> = actions.split(',').map(str::to_owned).collect();
+    if actions.iter().any(String::is_empty) {
+        return Err(err());
+    }
+    Ok(Requested {
+        kind: kind.to_owned(),
+        name: name.to_owned(),
+        actions,
+    })
+}
+
+/// What `scopes` grants of `requested`: per resource, the actions asked for that the scopes
+/// allow. Resources granted nothing are left out; the same resource asked twice is merged.
+pub fn grant(scopes: &ScopeSet, requested: &[Requested]) -> Vec<Access> {
+    let mut out: Vec<Access> = Vec::new();
+    for r in requested {
+        let actions: Vec<String> = match r.kind.as_str() {
+            "repository" => {
+                let wanted: Vec<&str> = r.actions.iter().map(String::as_str).collect();
+                scopes.repository_actions(&r.name, &wanted)
+            }
+            "registry" if r.name == "catalog" => r
+                .actions
+                .iter()
+                .filter(|a| a.as_str() == "*")
+                .filter(|a| {
+                    scopes.allows(&Scope::Registry {
+                        name: r.name.clone(),
+                        action: (*a).clone(),
+                    })
+                })
+                .cloned()
+                .collect(),
+            _ => Vec::new(),
+        };
+        if actions.is_empty() {
+            continue;
+        }
+        match out
+            .iter_mut()
+            .find(|a| a.kind == r.kind && a.name == r.name)
+        {
+            Some(existing) => {
+                for a in actions {
+                    if !existing.actions.contains(&a) {
+                        existing.actions.push(a);
+                    }
+                }
+            }
+            None => out.push(Access {
+                kind: r.kind.clone(),
+                name: r.name.clone(),
+                actions,
+            }),
+        }
+    }
+    out
+}
+
+/// Signs a registry token (ES256; header `x5c` and the libtrust `kid`).
+pub fn sign(key: &RegistryKey, claims: &RegistryClaims) -> Result<String, String> {
+    let mut header = Header::new(Algorithm::ES256);
+    header.kid = Some(key.kid().to_owned());
+    header.x5c = Some(vec![key.x5c().to_owned()]);
+    jsonwebtoken::encode(&header, claims, key.encoding()).map_err(|e| e.to_string())
+}
+
+/// A random token id (128 bits, hex).
+pub fn new_jti() -> Result<String, String> {
+    let mut b = [0u8; 16];
+    getrandom::fill(&mut b).map_err(|e| format!("no randomness for the token id: {e}"))?;
+    Ok(hex::encode(b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(s: &str) -> Requested {
+        parse_scope(s).unwrap()
+    }
+
+    #[test]
+    fn parses_first_and_last_colon() {
+        let r = req("repository:team/app:pull,push");
+        assert_eq!(
+            (r.kind.as_str(), r.name.as_str()),
+            ("repository", "team/app")
+        );
+        assert_eq!(r.actions, ["pull", "push"]);
+        let r = req("repository:127.0.0.1:5000/team/app:pull");
+        assert_eq!(r.name, "127.0.0.1:5000/team/app");
+        assert_eq!(r.actions, ["pull"]);
+        assert_eq!(req("registry:catalog:*").name, "catalog");
+        for bad in [
+            "",
+            "repository",
+            "repository:app",
+            ":app:pull",
+            "repository::pull",
+            "repository:app:",
+            "repository:app:pull,,push",
+        ] {
+            assert!(parse_scope(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn grants_the_intersection() {
+        let pull_team = ScopeSet::parse_list("pull", "team/*").unwrap();
+        let g = grant(
+            &pull_team,
+            &[
+                req("repository:team/app:pull,push"),
+                req("repository:other/app:pull"),
+                req("repository:team/app:delete"),
+                req("repository:team/app:pull"),
+                req("repository:Team/App:pull"),
+                req("repository:127.0.0.1:5000/team/app:pull"),
+                req("repository:team/app:fly"),
+                req("widget:team/app:pull"),
+                req("registry:catalog:*"),
+            ],
+        );
+        assert_eq!(
+            g,
+            vec![Access {
+                kind: "repository".into(),
+                name: "team/app".into(),
+                actions: vec!["pull".into()],
+            }]
+        );
+        let admin = ScopeSet::parse_claim("admin").unwrap();
+        let g = grant(
+            &admin,
+            &[req("registry:catalog:*"), req("repository:a:push,pull")],
+        );
+        assert_eq!(g.len(), 2);
+        assert_eq!(g[0].actions, ["*"]);
+        assert_eq!(g[1].actions, ["push", "pull"]);
+        assert!(grant(&admin, &[]).is_empty());
+    }
+}

@@ -1,0 +1,387 @@
+//! The token endpoint at the HTTP level: a real tessera server on 127.0.0.1:0, bad input of
+//! every kind, and the registry token's header and claims checked with the published JWK.
+
+mod registry_common;
+
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use registry_common::{Home, PASSWORD, SERVICE};
+use reqwest::blocking::{Client, Response};
+use serde_json::Value;
+
+struct Fixture {
+    home: Home,
+    server: tessera::server::RunningServer,
+    http: Client,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let home = Home::new();
+        let server = home.serve();
+        tessera::server::install_crypto_provider();
+        Fixture {
+            home,
+            server,
+            http: Client::new(),
+        }
+    }
+
+    fn url(&self, path_and_query: &str) -> String {
+        format!("http://{}{path_and_query}", self.server.addr())
+    }
+
+    fn get(&self, query: &str, auth: Option<&str>) -> Response {
+        let mut r = self.http.get(self.url(&format!("/token{query}")));
+        if let Some(a) = auth {
+            r = r.header("Authorization", a);
+        }
+        r.send().unwrap()
+    }
+
+    fn post(&self, form: &[(&str, &str)]) -> Response {
+        self.http
+            .post(self.url("/token"))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(
+                url::form_urlencoded::Serializer::new(String::new())
+                    .extend_pairs(form)
+                    .finish(),
+            )
+            .send()
+            .unwrap()
+    }
+
+    /// Verifies a registry token with the published JWK and returns header and claims.
+    fn check(&self, token: &str) -> (Value, Value) {
+        let jwks: Value = self
+            .http
+            .get(self.url("/.well-known/jwks.json"))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        let jwk = &jwks["keys"][0];
+        let key =
+            DecodingKey::from_ec_components(jwk["x"].as_str().unwrap(), jwk["y"].as_str().unwrap())
+                .unwrap();
+        let mut v = Validation::new(Algorithm::ES256);
+        v.set_audience(&[SERVICE]);
+        v.set_issuer(&["tessera"]);
+        let claims = jsonwebtoken::decode::<Value>(token, &key, &v)
+            .unwrap()
+            .claims;
+        let header_b64 = token.split('.').next().unwrap();
+        let header: Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header_b64).unwrap()).unwrap();
+        assert_eq!(header["kid"], jwk["kid"]);
+        (header, claims)
+    }
+}
+
+fn basic(user: &str, secret: &str) -> String {
+    format!("Basic {}", STANDARD.encode(format!("{user}:{secret}")))
+}
+
+/// A 401 with a JSON body, a Basic challenge and the given code.
+fn assert_401(r: Response, code: &str) {
+    assert_eq!(r.status(), 401);
+    let challenge = r
+        .headers()
+        .get("www-authenticate")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    assert!(challenge.starts_with("Basic realm="), "{challenge}");
+    let body: Value = r.json().unwrap();
+    assert_eq!(body["code"], code, "{body}");
+    assert!(body["error"].is_string());
+}
+
+#[test]
+fn token_grants_the_intersection_with_a_trusted_header() {
+    let f = Fixture::new();
+    let tok = f
+        .home
+        .token(&["--subject", "ci", "--scopes", "pull", "--repo", "team/*"]);
+    let r = f.get(
+        &format!(
+            "?service={SERVICE}&account=ci&scope=repository:team/app:pull,push&scope=repository:other/app:pull&scope=repository:team/app:delete"
+        ),
+        Some(&basic("ci", &tok)),
+    );
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    let body: Value = r.json().unwrap();
+    assert_eq!(body["token"], body["access_token"]);
+    assert!(body["expires_in"].as_i64().unwrap() >= 60);
+    let issued: jiff::Timestamp = body["issued_at"].as_str().unwrap().parse().unwrap();
+    assert!((jiff::Timestamp::now() - issued).get_seconds().abs() < 60);
+    let (header, claims) = f.check(body["token"].as_str().unwrap());
+    assert_eq!(header["alg"], "ES256");
+    assert_eq!(header["x5c"].as_array().unwrap().len(), 1);
+    let kid = header["kid"].as_str().unwrap();
+    assert_eq!(kid.len(), 59);
+    assert_eq!(claims["sub"], "ci");
+    assert!(claims["aud"].is_string());
+    for c in ["exp", "nbf", "iat", "jti"] {
+        assert!(!claims[c].is_null(), "{c}");
+    }
+    assert_eq!(
+        claims["access"],
+        serde_json::json!([{"type":"repository","name":"team/app","actions":["pull"]}])
+    );
+
+    // No scope at all (skopeo login): 200 with an empty access list.
+    let r = f.get(&format!("?service={SERVICE}"), Some(&basic("ci", &tok)));
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().unwrap();
+    let (_, claims) = f.check(body["token"].as_str().unwrap());
+    assert_eq!(claims["access"], serde_json::json!([]));
+
+    // Extra colons, unknown types and actions are granted nothing, not refused.
+    let r = f.get(
+        "?scope=repository:127.0.0.1:5000/team/app:pull&scope=widget:team/app:pull&scope=repository:team/app:fly&scope=registry:catalog:*",
+        Some(&basic("ci", &tok)),
+    );
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().unwrap();
+    let (_, claims) = f.check(body["token"].as_str().unwrap());
+    assert_eq!(claims["access"], serde_json::json!([]));
+}
+
+#[test]
+fn password_login_and_refresh_tokens() {
+    let f = Fixture::new();
+    // The password contains a colon: Basic splits at the first one.
+    let r = f.get(
+        "?scope=repository:any/thing:push&access_type=offline",
+        Some(&basic("deploy", PASSWORD)),
+    );
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().unwrap();
+    let (_, claims) = f.check(body["token"].as_str().unwrap());
+    assert_eq!(claims["sub"], "deploy");
+    assert_eq!(claims["access"][0]["actions"], serde_json::json!(["push"]));
+    let refresh = body["refresh_token"].as_str().unwrap().to_owned();
+
+    // Wrong password, unknown user.
+    assert_401(
+        f.get("", Some(&basic("deploy", "wrong"))),
+        "INVALID_CREDENTIALS",
+    );
+    assert_401(
+        f.get("", Some(&basic("nobody", PASSWORD))),
+        "INVALID_CREDENTIALS",
+    );
+
+    // POST: password grant and refresh grant, reusable.
+    let r = f.post(&[
+        ("grant_type", "password"),
+        ("username", "deploy"),
+        ("password", PASSWORD),
+        ("service", SERVICE),
+        ("scope", "repository:a/b:pull"),
+    ]);
+    assert_eq!(r.status(), 200);
+    for _ in 0..2 {
+        let r = f.post(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &refresh),
+            ("service", SERVICE),
+            ("scope", "repository:a/b:pull,push"),
+        ]);
+        assert_eq!(r.status(), 200);
+        let body: Value = r.json().unwrap();
+        let (_, claims) = f.check(body["access_token"].as_str().unwrap());
+        assert_eq!(claims["sub"], "deploy");
+        assert_eq!(
+            claims["access"][0]["actions"],
+            serde_json::json!(["pull", "push"])
+        );
+    }
+    // Refresh token presented for another subject.
+    assert_401(
+        f.post(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &refresh),
+            ("username", "mallory"),
+        ]),
+        "INVALID_CREDENTIALS",
+    );
+    // A plain token (no audience) is not a refresh token; one for another service neither.
+    let plain = f.home.token(&["--subject", "deploy", "--scopes", "pull"]);
+    assert_401(
+        f.post(&[("grant_type", "refresh_token"), ("refresh_token", &plain)]),
+        "INVALID_TOKEN",
+    );
+    let other = f.home.token(&[
+        "--subject",
+        "deploy",
+        "--scopes",
+        "pull",
+        "--audience",
+        "other-registry",
+    ]);
+    assert_401(
+        f.post(&[("grant_type", "refresh_token"), ("refresh_token", &other)]),
+        "INVALID_TOKEN",
+    );
+    // Revoking the subject revokes its refresh tokens.
+    f.home
+        .cmd()
+        .args(["auth", "token", "revoke", "--subject", "deploy"])
+        .assert()
+        .success();
+    assert_401(
+        f.post(&[("grant_type", "refresh_token"), ("refresh_token", &refresh)]),
+        "TOKEN_REVOKED",
+    );
+    let r = f.post(&[("grant_type", "client_credentials")]);
+    assert_eq!(r.status(), 400);
+}
+
+#[test]
+fn bad_credentials_are_401_never_500() {
+    let f = Fixture::new();
+    let tok = f.home.token(&["--subject", "ci", "--scopes", "push,pull"]);
+    assert_401(f.get("", None), "AUTH_REQUIRED");
+    for bad in [
+        "Basic".to_owned(),
+        "Basic %%%not-base64%%%".to_owned(),
+        format!("Basic {}", STANDARD.encode("no-colon-here")),
+        format!("Basic {}", STANDARD.encode([0xff, 0xfe, b':', b'x'])),
+        format!("Bearer {tok}"),
+        "Basic ".to_owned() + &"A".repeat(10_000),
+    ] {
+        assert_401(f.get("", Some(&bad)), "INVALID_CREDENTIALS");
+    }
+    // Token of another subject, tampered token, garbage token.
+    assert_401(
+        f.get("", Some(&basic("someone-else", &tok))),
+        "INVALID_CREDENTIALS",
+    );
+    let mut tampered = tok.clone();
+    tampered.pop();
+    tampered.push(if tok.ends_with('A') { 'B' } else { 'A' });
+    assert_401(f.get("", Some(&basic("ci", &tampered))), "INVALID_TOKEN");
+    assert_401(
+        f.get("", Some(&basic("ci", "eyJhbGciOi.x.y"))),
+        "INVALID_TOKEN",
+    );
+    // account different from the user.
+    assert_401(
+        f.get("?account=admin", Some(&basic("ci", &tok))),
+        "ACCOUNT_MISMATCH",
+    );
+    // Revoked and expired tokens.
+    let (revoked, jti) = f
+        .home
+        .token_with_jti(&["--subject", "ci", "--scopes", "pull"]);
+    f.home
+        .cmd()
+        .args(["auth", "token", "revoke", &jti])
+        .assert()
+        .success();
+    assert_401(f.get("", Some(&basic("ci", &revoked))), "TOKEN_REVOKED");
+    let expired = {
+        use secrecy::ExposeSecret;
+        let key = tessera::token::SigningKey::new(
+            &secrecy::SecretString::from(registry_common::SECRET),
+            "",
+        )
+        .unwrap();
+        let scopes = tessera::token::ScopeSet::parse_list("pull", "*").unwrap();
+        let minted = tessera::token::mint(
+            &tessera::token::KeyRing::single(key),
+            &tessera::token::MintRequest {
+                issuer: "tessera",
+                subject: "ci",
+                scopes: &scopes,
+                expiry: tessera::duration::HumanDuration::parse("1m").unwrap(),
+                audience: None,
+                now: jiff::Timestamp::now() - jiff::SignedDuration::from_hours(1),
+            },
+        )
+        .unwrap();
+        minted.token.expose_secret().to_owned()
+    };
+    assert_401(f.get("", Some(&basic("ci", &expired))), "TOKEN_EXPIRED");
+}
+
+#[test]
+fn bad_requests_are_400() {
+    let f = Fixture::new();
+    let tok = f.home.token(&["--subject", "ci", "--scopes", "push,pull"]);
+    let auth = basic("ci", &tok);
+    let r = f.get("?service=another-registry", Some(&auth));
+    assert_eq!(r.status(), 400);
+    assert_eq!(r.json::<Value>().unwrap()["code"], "WRONG_SERVICE");
+    for scope in [
+        "repository",
+        "repository:app",
+        "repository::pull",
+        "repository:app:",
+    ] {
+        let r = f.get(&format!("?scope={scope}"), Some(&auth));
+        assert_eq!(r.status(), 400, "{scope}");
+        assert_eq!(r.json::<Value>().unwrap()["code"], "BAD_REQUEST");
+    }
+    let many: String = (0..300)
+        .map(|i| format!("scope=repository:team/app{i}:pull"))
+        .collect::<Vec<_>>()
+        .join("&");
+    let r = f.get(&format!("?{many}"), Some(&auth));
+    assert_eq!(r.status(), 400);
+    let r = f.get(
+        &(0..64)
+            .map(|i| format!("scope=repository:team/app{i}:pull"))
+            .fold("?x=1".to_owned(), |a, s| a + "&" + &s),
+        Some(&auth),
+    );
+    assert_eq!(r.status(), 200);
+}
+
+#[test]
+fn jwks_publishes_the_key_and_registry_off_is_404() {
+    let f = Fixture::new();
+    let jwks: Value = f
+        .http
+        .get(f.url("/.well-known/jwks.json"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(jwks["keys"][0]["kty"], "EC");
+    assert_eq!(jwks["keys"][0]["crv"], "P-256");
+    assert!(jwks["keys"][0].get("d").is_none());
+
+    // Without the certificate file the service is off.
+    let home = Home::new();
+    std::fs::remove_file(home.certificate()).unwrap();
+    let server = home.serve();
+    tessera::server::install_crypto_provider();
+    let r = Client::new()
+        .get(format!("http://{}/token", server.addr()))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 404);
+}
+
+#[test]
+fn certificate_without_key_refuses_to_start() {
+    let home = Home::new();
+    std::fs::remove_file(
+        home.dir
+            .path()
+            .join("config/tessera/secrets/tessera/registry/signing_key"),
+    )
+    .unwrap();
+    let (config, env) = home.config();
+    let err = tessera::server::ServerState::load(&config, &env).unwrap_err();
+    assert!(
+        err.message().contains("no registry signing key"),
+        "{}",
+        err.message()
+    );
+}
