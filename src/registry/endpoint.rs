@@ -15,7 +15,6 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::Json;
 use axum::extract::{ConnectInfo, Request, State};
@@ -26,8 +25,6 @@ use base64::Engine;
 use jiff::Timestamp;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
 use super::RegistryState;
 use super::token::{self as rtoken, MAX_SCOPES, RegistryClaims, Requested};
@@ -297,31 +294,7 @@ async fn password_login(
     let Some(login) = &state.login else {
         return Err(invalid_credentials());
     };
-    if let Err(wait) = state.limiter.check(peer, Instant::now()) {
-        return Err(ApiError::rate_limited(wait));
-    }
-    let sent: [u8; 32] = Sha256::digest(username.as_bytes()).into();
-    let user_ok: bool = login.username_digest.ct_eq(&sent).into();
-    let hash = SecretString::from(
-        if user_ok {
-            login.hash.expose_secret()
-        } else {
-            login.dummy_hash.expose_secret()
-        }
-        .to_owned(),
-    );
-    // The server's own limit on concurrent bcrypt checks (all cores but one).
-    let _slot = state
-        .bcrypt_slots
-        .acquire()
-        .await
-        .map_err(|_| ApiError::unavailable("the server is shutting down"))?;
-    let password_ok = tokio::task::spawn_blocking(move || {
-        crate::password::verify(&password, &hash).unwrap_or(false)
-    })
-    .await
-    .unwrap_or(false);
-    if !(user_ok && password_ok) {
+    if !state.check_password(peer, username, password).await? {
         return Err(invalid_credentials());
     }
     Ok(Principal {
@@ -370,15 +343,7 @@ async fn refresh_token(
         ApiError::internal()
     })?;
     let c = &minted.claims;
-    let record = TokenRecord {
-        jti: c.jti.clone(),
-        subject: c.sub.clone(),
-        scopes: c.scope.clone(),
-        issued_at: now,
-        expires_at: c.exp.and_then(|e| Timestamp::from_second(e).ok()),
-        single_use: false,
-        revoked: false,
-    };
+    let record = TokenRecord::minted(c, now, false);
     let store = Arc::clone(&state.store);
     tokio::task::spawn_blocking(move || store.record(&record))
         .await

@@ -2,7 +2,6 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::Json;
 use axum::body::Bytes;
@@ -15,10 +14,9 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
-use subtle::ConstantTimeEq;
 
 use super::error::ApiError;
-use super::state::{ServerState, digest};
+use super::state::ServerState;
 use super::{AuditSlot, BODY_LIMIT};
 use crate::duration::HumanDuration;
 use crate::store::TokenRecord;
@@ -302,15 +300,7 @@ async fn issue(
         }
     })?;
     let c = &minted.claims;
-    let record = TokenRecord {
-        jti: c.jti.clone(),
-        subject: c.sub.clone(),
-        scopes: c.scope.clone(),
-        issued_at: Timestamp::from_second(c.iat).unwrap_or(now),
-        expires_at: c.exp.and_then(|e| Timestamp::from_second(e).ok()),
-        single_use,
-        revoked: false,
-    };
+    let record = TokenRecord::minted(c, Timestamp::from_second(c.iat).unwrap_or(now), single_use);
     if single_use {
         match state.single_use.lock() {
             Ok(mut set) => set.insert(c.jti.clone()),
@@ -348,34 +338,10 @@ pub(crate) async fn login(
             ..ApiError::invalid_credentials()
         });
     };
-    if let Err(wait) = state.limiter.check(ip, Instant::now()) {
-        return Err(ApiError::rate_limited(wait));
-    }
-    let user_ok: bool = login
-        .username_digest
-        .ct_eq(&digest(body.username.as_bytes()))
-        .into();
-    // An unknown user is checked against a dummy hash of the same cost: same body, same cost.
-    let hash = SecretString::from(
-        if user_ok {
-            login.hash.expose_secret()
-        } else {
-            login.dummy_hash.expose_secret()
-        }
-        .to_owned(),
-    );
-    let password = body.password.0;
-    let _slot = state
-        .bcrypt_slots
-        .acquire()
-        .await
-        .map_err(|_| ApiError::unavailable("the server is shutting down"))?;
-    let password_ok = tokio::task::spawn_blocking(move || {
-        crate::password::verify(&password, &hash).unwrap_or(false)
-    })
-    .await
-    .unwrap_or(false);
-    if !(user_ok && password_ok) {
+    if !state
+        .check_password(ip, &body.username, body.password.0)
+        .await?
+    {
         return Err(ApiError::invalid_credentials());
     }
     audit.set_principal(&login.username);

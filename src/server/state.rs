@@ -61,6 +61,51 @@ pub struct ServerState {
     pub(crate) bcrypt_slots: tokio::sync::Semaphore,
 }
 
+impl ServerState {
+    /// Checks a username and password against `[auth]`: rate-limited per client address, the
+    /// username compared in constant time, bcrypt on a blocking thread with at most all cores
+    /// but one at once, and an unknown user checked against a dummy hash of the same cost, so
+    /// it costs what a wrong password costs. `Ok(false)` for wrong credentials or when password
+    /// login is off; `Err` for a rate limit (429) or a server shutting down.
+    pub(crate) async fn check_password(
+        &self,
+        peer: std::net::IpAddr,
+        username: &str,
+        password: SecretString,
+    ) -> Result<bool, super::ApiError> {
+        let Some(login) = &self.login else {
+            return Ok(false);
+        };
+        if let Err(wait) = self.limiter.check(peer, std::time::Instant::now()) {
+            return Err(super::ApiError::rate_limited(wait));
+        }
+        let user_ok: bool = subtle::ConstantTimeEq::ct_eq(
+            &login.username_digest[..],
+            &digest(username.as_bytes())[..],
+        )
+        .into();
+        let hash = SecretString::from(
+            if user_ok {
+                login.hash.expose_secret()
+            } else {
+                login.dummy_hash.expose_secret()
+            }
+            .to_owned(),
+        );
+        let _slot = self
+            .bcrypt_slots
+            .acquire()
+            .await
+            .map_err(|_| super::ApiError::unavailable("the server is shutting down"))?;
+        let password_ok = tokio::task::spawn_blocking(move || {
+            crate::password::verify(&password, &hash).unwrap_or(false)
+        })
+        .await
+        .unwrap_or(false);
+        Ok(user_ok && password_ok)
+    }
+}
+
 /// SHA-256 of a username, so that constant-time comparison sees equal lengths.
 pub(crate) fn digest(s: &[u8]) -> [u8; 32] {
     Sha256::digest(s).into()

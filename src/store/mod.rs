@@ -18,6 +18,22 @@ pub struct TokenRecord {
     pub revoked: bool,
 }
 
+impl TokenRecord {
+    /// The record of a token just minted at `issued_at` (the exact mint time, finer than the
+    /// `iat` second, so a revocation earlier in the same second does not cover it).
+    pub fn minted(claims: &crate::token::Claims, issued_at: Timestamp, single_use: bool) -> Self {
+        TokenRecord {
+            jti: claims.jti.clone(),
+            subject: claims.sub.clone(),
+            scopes: claims.scope.clone(),
+            issued_at,
+            expires_at: claims.exp.and_then(|e| Timestamp::from_second(e).ok()),
+            single_use,
+            revoked: false,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("token store {path}: {message}; {hint}")]

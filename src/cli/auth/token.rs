@@ -143,15 +143,7 @@ fn generate(ctx: &Context, args: GenerateArgs) -> Result<(), CliError> {
         },
     )?;
     let c = &minted.claims;
-    let record = TokenRecord {
-        jti: c.jti.clone(),
-        subject: c.sub.clone(),
-        scopes: c.scope.clone(),
-        issued_at: now,
-        expires_at: c.exp.and_then(|e| Timestamp::from_second(e).ok()),
-        single_use: false,
-        revoked: false,
-    };
+    let record = TokenRecord::minted(c, now, false);
     if let Err(e) = open_store(ctx).and_then(|s| Ok(s.record(&record)?)) {
         ctx.out.warn(&format!(
             "the token was minted but not recorded, so `tessera auth token list` will not show it: {e}"
