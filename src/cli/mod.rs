@@ -66,7 +66,7 @@ pub enum Command {
     /// Read and write secrets in the configured backend.
     #[command(subcommand)]
     Secrets(secrets::SecretsCommand),
-    /// Tokens and passwords.
+    /// Tokens, passwords, and logins to remote tessera servers.
     #[command(subcommand)]
     Auth(auth::AuthCommand),
     /// Manage the remote tessera servers this machine logs in to.
