@@ -48,7 +48,7 @@ backend = "sops"
 file = "secrets.enc.yaml"
 TOML
 hyperfine -N --warmup 10 --runs "$runs" --export-json "$json/sops.json" \
-  -n 'sops --decrypt --extract' "sops --decrypt --extract [\"bench\"][\"key\"] $work/sops/secrets.enc.yaml" \
+  -n 'sops --decrypt --extract' "sops --decrypt --extract '[\"bench\"][\"key\"]' $work/sops/secrets.enc.yaml" \
   -n 'tessera secrets get (sops)' "$bin --config $work/sops/tessera.toml secrets get bench/key"
 
 # unsafe files and native age.
