@@ -421,3 +421,53 @@ fn thousands_of_scopes_are_400() {
         .unwrap();
     assert_eq!(r.status(), 200);
 }
+
+#[test]
+fn a_client_that_never_finishes_its_headers_is_disconnected() {
+    let (_home, server) = serve("login_attempts_per_minute = 0");
+    let mut s = TcpStream::connect(server.addr()).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let request = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Padding: ";
+    let bound = tessera::server::HEADER_READ_TIMEOUT * 3;
+    let start = Instant::now();
+    let mut answer = Vec::new();
+    let mut closed = false;
+    for b in request.iter().chain(std::iter::repeat(&b'a')) {
+        if start.elapsed() > bound {
+            break;
+        }
+        if s.write_all(&[*b]).is_err() {
+            closed = true;
+            break;
+        }
+        let mut buf = [0u8; 512];
+        match s.read(&mut buf) {
+            Ok(0) => {
+                closed = true;
+                break;
+            }
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => {
+                closed = true;
+                break;
+            }
+        }
+    }
+    assert!(
+        closed,
+        "the server kept a connection open that never finished its headers ({:?})",
+        String::from_utf8_lossy(&answer)
+    );
+    // It still serves others.
+    let r = client()
+        .get(format!("http://{}/health", server.addr()))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
