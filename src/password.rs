@@ -8,6 +8,8 @@ pub const DEFAULT_COST: u32 = 12;
 pub const MIN_COST: u32 = 4;
 /// Highest cost accepted.
 pub const MAX_COST: u32 = 31;
+/// Lowest cost the server accepts for the stored password hash (`[auth] password_hash`).
+pub const MIN_STORED_COST: u32 = 10;
 /// bcrypt's input limit; longer passwords are refused, never truncated.
 pub const MAX_PASSWORD_LEN: usize = 72;
 
@@ -52,6 +54,27 @@ fn check_length(bytes: &[u8]) -> Result<(), PasswordError> {
         n if n > MAX_PASSWORD_LEN => Err(PasswordError::TooLong(n)),
         _ => Ok(()),
     }
+}
+
+/// The cost of a well-formed bcrypt hash (`$2a$`, `$2b$` or `$2y$`, two cost digits in
+/// [`MIN_COST`]..=[`MAX_COST`], 53 characters of bcrypt's base64); anything else is
+/// [`PasswordError::BadHash`]. Never quotes the hash.
+pub fn hash_cost(hash: &SecretString) -> Result<u32, PasswordError> {
+    let hash = hash.expose_secret().as_bytes();
+    if hash.len() != 60 || !matches!(&hash[..4], b"$2a$" | b"$2b$" | b"$2y$") || hash[6] != b'$' {
+        return Err(PasswordError::BadHash);
+    }
+    let cost = match (hash[4], hash[5]) {
+        (a @ b'0'..=b'9', b @ b'0'..=b'9') => u32::from(a - b'0') * 10 + u32::from(b - b'0'),
+        _ => return Err(PasswordError::BadHash),
+    };
+    let body_ok = hash[7..]
+        .iter()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'/'));
+    if !body_ok || !(MIN_COST..=MAX_COST).contains(&cost) {
+        return Err(PasswordError::BadHash);
+    }
+    Ok(cost)
 }
 
 /// Checks `password` against a stored hash; malformed hashes fail closed (`Err`), a wrong
@@ -140,6 +163,25 @@ mod tests {
                 ),
                 "{bad}"
             );
+        }
+    }
+
+    #[test]
+    fn hash_cost_reads_only_well_formed_hashes() {
+        let good = hash(&secret("pw"), 5).unwrap();
+        assert_eq!(hash_cost(&good).unwrap(), 5);
+        let g = good.expose_secret();
+        for bad in [
+            String::new(),
+            "{SHA}qUqP5cyxm6YcTAhz05Hph5gvu9M=".to_owned(),
+            format!("$2x{}", &g[3..]),
+            format!("$2y$4${}", &g[7..]),
+            format!("$2y$1a{}", &g[6..]),
+            format!("$2y$03{}", &g[6..]),
+            g[..59].to_owned(),
+            format!("{}!", &g[..59]),
+        ] {
+            assert!(hash_cost(&secret(&bad)).is_err(), "{bad}");
         }
     }
 

@@ -37,14 +37,14 @@ impl Home {
         h
     }
 
-    /// A home with password login for `deploy` (bcrypt cost 4).
+    /// A home with password login for `deploy` (bcrypt cost 10, the server's minimum).
     fn with_login(extra: &str) -> Home {
         let h = Home::new(&format!(
             "[auth]\nusername = \"deploy\"\ntoken_expiry = \"1h\"\nlogin_scopes = \"push,pull\"\n{extra}"
         ));
         h.cmd()
             .args([
-                "auth", "password", "hash", "--stdin", "--cost", "4", "--store",
+                "auth", "password", "hash", "--stdin", "--cost", "10", "--store",
             ])
             .write_stdin(format!("{PASSWORD}\n"))
             .assert()

@@ -7,6 +7,7 @@
 //! - The environment is cleared, then a whitelist of the caller's variables is passed
 //!   ([`COMMON_ENV`] plus the tool's own list, see [`Tool`]), then the backend's explicit
 //!   overrides, then `LC_ALL=C`. No `TESSERA_*` variable is ever passed.
+//! - What the child was given on stdin is masked in its stderr before any error quotes it.
 //! - stdout and stderr are piped and drained by threads while the child runs, stdin is fed by
 //!   a thread, so a chatty or stuck child cannot deadlock us.
 //! - Every call has a deadline. On expiry the child's whole process group is killed, the child
@@ -330,11 +331,39 @@ pub(crate) fn run(call: Call<'_>) -> Result<Output, BackendError> {
             }
         }
     }
+    if let Some(input) = call.stdin {
+        redact(&mut stderr, input);
+    }
     Ok(Output {
         status,
         stdout,
         stderr,
     })
+}
+
+/// Shortest line of a child's stdin that is masked in its stderr.
+const REDACT_MIN_LEN: usize = 8;
+
+/// Masks in `stderr` what the child was given on stdin (a secret): the whole input and each
+/// of its lines of [`REDACT_MIN_LEN`] bytes or more, so that a tool that echoes its input in
+/// an error message cannot put the secret into ours.
+fn redact(stderr: &mut Vec<u8>, input: &[u8]) {
+    let whole = input.strip_suffix(b"\n").unwrap_or(input);
+    let lines = input.split(|b| *b == b'\n').map(<[u8]>::trim_ascii);
+    for needle in std::iter::once(whole).chain(lines) {
+        if needle.len() < REDACT_MIN_LEN {
+            continue;
+        }
+        let mut out = Vec::with_capacity(stderr.len());
+        let mut rest = &stderr[..];
+        while let Some(at) = rest.windows(needle.len()).position(|w| w == needle) {
+            out.extend_from_slice(&rest[..at]);
+            out.extend_from_slice(b"[redacted]");
+            rest = &rest[at + needle.len()..];
+        }
+        out.extend_from_slice(rest);
+        *stderr = out;
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -380,6 +409,21 @@ fn kill_group(child: &mut Child) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn stdin_is_masked_in_stderr() {
+        let mut err =
+            b"Error: invalid value s3cr3t-value-1234 in line\nand pw: line-two-secret\n".to_vec();
+        super::redact(&mut err, b"s3cr3t-value-1234\nline-two-secret\nshort\n");
+        let text = String::from_utf8(err).unwrap();
+        assert_eq!(
+            text,
+            "Error: invalid value [redacted] in line\nand pw: [redacted]\n"
+        );
+        let mut err = b"short is fine".to_vec();
+        super::redact(&mut err, b"short\n");
+        assert_eq!(err, b"short is fine");
+    }
+
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(OsString, OsString)> {

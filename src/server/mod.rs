@@ -36,6 +36,10 @@ use crate::error::CliError;
 pub const BODY_LIMIT: usize = 64 * 1024;
 /// Longest a request may take before the server answers 503.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a client gets to send a request's headers; a connection still sending them after
+/// that is closed (slow clients that dribble headers, "slowloris", cannot hold connections
+/// and file descriptors for ever).
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long open connections get to finish after a shutdown signal.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -256,14 +260,20 @@ pub async fn serve(
     listener
         .set_nonblocking(true)
         .map_err(|e| CliError::new(format!("cannot use the listening socket: {e}")))?;
+    let handle = axum_server::Handle::new();
+    let h = handle.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        h.graceful_shutdown(Some(SHUTDOWN_GRACE));
+    });
+    let socket_error =
+        |e: std::io::Error| CliError::new(format!("cannot use the listening socket: {e}"));
+    let failed = |e: std::io::Error| CliError::new(format!("the server failed: {e}"));
     match tls {
         None => {
-            let listener = tokio::net::TcpListener::from_std(listener)
-                .map_err(|e| CliError::new(format!("cannot use the listening socket: {e}")))?;
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
-                .map_err(|e| CliError::new(format!("the server failed: {e}")))
+            let mut server = axum_server::from_tcp(listener).map_err(socket_error)?;
+            limit_header_time(server.http_builder());
+            server.handle(handle).serve(app).await.map_err(failed)
         }
         Some(files) => {
             install_crypto_provider();
@@ -278,20 +288,23 @@ pub async fn serve(
                         ))
                         .with_hint("both must be PEM files; the key PKCS#8, PKCS#1 or SEC1")
                     })?;
-            let handle = axum_server::Handle::new();
-            let h = handle.clone();
-            tokio::spawn(async move {
-                shutdown.await;
-                h.graceful_shutdown(Some(SHUTDOWN_GRACE));
-            });
-            axum_server::from_tcp_rustls(listener, config)
-                .map_err(|e| CliError::new(format!("cannot use the listening socket: {e}")))?
-                .handle(handle)
-                .serve(app)
-                .await
-                .map_err(|e| CliError::new(format!("the server failed: {e}")))
+            let mut server =
+                axum_server::from_tcp_rustls(listener, config).map_err(socket_error)?;
+            limit_header_time(server.http_builder());
+            server.handle(handle).serve(app).await.map_err(failed)
         }
     }
+}
+
+/// Closes HTTP/1 connections whose request headers take longer than [`HEADER_READ_TIMEOUT`]
+/// (hyper only enforces its header timeout when it is given a timer).
+fn limit_header_time(
+    builder: &mut hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>,
+) {
+    builder
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
 }
 
 /// A server running on a background thread; dropping it (or [`RunningServer::stop`]) shuts

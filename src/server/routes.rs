@@ -166,8 +166,8 @@ async fn with_store<R: Send + 'static>(
     }
 }
 
-/// Verifies the bearer token: signature, claims, revocation (asking the store every time) and
-/// single use. Records the subject as the request's principal.
+/// Verifies the bearer token: signature, claims, audience (not the registry service),
+/// revocation (asking the store every time) and single use. Records the subject as the request's principal.
 async fn authenticate(
     state: &Arc<ServerState>,
     headers: &HeaderMap,
@@ -180,6 +180,15 @@ async fn authenticate(
         now: Timestamp::now(),
     };
     let claims = token::verify(&state.keys, raw, &opts).map_err(map_verify)?;
+    // A token whose audience is the registry service (a refresh token from `/token`, or one
+    // minted with `--audience SERVICE`) is for the registry flow only, not for this API.
+    if let (Some(reg), Some(aud)) = (&state.registry, claims.aud.as_deref())
+        && aud == reg.service
+    {
+        return Err(ApiError::invalid_token(
+            "the token was issued for the registry service, not for this API",
+        ));
+    }
     audit.set_principal(&claims.sub);
     let single = match state.single_use.lock() {
         Ok(set) => set.contains(&claims.jti),

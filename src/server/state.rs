@@ -111,18 +111,6 @@ pub(crate) fn digest(s: &[u8]) -> [u8; 32] {
     Sha256::digest(s).into()
 }
 
-/// The cost of a bcrypt hash (`$2y$12$...` gives 12).
-fn bcrypt_cost(hash: &str) -> Option<u32> {
-    let mut parts = hash.split('$');
-    let (Some(""), Some(variant), Some(cost)) = (parts.next(), parts.next(), parts.next()) else {
-        return None;
-    };
-    if !matches!(variant, "2a" | "2b" | "2y") || cost.len() != 2 {
-        return None;
-    }
-    cost.parse().ok()
-}
-
 impl ServerState {
     /// Loads the state from the configuration: the key ring through
     /// [`load_keyring`] (the CLI's code path, never creating a secret), the token store, and,
@@ -158,12 +146,22 @@ impl ServerState {
                         return Err(CliError::from(e).context("cannot read the password hash"));
                     }
                 };
-                let cost = bcrypt_cost(hash.expose_secret().trim()).ok_or_else(|| {
+                let hash = SecretString::from(hash.expose_secret().trim().to_owned());
+                let cost = crate::password::hash_cost(&hash).map_err(|_| {
                     CliError::new(format!(
-                        "the value at `{key}` is not a bcrypt hash ($2a$, $2b$ or $2y$)"
+                        "the value at `{key}` is not a bcrypt hash ($2a$, $2b$ or $2y$, 60 characters)"
                     ))
                     .with_hint("store one with `tessera auth password hash --store`")
                 })?;
+                if cost < crate::password::MIN_STORED_COST {
+                    return Err(CliError::new(format!(
+                        "the password hash at `{key}` has bcrypt cost {cost}; the server refuses a cost below {}, which is too cheap to brute-force",
+                        crate::password::MIN_STORED_COST
+                    ))
+                    .with_hint(
+                        "store a new hash with `tessera auth password hash --store` (cost 12 by default)",
+                    ));
+                }
                 let dummy_password = crate::keyring::random_secret(32)?;
                 let dummy_hash = crate::password::hash(&dummy_password, cost)?;
                 let scopes = ScopeSet::parse_list(&config.auth.login_scopes, "*")
@@ -171,7 +169,7 @@ impl ServerState {
                 Some(PasswordLogin {
                     username: username.clone(),
                     username_digest: digest(username.as_bytes()),
-                    hash: SecretString::from(hash.expose_secret().trim().to_owned()),
+                    hash,
                     dummy_hash,
                     scopes,
                 })
@@ -223,19 +221,5 @@ impl ServerState {
                     .max(1),
             ),
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cost_of_hashes() {
-        assert_eq!(bcrypt_cost("$2y$12$abcdefghijklmnopqrstuv"), Some(12));
-        assert_eq!(bcrypt_cost("$2b$04$x"), Some(4));
-        assert_eq!(bcrypt_cost("$argon2id$v=19$m=1"), None);
-        assert_eq!(bcrypt_cost("plain"), None);
-        assert_eq!(bcrypt_cost("$2y$4$x"), None);
     }
 }

@@ -9,8 +9,14 @@
 //! - A structurally broken token (not three base64url parts, a signature that is not 32 bytes,
 //!   a header or payload that is not the expected JSON) is `Malformed`; a well-formed token
 //!   whose signature does not match (tampered header or payload) is `BadSignature`.
+//! - A header with `crit` is `Malformed`: tessera understands no JWS extension, and RFC 7515
+//!   section 4.1.11 requires refusing a token whose critical extensions are not understood.
+//! - Duplicate members in the header or the claims (two `alg`, two `sub`) are `Malformed`,
+//!   never "first" or "last wins".
 //! - Time is checked against [`VerifyOptions::now`] with [`LEEWAY_SECS`] of leeway; a token
-//!   without `exp` never expires. jsonwebtoken's own clock checks are switched off.
+//!   without `exp` never expires; an `iat` in the future is refused like an `nbf` in the
+//!   future (it would escape revocation by subject, which compares `iat`). jsonwebtoken's own
+//!   clock checks are switched off.
 
 pub mod scope;
 
@@ -132,11 +138,29 @@ pub struct Claims {
     pub jti: String,
     pub iat: i64,
     pub nbf: i64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Absent means never; `null` (or anything but an integer) is refused, not "never".
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "not_null"
+    )]
     pub exp: Option<i64>,
     pub scope: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "not_null"
+    )]
     pub aud: Option<String>,
+}
+
+/// An optional claim that, when present, must hold a value of its type (never `null`).
+fn not_null<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
 }
 
 /// What to mint.
@@ -290,6 +314,12 @@ pub fn verify(
         ));
     };
     let header = decode_header(header)?;
+    if header.crit {
+        return Err(VerifyError::Malformed(
+            "the header lists critical extensions (`crit`), which tessera does not support"
+                .to_owned(),
+        ));
+    }
     if header.alg != "HS256" {
         return Err(VerifyError::BadSignature);
     }
@@ -314,12 +344,20 @@ pub fn verify(
     Ok(claims)
 }
 
-/// The header fields we read; unknown fields are ignored.
+/// The header fields we read; other unknown fields are ignored.
 #[derive(serde::Deserialize)]
 struct RawHeader {
     alg: String,
     #[serde(default)]
     kid: Option<String>,
+    /// Present at all (even empty or null) means refused: we implement no extension.
+    #[serde(default, deserialize_with = "present")]
+    crit: bool,
+}
+
+/// `true` for any value, so that a `crit` member is noticed whatever it holds.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    <serde::de::IgnoredAny as serde::Deserialize>::deserialize(d).map(|_| true)
 }
 
 fn decode_header(part: &str) -> Result<RawHeader, VerifyError> {
@@ -386,6 +424,10 @@ fn check_claims(claims: &Claims, opts: &VerifyOptions<'_>) -> Result<(), VerifyE
     }
     if claims.nbf > now.saturating_add(leeway) {
         return Err(VerifyError::NotYetValid(timestamp(claims.nbf)));
+    }
+    // A token from the future would also escape `revoke --subject`, which compares `iat`.
+    if claims.iat > now.saturating_add(leeway) {
+        return Err(VerifyError::NotYetValid(timestamp(claims.iat)));
     }
     Ok(())
 }

@@ -33,7 +33,7 @@ impl Home {
         .unwrap();
         h.cmd()
             .args([
-                "auth", "password", "hash", "--stdin", "--cost", "4", "--store",
+                "auth", "password", "hash", "--stdin", "--cost", "10", "--store",
             ])
             .write_stdin(format!("{PASSWORD}\n"))
             .assert()

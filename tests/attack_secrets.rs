@@ -1,0 +1,843 @@
+//! Secret leaks: known secret values (the token secret from the environment and from the
+//! backend, a password, its hash, a stored secret, the registry signing key, minted tokens)
+//! are searched for in everything a user, a log collector or another process can see:
+//! stdout and stderr of commands (except where the secret is the requested output, e.g.
+//! `secrets get`), the server's log at `trace` level, HTTP error bodies, the arguments and
+//! environment of every child process, and the `Debug` output of every secret-holding type
+//! (which is what a panic message would print).
+
+mod registry_common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command as StdCommand, Output, Stdio};
+use std::time::Duration;
+
+use registry_common::{Home, PASSWORD, SECRET, SERVICE};
+use reqwest::blocking::Client;
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use tessera::config::Env;
+use tessera::token::{KeyRing, SigningKey};
+
+/// The token secret stored in the backend (used when TESSERA_AUTH_TOKEN_SECRET is unset).
+const BACKEND_SECRET: &str = "backend-token-secret-BKND-0123456789-abcdefgh";
+/// A value stored with `secrets set`.
+const STORED: &str = "stored-value-STRD-database-password-42";
+/// A wrong password tried at login.
+const WRONG: &str = "wrong-password-WRNG-hunter2";
+
+/// Fails when `text` contains any of `secrets`, naming the case and which one (by its first
+/// characters only).
+fn assert_clean(case: &str, text: &str, secrets: &[&str]) {
+    for s in secrets {
+        assert!(!s.is_empty());
+        assert!(
+            !text.contains(s),
+            "{case}: contains the secret starting {:?}",
+            &s[..s.len().min(6)]
+        );
+    }
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Reads a value through the CLI (`secrets get` prints it by design).
+fn get(home: &Home, key: &str) -> String {
+    let out = home.cmd().args(["secrets", "get", key]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    String::from_utf8(out.stdout).unwrap().trim_end().to_owned()
+}
+
+/// A home whose backend also holds [`BACKEND_SECRET`] and [`STORED`].
+fn home() -> Home {
+    let home = Home::new();
+    for (key, value) in [
+        ("tessera/auth/token_secret", BACKEND_SECRET),
+        ("app/db", STORED),
+    ] {
+        let out = home
+            .cmd()
+            .args(["secrets", "set", key])
+            .write_stdin(format!("{value}\n"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_clean("secrets set", &text(&out), &[value]);
+    }
+    home
+}
+
+#[test]
+fn cli_output_never_shows_a_secret_it_was_not_asked_for() {
+    let home = home();
+    let hash = get(&home, "tessera/auth/password_hash");
+    let pem = get(&home, "tessera/registry/signing_key");
+    let pem_body = pem.lines().nth(1).unwrap().to_owned();
+    let all = [
+        SECRET,
+        BACKEND_SECRET,
+        STORED,
+        PASSWORD,
+        hash.as_str(),
+        pem_body.as_str(),
+    ];
+    // Tokens from the environment's secret and from the backend's.
+    let env_token = home.token(&["--subject", "ci", "--scopes", "pull"]);
+    let out = home
+        .cmd()
+        .env_remove("TESSERA_AUTH_TOKEN_SECRET")
+        .args(["auth", "token", "generate", "--subject", "ci"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let backend_token = String::from_utf8(out.stdout.clone())
+        .unwrap()
+        .trim()
+        .to_owned();
+    assert_clean("generate (backend), stderr", &stderr(&out), &all);
+    assert_clean(
+        "generate (backend), stderr",
+        &stderr(&out),
+        &[&backend_token],
+    );
+    let out = home
+        .cmd()
+        .args(["auth", "token", "generate", "--subject", "ci"])
+        .output()
+        .unwrap();
+    assert_clean("generate (env), stderr", &stderr(&out), &all);
+
+    let mut tampered = env_token.clone();
+    tampered.push('x');
+    let mut cases: Vec<(String, Vec<&str>, Option<String>, bool)> = vec![
+        // (case, args, stdin, without TESSERA_AUTH_TOKEN_SECRET)
+        (
+            "verify, env".into(),
+            vec!["auth", "token", "verify", &env_token],
+            None,
+            false,
+        ),
+        (
+            "verify --json, env".into(),
+            vec!["--json", "auth", "token", "verify", &env_token],
+            None,
+            false,
+        ),
+        (
+            "verify, backend".into(),
+            vec!["auth", "token", "verify", &backend_token],
+            None,
+            true,
+        ),
+        (
+            "verify tampered".into(),
+            vec!["auth", "token", "verify", &tampered],
+            None,
+            false,
+        ),
+        (
+            "verify from stdin".into(),
+            vec!["auth", "token", "verify"],
+            Some(env_token.clone()),
+            false,
+        ),
+        (
+            "token list".into(),
+            vec!["auth", "token", "list"],
+            None,
+            false,
+        ),
+        (
+            "token list --json".into(),
+            vec!["--json", "auth", "token", "list"],
+            None,
+            false,
+        ),
+        ("secrets list".into(), vec!["secrets", "list"], None, false),
+        (
+            "secrets list --json".into(),
+            vec!["--json", "secrets", "list"],
+            None,
+            false,
+        ),
+        (
+            "secrets check".into(),
+            vec!["secrets", "check"],
+            None,
+            false,
+        ),
+        (
+            "secrets set".into(),
+            vec!["secrets", "set", "app/other"],
+            Some(STORED.to_owned()),
+            false,
+        ),
+        (
+            "password hash --store".into(),
+            vec![
+                "auth", "password", "hash", "--stdin", "--cost", "10", "--store",
+            ],
+            Some(PASSWORD.to_owned()),
+            false,
+        ),
+        (
+            "registry init again".into(),
+            vec!["registry", "init"],
+            None,
+            false,
+        ),
+        ("remotes list".into(), vec!["remotes", "list"], None, false),
+    ];
+    // The password hash prints the hash by design, never the password.
+    cases.push((
+        "password hash".into(),
+        vec!["auth", "password", "hash", "--stdin", "--cost", "4"],
+        Some(PASSWORD.to_owned()),
+        false,
+    ));
+    for (case, args, input, no_env) in cases {
+        let mut cmd = home.cmd();
+        if no_env {
+            cmd.env_remove("TESSERA_AUTH_TOKEN_SECRET");
+        }
+        cmd.args(&args);
+        if let Some(i) = input {
+            cmd.write_stdin(format!("{i}\n"));
+        }
+        let out = cmd.output().unwrap();
+        let secrets: Vec<&str> = if case == "password hash" {
+            vec![PASSWORD, SECRET, BACKEND_SECRET]
+        } else {
+            all.to_vec()
+        };
+        assert_clean(&case, &text(&out), &secrets);
+        // A token given as input is not repeated either.
+        assert_clean(&case, &text(&out), &[&env_token, &backend_token]);
+    }
+
+    // Error paths that read a secret: too short, from the environment and from the backend.
+    let short_env = "short-ENVSHORT-secret";
+    let out = home
+        .cmd()
+        .env("TESSERA_AUTH_TOKEN_SECRET", short_env)
+        .args(["auth", "token", "generate", "--subject", "ci"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("TESSERA_AUTH_TOKEN_SECRET"),
+        "{}",
+        stderr(&out)
+    );
+    assert_clean("short env secret", &text(&out), &[short_env]);
+    let short_backend = "short-BKSHORT-secret";
+    home.cmd()
+        .args(["secrets", "set", "tessera/auth/token_secret"])
+        .write_stdin(format!("{short_backend}\n"))
+        .assert()
+        .success();
+    let out = home
+        .cmd()
+        .env_remove("TESSERA_AUTH_TOKEN_SECRET")
+        .args(["auth", "token", "verify", &backend_token])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("at least 32"), "{}", stderr(&out));
+    assert_clean(
+        "short backend secret",
+        &text(&out),
+        &[short_backend, &backend_token],
+    );
+    // An over-long password is refused without being echoed.
+    let long = format!("{PASSWORD}-{}", "LONGPW".repeat(20));
+    let out = home
+        .cmd()
+        .args(["auth", "password", "hash", "--stdin"])
+        .write_stdin(format!("{long}\n"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_clean("long password", &text(&out), &[PASSWORD, "LONGPWLONGPW"]);
+}
+
+fn form(pairs: &[(&str, &str)]) -> String {
+    url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish()
+}
+
+/// `tessera serve` as a real process with its log (at `trace`) in a file.
+struct BinServer {
+    child: Child,
+    addr: String,
+    log: PathBuf,
+}
+
+impl BinServer {
+    fn start(home: &Home) -> BinServer {
+        let log = home.home().join("server.log");
+        let file = std::fs::File::create(&log).unwrap();
+        let mut c = StdCommand::new(assert_cmd::cargo::cargo_bin("tessera"));
+        c.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("RUST_LOG", "trace");
+        for (k, v) in home.vars() {
+            c.env(k, v);
+        }
+        let mut child = c
+            .args(["serve", "--bind", "127.0.0.1:0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .unwrap();
+        for _ in 0..600 {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if let Some(rest) = text.split("listening on http://").nth(1) {
+                let addr = rest.split_whitespace().next().unwrap().to_owned();
+                return BinServer { child, addr, log };
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("server exited with {status}: {text}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = child.kill();
+        panic!("the server did not start");
+    }
+
+    /// SIGTERM, wait, and the whole log.
+    fn stop(mut self) -> String {
+        let _ = StdCommand::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+        std::fs::read_to_string(&self.log).unwrap()
+    }
+}
+
+#[test]
+fn server_log_and_error_bodies_never_show_a_secret() {
+    let home = home();
+    let hash = get(&home, "tessera/auth/password_hash");
+    let pem = get(&home, "tessera/registry/signing_key");
+    let pem_body = pem.lines().nth(1).unwrap().to_owned();
+    let cli_token = home.token(&["--subject", "ci", "--scopes", "admin"]);
+    let server = BinServer::start(&home);
+    tessera::server::install_crypto_provider();
+    let http = Client::new();
+    let base = format!("http://{}", server.addr);
+    let mut tokens = vec![cli_token.clone()];
+    let mut bodies = Vec::new();
+
+    let r = http
+        .post(format!("{base}/auth/login"))
+        .json(&json!({"username": "deploy", "password": PASSWORD}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().unwrap();
+    tokens.push(v["token"].as_str().unwrap().to_owned());
+    for (user, pw) in [("deploy", WRONG), ("nobody", WRONG), ("deploy", "")] {
+        let r = http
+            .post(format!("{base}/auth/login"))
+            .json(&json!({"username": user, "password": pw}))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 401);
+        bodies.push(r.text().unwrap());
+    }
+    // A body whose password has the wrong type: the error must not quote it.
+    let r = http
+        .post(format!("{base}/auth/login"))
+        .header("Content-Type", "application/json")
+        .body(format!(
+            "{{\"username\":\"deploy\",\"password\":[\"{WRONG}\"]}}"
+        ))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    bodies.push(r.text().unwrap());
+    for t in [&cli_token, &tokens[1]] {
+        let r = http
+            .get(format!("{base}/auth/verify"))
+            .bearer_auth(t)
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let r = http
+        .get(format!("{base}/auth/verify"))
+        .bearer_auth(format!("{cli_token}x"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    bodies.push(r.text().unwrap());
+    let r = http
+        .post(format!("{base}/auth/tokens"))
+        .bearer_auth(&cli_token)
+        .json(&json!({"subject": "bot", "scopes": "pull", "expiry": "1h"}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let v: Value = r.json().unwrap();
+    tokens.push(v["token"].as_str().unwrap().to_owned());
+    // The registry flow: password, token, refresh token, and wrong ones.
+    let scope = format!("{base}/token?service={SERVICE}&scope=repository:team/app:pull");
+    let r = http
+        .get(format!("{scope}&access_type=offline"))
+        .basic_auth("deploy", Some(PASSWORD))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().unwrap();
+    tokens.push(v["token"].as_str().unwrap().to_owned());
+    let refresh = v["refresh_token"].as_str().unwrap().to_owned();
+    tokens.push(refresh.clone());
+    let r = http
+        .get(&scope)
+        .basic_auth("ci", Some(&cli_token))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = http
+        .post(format!("{base}/token"))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(form(&[
+            ("grant_type", "refresh_token"),
+            ("service", SERVICE),
+            ("refresh_token", refresh.as_str()),
+        ]))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    for (user, pw) in [("deploy", WRONG), ("ci", &format!("{cli_token}x")[..])] {
+        let r = http.get(&scope).basic_auth(user, Some(pw)).send().unwrap();
+        assert_eq!(r.status(), 401);
+        bodies.push(r.text().unwrap());
+    }
+    let r = http
+        .post(format!("{base}/token"))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(form(&[
+            ("grant_type", "password"),
+            ("username", "deploy"),
+            ("password", WRONG),
+        ]))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    bodies.push(r.text().unwrap());
+
+    let log = server.stop();
+    assert!(
+        log.contains("audit"),
+        "control: the log has the audit lines"
+    );
+    let mut secrets = vec![
+        SECRET,
+        BACKEND_SECRET,
+        STORED,
+        PASSWORD,
+        WRONG,
+        hash.as_str(),
+        pem_body.as_str(),
+    ];
+    // Tokens, and their signatures alone (a log line could cut a token).
+    let signatures: Vec<String> = tokens
+        .iter()
+        .map(|t| t.rsplit('.').next().unwrap().to_owned())
+        .collect();
+    secrets.extend(tokens.iter().map(String::as_str));
+    secrets.extend(signatures.iter().map(String::as_str));
+    assert_clean("server log", &log, &secrets);
+    for (i, body) in bodies.iter().enumerate() {
+        assert_clean(&format!("error body {i}: {body}"), body, &secrets);
+    }
+}
+
+/// Writes an executable shell script.
+fn script(path: &Path, body: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, format!("#!/bin/sh\n{body}")).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// Every `*.cmdline` and `*.environ` file the fake or wrapped tools wrote, as text
+/// (NUL separators shown as spaces), by file name.
+fn calls(dir: &Path) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".cmdline") || name.ends_with(".environ") {
+            let bytes = std::fs::read(e.path()).unwrap();
+            out.push((name, String::from_utf8_lossy(&bytes).replace('\0', " ")));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// A home using a fake `pass` first on PATH that records its arguments, environment and
+/// stdin, gives back what was inserted (a fixed token secret otherwise) for `show`, and
+/// echoes its stdin on stderr (then fails) for keys containing `fail`.
+struct FakePass {
+    home: Home,
+    bin: PathBuf,
+    log: PathBuf,
+}
+
+const FAKE_SHOWN: &str = "fake-pass-token-secret-FAKE-0123456789abcdef";
+
+impl FakePass {
+    fn new() -> FakePass {
+        let home = Home::new();
+        let bin = home.home().join("fakebin");
+        let log = home.home().join("calls");
+        let store = home.home().join("store");
+        for d in [&bin, &log, &store.join("tessera/auth")] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        std::fs::write(store.join(".gpg-id"), "fake\n").unwrap();
+        std::fs::write(store.join("tessera/auth/token_secret.gpg"), "").unwrap();
+        script(
+            &bin.join("pass"),
+            &format!(
+                r#"log={log}
+cat /proc/$$/cmdline > "$log/pass.$$.cmdline"
+cat /proc/$$/environ > "$log/pass.$$.environ"
+case "$1" in
+  show)
+    k=$(echo "$2" | tr / _)
+    if [ -f "$log/value.$k" ]; then cat "$log/value.$k"; else echo "{FAKE_SHOWN}"; fi ;;
+  insert)
+    for last; do :; done
+    case "$last" in
+      *fail*) cat >&2; echo "pass: could not encrypt" >&2; exit 1 ;;
+      *) cat > "$log/pass.$$.stdin"; cp "$log/pass.$$.stdin" "$log/value.$(echo "$last" | tr / _)"; mkdir -p "$(dirname "{store}/$last")"; : > "{store}/$last.gpg" ;;
+    esac ;;
+  *) echo "pass v1.7.4" ;;
+esac
+"#,
+                log = log.display(),
+                store = store.display(),
+            ),
+        );
+        let config = std::fs::read_to_string(home.config_file()).unwrap();
+        let config = config.replace(
+            "[secrets.unsafe]\ndir = \"secrets\"\n",
+            &format!(
+                "[secrets]\nbackend = \"pass\"\n\n[secrets.pass]\nstore_dir = \"{}\"\n",
+                store.display()
+            ),
+        );
+        std::fs::write(home.config_file(), config).unwrap();
+        FakePass { home, bin, log }
+    }
+
+    fn cmd(&self) -> assert_cmd::Command {
+        let mut c = self.home.cmd();
+        let path = format!(
+            "{}:{}",
+            self.bin.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        c.env("PATH", path);
+        c
+    }
+}
+
+#[test]
+fn child_processes_get_secrets_only_on_stdin() {
+    let f = FakePass::new();
+    let env_secret = "env-token-secret-ENVS-0123456789-abcdefghij";
+    let pem_marker = "PRIVATE KEY";
+    // A stored value, with a token secret in our own environment.
+    let out = f
+        .cmd()
+        .env("TESSERA_AUTH_TOKEN_SECRET", env_secret)
+        .env("TESSERA_SOMETHING_ELSE", env_secret)
+        .args(["secrets", "set", "app/db"])
+        .write_stdin(format!("{STORED}\n"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The password hash and the registry key go to pass the same way.
+    let out = f
+        .cmd()
+        .args([
+            "auth", "password", "hash", "--stdin", "--cost", "10", "--store",
+        ])
+        .write_stdin(format!("{PASSWORD}\n"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = f
+        .cmd()
+        .args(["registry", "init", "--force"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The token secret comes back from `pass show` and signs a token.
+    let out = f
+        .cmd()
+        .env_remove("TESSERA_AUTH_TOKEN_SECRET")
+        .args(["auth", "token", "generate", "--subject", "ci"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_clean("generate via pass", &stderr(&out), &[FAKE_SHOWN]);
+
+    // Control: the secrets did reach pass, on stdin.
+    let stdins: String = std::fs::read_dir(&f.log)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "stdin"))
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect();
+    assert!(
+        stdins.contains(STORED),
+        "the stored value went through stdin"
+    );
+    assert!(stdins.contains("$2y$10$"), "the hash went through stdin");
+    assert!(
+        stdins.contains(pem_marker),
+        "the signing key went through stdin"
+    );
+    let hash_line = stdins
+        .lines()
+        .find(|l| l.starts_with("$2y$10$"))
+        .unwrap()
+        .to_owned();
+
+    let calls = calls(&f.log);
+    assert!(calls.len() >= 8, "pass was called: {calls:?}");
+    for (name, content) in &calls {
+        assert_clean(
+            name,
+            content,
+            &[env_secret, STORED, PASSWORD, &hash_line, pem_marker, SECRET],
+        );
+        if name.ends_with(".environ") {
+            assert!(!content.contains("TESSERA_"), "{name}: {content}");
+            assert!(
+                content.contains("LC_ALL=C"),
+                "{name}: the environment was read"
+            );
+        }
+    }
+
+    // A tool that echoes its stdin in an error: the error we print masks it.
+    let out = f
+        .cmd()
+        .args(["secrets", "set", "app/fail-here"])
+        .write_stdin(format!("{STORED}\n"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("could not encrypt"),
+        "the tool's error is shown: {err}"
+    );
+    assert_clean("failing pass echoing stdin", &err, &[STORED]);
+}
+
+#[test]
+fn real_pass_and_gpg_never_see_a_secret_in_arguments_or_environment() {
+    if StdCommand::new("pass").arg("version").output().is_err()
+        || StdCommand::new("gpg").arg("--version").output().is_err()
+    {
+        eprintln!("skipped: pass or gpg is not installed");
+        return;
+    }
+    let home = Home::new();
+    let dir = home.home();
+    let gnupg = dir.join("gnupg");
+    let store = dir.join("store");
+    let bin = dir.join("wrapbin");
+    let log = dir.join("calls");
+    for d in [&gnupg, &bin, &log] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&gnupg, std::fs::Permissions::from_mode(0o700)).unwrap();
+    }
+    let run = |args: &[&str]| {
+        let out = StdCommand::new(args[0])
+            .args(&args[1..])
+            .env("GNUPGHOME", &gnupg)
+            .env("PASSWORD_STORE_DIR", &store)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    run(&[
+        "gpg",
+        "--batch",
+        "--passphrase",
+        "",
+        "--quick-gen-key",
+        "tessera attack <t@example.invalid>",
+        "future-default",
+        "default",
+        "never",
+    ]);
+    let listing = run(&["gpg", "--list-keys", "--with-colons"]);
+    let fpr = listing
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("fpr:")
+                .map(|r| r.trim_matches(':').to_owned())
+        })
+        .unwrap();
+    run(&["pass", "init", &fpr]);
+    // Wrappers that record their own /proc entries, then run the real tools.
+    for tool in ["pass", "gpg", "gpg2"] {
+        let real = if tool == "gpg2" { "gpg" } else { tool };
+        let Ok(out) = StdCommand::new("sh")
+            .args(["-c", &format!("command -v {real}")])
+            .output()
+        else {
+            continue;
+        };
+        let real_path = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+        if tool == "gpg2" && !Path::new("/usr/bin/gpg2").exists() {
+            continue;
+        }
+        script(
+            &bin.join(tool),
+            &format!(
+                "cat /proc/$$/cmdline > {log}/{tool}.$$.cmdline\ncat /proc/$$/environ > {log}/{tool}.$$.environ\nexec {real_path} \"$@\"\n",
+                log = log.display()
+            ),
+        );
+    }
+    let config = std::fs::read_to_string(home.config_file())
+        .unwrap()
+        .replace(
+            "[secrets.unsafe]\ndir = \"secrets\"\n",
+            &format!(
+                "[secrets]\nbackend = \"pass\"\n\n[secrets.pass]\nstore_dir = \"{}\"\n",
+                store.display()
+            ),
+        );
+    std::fs::write(home.config_file(), config).unwrap();
+    let cmd = || {
+        let mut c = home.cmd();
+        c.env(
+            "PATH",
+            format!(
+                "{}:{}",
+                bin.display(),
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        )
+        .env("GNUPGHOME", &gnupg);
+        c
+    };
+    let out = cmd()
+        .args(["secrets", "set", "app/db"])
+        .write_stdin(format!("{STORED}\n"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = cmd().args(["secrets", "get", "app/db"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim_end(),
+        STORED,
+        "control"
+    );
+    let calls = calls(&log);
+    assert!(
+        calls.iter().any(|(n, _)| n.starts_with("gpg"))
+            && calls.iter().any(|(n, _)| n.starts_with("pass")),
+        "both real tools ran through the wrappers: {calls:?}"
+    );
+    for (name, content) in &calls {
+        assert_clean(name, content, &[STORED, SECRET]);
+        if name.ends_with(".environ") {
+            assert!(!content.contains("TESSERA_"), "{name}");
+        }
+    }
+    let _ = StdCommand::new("gpgconf")
+        .args(["--kill", "gpg-agent"])
+        .env("GNUPGHOME", &gnupg)
+        .status();
+}
+
+#[test]
+fn debug_output_of_secret_holding_types_shows_no_secret() {
+    let home = home();
+    let hash = get(&home, "tessera/auth/password_hash");
+    let pem = get(&home, "tessera/registry/signing_key");
+    let pem_body = pem.lines().nth(1).unwrap().to_owned();
+    let secrets = [
+        SECRET,
+        BACKEND_SECRET,
+        STORED,
+        PASSWORD,
+        hash.as_str(),
+        pem_body.as_str(),
+    ];
+
+    let key = SigningKey::new(&SecretString::from(SECRET.to_owned()), "").unwrap();
+    assert_clean("SigningKey", &format!("{key:?} {key:#?}"), &secrets);
+    let ring = KeyRing {
+        current: key,
+        previous: vec![
+            SigningKey::new(&SecretString::from(BACKEND_SECRET.to_owned()), "").unwrap(),
+        ],
+    };
+    let shown = format!("{ring:?} {ring:#?}");
+    assert!(shown.contains("kid"), "control: {shown}");
+    assert_clean("KeyRing", &shown, &secrets);
+
+    let (config, env) = home.config();
+    assert_clean("Env", &format!("{env:?} {env:#?}"), &secrets);
+    assert_clean("Config", &format!("{config:?} {config:#?}"), &secrets);
+    let env2 = Env::from_pairs([
+        ("TESSERA_AUTH_TOKEN_SECRET", SECRET),
+        ("TESSERA_TOKEN", STORED),
+    ]);
+    assert_clean("Env with secrets", &format!("{env2:?}"), &secrets);
+
+    // The whole server state: key ring, password login (hash and dummy), registry key.
+    let state = tessera::server::ServerState::load(&config, &env).unwrap();
+    let shown = format!("{state:?} {state:#?}");
+    assert!(
+        shown.contains("deploy"),
+        "control: the login is in the state: {shown}"
+    );
+    assert_clean("ServerState", &shown, &secrets);
+    assert!(
+        !shown.contains("$2y$"),
+        "no bcrypt hash of any kind: {shown}"
+    );
+
+    // A panic that formats the state prints the same thing.
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        panic!("state: {state:?}");
+    }));
+    let message = result
+        .err()
+        .and_then(|p| p.downcast::<String>().ok())
+        .map(|s| *s)
+        .unwrap();
+    assert_clean("panic message", &message, &secrets);
+}

@@ -1,0 +1,727 @@
+//! Token attacks (RFC 8725, OWASP JWT cheat sheet), each built by hand and presented to the
+//! two places that accept tessera tokens: the tessera API (`GET /auth/verify`, Bearer) and the
+//! registry token endpoint (`GET /token`, Basic with the token as password, and `POST /token`
+//! with `grant_type=refresh_token`). A hand-built control token signed the right way is
+//! accepted first, so every refusal below is the attack's doing, not a broken builder.
+
+mod registry_common;
+
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Validation};
+use registry_common::{Home, SECRET, SERVICE};
+use reqwest::blocking::Client;
+use serde_json::{Value, json};
+
+struct Fixture {
+    home: Home,
+    server: tessera::server::RunningServer,
+    http: Client,
+    /// The `kid` the server's current key has (read from a CLI-minted token).
+    kid: String,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let home = Home::new();
+        // Tokens that do not look like JWTs are password attempts at /token; no rate limit
+        // here, so every answer below is about the token.
+        let mut config = std::fs::read_to_string(home.config_file()).unwrap();
+        config.push_str("\n[server]\nlogin_attempts_per_minute = 0\n");
+        std::fs::write(home.config_file(), config).unwrap();
+        let minted = home.token(&["--subject", "ci", "--scopes", "pull"]);
+        let header: Value = serde_json::from_slice(
+            &URL_SAFE_NO_PAD
+                .decode(minted.split('.').next().unwrap())
+                .unwrap(),
+        )
+        .unwrap();
+        let kid = header["kid"].as_str().unwrap().to_owned();
+        let server = home.serve();
+        tessera::server::install_crypto_provider();
+        Fixture {
+            home,
+            server,
+            http: Client::new(),
+            kid,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.server.addr())
+    }
+
+    /// `GET /auth/verify` with the token: (status, code, error sentence).
+    fn api(&self, token: &str) -> (u16, String, String) {
+        let r = self
+            .http
+            .get(self.url("/auth/verify"))
+            .header("Authorization", format!("Bearer {token}"))
+            .send()
+            .unwrap();
+        let status = r.status().as_u16();
+        let body: Value = r.json().unwrap();
+        (
+            status,
+            body["code"].as_str().unwrap_or("OK").to_owned(),
+            body["error"].as_str().unwrap_or_default().to_owned(),
+        )
+    }
+
+    /// `GET /token` with Basic `user:token` asking for pull on `team/app`: (status, code).
+    fn registry(&self, user: &str, token: &str) -> (u16, String) {
+        let r = self
+            .http
+            .get(self.url(&format!(
+                "/token?service={SERVICE}&scope=repository:team/app:pull"
+            )))
+            .header(
+                "Authorization",
+                format!("Basic {}", STANDARD.encode(format!("{user}:{token}"))),
+            )
+            .send()
+            .unwrap();
+        let status = r.status().as_u16();
+        let body: Value = r.json().unwrap();
+        (status, body["code"].as_str().unwrap_or("OK").to_owned())
+    }
+
+    /// `POST /token` with `grant_type=refresh_token`: (status, code).
+    fn refresh(&self, token: &str) -> (u16, String) {
+        let form = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs([
+                ("grant_type", "refresh_token"),
+                ("service", SERVICE),
+                ("refresh_token", token),
+            ])
+            .finish();
+        let r = self
+            .http
+            .post(self.url("/token"))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(form)
+            .send()
+            .unwrap();
+        let status = r.status().as_u16();
+        let body: Value = r.json().unwrap();
+        (status, body["code"].as_str().unwrap_or("OK").to_owned())
+    }
+
+    /// Asserts that the API refuses `token` with 401 and one of `codes`, and that `/token`
+    /// refuses it as the password of `ci` with 401.
+    fn refused_everywhere(&self, case: &str, token: &str, codes: &[&str]) {
+        let (status, code, error) = self.api(token);
+        assert_eq!(status, 401, "{case}: API status ({code}: {error})");
+        assert!(codes.contains(&code.as_str()), "{case}: API code {code}");
+        let (status, code) = self.registry("ci", token);
+        assert_eq!(status, 401, "{case}: /token status ({code})");
+        assert!(
+            ["INVALID_TOKEN", "INVALID_CREDENTIALS", "TOKEN_EXPIRED"].contains(&code.as_str()),
+            "{case}: /token code {code}"
+        );
+    }
+
+    /// The header every hand-built token starts from.
+    fn header(&self) -> Value {
+        json!({"alg": "HS256", "typ": "JWT", "kid": self.kid})
+    }
+}
+
+fn now() -> i64 {
+    jiff::Timestamp::now().as_second()
+}
+
+/// Claims of a valid token for `ci` with pull on every repository, valid for an hour.
+fn claims() -> Value {
+    let mut jti = [0u8; 16];
+    getrandom::fill(&mut jti).unwrap();
+    json!({
+        "iss": "tessera",
+        "sub": "ci",
+        "jti": hex::encode(jti),
+        "iat": now(),
+        "nbf": now(),
+        "exp": now() + 3600,
+        "scope": "repository:*:pull",
+    })
+}
+
+fn b64(bytes: impl AsRef<[u8]>) -> String {
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// `header.payload.signature` from raw header and payload text, signed with `key` by `alg`.
+fn sign_raw(header: &str, payload: &str, alg: Algorithm, key: &[u8]) -> String {
+    let input = format!("{}.{}", b64(header), b64(payload));
+    let sig =
+        jsonwebtoken::crypto::sign(input.as_bytes(), &EncodingKey::from_secret(key), alg).unwrap();
+    format!("{input}.{sig}")
+}
+
+/// A token from JSON header and claims, HS256-signed with the server's secret.
+fn good(header: &Value, claims: &Value) -> String {
+    sign_raw(
+        &header.to_string(),
+        &claims.to_string(),
+        Algorithm::HS256,
+        SECRET.as_bytes(),
+    )
+}
+
+fn parts(token: &str) -> Vec<String> {
+    token.split('.').map(str::to_owned).collect()
+}
+
+#[test]
+fn control_a_hand_built_token_is_accepted_by_both_endpoints() {
+    let f = Fixture::new();
+    let token = good(&f.header(), &claims());
+    let (status, code, error) = f.api(&token);
+    assert_eq!((status, code.as_str()), (200, "OK"), "{error}");
+    assert_eq!(f.registry("ci", &token).0, 200);
+}
+
+#[test]
+fn alg_none_in_any_spelling_is_refused_with_or_without_a_signature() {
+    let f = Fixture::new();
+    let body = claims();
+    let real = parts(&good(&f.header(), &body));
+    for alg in ["none", "None", "nOnE", "NONE"] {
+        let header = b64(json!({"alg": alg, "typ": "JWT", "kid": f.kid}).to_string());
+        let payload = b64(body.to_string());
+        f.refused_everywhere(
+            &format!("{alg}, empty signature"),
+            &format!("{header}.{payload}."),
+            &["INVALID_TOKEN"],
+        );
+        // The signature of the genuine token over the same payload.
+        f.refused_everywhere(
+            &format!("{alg}, a real HS256 signature"),
+            &format!("{header}.{payload}.{}", real[2]),
+            &["INVALID_TOKEN"],
+        );
+        f.refused_everywhere(
+            &format!("{alg}, no kid"),
+            &format!("{}.{payload}.", b64(json!({"alg": alg}).to_string())),
+            &["INVALID_TOKEN"],
+        );
+    }
+}
+
+#[test]
+fn hs384_and_hs512_signed_with_the_hs256_secret_are_refused() {
+    let f = Fixture::new();
+    for (name, alg) in [("HS384", Algorithm::HS384), ("HS512", Algorithm::HS512)] {
+        let header = json!({"alg": name, "typ": "JWT", "kid": f.kid}).to_string();
+        let token = sign_raw(&header, &claims().to_string(), alg, SECRET.as_bytes());
+        f.refused_everywhere(name, &token, &["INVALID_TOKEN"]);
+        // The same signature relabelled HS256: the length gives it away.
+        let p = parts(&token);
+        let relabelled = format!("{}.{}.{}", b64(f.header().to_string()), p[1], p[2]);
+        f.refused_everywhere(
+            &format!("{name} relabelled"),
+            &relabelled,
+            &["INVALID_TOKEN"],
+        );
+    }
+}
+
+#[test]
+fn key_confusion_with_the_registry_public_key_is_refused() {
+    let f = Fixture::new();
+    let jwks: Value = f
+        .http
+        .get(f.url("/.well-known/jwks.json"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let jwk = &jwks["keys"][0];
+    let registry_kid = jwk["kid"].as_str().unwrap().to_owned();
+    let mut point = vec![4u8];
+    point.extend(URL_SAFE_NO_PAD.decode(jwk["x"].as_str().unwrap()).unwrap());
+    point.extend(URL_SAFE_NO_PAD.decode(jwk["y"].as_str().unwrap()).unwrap());
+    let cert_pem = std::fs::read(f.home.certificate()).unwrap();
+    let public_keys: [(&str, Vec<u8>); 3] = [
+        ("the EC point", point),
+        ("the certificate PEM", cert_pem),
+        ("the JWK JSON", jwk.to_string().into_bytes()),
+    ];
+    for (what, key) in &public_keys {
+        for (alg_name, kid) in [
+            ("HS256", registry_kid.as_str()),
+            ("HS256", f.kid.as_str()),
+            ("ES256", registry_kid.as_str()),
+        ] {
+            let header = json!({"alg": alg_name, "typ": "JWT", "kid": kid}).to_string();
+            let token = sign_raw(&header, &claims().to_string(), Algorithm::HS256, key);
+            f.refused_everywhere(
+                &format!("HMAC keyed with {what}, alg {alg_name}, kid {kid}"),
+                &token,
+                &["INVALID_TOKEN"],
+            );
+        }
+    }
+}
+
+#[test]
+fn tampered_header_payload_or_signature_is_refused() {
+    let f = Fixture::new();
+    let token = good(&f.header(), &claims());
+    let p = parts(&token);
+    let mut escalated = claims();
+    escalated["scope"] = "admin".into();
+    let mut other_sub = claims();
+    other_sub["sub"] = "deploy".into();
+    let mut extra_header = f.header();
+    extra_header["x5u"] = "https://attacker.example/key".into();
+    let mut sig = p[2].clone().into_bytes();
+    sig[10] = if sig[10] == b'A' { b'B' } else { b'A' };
+    for (case, bad) in [
+        (
+            "scope raised to admin",
+            format!("{}.{}.{}", p[0], b64(escalated.to_string()), p[2]),
+        ),
+        (
+            "subject changed",
+            format!("{}.{}.{}", p[0], b64(other_sub.to_string()), p[2]),
+        ),
+        (
+            "header member added",
+            format!("{}.{}.{}", b64(extra_header.to_string()), p[1], p[2]),
+        ),
+        (
+            "one signature character changed",
+            format!("{}.{}.{}", p[0], p[1], String::from_utf8(sig).unwrap()),
+        ),
+        (
+            "signature of another token",
+            format!(
+                "{}.{}.{}",
+                p[0],
+                p[1],
+                parts(&good(&f.header(), &claims()))[2]
+            ),
+        ),
+    ] {
+        f.refused_everywhere(case, &bad, &["INVALID_TOKEN"]);
+    }
+}
+
+#[test]
+fn truncated_tokens_and_wrong_segment_counts_are_refused() {
+    let f = Fixture::new();
+    let token = good(&f.header(), &claims());
+    let p = parts(&token);
+    for (case, bad) in [
+        ("last character cut", token[..token.len() - 1].to_owned()),
+        ("signature cut", format!("{}.{}.", p[0], p[1])),
+        ("half the token", token[..token.len() / 2].to_owned()),
+        ("2 segments", format!("{}.{}", p[0], p[1])),
+        ("4 segments", format!("{token}.{}", p[2])),
+        ("5 segments", format!("{token}.{}.{}", p[1], p[2])),
+        (
+            "JWE-like 5 segments",
+            format!("{}.{}.{}.{}.{}", p[0], p[1], p[1], p[1], p[2]),
+        ),
+        ("empty segments", "..".to_owned()),
+        ("header only", p[0].clone()),
+    ] {
+        f.refused_everywhere(case, &bad, &["INVALID_TOKEN"]);
+    }
+}
+
+#[test]
+fn bad_base64_padding_and_non_json_are_refused() {
+    let f = Fixture::new();
+    let body = claims();
+    let token = good(&f.header(), &body);
+    let p = parts(&token);
+    let padded_sig = format!("{}.{}.{}=", p[0], p[1], p[2]);
+    let std_alphabet = STANDARD.encode(f.header().to_string());
+    let padded_header = format!("{std_alphabet}.{}.{}", p[1], p[2]);
+    let bad_chars = format!("{}!.{}.{}", p[0], p[1], p[2]);
+    let space = format!("{}. {}.{}", p[0], p[1], p[2]);
+    let header_text = f.header().to_string();
+    let cases = [
+        ("padding on the signature", padded_sig),
+        ("standard base64 with padding in the header", padded_header),
+        ("a character outside base64url", bad_chars),
+        ("a space inside", space),
+        (
+            "header is not JSON",
+            sign_raw("not json", &body.to_string(), Algorithm::HS256, SECRET.as_bytes()),
+        ),
+        (
+            "header is a JSON array",
+            sign_raw("[\"HS256\"]", &body.to_string(), Algorithm::HS256, SECRET.as_bytes()),
+        ),
+        (
+            "payload is not JSON (correctly signed)",
+            sign_raw(&header_text, "sub=ci", Algorithm::HS256, SECRET.as_bytes()),
+        ),
+        (
+            "payload is a JSON string (correctly signed)",
+            sign_raw(&header_text, "\"ci\"", Algorithm::HS256, SECRET.as_bytes()),
+        ),
+        (
+            "payload misses `sub` (correctly signed)",
+            sign_raw(
+                &header_text,
+                &json!({"iss": "tessera", "jti": "abc", "iat": now(), "nbf": now(), "scope": "admin"})
+                    .to_string(),
+                Algorithm::HS256,
+                SECRET.as_bytes(),
+            ),
+        ),
+    ];
+    for (case, bad) in cases {
+        f.refused_everywhere(case, &bad, &["INVALID_TOKEN"]);
+    }
+}
+
+/// Safe means refused: a duplicate member is never resolved as "first wins" or "last wins"
+/// (a parser that picks the other one than ours would disagree on who the token is for).
+#[test]
+fn duplicate_json_members_are_refused_not_resolved() {
+    let f = Fixture::new();
+    let c = claims();
+    let rest = format!(
+        "\"iss\":\"tessera\",\"jti\":{},\"iat\":{},\"nbf\":{},\"exp\":{}",
+        c["jti"], c["iat"], c["nbf"], c["exp"]
+    );
+    let kid = &f.kid;
+    let header = f.header().to_string();
+    let cases = [
+        (
+            "two `sub`, the second privileged",
+            header.clone(),
+            format!("{{{rest},\"sub\":\"ci\",\"sub\":\"deploy\",\"scope\":\"repository:*:pull\"}}"),
+        ),
+        (
+            "two `scope`, the second admin",
+            header.clone(),
+            format!(
+                "{{{rest},\"sub\":\"ci\",\"scope\":\"repository:*:pull\",\"scope\":\"admin\"}}"
+            ),
+        ),
+        (
+            "two `exp`, the second later",
+            header.clone(),
+            format!(
+                "{{{rest},\"exp\":{},\"sub\":\"ci\",\"scope\":\"repository:*:pull\"}}",
+                now() + 999_999
+            ),
+        ),
+        (
+            "two `alg`, HS256 then none",
+            format!("{{\"alg\":\"HS256\",\"alg\":\"none\",\"kid\":\"{kid}\"}}"),
+            format!("{{{rest},\"sub\":\"ci\",\"scope\":\"repository:*:pull\"}}"),
+        ),
+        (
+            "two `alg`, none then HS256",
+            format!("{{\"alg\":\"none\",\"alg\":\"HS256\",\"kid\":\"{kid}\"}}"),
+            format!("{{{rest},\"sub\":\"ci\",\"scope\":\"repository:*:pull\"}}"),
+        ),
+        (
+            "two `kid`",
+            format!("{{\"alg\":\"HS256\",\"kid\":\"unknown\",\"kid\":\"{kid}\"}}"),
+            format!("{{{rest},\"sub\":\"ci\",\"scope\":\"repository:*:pull\"}}"),
+        ),
+    ];
+    for (case, header, payload) in cases {
+        let token = sign_raw(&header, &payload, Algorithm::HS256, SECRET.as_bytes());
+        f.refused_everywhere(case, &token, &["INVALID_TOKEN"]);
+    }
+}
+
+#[test]
+fn unknown_critical_header_extensions_are_refused() {
+    let f = Fixture::new();
+    for crit in [
+        json!(["x-tessera-unknown"]),
+        json!(["exp"]),
+        json!([]),
+        json!(null),
+    ] {
+        let mut header = f.header();
+        header["crit"] = crit.clone();
+        header["x-tessera-unknown"] = true.into();
+        let token = good(&header, &claims());
+        let (status, code, error) = f.api(&token);
+        assert_eq!(
+            (status, code.as_str()),
+            (401, "INVALID_TOKEN"),
+            "crit {crit}"
+        );
+        assert!(error.contains("malformed"), "crit {crit}: {error}");
+        assert_eq!(f.registry("ci", &token).0, 401, "crit {crit}");
+    }
+}
+
+#[test]
+fn unknown_path_like_huge_or_missing_kid_never_falls_back_to_other_keys() {
+    let f = Fixture::new();
+    // Every token below is signed with the right secret: only the `kid` is wrong, so an
+    // acceptance would mean the server tried its keys one after the other.
+    let mut cases: Vec<(String, Value)> = vec![
+        ("unknown".into(), json!("0000000000000000")),
+        ("path-like".into(), json!("../../etc/passwd")),
+        ("absolute path".into(), json!("/dev/zero")),
+        ("SQL-like".into(), json!("' OR 1=1 --")),
+        ("URL".into(), json!("https://attacker.example/jwks.json")),
+        ("empty".into(), json!("")),
+        ("number".into(), json!(1)),
+        ("list".into(), json!([f.kid])),
+        (
+            "upper-case of the real one".into(),
+            json!(f.kid.to_uppercase()),
+        ),
+        (
+            "the real one with a NUL".into(),
+            json!(format!("{}\u{0}", f.kid)),
+        ),
+        (
+            "huge, under the token limit".into(),
+            json!("k".repeat(5_000)),
+        ),
+        (
+            "huge, over the token limit".into(),
+            json!("k".repeat(20_000)),
+        ),
+    ];
+    cases.push(("missing".into(), Value::Null));
+    for (case, kid) in cases {
+        let mut header = f.header();
+        if kid.is_null() {
+            header.as_object_mut().unwrap().remove("kid");
+        } else {
+            header["kid"] = kid;
+        }
+        let token = good(&header, &claims());
+        f.refused_everywhere(&format!("kid {case}"), &token, &["INVALID_TOKEN"]);
+    }
+}
+
+#[test]
+fn expiry_edges_and_odd_types() {
+    let f = Fixture::new();
+    let with_exp = |exp: Value| {
+        let mut c = claims();
+        c["iat"] = (now() - 7200).into();
+        c["nbf"] = (now() - 7200).into();
+        c["exp"] = exp;
+        good(&f.header(), &c)
+    };
+    // Within the 60 s leeway: accepted.
+    let (status, _, error) = f.api(&with_exp(json!(now() - 59)));
+    assert_eq!(status, 200, "59 s past: {error}");
+    assert_eq!(f.registry("ci", &with_exp(json!(now() - 59))).0, 200);
+    // Beyond it, or long past, or before 1970: expired.
+    for (case, exp) in [
+        ("61 s past", json!(now() - 61)),
+        ("an hour past", json!(now() - 3600)),
+        ("zero", json!(0)),
+        ("negative", json!(-1)),
+        ("most negative", json!(i64::MIN)),
+    ] {
+        f.refused_everywhere(case, &with_exp(exp), &["TOKEN_EXPIRED"]);
+    }
+    // Not an integer number of seconds that fits: malformed, never "no expiry".
+    for (case, exp) in [
+        ("a string", json!((now() + 3600).to_string())),
+        ("a float", json!(now() as f64 + 3600.5)),
+        ("a float in exponent form", json!(1e12)),
+        ("beyond i64", json!(u64::MAX)),
+        ("null", Value::Null),
+        ("a list", json!([now() + 3600])),
+        ("true", json!(true)),
+    ] {
+        f.refused_everywhere(case, &with_exp(exp), &["INVALID_TOKEN"]);
+    }
+    // The largest i64 is a far future, like "never" (which the contract allows: no `exp`).
+    let (status, _, error) = f.api(&with_exp(json!(i64::MAX)));
+    assert_eq!(status, 200, "i64::MAX: {error}");
+    let mut never = claims();
+    never.as_object_mut().unwrap().remove("exp");
+    let (status, _, error) = f.api(&good(&f.header(), &never));
+    assert_eq!(status, 200, "no exp is `never` for tessera tokens: {error}");
+}
+
+#[test]
+fn registry_tokens_always_carry_an_expiry() {
+    // The registry refuses a token without `exp`; check that we never issue one.
+    let f = Fixture::new();
+    let token = good(&f.header(), &claims());
+    let r = f
+        .http
+        .get(f.url(&format!(
+            "/token?service={SERVICE}&scope=repository:team/app:pull"
+        )))
+        .header(
+            "Authorization",
+            format!("Basic {}", STANDARD.encode(format!("ci:{token}"))),
+        )
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().unwrap();
+    let payload = parts(body["token"].as_str().unwrap())[1].clone();
+    let claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+    let exp = claims["exp"].as_i64().expect("registry token without exp");
+    assert!(exp > now() && exp <= now() + 3600, "{claims}");
+}
+
+#[test]
+fn not_before_or_issued_at_in_the_future_is_refused() {
+    let f = Fixture::new();
+    for (case, field, offset) in [
+        ("nbf in an hour", "nbf", 3600),
+        ("nbf 61 s ahead", "nbf", 61),
+        ("iat in an hour", "iat", 3600),
+        ("iat far ahead", "iat", 10 * 365 * 86_400),
+    ] {
+        let mut c = claims();
+        c[field] = (now() + offset).into();
+        let token = good(&f.header(), &c);
+        let (status, code, error) = f.api(&token);
+        assert_eq!((status, code.as_str()), (401, "INVALID_TOKEN"), "{case}");
+        assert!(error.contains("not yet valid"), "{case}: {error}");
+        assert_eq!(f.registry("ci", &token).0, 401, "{case}");
+    }
+    // The leeway is 60 s both ways.
+    let mut c = claims();
+    c["nbf"] = (now() + 30).into();
+    assert_eq!(f.api(&good(&f.header(), &c)).0, 200);
+}
+
+#[test]
+fn wrong_issuer_or_audience_is_refused() {
+    let f = Fixture::new();
+    for iss in ["evil", "Tessera", "tessera ", ""] {
+        let mut c = claims();
+        c["iss"] = iss.into();
+        let token = good(&f.header(), &c);
+        let (status, code, error) = f.api(&token);
+        assert_eq!(
+            (status, code.as_str()),
+            (401, "INVALID_TOKEN"),
+            "iss {iss:?}"
+        );
+        assert!(error.contains("wrong issuer"), "iss {iss:?}: {error}");
+        assert_eq!(f.registry("ci", &token).0, 401, "iss {iss:?}");
+    }
+    let mut missing = claims();
+    missing.as_object_mut().unwrap().remove("iss");
+    f.refused_everywhere("no iss", &good(&f.header(), &missing), &["INVALID_TOKEN"]);
+    // At /token a credential's `aud`, when present, must be the service.
+    for aud in [json!("other-registry"), json!([SERVICE]), json!("")] {
+        let mut c = claims();
+        c["aud"] = aud.clone();
+        let (status, code) = f.registry("ci", &good(&f.header(), &c));
+        assert_eq!((status, code.as_str()), (401, "INVALID_TOKEN"), "aud {aud}");
+    }
+    // The subject must match the Basic username: a token for `ci` does not log in `deploy`.
+    let token = good(&f.header(), &claims());
+    assert_eq!(
+        f.registry("deploy", &token),
+        (401, "INVALID_CREDENTIALS".to_owned())
+    );
+}
+
+#[test]
+fn refresh_tokens_and_api_tokens_do_not_cross_over() {
+    let f = Fixture::new();
+    // A refresh token from the registry flow (aud = the service).
+    let token = good(&f.header(), &claims());
+    let r = f
+        .http
+        .get(f.url(&format!(
+            "/token?service={SERVICE}&scope=repository:team/app:pull&access_type=offline"
+        )))
+        .header(
+            "Authorization",
+            format!("Basic {}", STANDARD.encode(format!("ci:{token}"))),
+        )
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().unwrap();
+    let refresh = body["refresh_token"]
+        .as_str()
+        .expect("refresh token")
+        .to_owned();
+    assert_eq!(f.refresh(&refresh).0, 200, "control: it is a refresh token");
+    let (status, code, error) = f.api(&refresh);
+    assert_eq!(
+        (status, code.as_str()),
+        (401, "INVALID_TOKEN"),
+        "refresh token on the API: {error}"
+    );
+    // Nor can a refresh token mint API tokens through /auth/refresh.
+    let r = f
+        .http
+        .post(f.url("/auth/refresh"))
+        .bearer_auth(&refresh)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    // The reverse: an API token (no aud) is not a refresh token.
+    let api_token = f.home.token(&["--subject", "ci", "--scopes", "pull"]);
+    assert_eq!(f.api(&api_token).0, 200, "control: it is an API token");
+    assert_eq!(f.refresh(&api_token), (401, "INVALID_TOKEN".to_owned()));
+}
+
+#[test]
+fn registry_and_tessera_tokens_are_not_interchangeable() {
+    let f = Fixture::new();
+    let token = good(&f.header(), &claims());
+    let r = f
+        .http
+        .get(f.url(&format!(
+            "/token?service={SERVICE}&scope=repository:team/app:pull"
+        )))
+        .header(
+            "Authorization",
+            format!("Basic {}", STANDARD.encode(format!("ci:{token}"))),
+        )
+        .send()
+        .unwrap();
+    let body: Value = r.json().unwrap();
+    let registry_token = body["token"].as_str().unwrap().to_owned();
+    // An ES256 registry token is not a tessera token, on the API or as a credential.
+    f.refused_everywhere("registry token", &registry_token, &["INVALID_TOKEN"]);
+    assert_eq!(f.refresh(&registry_token).0, 401);
+    // A tessera token is not a registry token: verification with the published JWK, as a
+    // registry does, refuses it whatever algorithms the verifier allows.
+    let jwks: Value = f
+        .http
+        .get(f.url("/.well-known/jwks.json"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let jwk = &jwks["keys"][0];
+    let key =
+        DecodingKey::from_ec_components(jwk["x"].as_str().unwrap(), jwk["y"].as_str().unwrap())
+            .unwrap();
+    let mut v = Validation::new(Algorithm::ES256);
+    v.set_audience(&[SERVICE]);
+    assert!(
+        jsonwebtoken::decode::<Value>(&registry_token, &key, &v).is_ok(),
+        "control"
+    );
+    for algs in [
+        vec![Algorithm::ES256],
+        vec![Algorithm::HS256],
+        vec![Algorithm::ES256, Algorithm::HS256],
+    ] {
+        let mut v = Validation::new(algs[0]);
+        v.algorithms = algs.clone();
+        v.validate_aud = false;
+        assert!(
+            jsonwebtoken::decode::<Value>(&token, &key, &v).is_err(),
+            "tessera token accepted by a JWK verifier allowing {algs:?}"
+        );
+    }
+}
