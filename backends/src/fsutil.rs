@@ -27,7 +27,46 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
     tmp.as_file_mut().write_all(contents)?;
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| e.error)?;
-    sync_dir(&dir)
+    sync_dir(&dir)?;
+    remove_stale_temps(&dir, &name);
+    Ok(())
+}
+
+/// Temp files older than this are left over by a writer that was killed (`kill -9`, power
+/// loss) and are removed by the next write of the same file. No write takes this long, so a
+/// live writer's temp file is never touched.
+pub const STALE_TEMP_AGE: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Removes `name`'s temp files in `dir` (see [`temp_file_in`]) last modified more than
+/// [`STALE_TEMP_AGE`] ago. Best effort: errors are ignored, links and folders are left alone.
+pub(crate) fn remove_stale_temps(dir: &Path, name: &str) {
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    let prefix = format!(".{name}~");
+    let now = std::time::SystemTime::now();
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let Some(n) = file_name.to_str() else {
+            continue;
+        };
+        if !(n.starts_with(&prefix) && n.ends_with(".tmp")) {
+            continue;
+        }
+        let stale = entry
+            .metadata()
+            .ok()
+            .filter(|m| m.is_file())
+            .and_then(|m| m.modified().ok().and_then(|t| now.duration_since(t).ok()));
+        if stale.is_some_and(|age| age > STALE_TEMP_AGE) {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// Creates `dir` and its missing parents with mode 0700. Existing folders are left as they are.
@@ -187,6 +226,26 @@ mod tests {
         assert!(write_atomic(&bad, b"x", 0o600).is_err());
         assert_eq!(fs::read(&path).unwrap(), expected);
         assert_eq!(fs::read_dir(tmp.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn stale_temp_files_are_removed_by_the_next_write_and_fresh_ones_kept() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("f");
+        let old = std::time::SystemTime::now() - 2 * STALE_TEMP_AGE;
+        for name in [".f~stale.tmp", ".f~fresh.tmp", ".g~other.tmp", ".f~nottmp"] {
+            let f = File::create(tmp.path().join(name)).unwrap();
+            if name != ".f~fresh.tmp" {
+                f.set_modified(old).unwrap();
+            }
+        }
+        write_atomic(&path, b"x", 0o600).unwrap();
+        let mut left: Vec<String> = fs::read_dir(tmp.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(left, [".f~fresh.tmp", ".f~nottmp", ".g~other.tmp", "f"]);
     }
 
     #[test]

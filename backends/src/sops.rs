@@ -247,7 +247,9 @@ impl SopsBackend {
             .and_then(|f| f.sync_all())
             .map_err(io_err)?;
         tmp.persist(file).map_err(|e| io_err(e.error))?;
-        fsutil::sync_dir(&dir).map_err(io_err)
+        fsutil::sync_dir(&dir).map_err(io_err)?;
+        fsutil::remove_stale_temps(&dir, &name);
+        Ok(())
     }
 }
 

@@ -6,6 +6,7 @@
 use std::fs::{DirBuilder, OpenOptions};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -62,6 +63,10 @@ const HINT_IO: &str = "check that the folder exists and is writable";
 pub struct SqliteStore {
     path: PathBuf,
     conn: Mutex<Connection>,
+    /// Set when a call failed in a way that a fresh connection may cure (the file was
+    /// damaged, moved aside, replaced or unreadable): the next call reopens the file first, so
+    /// a long-running server recovers once the file is restored, without a restart.
+    broken: AtomicBool,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -111,17 +116,11 @@ impl SqliteStore {
             .mode(0o600)
             .open(path)
             .map_err(|e| unavailable(format!("cannot open: {e}"), HINT_IO))?;
-        let conn = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(|e| error(path, e))?;
-        let store = SqliteStore {
+        Ok(SqliteStore {
             path: path.to_owned(),
-            conn: Mutex::new(conn),
-        };
-        store.init()?;
-        Ok(store)
+            conn: Mutex::new(connect(path)?),
+            broken: AtomicBool::new(false),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -131,7 +130,18 @@ impl SqliteStore {
     fn conn(&self) -> MutexGuard<'_, Connection> {
         // A panic while holding the lock leaves no half-done transaction behind (rusqlite rolls
         // back on drop), so the connection is still usable.
-        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+        let mut conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        if self.broken.load(Ordering::Acquire) {
+            // Never creates the file: a store that was moved aside stays unavailable (fail
+            // closed) until it is restored, rather than silently starting empty.
+            if self.path.is_file()
+                && let Ok(fresh) = connect(&self.path)
+            {
+                *conn = fresh;
+                self.broken.store(false, Ordering::Release);
+            }
+        }
+        conn
     }
 
     /// Makes the last commit survive a power cut. With `synchronous = NORMAL` a WAL commit is
@@ -143,49 +153,75 @@ impl SqliteStore {
     }
 
     fn err(&self, e: rusqlite::Error) -> StoreError {
+        if matches!(
+            e.sqlite_error_code(),
+            Some(
+                ErrorCode::NotADatabase
+                    | ErrorCode::DatabaseCorrupt
+                    | ErrorCode::CannotOpen
+                    | ErrorCode::SystemIoFailure
+                    | ErrorCode::ReadOnly
+            )
+        ) {
+            self.broken.store(true, Ordering::Release);
+        }
         error(&self.path, e)
     }
+}
 
-    fn init(&self) -> Result<(), StoreError> {
-        let mut conn = self.conn();
-        conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| self.err(e))?;
-        let version: i64 = conn
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .map_err(|e| self.err(e))?;
-        if version > SCHEMA_VERSION {
-            return Err(StoreError::Unavailable {
-                path: self.path.display().to_string(),
-                message: format!("schema version {version}, this tessera knows {SCHEMA_VERSION}"),
-                hint: HINT_NEWER,
-            });
-        }
-        let mode: String = conn
-            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
-            .map_err(|e| self.err(e))?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0))
-                .map_err(|e| self.err(e))?;
-        }
-        conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")
-            .map_err(|e| self.err(e))?;
-        // The CLI opens the store once per command: without this, closing the last connection
-        // checkpoints and deletes the WAL, which costs four fsyncs per `token generate`. The
-        // WAL is checkpointed as it grows instead, and revocations sync it themselves.
-        conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)
-            .map_err(|e| self.err(e))?;
-        if version < SCHEMA_VERSION {
-            let tx = conn
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                .map_err(|e| self.err(e))?;
-            // Another process may have created it meanwhile: the schema is idempotent.
-            tx.execute_batch(SCHEMA).map_err(|e| self.err(e))?;
-            tx.pragma_update(None, "user_version", SCHEMA_VERSION)
-                .map_err(|e| self.err(e))?;
-            tx.commit().map_err(|e| self.err(e))?;
-        }
-        Ok(())
+/// Opens the existing file at `path` and brings it to the current schema (WAL mode, busy
+/// timeout).
+fn connect(path: &Path) -> Result<Connection, StoreError> {
+    let mut conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| error(path, e))?;
+    init(path, &mut conn)?;
+    Ok(conn)
+}
+
+fn init(path: &Path, conn: &mut Connection) -> Result<(), StoreError> {
+    let err = |e| error(path, e);
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(err)?;
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(err)?;
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::Unavailable {
+            path: path.display().to_string(),
+            message: format!("schema version {version}, this tessera knows {SCHEMA_VERSION}"),
+            hint: HINT_NEWER,
+        });
     }
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .map_err(err)?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0))
+            .map_err(err)?;
+    }
+    conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")
+        .map_err(err)?;
+    // The CLI opens the store once per command: without this, closing the last connection
+    // checkpoints and deletes the WAL, which costs four fsyncs per `token generate`. The WAL
+    // is checkpointed as it grows instead, and revocations sync it themselves.
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)
+        .map_err(err)?;
+    if version < SCHEMA_VERSION {
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(err)?;
+        // Another process may have created it meanwhile: the schema is idempotent.
+        tx.execute_batch(SCHEMA).map_err(err)?;
+        tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+            .map_err(err)?;
+        tx.commit().map_err(err)?;
+    }
+    Ok(())
+}
 
+impl SqliteStore {
     /// Counts recorded, unexpired, not yet revoked tokens matching `filter` (an SQL condition
     /// on `t` with `?1` = now in ms and `?2` = an optional subject).
     fn count_live(

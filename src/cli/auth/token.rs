@@ -201,23 +201,29 @@ fn verify(ctx: &Context, args: VerifyArgs) -> Result<(), CliError> {
         audience: args.audience.as_deref(),
         now: now(),
     };
-    let result = token::verify(&keys, raw.expose_secret().trim(), &opts).and_then(|claims| {
-        let path = ctx.config.token_store_path();
-        if !path.exists() {
-            return Ok(claims);
-        }
-        let revoked = SqliteStore::open(&path)
-            .and_then(|s| {
+    // A token store that cannot answer is not a property of the token: it is an error of its
+    // own (naming the file and the fix), never reported as "invalid token: malformed".
+    let result = match token::verify(&keys, raw.expose_secret().trim(), &opts) {
+        Ok(claims) => {
+            let path = ctx.config.token_store_path();
+            let revoked = if path.exists() {
                 let iat = Timestamp::from_second(claims.iat).unwrap_or(Timestamp::MIN);
-                s.is_revoked(&claims.jti, &claims.sub, iat)
-            })
-            .map_err(|e| token::VerifyError::Malformed(format!("cannot check revocation: {e}")));
-        match revoked {
-            Ok(true) => Err(token::VerifyError::Revoked),
-            Ok(false) => Ok(claims),
-            Err(e) => Err(e),
+                SqliteStore::open(&path)
+                    .and_then(|s| s.is_revoked(&claims.jti, &claims.sub, iat))
+                    .map_err(|e| {
+                        CliError::from(e).context("cannot check whether the token has been revoked")
+                    })?
+            } else {
+                false
+            };
+            if revoked {
+                Err(token::VerifyError::Revoked)
+            } else {
+                Ok(claims)
+            }
         }
-    });
+        Err(e) => Err(e),
+    };
     match result {
         Ok(c) => {
             if ctx.out.json {
