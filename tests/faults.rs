@@ -618,14 +618,14 @@ fn health(base: &str) -> u16 {
         .as_u16()
 }
 
-/// A home with password login for `deploy` (bcrypt cost 4) and no login rate limit.
+/// A home with password login for `deploy` (bcrypt cost 10, the lowest the server accepts) and no login rate limit.
 fn login_home() -> Home {
     let h = Home::new(
         "[auth]\nusername = \"deploy\"\ntoken_expiry = \"1h\"\n[server]\nlogin_attempts_per_minute = 0\n",
     );
     h.ok(
         &[
-            "auth", "password", "hash", "--stdin", "--cost", "4", "--store",
+            "auth", "password", "hash", "--stdin", "--cost", "10", "--store",
         ],
         format!("{PASSWORD}\n").as_bytes(),
     );
