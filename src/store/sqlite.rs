@@ -2,11 +2,18 @@
 //!
 //! Every call goes to the database (no cache), so a revocation made by one process is seen by
 //! the next check of every other. Times are stored as Unix milliseconds.
+//!
+//! Writes and listings use one connection. [`TokenStore::is_revoked`], which the server runs on
+//! every authenticated request, uses a small set of read-only connections instead, opened on
+//! first use: in WAL mode readers never wait for a writer, so a check on one thread neither
+//! queues behind a check on another nor behind a write (a login recording its token). Each
+//! check is still its own read transaction, so it sees every commit made before it, by any
+//! process.
 
 use std::fs::{DirBuilder, OpenOptions};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, TryLockError};
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -58,9 +65,23 @@ const HINT_CORRUPT: &str = "the file is not a tessera token store; move it aside
 const HINT_NEWER: &str = "it was written by a newer tessera; upgrade, or move it aside";
 const HINT_IO: &str = "check that the folder exists and is writable";
 
+/// Most read connections kept for [`TokenStore::is_revoked`]; one more is opened only when all
+/// open ones are busy at that moment.
+const MAX_READERS: usize = 4;
+
+/// The revocation check: by id, by the subject's cut-off, by the global cut-off.
+const IS_REVOKED_SQL: &str = "SELECT
+    EXISTS (SELECT 1 FROM revoked_jtis WHERE jti = ?1)
+    OR COALESCE((SELECT issued_at FROM tokens WHERE jti = ?1), ?3)
+       <= COALESCE((SELECT revoked_before FROM subject_cutoffs WHERE subject = ?2), -9223372036854775808)
+    OR COALESCE((SELECT issued_at FROM tokens WHERE jti = ?1), ?3)
+       <= COALESCE((SELECT revoked_before FROM global_cutoff WHERE id = 1), -9223372036854775808)";
+
 pub struct SqliteStore {
     path: PathBuf,
     conn: Mutex<Connection>,
+    /// Read-only connections for `is_revoked`, opened on first use.
+    readers: [Mutex<Option<Connection>>; MAX_READERS],
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -118,6 +139,7 @@ impl SqliteStore {
         let store = SqliteStore {
             path: path.to_owned(),
             conn: Mutex::new(conn),
+            readers: std::array::from_fn(|_| Mutex::new(None)),
         };
         store.init()?;
         Ok(store)
@@ -135,6 +157,51 @@ impl SqliteStore {
 
     fn err(&self, e: rusqlite::Error) -> StoreError {
         error(&self.path, e)
+    }
+
+    /// Runs `f` on a read connection: the first one free at this moment (lowest first, so few
+    /// are ever opened and their page caches stay warm), else waits for the first one.
+    fn with_reader<R>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<R>,
+    ) -> Result<R, StoreError> {
+        let mut slot = None;
+        for reader in &self.readers {
+            match reader.try_lock() {
+                Ok(g) => {
+                    slot = Some(g);
+                    break;
+                }
+                // A panic on another thread mid-query leaves no transaction open (the
+                // statement is reset on drop): the connection is still usable.
+                Err(TryLockError::Poisoned(p)) => {
+                    slot = Some(p.into_inner());
+                    break;
+                }
+                Err(TryLockError::WouldBlock) => {}
+            }
+        }
+        let mut guard = match slot {
+            Some(g) => g,
+            None => self.readers[0].lock().unwrap_or_else(|e| e.into_inner()),
+        };
+        let conn = match &mut *guard {
+            Some(c) => c,
+            empty => empty.insert(self.open_reader().map_err(|e| self.err(e))?),
+        };
+        f(conn).map_err(|e| self.err(e))
+    }
+
+    /// A connection that only reads (`query_only`), on the file `init` has set up (WAL mode
+    /// is a property of the file).
+    fn open_reader(&self) -> rusqlite::Result<Connection> {
+        let conn = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        conn.execute_batch("PRAGMA query_only = ON;")?;
+        Ok(conn)
     }
 
     fn init(&self) -> Result<(), StoreError> {
@@ -241,20 +308,12 @@ impl TokenStore for SqliteStore {
         subject: &str,
         issued_at: Timestamp,
     ) -> Result<bool, StoreError> {
-        let conn = self.conn();
-        // Cached: this runs on every authenticated request of the server.
-        let mut stmt = conn
-            .prepare_cached(
-                "SELECT
-                EXISTS (SELECT 1 FROM revoked_jtis WHERE jti = ?1)
-                OR COALESCE((SELECT issued_at FROM tokens WHERE jti = ?1), ?3)
-                   <= COALESCE((SELECT revoked_before FROM subject_cutoffs WHERE subject = ?2), -9223372036854775808)
-                OR COALESCE((SELECT issued_at FROM tokens WHERE jti = ?1), ?3)
-                   <= COALESCE((SELECT revoked_before FROM global_cutoff WHERE id = 1), -9223372036854775808)",
-            )
-            .map_err(|e| self.err(e))?;
-        stmt.query_row(params![jti, subject, ms(issued_at)], |r| r.get(0))
-            .map_err(|e| self.err(e))
+        let issued_at = ms(issued_at);
+        self.with_reader(|conn| {
+            // Cached per connection: this runs on every authenticated request of the server.
+            conn.prepare_cached(IS_REVOKED_SQL)?
+                .query_row(params![jti, subject, issued_at], |r| r.get(0))
+        })
     }
 
     fn revoke(&self, jti: &str, now: Timestamp) -> Result<bool, StoreError> {
@@ -706,6 +765,40 @@ mod tests {
             h.join().unwrap().unwrap();
         }
         assert_eq!(two.list(issued).unwrap().len(), 5);
+    }
+
+    #[test]
+    fn revocation_checks_read_on_their_own_connections_and_see_writes_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = std::sync::Arc::new(open(&dir));
+        let other = open(&dir);
+        let issued = t("2026-05-01T00:00:00Z");
+        store
+            .record(&rec("a", "ci", "2026-05-01T00:00:00Z", None))
+            .unwrap();
+        assert!(!store.is_revoked("a", "ci", issued).unwrap());
+        other.revoke("a", issued).unwrap();
+        assert!(store.is_revoked("a", "ci", issued).unwrap(), "no cache");
+        {
+            let reader = store.readers[0].lock().unwrap();
+            let conn = reader.as_ref().expect("opened by the first check");
+            assert!(conn.execute("DELETE FROM revoked_jtis", []).is_err());
+        }
+        // Checks on several threads, while another thread holds the write connection.
+        let held = store.conn();
+        let handles: Vec<_> = (0..6)
+            .map(|_| {
+                let s = store.clone();
+                std::thread::spawn(move || {
+                    (0..50).all(|_| s.is_revoked("a", "ci", issued).unwrap())
+                })
+            })
+            .collect();
+        for h in handles {
+            assert!(h.join().unwrap());
+        }
+        drop(held);
+        assert!(store.readers.iter().any(|r| r.lock().unwrap().is_some()));
     }
 
     #[test]
