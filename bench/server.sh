@@ -57,19 +57,21 @@ wrk.headers["Content-Type"] = "application/json"
 wrk.body = '{"username":"bench","password":"bench-password"}'
 LUA
 
-# wrk prints "Requests/sec:" and, with --latency, the 99% line.
-run() { wrk --latency "$@" 2>&1; }
+# wrk prints "Requests/sec:" and, with --latency, the 99% line. wrk stops itself after -d;
+# `timeout` bounds a run on a server that stopped answering.
+bounded_wrk() { timeout "$((DUR + 30))" wrk --timeout 5s "$@" 2>&1 || true; }
+run() { bounded_wrk --latency "$@"; }
 rps() { awk '/Requests\/sec/ {print $2}'; }
 p99() { awk '$1 == "99%" {print $2}'; }
-total() { awk '/requests in/ {print $1}'; }
+total() { awk '/requests in/ {n = $1} END {print n + 0}'; }
 
 echo "warming up..." >&2
-wrk -t1 -c4 -d2s "$URL/health" >/dev/null 2>&1
+bounded_wrk -t1 -c4 -d2s "$URL/health" >/dev/null
 
 H="$(run -t2 -c16 -d"${DUR}s" "$URL/health")"
 V="$(run -t2 -c16 -d"${DUR}s" -s "$WORK/verify.lua" "$URL/auth/verify")"
 
-wrk -t1 -c8 -d"$((DUR + 2))s" -s "$WORK/login.lua" "$URL/auth/login" >"$WORK/login.out" 2>&1 &
+bounded_wrk --latency --timeout 30s -t1 -c8 -d"$((DUR + 2))s" -s "$WORK/login.lua" "$URL/auth/login" >"$WORK/login.out" &
 LOGIN_PID=$!
 sleep 1
 VL="$(run -t1 -c8 -d"${DUR}s" -s "$WORK/verify.lua" "$URL/auth/verify")"
@@ -79,7 +81,7 @@ L="$(cat "$WORK/login.out")"
 # Top up to at least 100,000 requests in all before reading the RSS.
 SOFAR=$(( $(echo "$H" | total) + $(echo "$V" | total) + $(echo "$VL" | total) + $(echo "$L" | total) ))
 if [ "$SOFAR" -lt 100000 ]; then
-    wrk -t2 -c16 -d"${DUR}s" -s "$WORK/verify.lua" "$URL/auth/verify" >/dev/null 2>&1
+    bounded_wrk -t2 -c16 -d"${DUR}s" -s "$WORK/verify.lua" "$URL/auth/verify" >/dev/null
 fi
 RSS_KB="$(awk '/VmRSS/ {print $2}' "/proc/$SERVER_PID/status")"
 HWM_KB="$(awk '/VmHWM/ {print $2}' "/proc/$SERVER_PID/status")"
