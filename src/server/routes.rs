@@ -376,13 +376,13 @@ struct VerifyBody<'a> {
     valid: bool,
 }
 
-/// `GET /auth/verify`.
+/// `GET /auth/verify`. Takes the request rather than a `HeaderMap`, which axum would clone.
 pub(crate) async fn verify(
     State(state): AppState,
     audit: AuditSlot,
-    headers: HeaderMap,
+    req: Request,
 ) -> Result<Response, ApiError> {
-    let c = authenticate(&state, &headers, &audit).await?;
+    let c = authenticate(&state, req.headers(), &audit).await?;
     let body = VerifyBody {
         expires_at: c.exp.and_then(rfc3339),
         issued_at: rfc3339(c.iat),
