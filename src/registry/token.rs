@@ -221,11 +221,9 @@ mod tests {
         assert_eq!(token.len(), reference.len());
         // The signature checks out with the JWK the server publishes.
         let jwk = key.jwk();
-        let decoding = DecodingKey::from_ec_components(
-            jwk["x"].as_str().unwrap(),
-            jwk["y"].as_str().unwrap(),
-        )
-        .unwrap();
+        let decoding =
+            DecodingKey::from_ec_components(jwk["x"].as_str().unwrap(), jwk["y"].as_str().unwrap())
+                .unwrap();
         let mut v = Validation::new(Algorithm::ES256);
         v.set_audience(&["registry.local"]);
         v.validate_exp = false;

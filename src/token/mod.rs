@@ -304,8 +304,12 @@ pub fn verify(
     // The header is parsed once, above; jsonwebtoken checks the signature only (its `decode`
     // would parse the header twice more and the claims twice).
     let signed = &token[..token.len() - signature.len() - 1];
-    match jsonwebtoken::crypto::verify(signature, signed.as_bytes(), &key.decoding, Algorithm::HS256)
-    {
+    match jsonwebtoken::crypto::verify(
+        signature,
+        signed.as_bytes(),
+        &key.decoding,
+        Algorithm::HS256,
+    ) {
         Ok(true) => {}
         Ok(false) => return Err(VerifyError::BadSignature),
         Err(e) => {
