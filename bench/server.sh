@@ -106,7 +106,7 @@ HWM_KB="$(awk '/VmHWM/ {print $2}' "/proc/$SERVER_PID/status")"
 
 HR="$(awk -v n="$HN" -v d="$(( SLICE * ROUNDS ))" 'BEGIN {printf "%.0f", n / d}')"
 VR="$(awk -v n="$VN" -v d="$(( SLICE * ROUNDS ))" 'BEGIN {printf "%.0f", n / d}')"
-RATIO="$(awk -v v="$VN" -v h="$HN" 'BEGIN {printf "%.2f", h > 0 ? v / h : 0}')"
+RATIO="$(awk -v v="$VN" -v h="$HN" 'BEGIN {printf "%.2f", (h > 0 ? v / h : 0)}')"
 printf '\n%-44s %14s %10s\n' "measurement" "requests/s" "p99"
 printf '%-44s %14s %10s\n' "GET /health (16 conn, 3 rounds)" "$HR" "$(worst_ms "$HP")"
 printf '%-44s %14s %10s\n' "GET /auth/verify (16 conn, 3 rounds)" "$VR" "$(worst_ms "$VP")"
