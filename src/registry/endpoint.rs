@@ -257,21 +257,30 @@ async fn verify_token(
         Ok(set) => set.contains(&claims.jti),
         Err(p) => p.into_inner().contains(&claims.jti),
     };
-    let (jti, sub) = (claims.jti.clone(), claims.sub.clone());
     let iat = Timestamp::from_second(claims.iat).unwrap_or(Timestamp::MIN);
-    let store = Arc::clone(&state.store);
-    let refusal = tokio::task::spawn_blocking(move || -> Result<_, crate::store::StoreError> {
-        if store.is_revoked(&jti, &sub, iat)? {
-            return Ok(Some("the token has been revoked"));
+    let refusal = if single {
+        let (jti, sub) = (claims.jti.clone(), claims.sub.clone());
+        let store = Arc::clone(&state.store);
+        tokio::task::spawn_blocking(move || -> Result<_, crate::store::StoreError> {
+            if store.is_revoked(&jti, &sub, iat)? {
+                return Ok(Some("the token has been revoked"));
+            }
+            if !store.mark_used(&jti, Timestamp::now())? {
+                return Ok(Some("the single-use token has already been used"));
+            }
+            Ok(None)
+        })
+        .await
+        .map_err(store_unavailable)?
+        .map_err(store_unavailable)?
+    } else {
+        // A read on the store's own read connections: inline, as in `/auth/verify`.
+        match state.store.is_revoked(&claims.jti, &claims.sub, iat) {
+            Ok(true) => Some("the token has been revoked"),
+            Ok(false) => None,
+            Err(e) => return Err(store_unavailable(e)),
         }
-        if single && !store.mark_used(&jti, Timestamp::now())? {
-            return Ok(Some("the single-use token has already been used"));
-        }
-        Ok(None)
-    })
-    .await
-    .map_err(store_unavailable)?
-    .map_err(store_unavailable)?;
+    };
     if let Some(msg) = refusal {
         return Err(unauthorized("TOKEN_REVOKED", msg));
     }

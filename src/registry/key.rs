@@ -3,8 +3,11 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use jsonwebtoken::EncodingKey;
+use jsonwebtoken::{Algorithm, Header};
+use ring::rand::SystemRandom;
+use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
 use rustls::pki_types::CertificateDer;
+use rustls::pki_types::PrivatePkcs8KeyDer;
 use rustls::pki_types::pem::PemObject;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
@@ -138,10 +141,20 @@ pub fn certificate_has_key(cert_der: &[u8], spki_der: &[u8]) -> bool {
 }
 
 /// The loaded signing key: what every registry token needs, computed once.
+///
+/// The P-256 key is parsed once here and signs with ring (constant-time, precomputed tables
+/// for the base point). jsonwebtoken's `encode` with its RustCrypto backend parsed the PKCS#8
+/// key again and derived its public key on every token, signed with a generic scalar
+/// multiplication, searched for a recovery id it then dropped, and serialized and encoded the
+/// ~700-byte header with the certificate each time.
 pub struct RegistryKey {
-    encoding: EncodingKey,
+    signing: EcdsaKeyPair,
+    rng: SystemRandom,
     kid: String,
     x5c: String,
+    /// The JWS header (`typ`, `alg` ES256, `kid`, `x5c`), JSON in base64url: the same for
+    /// every token.
+    header_b64: String,
     jwk: serde_json::Value,
 }
 
@@ -164,9 +177,21 @@ impl RegistryKey {
             .into_iter()
             .find(|c| certificate_has_key(c, &spki))
             .ok_or(KeyError::NoMatchingCertificate)?;
-        let encoding = EncodingKey::from_ec_pem(key_pem.expose_secret().as_bytes())
+        let der = PrivatePkcs8KeyDer::from_pem_slice(key_pem.expose_secret().as_bytes())
             .map_err(|_| KeyError::BadKey)?;
+        let rng = SystemRandom::new();
+        let signing = EcdsaKeyPair::from_pkcs8(
+            &ECDSA_P256_SHA256_FIXED_SIGNING,
+            der.secret_pkcs8_der(),
+            &rng,
+        )
+        .map_err(|_| KeyError::BadKey)?;
         let kid = libtrust_kid(&spki);
+        let x5c = STANDARD.encode(&cert);
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some(kid.clone());
+        header.x5c = Some(vec![x5c.clone()]);
+        let header_json = serde_json::to_vec(&header).map_err(|_| KeyError::BadKey)?;
         let point = &spki[P256_SPKI_LEN - 64..];
         let jwk = serde_json::json!({
             "kty": "EC",
@@ -178,9 +203,11 @@ impl RegistryKey {
             "alg": "ES256",
         });
         Ok(RegistryKey {
-            encoding,
+            signing,
+            rng,
             kid,
-            x5c: STANDARD.encode(&cert),
+            x5c,
+            header_b64: URL_SAFE_NO_PAD.encode(header_json),
             jwk,
         })
     }
@@ -200,8 +227,16 @@ impl RegistryKey {
         &self.jwk
     }
 
-    pub(crate) fn encoding(&self) -> &EncodingKey {
-        &self.encoding
+    /// The encoded JWS header of every token.
+    pub(crate) fn header_b64(&self) -> &str {
+        &self.header_b64
+    }
+
+    /// An ES256 JWS signature of `message`: `r || s`, 64 bytes.
+    pub(crate) fn sign(&self, message: &[u8]) -> Result<ring::signature::Signature, KeyError> {
+        self.signing
+            .sign(&self.rng, message)
+            .map_err(|_| KeyError::Generate("ECDSA signing failed".to_owned()))
     }
 }
 

@@ -1,7 +1,8 @@
 //! Registry tokens: the `scope` parameters a client asks for, what a credential's scopes
 //! grant of them, and the ES256 JWT the registry checks.
 
-use jsonwebtoken::{Algorithm, Header};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 
 use super::key::RegistryKey;
@@ -130,12 +131,20 @@ pub fn grant(scopes: &ScopeSet, requested: &[Requested]) -> Vec<Access> {
     out
 }
 
-/// Signs a registry token (ES256; header `x5c` and the libtrust `kid`).
+/// Signs a registry token (ES256; header `x5c` and the libtrust `kid`): the JWS that
+/// `jsonwebtoken::encode` makes, with the key and the header prepared once in [`RegistryKey`].
 pub fn sign(key: &RegistryKey, claims: &RegistryClaims) -> Result<String, String> {
-    let mut header = Header::new(Algorithm::ES256);
-    header.kid = Some(key.kid().to_owned());
-    header.x5c = Some(vec![key.x5c().to_owned()]);
-    jsonwebtoken::encode(&header, claims, key.encoding()).map_err(|e| e.to_string())
+    let payload = serde_json::to_vec(claims).map_err(|e| e.to_string())?;
+    let header = key.header_b64();
+    // header . payload . 64-byte signature (86 characters)
+    let mut token = String::with_capacity(header.len() + payload.len().div_ceil(3) * 4 + 88);
+    token.push_str(header);
+    token.push('.');
+    URL_SAFE_NO_PAD.encode_string(&payload, &mut token);
+    let signature = key.sign(token.as_bytes()).map_err(|e| e.to_string())?;
+    token.push('.');
+    URL_SAFE_NO_PAD.encode_string(signature.as_ref(), &mut token);
+    Ok(token)
 }
 
 /// A random token id (128 bits, hex).
@@ -176,6 +185,51 @@ mod tests {
         ] {
             assert!(parse_scope(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn tokens_verify_with_the_published_key_and_match_jsonwebtoken() {
+        use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+        use secrecy::ExposeSecret;
+        let pem = super::super::key::generate_key().unwrap();
+        let cert = super::super::key::self_signed_certificate(&pem, "t").unwrap();
+        let key = RegistryKey::new(&pem, cert.as_bytes()).unwrap();
+        let claims = RegistryClaims {
+            iss: "tessera".into(),
+            sub: "ci".into(),
+            aud: "registry.local".into(),
+            exp: 2_000_000_000,
+            nbf: 1_700_000_000,
+            iat: 1_700_000_000,
+            jti: new_jti().unwrap(),
+            access: vec![Access {
+                kind: "repository".into(),
+                name: "team/app".into(),
+                actions: vec!["pull".into()],
+            }],
+        };
+        let token = sign(&key, &claims).unwrap();
+        // Header and payload are the bytes jsonwebtoken makes; only the signature differs
+        // (ring's nonces are random, RustCrypto's deterministic).
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some(key.kid().to_owned());
+        header.x5c = Some(vec![key.x5c().to_owned()]);
+        let encoding = EncodingKey::from_ec_pem(pem.expose_secret().as_bytes()).unwrap();
+        let reference = jsonwebtoken::encode(&header, &claims, &encoding).unwrap();
+        let signed = |t: &str| t[..t.rfind('.').unwrap()].to_owned();
+        assert_eq!(signed(&token), signed(&reference));
+        assert_eq!(token.len(), reference.len());
+        // The signature checks out with the JWK the server publishes.
+        let jwk = key.jwk();
+        let decoding =
+            DecodingKey::from_ec_components(jwk["x"].as_str().unwrap(), jwk["y"].as_str().unwrap())
+                .unwrap();
+        let mut v = Validation::new(Algorithm::ES256);
+        v.set_audience(&["registry.local"]);
+        v.validate_exp = false;
+        let data = jsonwebtoken::decode::<RegistryClaims>(&token, &decoding, &v).unwrap();
+        assert_eq!(data.claims, claims);
+        assert_ne!(sign(&key, &claims).unwrap(), token, "random nonces");
     }
 
     #[test]

@@ -6,8 +6,9 @@
 use std::fs::{DirBuilder, OpenOptions};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, TryLockError};
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -60,6 +61,18 @@ const HINT_CORRUPT: &str = "the file is not a tessera token store; move it aside
 const HINT_NEWER: &str = "it was written by a newer tessera; upgrade, or move it aside";
 const HINT_IO: &str = "check that the folder exists and is writable";
 
+/// Most read connections kept for [`TokenStore::is_revoked`]; one more is opened only when all
+/// open ones are busy at that moment.
+const MAX_READERS: usize = 4;
+
+/// The revocation check: by id, by the subject's cut-off, by the global cut-off.
+const IS_REVOKED_SQL: &str = "SELECT
+    EXISTS (SELECT 1 FROM revoked_jtis WHERE jti = ?1)
+    OR COALESCE((SELECT issued_at FROM tokens WHERE jti = ?1), ?3)
+       <= COALESCE((SELECT revoked_before FROM subject_cutoffs WHERE subject = ?2), -9223372036854775808)
+    OR COALESCE((SELECT issued_at FROM tokens WHERE jti = ?1), ?3)
+       <= COALESCE((SELECT revoked_before FROM global_cutoff WHERE id = 1), -9223372036854775808)";
+
 pub struct SqliteStore {
     path: PathBuf,
     conn: Mutex<Connection>,
@@ -67,6 +80,12 @@ pub struct SqliteStore {
     /// damaged, moved aside, replaced or unreadable): the next call reopens the file first, so
     /// a long-running server recovers once the file is restored, without a restart.
     broken: AtomicBool,
+    /// Bumped each time the write connection is reopened after a fault, so that read
+    /// connections opened on the old file are reopened too.
+    generation: AtomicU64,
+    /// Read-only connections for `is_revoked`, opened on first use, with the generation they
+    /// were opened in.
+    readers: [Mutex<Option<(u64, Connection)>>; MAX_READERS],
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -120,6 +139,8 @@ impl SqliteStore {
             path: path.to_owned(),
             conn: Mutex::new(connect(path)?),
             broken: AtomicBool::new(false),
+            generation: AtomicU64::new(0),
+            readers: std::array::from_fn(|_| Mutex::new(None)),
         })
     }
 
@@ -138,10 +159,69 @@ impl SqliteStore {
                 && let Ok(fresh) = connect(&self.path)
             {
                 *conn = fresh;
+                self.generation.fetch_add(1, Ordering::AcqRel);
                 self.broken.store(false, Ordering::Release);
             }
         }
         conn
+    }
+
+    /// Runs `f` on a read connection: the first one free at this moment (lowest first, so few
+    /// are ever opened and their page caches stay warm), else waits for the first one. After a
+    /// fault the write connection is reopened first (see `conn`), and a reader opened before
+    /// that is replaced.
+    fn with_reader<R>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<R>,
+    ) -> Result<R, StoreError> {
+        if self.broken.load(Ordering::Acquire) {
+            drop(self.conn());
+        }
+        let generation = self.generation.load(Ordering::Acquire);
+        let mut slot = None;
+        for reader in &self.readers {
+            match reader.try_lock() {
+                Ok(g) => {
+                    slot = Some(g);
+                    break;
+                }
+                // A panic on another thread mid-query leaves no transaction open (the
+                // statement is reset on drop): the connection is still usable.
+                Err(TryLockError::Poisoned(p)) => {
+                    slot = Some(p.into_inner());
+                    break;
+                }
+                Err(TryLockError::WouldBlock) => {}
+            }
+        }
+        let mut guard = match slot {
+            Some(g) => g,
+            None => self.readers[0].lock().unwrap_or_else(|e| e.into_inner()),
+        };
+        if guard.as_ref().is_some_and(|(g, _)| *g != generation) {
+            *guard = None;
+        }
+        let conn = match &mut *guard {
+            Some((_, c)) => c,
+            empty => {
+                &mut empty
+                    .insert((generation, self.open_reader().map_err(|e| self.err(e))?))
+                    .1
+            }
+        };
+        f(conn).map_err(|e| self.err(e))
+    }
+
+    /// A connection that only reads (`query_only`), on the file `connect` has set up (WAL mode
+    /// is a property of the file). It never creates the file.
+    fn open_reader(&self) -> rusqlite::Result<Connection> {
+        let conn = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        conn.execute_batch("PRAGMA query_only = ON;")?;
+        Ok(conn)
     }
 
     /// Makes the last commit survive a power cut. With `synchronous = NORMAL` a WAL commit is
@@ -291,20 +371,12 @@ impl TokenStore for SqliteStore {
         subject: &str,
         issued_at: Timestamp,
     ) -> Result<bool, StoreError> {
-        let conn = self.conn();
-        // Cached: this runs on every authenticated request of the server.
-        let mut stmt = conn
-            .prepare_cached(
-                "SELECT
-                EXISTS (SELECT 1 FROM revoked_jtis WHERE jti = ?1)
-                OR COALESCE((SELECT issued_at FROM tokens WHERE jti = ?1), ?3)
-                   <= COALESCE((SELECT revoked_before FROM subject_cutoffs WHERE subject = ?2), -9223372036854775808)
-                OR COALESCE((SELECT issued_at FROM tokens WHERE jti = ?1), ?3)
-                   <= COALESCE((SELECT revoked_before FROM global_cutoff WHERE id = 1), -9223372036854775808)",
-            )
-            .map_err(|e| self.err(e))?;
-        stmt.query_row(params![jti, subject, ms(issued_at)], |r| r.get(0))
-            .map_err(|e| self.err(e))
+        let issued_at = ms(issued_at);
+        self.with_reader(|conn| {
+            // Cached per connection: this runs on every authenticated request of the server.
+            conn.prepare_cached(IS_REVOKED_SQL)?
+                .query_row(params![jti, subject, issued_at], |r| r.get(0))
+        })
     }
 
     fn revoke(&self, jti: &str, now: Timestamp) -> Result<bool, StoreError> {

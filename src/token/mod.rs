@@ -15,18 +15,15 @@
 //!   never "first" or "last wins".
 //! - Time is checked against [`VerifyOptions::now`] with [`LEEWAY_SECS`] of leeway; a token
 //!   without `exp` never expires; an `iat` in the future is refused like an `nbf` in the
-//!   future (it would escape revocation by subject, which compares `iat`). jsonwebtoken's own
-//!   clock checks are switched off.
+//!   future (it would escape revocation by subject, which compares `iat`). jsonwebtoken only
+//!   checks the HMAC (`crypto::verify`); the header and the claims are each parsed once, here.
 
 pub mod scope;
-
-use std::collections::HashSet;
-use std::sync::OnceLock;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jiff::Timestamp;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, errors::ErrorKind};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, errors::ErrorKind};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
@@ -306,7 +303,7 @@ pub fn verify(
         )));
     }
     let mut parts = token.split('.');
-    let (Some(header), Some(_payload), Some(signature), None) =
+    let (Some(header), Some(payload), Some(signature), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err(VerifyError::Malformed(
@@ -333,13 +330,31 @@ pub fn verify(
         .as_deref()
         .and_then(|kid| keys.find(kid))
         .ok_or(VerifyError::BadSignature)?;
-    let claims = jsonwebtoken::decode::<Claims>(token, &key.decoding, validation())
-        .map_err(|e| match e.kind() {
-            ErrorKind::InvalidSignature | ErrorKind::InvalidAlgorithm => VerifyError::BadSignature,
-            ErrorKind::Json(e) => VerifyError::Malformed(format!("unexpected claims: {e}")),
-            _ => VerifyError::Malformed("undecodable".to_owned()),
-        })?
-        .claims;
+    // The header is parsed once, above; jsonwebtoken checks the signature only (its `decode`
+    // would parse the header twice more and the claims twice).
+    let signed = &token[..token.len() - signature.len() - 1];
+    match jsonwebtoken::crypto::verify(
+        signature,
+        signed.as_bytes(),
+        &key.decoding,
+        Algorithm::HS256,
+    ) {
+        Ok(true) => {}
+        Ok(false) => return Err(VerifyError::BadSignature),
+        Err(e) => {
+            return Err(match e.kind() {
+                ErrorKind::InvalidSignature | ErrorKind::InvalidAlgorithm => {
+                    VerifyError::BadSignature
+                }
+                _ => VerifyError::Malformed("undecodable".to_owned()),
+            });
+        }
+    }
+    let json = URL_SAFE_NO_PAD
+        .decode(payload)
+        .map_err(|_| VerifyError::Malformed("undecodable".to_owned()))?;
+    let claims: Claims = serde_json::from_slice(&json)
+        .map_err(|e| VerifyError::Malformed(format!("unexpected claims: {e}")))?;
     check_claims(&claims, opts)?;
     Ok(claims)
 }
@@ -366,22 +381,6 @@ fn decode_header(part: &str) -> Result<RawHeader, VerifyError> {
         .map_err(|_| VerifyError::Malformed("the header is not base64url".to_owned()))?;
     serde_json::from_slice(&json)
         .map_err(|_| VerifyError::Malformed("the header is not a JWT header".to_owned()))
-}
-
-/// One pinned validation: HS256 only, no claim required, clock checks done by [`check_claims`]
-/// against the caller's `now`, `aud` checked by us only when configured.
-fn validation() -> &'static Validation {
-    static VALIDATION: OnceLock<Validation> = OnceLock::new();
-    VALIDATION.get_or_init(|| {
-        let mut v = Validation::new(Algorithm::HS256);
-        v.algorithms = vec![Algorithm::HS256];
-        v.required_spec_claims = HashSet::new();
-        v.leeway = LEEWAY_SECS;
-        v.validate_exp = false;
-        v.validate_nbf = false;
-        v.validate_aud = false;
-        v
-    })
 }
 
 fn timestamp(secs: i64) -> Timestamp {
