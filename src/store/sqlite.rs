@@ -12,7 +12,6 @@ use std::sync::{Mutex, MutexGuard, TryLockError};
 use std::time::Duration;
 
 use jiff::Timestamp;
-use rusqlite::config::DbConfig;
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
 
 use super::{StoreError, TokenRecord, TokenStore};
@@ -282,11 +281,6 @@ fn init(path: &Path, conn: &mut Connection) -> Result<(), StoreError> {
             .map_err(err)?;
     }
     conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")
-        .map_err(err)?;
-    // The CLI opens the store once per command: without this, closing the last connection
-    // checkpoints and deletes the WAL, which costs four fsyncs per `token generate`. The WAL
-    // is checkpointed as it grows instead, and revocations sync it themselves.
-    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)
         .map_err(err)?;
     if version < SCHEMA_VERSION {
         let tx = conn
