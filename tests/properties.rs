@@ -224,8 +224,11 @@ fn remotes_file() -> impl Strategy<Value = RemotesFile> {
     })
 }
 
+/// Name, URL, insecure, token backend and token of one remote (the first row: `active`).
+type RemoteRow = (String, String, bool, Option<String>, Option<String>);
+
 /// What two files contain, compared field by field (tokens included).
-fn contents(f: &RemotesFile) -> Vec<(String, String, bool, Option<String>, Option<String>)> {
+fn contents(f: &RemotesFile) -> Vec<RemoteRow> {
     let mut out = vec![(
         String::new(),
         f.active.clone().unwrap_or_default(),

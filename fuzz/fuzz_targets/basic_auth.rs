@@ -82,7 +82,11 @@ fuzz_target!(|data: &[u8]| {
                 };
                 assert!(!r.kind.is_empty() && !r.kind.contains(':'));
                 assert!(!r.name.is_empty());
-                assert!(r.actions.iter().all(|a| !a.is_empty() && !a.contains([':', ','])));
+                assert!(
+                    r.actions
+                        .iter()
+                        .all(|a| !a.is_empty() && !a.contains([':', ',']))
+                );
                 let again = format!("{}:{}:{}", r.kind, r.name, r.actions.join(","));
                 assert_eq!(again, item, "a parsed scope re-serialises to the request");
                 assert_eq!(parse_scope(&again).as_ref(), Ok(&r));
@@ -109,11 +113,17 @@ fuzz_target!(|data: &[u8]| {
                         },
                         other => panic!("granted an unknown type {other}"),
                     };
-                    assert!(set.allows(&scope), "granted {scope} that {set} does not allow");
+                    assert!(
+                        set.allows(&scope),
+                        "granted {scope} that {set} does not allow"
+                    );
                 }
                 // One entry per resource.
                 assert_eq!(
-                    accesses.iter().filter(|b| b.kind == a.kind && b.name == a.name).count(),
+                    accesses
+                        .iter()
+                        .filter(|b| b.kind == a.kind && b.name == a.name)
+                        .count(),
                     1
                 );
             }

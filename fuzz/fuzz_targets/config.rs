@@ -27,7 +27,11 @@ fuzz_target!(|data: &[u8]| {
             assert!(c.registry.token_ttl.as_fixed().unwrap() >= Duration::from_secs(60));
             assert!(!c.auth.issuer.is_empty());
             assert_eq!(c.server.tls_cert.is_some(), c.server.tls_key.is_some());
-            for p in [&c.secrets.sops_file, &c.secrets.age_file, &c.registry.certificate] {
+            for p in [
+                &c.secrets.sops_file,
+                &c.secrets.age_file,
+                &c.registry.certificate,
+            ] {
                 assert!(p.is_absolute(), "{}", p.display());
             }
         }

@@ -23,7 +23,11 @@ fuzz_target!(|data: &[u8]| {
             let back = store
                 .parse(&written)
                 .unwrap_or_else(|e| panic!("written file does not load: {e}\n{written}"));
-            assert_eq!(toml::to_string(&back).unwrap(), written, "round trip changed it");
+            assert_eq!(
+                toml::to_string(&back).unwrap(),
+                written,
+                "round trip changed it"
+            );
         }
         Err(RemotesError::Parse { line, column, .. }) => {
             let lines = text.split('\n').count();

@@ -49,7 +49,10 @@ fuzz_target!(|data: &[u8]| {
         let both = a.intersect(b);
         assert_eq!(both, b.intersect(a), "intersect is symmetric");
         for s in both.iter() {
-            assert!(a.allows(s) && b.allows(s), "{s} is in {a} ∩ {b} but not allowed by both");
+            assert!(
+                a.allows(s) && b.allows(s),
+                "{s} is in {a} ∩ {b} but not allowed by both"
+            );
         }
     }
 });

@@ -96,7 +96,11 @@ fuzz_target!(|data: &[u8]| {
             assert!(token != f.token, "the minted token was refused: {e}");
             assert!(matches!(
                 e.reason(),
-                "malformed" | "bad signature" | "not yet valid" | "expired" | "wrong issuer"
+                "malformed"
+                    | "bad signature"
+                    | "not yet valid"
+                    | "expired"
+                    | "wrong issuer"
                     | "wrong audience"
             ));
             let _ = e.to_string();
