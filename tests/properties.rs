@@ -359,6 +359,17 @@ proptest! {
     }
 
     #[test]
+    fn basic_splits_at_the_first_colon(user in "\\PC{0,20}", password in "\\PC{0,20}") {
+        // A user containing `:` cannot be sent: the pair is read split at the first `:`.
+        let full = format!("{user}:{password}");
+        let expected = full
+            .split_once(':')
+            .filter(|(u, p)| !u.is_empty() && !p.is_empty())
+            .map(|(u, p)| (u.to_owned(), p.to_owned()));
+        prop_assert_eq!(basic_of(encoded(&user, &password).as_bytes()), expected);
+    }
+
+    #[test]
     fn registry_scope_never_panics(s in "\\PC{0,60}|[a-z:/,*]{0,30}") {
         if let Ok(r) = parse_scope(&s) {
             prop_assert_eq!(format!("{}:{}:{}", r.kind, r.name, r.actions.join(",")), s);
