@@ -372,6 +372,14 @@ impl Config {
         Self::resolve(raw, path, file, env)
     }
 
+    /// [`Config::load`] on `text` as if read from `path`, without touching the file system:
+    /// the entry point of the fuzz targets and property tests.
+    #[doc(hidden)]
+    pub fn from_text(path: &Path, text: &str, env: &Env) -> Result<Config, ConfigError> {
+        let raw = Self::parse(path, text)?;
+        Self::resolve(raw, path.to_path_buf(), Some(path.to_path_buf()), env)
+    }
+
     fn parse(path: &Path, text: &str) -> Result<RawConfig, ConfigError> {
         toml::from_str(text).map_err(|e| {
             let (line, column) = e.span().map_or((1, 1), |s| line_col(text, s.start));

@@ -151,7 +151,9 @@ fn check_request(reg: &RegistryState, p: &Params) -> Result<Vec<Requested>, ApiE
 }
 
 /// Username and password of an `Authorization: Basic` header (split at the first `:`).
-fn basic(headers: &HeaderMap) -> Result<(String, SecretString), ApiError> {
+/// Public for the fuzz targets and property tests.
+#[doc(hidden)]
+pub fn basic(headers: &HeaderMap) -> Result<(String, SecretString), ApiError> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Err(unauthorized(
             "AUTH_REQUIRED",

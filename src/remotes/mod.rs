@@ -276,7 +276,10 @@ impl RemotesStore {
         self.parse(&text)
     }
 
-    fn parse(&self, text: &str) -> Result<RemotesFile, RemotesError> {
+    /// Parses and checks `text` as the contents of this store's file (what [`Self::load`]
+    /// does after reading it); public for the fuzz targets and property tests.
+    #[doc(hidden)]
+    pub fn parse(&self, text: &str) -> Result<RemotesFile, RemotesError> {
         let parse_err = |span: Option<std::ops::Range<usize>>, message: String| {
             let (line, column) = span.map_or((1, 1), |s| line_col(text, s.start));
             RemotesError::Parse {
