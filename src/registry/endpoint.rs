@@ -202,13 +202,6 @@ fn map_verify(e: VerifyError) -> ApiError {
     }
 }
 
-fn store_unavailable(e: impl std::fmt::Display) -> ApiError {
-    tracing::error!(error = %e, "token store failed");
-    ApiError::unavailable(
-        "the token store cannot answer right now, so tokens cannot be checked; try again later",
-    )
-}
-
 /// How a tessera token is being used.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Use {
@@ -255,34 +248,7 @@ async fn verify_token(
             "the username is not the subject the token was minted for",
         ));
     }
-    let single = match state.single_use.lock() {
-        Ok(set) => set.contains(&claims.jti),
-        Err(p) => p.into_inner().contains(&claims.jti),
-    };
-    let iat = Timestamp::from_second(claims.iat).unwrap_or(Timestamp::MIN);
-    let refusal = if single {
-        let (jti, sub) = (claims.jti.clone(), claims.sub.clone());
-        let store = Arc::clone(&state.store);
-        tokio::task::spawn_blocking(move || -> Result<_, crate::store::StoreError> {
-            if store.is_revoked(&jti, &sub, iat)? {
-                return Ok(Some("the token has been revoked"));
-            }
-            if !store.mark_used(&jti, Timestamp::now())? {
-                return Ok(Some("the single-use token has already been used"));
-            }
-            Ok(None)
-        })
-        .await
-        .map_err(store_unavailable)?
-        .map_err(store_unavailable)?
-    } else {
-        // A read on the store's own read connections: inline, as in `/auth/verify`.
-        match state.store.is_revoked(&claims.jti, &claims.sub, iat) {
-            Ok(true) => Some("the token has been revoked"),
-            Ok(false) => None,
-            Err(e) => return Err(store_unavailable(e)),
-        }
-    };
+    let refusal = state.refusal(&claims).await?;
     if let Some(msg) = refusal {
         return Err(unauthorized("TOKEN_REVOKED", msg));
     }
@@ -358,8 +324,8 @@ async fn refresh_token(
     let store = Arc::clone(&state.store);
     tokio::task::spawn_blocking(move || store.record(&record))
         .await
-        .map_err(store_unavailable)?
-        .map_err(store_unavailable)?;
+        .map_err(ApiError::store_unavailable)?
+        .map_err(ApiError::store_unavailable)?;
     Ok(minted.token.expose_secret().to_owned())
 }
 

@@ -31,6 +31,15 @@ impl ApiError {
         }
     }
 
+    /// 503 `UNAVAILABLE` for a token store that cannot answer: tokens cannot be checked, so
+    /// none is accepted (fail closed). The cause goes to the log, not to the client.
+    pub(crate) fn store_unavailable(e: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %e, "token store failed");
+        ApiError::unavailable(
+            "the token store cannot answer right now, so tokens cannot be checked; try again later",
+        )
+    }
+
     /// 400 `BAD_REQUEST`.
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "BAD_REQUEST", message)

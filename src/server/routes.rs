@@ -144,13 +144,6 @@ fn map_verify(e: VerifyError) -> ApiError {
     }
 }
 
-fn store_unavailable(e: impl std::fmt::Display) -> ApiError {
-    tracing::error!(error = %e, "token store failed");
-    ApiError::unavailable(
-        "the token store cannot answer right now, so tokens cannot be checked; try again later",
-    )
-}
-
 /// Runs a token-store call on a blocking thread; any failure is 503 (fail closed).
 async fn with_store<R: Send + 'static>(
     state: &Arc<ServerState>,
@@ -161,8 +154,8 @@ async fn with_store<R: Send + 'static>(
     let store = Arc::clone(&state.store);
     match tokio::task::spawn_blocking(move || f(store.as_ref())).await {
         Ok(Ok(r)) => Ok(r),
-        Ok(Err(e)) => Err(store_unavailable(e)),
-        Err(e) => Err(store_unavailable(e)),
+        Ok(Err(e)) => Err(ApiError::store_unavailable(e)),
+        Err(e) => Err(ApiError::store_unavailable(e)),
     }
 }
 
@@ -190,33 +183,7 @@ async fn authenticate(
         ));
     }
     audit.set_principal(&claims.sub);
-    let single = match state.single_use.lock() {
-        Ok(set) => set.contains(&claims.jti),
-        Err(p) => p.into_inner().contains(&claims.jti),
-    };
-    let iat = Timestamp::from_second(claims.iat).unwrap_or(Timestamp::MIN);
-    let refusal = if single {
-        let (jti, sub) = (claims.jti.clone(), claims.sub.clone());
-        with_store(state, move |s| {
-            if s.is_revoked(&jti, &sub, iat)? {
-                return Ok(Some("the token has been revoked"));
-            }
-            if !s.mark_used(&jti, Timestamp::now())? {
-                return Ok(Some("the single-use token has already been used"));
-            }
-            Ok(None)
-        })
-        .await?
-    } else {
-        // A read in WAL mode does not wait for writers (the store checks on read connections
-        // of its own, not on the one that writes), and the query takes microseconds: run it
-        // inline, since a hop to the blocking pool costs more than the query itself.
-        match state.store.is_revoked(&claims.jti, &claims.sub, iat) {
-            Ok(true) => Some("the token has been revoked"),
-            Ok(false) => None,
-            Err(e) => return Err(store_unavailable(e)),
-        }
-    };
+    let refusal = state.refusal(&claims).await?;
     match refusal {
         Some(msg) => Err(ApiError::token_revoked(msg)),
         None => Ok(claims),

@@ -143,6 +143,46 @@ fn lower_thread_priority() {
 #[cfg(not(target_os = "linux"))]
 fn lower_thread_priority() {}
 
+impl ServerState {
+    /// Why a token that verified may still not be used now: revoked (by id, by subject or by
+    /// `revoke --all`), or a single-use token used before (this use is recorded). The store is
+    /// asked every time (no cache, so a revocation made with the CLI is seen at once); a store
+    /// that cannot answer is 503 (fail closed).
+    pub(crate) async fn refusal(
+        &self,
+        claims: &crate::token::Claims,
+    ) -> Result<Option<&'static str>, super::ApiError> {
+        let single = match self.single_use.lock() {
+            Ok(set) => set.contains(&claims.jti),
+            Err(p) => p.into_inner().contains(&claims.jti),
+        };
+        let iat = Timestamp::from_second(claims.iat).unwrap_or(Timestamp::MIN);
+        if !single {
+            // A read on the store's own read connections, which never wait for a writer, and
+            // it takes microseconds: inline, since a hop to the blocking pool costs more.
+            return match self.store.is_revoked(&claims.jti, &claims.sub, iat) {
+                Ok(true) => Ok(Some("the token has been revoked")),
+                Ok(false) => Ok(None),
+                Err(e) => Err(super::ApiError::store_unavailable(e)),
+            };
+        }
+        let (jti, sub) = (claims.jti.clone(), claims.sub.clone());
+        let store = Arc::clone(&self.store);
+        tokio::task::spawn_blocking(move || -> Result<_, crate::store::StoreError> {
+            if store.is_revoked(&jti, &sub, iat)? {
+                return Ok(Some("the token has been revoked"));
+            }
+            if !store.mark_used(&jti, Timestamp::now())? {
+                return Ok(Some("the single-use token has already been used"));
+            }
+            Ok(None)
+        })
+        .await
+        .map_err(super::ApiError::store_unavailable)?
+        .map_err(super::ApiError::store_unavailable)
+    }
+}
+
 /// SHA-256 of a username, so that constant-time comparison sees equal lengths.
 pub(crate) fn digest(s: &[u8]) -> [u8; 32] {
     Sha256::digest(s).into()
