@@ -435,6 +435,13 @@ fn list_and_revoke_by_id_subject_and_all() {
     let a = u.mint(&["--subject", "ci", "--scopes", "pull"]);
     let b = u.mint(&["--subject", "ci", "--scopes", "push"]);
     let c = u.mint(&["--subject", "bot"]);
+    // Minting appends records (ids, never tokens) beside the database; `list` moves them in.
+    let pending = u.home().join(".local/share/tessera/tokens.db-pending");
+    let text = std::fs::read_to_string(&pending).unwrap();
+    assert_eq!(text.lines().count(), 3, "{text}");
+    for t in [&a, &b, &c] {
+        assert!(!text.contains(t.split('.').nth(2).unwrap()), "{text}");
+    }
     let out = u
         .cmd()
         .args(["--json", "auth", "token", "list"])
@@ -445,6 +452,7 @@ fn list_and_revoke_by_id_subject_and_all() {
         .clone();
     let list: Value = serde_json::from_slice(&out).unwrap();
     assert_eq!(list.as_array().unwrap().len(), 3, "{list}");
+    assert_eq!(std::fs::metadata(&pending).unwrap().len(), 0);
     // The store holds ids, never tokens.
     let db = std::fs::read(u.home().join(".local/share/tessera/tokens.db")).unwrap();
     let db = String::from_utf8_lossy(&db);

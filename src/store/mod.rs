@@ -1,5 +1,6 @@
 //! The token store: issued token ids (never tokens), revocations and single-use marks.
 
+mod pending;
 pub mod sqlite;
 
 use jiff::Timestamp;

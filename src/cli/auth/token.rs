@@ -144,7 +144,7 @@ fn generate(ctx: &Context, args: GenerateArgs) -> Result<(), CliError> {
     )?;
     let c = &minted.claims;
     let record = TokenRecord::minted(c, now, false);
-    if let Err(e) = open_store(ctx).and_then(|s| Ok(s.record(&record)?)) {
+    if let Err(e) = SqliteStore::record_pending(&ctx.config.token_store_path(), &record) {
         ctx.out.warn(&format!(
             "the token was minted but not recorded, so `tessera auth token list` will not show it: {e}"
         ));
@@ -206,7 +206,7 @@ fn verify(ctx: &Context, args: VerifyArgs) -> Result<(), CliError> {
     let result = match token::verify(&keys, raw.expose_secret().trim(), &opts) {
         Ok(claims) => {
             let path = ctx.config.token_store_path();
-            let revoked = if path.exists() {
+            let revoked = if SqliteStore::exists(&path) {
                 let iat = Timestamp::from_second(claims.iat).unwrap_or(Timestamp::MIN);
                 SqliteStore::open(&path)
                     .and_then(|s| s.is_revoked(&claims.jti, &claims.sub, iat))
@@ -265,7 +265,7 @@ fn verify(ctx: &Context, args: VerifyArgs) -> Result<(), CliError> {
 
 fn list(ctx: &Context) -> Result<(), CliError> {
     let path = ctx.config.token_store_path();
-    let records = if path.exists() {
+    let records = if SqliteStore::exists(&path) {
         let store = SqliteStore::open(&path)?;
         store.prune(now())?;
         store.list(now())?

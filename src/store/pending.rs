@@ -1,0 +1,167 @@
+//! Token records waiting to enter the store: one JSON line each in `tokens.db-pending`.
+//!
+//! `tessera auth token generate` is a short process whose whole job is a few microseconds of
+//! HMAC. Recording the token in SQLite (open, schema, locks, shared memory, and the checkpoint
+//! with four fsyncs when the last connection closes) took a third to a half of its time, so it
+//! appends its record here instead, in one `write`, and the next process that opens the store
+//! ([`super::SqliteStore::open`]) moves the lines into the database. Nothing that decides whether a token is valid waits for that: revocation by id
+//! does not need the record, and a revocation by subject or of all tokens judges a token that
+//! is not recorded yet by its `iat` second (in doubt, revoked), as it does for tokens minted
+//! on another host.
+//!
+//! Appenders hold a shared `flock` on the file while they write; the one that moves the lines
+//! holds it exclusively from reading to truncating, so no line is lost or moved twice. Moving
+//! is idempotent (`INSERT OR IGNORE`), so a crash between the commit and the truncation only
+//! leaves lines that the next move skips.
+
+use std::borrow::Cow;
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{ErrorKind, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+use rusqlite::{Connection, params};
+
+use super::TokenRecord;
+
+/// From this size on, the appender moves the lines into the database itself, so that a file
+/// that no other process ever opens (a CI machine that only mints) stays small. About 6,000
+/// records.
+pub(super) const MOVE_AT_BYTES: u64 = 1024 * 1024;
+
+/// One pending record. Times in Unix milliseconds, as in the database.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Line<'a> {
+    #[serde(borrow)]
+    jti: Cow<'a, str>,
+    #[serde(borrow)]
+    subject: Cow<'a, str>,
+    #[serde(borrow)]
+    scopes: Cow<'a, str>,
+    issued_at: i64,
+    expires_at: Option<i64>,
+}
+
+/// The pending file beside the store at `store`.
+pub(super) fn path(store: &Path) -> PathBuf {
+    let mut p = store.as_os_str().to_owned();
+    p.push("-pending");
+    PathBuf::from(p)
+}
+
+/// Appends `record` (not single-use, not revoked: those need the database at once) to the
+/// pending file of the store at `store`, creating it with mode 0600. Returns the file's size
+/// after the write. The folder must exist.
+pub(super) fn append(store: &Path, record: &TokenRecord) -> std::io::Result<u64> {
+    debug_assert!(!record.single_use && !record.revoked);
+    let mut line = serde_json::to_vec(&Line {
+        jti: Cow::Borrowed(&record.jti),
+        subject: Cow::Borrowed(&record.subject),
+        scopes: Cow::Borrowed(&record.scopes),
+        issued_at: record.issued_at.as_millisecond(),
+        expires_at: record.expires_at.map(Timestamp::as_millisecond),
+    })
+    .map_err(std::io::Error::other)?;
+    line.push(b'\n');
+    let mut file = OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path(store))?;
+    file.lock_shared()?;
+    // One write of an O_APPEND file: whole lines, never interleaved with another appender's.
+    file.write_all(&line)?;
+    Ok(file.metadata()?.len())
+}
+
+/// Moves every pending line into the database through `conn`, then empties the file. Returns
+/// how many lines were moved; lines that cannot be read (a write cut short by a power loss)
+/// are dropped.
+/// Waits at most `wait` for appenders (they hold the file for one write) and for the
+/// database's write lock.
+pub(super) fn move_into(
+    store: &Path,
+    conn: &mut Connection,
+    wait: Duration,
+) -> Result<usize, MoveError> {
+    let mut file = match OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path(store))
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(MoveError::Io(e)),
+    };
+    if file.metadata().map_err(MoveError::Io)?.len() == 0 {
+        return Ok(0);
+    }
+    lock_within(&file, wait).map_err(MoveError::Io)?;
+    let moved = move_locked(&mut file, conn)?;
+    file.set_len(0).map_err(MoveError::Io)?;
+    Ok(moved)
+}
+
+/// Takes the exclusive lock, giving up after `wait`: an appender that was stopped while
+/// holding its shared lock must not hang the process that moves records.
+fn lock_within(file: &File, wait: Duration) -> std::io::Result<()> {
+    let start = Instant::now();
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(()),
+            Err(TryLockError::WouldBlock) if start.elapsed() < wait => {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err(TryLockError::WouldBlock) => {
+                return Err(std::io::Error::new(
+                    ErrorKind::WouldBlock,
+                    "another process is appending to the pending file",
+                ));
+            }
+            Err(TryLockError::Error(e)) => return Err(e),
+        }
+    }
+}
+
+fn move_locked(file: &mut File, conn: &mut Connection) -> Result<usize, MoveError> {
+    let mut text = Vec::new();
+    file.read_to_end(&mut text).map_err(MoveError::Io)?;
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(MoveError::Sql)?;
+    let mut moved = 0;
+    {
+        let mut insert = tx
+            .prepare(
+                "INSERT OR IGNORE INTO tokens (jti, subject, scopes, issued_at, expires_at, single_use)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 0)",
+            )
+            .map_err(MoveError::Sql)?;
+        for raw in text.split(|b| *b == b'\n') {
+            let Ok(l) = serde_json::from_slice::<Line>(raw) else {
+                continue;
+            };
+            moved += insert
+                .execute(params![
+                    l.jti,
+                    l.subject,
+                    l.scopes,
+                    l.issued_at,
+                    l.expires_at
+                ])
+                .map_err(MoveError::Sql)?;
+        }
+    }
+    tx.commit().map_err(MoveError::Sql)?;
+    Ok(moved)
+}
+
+#[derive(Debug)]
+pub(super) enum MoveError {
+    Io(std::io::Error),
+    Sql(rusqlite::Error),
+}
