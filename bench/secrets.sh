@@ -18,8 +18,21 @@ trap 'gpgconf --homedir "$work/gnupg" --kill gpg-agent 2>/dev/null || true; rm -
 export HOME="$work/home" XDG_CONFIG_HOME="$work/home/.config" XDG_DATA_HOME="$work/home/.local/share"
 mkdir -p "$HOME"
 runs=${RUNS:-200}
+rounds=${ROUNDS:-4}
 json="$work/out"
 mkdir -p "$json"
+
+# Runs hyperfine on the given commands in $rounds rounds of runs/rounds runs each, so that a
+# change in the machine's load (it may be shared) falls on every command alike; the summary
+# takes the median over all rounds' runs. Usage: compare NAME WARMUP hyperfine-args...
+compare() {
+  local name=$1 warmup=$2 r
+  shift 2
+  for r in $(seq "$rounds"); do
+    hyperfine -N --warmup "$warmup" --runs "$(( (runs + rounds - 1) / rounds ))" \
+      --export-json "$json/$name.$r.json" "$@"
+  done
+}
 
 # pass with a throwaway passphrase-less key.
 export GNUPGHOME="$work/gnupg" PASSWORD_STORE_DIR="$work/store"
@@ -32,7 +45,7 @@ cat > "$work/pass.toml" <<TOML
 [secrets]
 backend = "pass"
 TOML
-hyperfine -N --warmup 20 --runs "$runs" --export-json "$json/pass.json" \
+compare pass 20 \
   -n 'pass show' "pass show bench/key" \
   -n 'tessera secrets get (pass)' "$bin --config $work/pass.toml secrets get bench/key"
 
@@ -50,7 +63,7 @@ backend = "sops"
 [secrets.sops]
 file = "secrets.enc.yaml"
 TOML
-hyperfine -N --warmup 10 --runs "$runs" --export-json "$json/sops.json" \
+compare sops 10 \
   -n 'sops --decrypt --extract' "sops --decrypt --extract '[\"bench\"][\"key\"]' $work/sops/secrets.enc.yaml" \
   -n 'tessera secrets get (sops)' "$bin --config $work/sops/tessera.toml secrets get bench/key"
 
@@ -59,21 +72,27 @@ printf 'bench-value\n' | "$bin" secrets set bench/key
 printf '[secrets]\nbackend = "age"\n' > "$work/age.toml"
 "$bin" --config "$work/age.toml" init -q
 printf 'bench-value\n' | "$bin" --config "$work/age.toml" secrets set bench/key
-hyperfine -N --warmup 20 --runs "$runs" --export-json "$json/local.json" \
+compare local 20 \
   -n 'tessera secrets get (unsafe)' "$bin secrets get bench/key" \
   -n 'tessera secrets get (age)' "$bin --config $work/age.toml secrets get bench/key"
 
 python3 - "$json" <<'PY'
 import json, sys, os
 d = sys.argv[1]
+import glob, statistics
 def res(name):
-    return {r["command"]: r for r in json.load(open(os.path.join(d, name)))["results"]}
-p, s, l = res("pass.json"), res("sops.json"), res("local.json")
-med = lambda r: r["median"] * 1000
+    times = {}
+    for f in sorted(glob.glob(os.path.join(d, name + ".*.json"))):
+        for r in json.load(open(f))["results"]:
+            times.setdefault(r["command"], []).extend(r["times"])
+    return times
+p, s, l = res("pass"), res("sops"), res("local")
+med = lambda times: statistics.median(times) * 1000
 print()
 print(f"{'command':34} {'median ms':>10}")
-for r in list(p.values()) + list(s.values()) + list(l.values()):
-    print(f"{r['command']:34} {med(r):10.2f}")
+for group in (p, s, l):
+    for command, times in group.items():
+        print(f"{command:34} {med(times):10.2f}")
 print()
 print(f"pass:   tessera / pass show          = {med(p['tessera secrets get (pass)']) / med(p['pass show']):.3f}x (goal <= 1.1x)")
 print(f"sops:   tessera / sops --extract     = {med(s['tessera secrets get (sops)']) / med(s['sops --decrypt --extract']):.3f}x (goal <= 1.1x)")

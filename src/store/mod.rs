@@ -2,6 +2,7 @@
 
 mod pending;
 pub mod sqlite;
+mod unchanged;
 
 use jiff::Timestamp;
 

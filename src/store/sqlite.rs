@@ -14,6 +14,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
 
+use super::unchanged::{Lookup, Unchanged};
 use super::{StoreError, TokenRecord, TokenStore, pending};
 
 /// `PRAGMA user_version` of the schema this code writes.
@@ -64,13 +65,15 @@ const HINT_IO: &str = "check that the folder exists and is writable";
 /// open ones are busy at that moment.
 const MAX_READERS: usize = 4;
 
-/// The revocation check: by id, by the subject's cut-off, by the global cut-off.
-const IS_REVOKED_SQL: &str = "SELECT
-    EXISTS (SELECT 1 FROM revoked_jtis WHERE jti = ?1)
-    OR COALESCE((SELECT issued_at FROM tokens WHERE jti = ?1), ?3)
-       <= COALESCE((SELECT revoked_before FROM subject_cutoffs WHERE subject = ?2), -9223372036854775808)
-    OR COALESCE((SELECT issued_at FROM tokens WHERE jti = ?1), ?3)
-       <= COALESCE((SELECT revoked_before FROM global_cutoff WHERE id = 1), -9223372036854775808)";
+/// The revocation check, first part: revoked by id, and the cut-offs that apply (the
+/// subject's and the global one). Three index lookups; the common answer (not revoked by id,
+/// no cut-off) needs nothing more.
+const REVOCATIONS_SQL: &str = "SELECT EXISTS (SELECT 1 FROM revoked_jtis WHERE jti = ?1),
+    (SELECT revoked_before FROM subject_cutoffs WHERE subject = ?2),
+    (SELECT revoked_before FROM global_cutoff WHERE id = 1)";
+
+/// The revocation check, second part, only when a cut-off applies: the recorded issue time.
+const ISSUED_AT_SQL: &str = "SELECT issued_at FROM tokens WHERE jti = ?1";
 
 pub struct SqliteStore {
     path: PathBuf,
@@ -85,6 +88,8 @@ pub struct SqliteStore {
     /// Read-only connections for `is_revoked`, opened on first use, with the generation they
     /// were opened in.
     readers: [Mutex<Option<(u64, Connection)>>; MAX_READERS],
+    /// "Not revoked" answers, reused while no transaction has committed since.
+    unchanged: Unchanged,
 }
 
 /// Creates the folder of the store at `path` (mode 0700) when it is missing.
@@ -148,6 +153,7 @@ impl SqliteStore {
             broken: AtomicBool::new(false),
             generation: AtomicU64::new(0),
             readers: std::array::from_fn(|_| Mutex::new(None)),
+            unchanged: Unchanged::new(),
         };
         store.move_pending(false);
         Ok(store)
@@ -431,10 +437,39 @@ impl TokenStore for SqliteStore {
         let issued_at = ms(issued_at);
         let query = || {
             self.with_reader(|conn| {
-                // Cached per connection: this runs on every authenticated request of the server.
-                conn.prepare_cached(IS_REVOKED_SQL)?
-                    .query_row(params![jti, subject, issued_at], |r| r.get(0))
+                // Statements cached per connection: this runs on every authenticated request
+                // of the server.
+                let (by_id, subject_cut, global_cut) = conn
+                    .prepare_cached(REVOCATIONS_SQL)?
+                    .query_row(params![jti, subject], |r| {
+                        Ok((
+                            r.get::<_, bool>(0)?,
+                            r.get::<_, Option<i64>>(1)?,
+                            r.get::<_, Option<i64>>(2)?,
+                        ))
+                    })?;
+                let Some(cut) = subject_cut.max(global_cut) else {
+                    return Ok(by_id);
+                };
+                if by_id {
+                    return Ok(true);
+                }
+                let recorded: Option<i64> = conn
+                    .prepare_cached(ISSUED_AT_SQL)?
+                    .query_row([jti], |r| r.get(0))
+                    .optional()?;
+                Ok(recorded.unwrap_or(issued_at) <= cut)
             })
+        };
+        // No reuse after a fault: a store that cannot answer must say so.
+        let key = (jti.to_owned(), subject.to_owned(), issued_at);
+        let generation = self.generation.load(Ordering::Acquire);
+        let before = match self.broken.load(Ordering::Acquire) {
+            true => None,
+            false => match self.unchanged.lookup(&self.path, generation, &key) {
+                Lookup::NotRevoked => return Ok(false),
+                Lookup::Ask(header) => header,
+            },
         };
         let revoked = query()?;
         // A cut-off in the second of `iat` catches a token that is not recorded yet: with its
@@ -442,6 +477,9 @@ impl TokenStore for SqliteStore {
         if revoked && self.has_pending() {
             self.move_pending(false);
             return query();
+        }
+        if let (false, Some(before)) = (revoked, before) {
+            self.unchanged.remember(&self.path, generation, before, key);
         }
         Ok(revoked)
     }
@@ -1140,5 +1178,32 @@ mod tests {
             want.len(),
             ids.len()
         );
+    }
+
+    #[test]
+    fn a_reused_answer_never_outlives_a_commit_by_another_handle() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = open(&dir);
+        let b = open(&dir);
+        let iat = t("2026-05-01T00:00:00Z");
+        a.record(&rec("x", "ci", "2026-05-01T00:00:00Z", None))
+            .unwrap();
+        for _ in 0..3 {
+            assert!(!a.is_revoked("x", "ci", iat).unwrap());
+        }
+        b.revoke("x", t("2026-05-02T00:00:00Z")).unwrap();
+        assert!(a.is_revoked("x", "ci", iat).unwrap());
+
+        for _ in 0..3 {
+            assert!(!a.is_revoked("y", "bot", iat).unwrap());
+        }
+        b.revoke_subject("bot", t("2026-05-02T00:00:00Z")).unwrap();
+        assert!(a.is_revoked("y", "bot", iat).unwrap());
+
+        for _ in 0..3 {
+            assert!(!a.is_revoked("z", "other", iat).unwrap());
+        }
+        b.revoke_all(t("2026-05-02T00:00:00Z")).unwrap();
+        assert!(a.is_revoked("z", "other", iat).unwrap());
     }
 }
