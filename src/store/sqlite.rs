@@ -153,7 +153,7 @@ impl SqliteStore {
             broken: AtomicBool::new(false),
             generation: AtomicU64::new(0),
             readers: std::array::from_fn(|_| Mutex::new(None)),
-            unchanged: Unchanged::new(),
+            unchanged: Unchanged::default(),
         };
         store.move_pending(false);
         Ok(store)
@@ -462,11 +462,11 @@ impl TokenStore for SqliteStore {
             })
         };
         // No reuse after a fault: a store that cannot answer must say so.
-        let key = (jti.to_owned(), subject.to_owned(), issued_at);
         let generation = self.generation.load(Ordering::Acquire);
         let before = match self.broken.load(Ordering::Acquire) {
             true => None,
-            false => match self.unchanged.lookup(&self.path, generation, &key) {
+            false => match (self.unchanged).lookup(&self.path, generation, jti, subject, issued_at)
+            {
                 Lookup::NotRevoked => return Ok(false),
                 Lookup::Ask(header) => header,
             },
@@ -479,7 +479,7 @@ impl TokenStore for SqliteStore {
             return query();
         }
         if let (false, Some(before)) = (revoked, before) {
-            self.unchanged.remember(&self.path, generation, before, key);
+            (self.unchanged).remember(&self.path, generation, before, jti, subject, issued_at);
         }
         Ok(revoked)
     }

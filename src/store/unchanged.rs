@@ -19,80 +19,31 @@
 //! signal). Reads can race with a writer: any difference, including between the two copies,
 //! counts as a change, and the store is asked.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// Bytes of the two header copies.
 const HEADER_LEN: usize = 96;
 /// Most answers kept; past that the table is emptied and refilled.
 const MAX_ANSWERS: usize = 4096;
 
-type Header = [u8; HEADER_LEN];
-
-/// Who asked: the token id, its subject and its `iat` (milliseconds).
-type Key = (String, String, i64);
-
-#[derive(Debug)]
-pub(super) struct Unchanged {
-    state: Mutex<State>,
-}
+pub(super) type Header = [u8; HEADER_LEN];
 
 #[derive(Debug, Default)]
-struct State {
+pub(super) struct Unchanged {
     /// The `-shm` file, with the store generation it was opened in.
-    shm: Option<(u64, File)>,
-    /// The header the answers below were computed under.
-    header: Option<Header>,
-    /// Tokens known not to be revoked under `header`.
-    not_revoked: HashSet<Key>,
+    shm: RwLock<Option<(u64, Arc<File>)>>,
+    answers: RwLock<Answers>,
 }
 
-impl Unchanged {
-    pub(super) fn new() -> Self {
-        Unchanged {
-            state: Mutex::new(State::default()),
-        }
-    }
-
-    /// Whether `key` is known not to be revoked in the current state of the store at `store`
-    /// (opened in `generation`); if not, the header to give [`Unchanged::remember`] once the
-    /// store has answered.
-    pub(super) fn lookup(&self, store: &Path, generation: u64, key: &Key) -> Lookup {
-        let mut state = self.lock();
-        let header = state.read_header(store, generation);
-        match header {
-            Some(h) if state.header == Some(h) && state.not_revoked.contains(key) => {
-                Lookup::NotRevoked
-            }
-            _ => Lookup::Ask(header),
-        }
-    }
-
-    /// Remembers that `key` is not revoked, as the store answered after `lookup` gave
-    /// `before`: kept only when the header is still `before` (no commit while asking).
-    pub(super) fn remember(&self, store: &Path, generation: u64, before: Header, key: Key) {
-        let mut state = self.lock();
-        // Not across a reopening of the store (another file may be in place now).
-        if state.shm.as_ref().is_none_or(|(g, _)| *g != generation)
-            || state.read_header(store, generation) != Some(before)
-        {
-            return;
-        }
-        if state.header != Some(before) || state.not_revoked.len() >= MAX_ANSWERS {
-            state.not_revoked.clear();
-            state.header = Some(before);
-        }
-        state.not_revoked.insert(key);
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        // The state is a cache: after a panic elsewhere it is still consistent enough, since
-        // every use re-checks the header.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
+/// Tokens known not to be revoked under `header`: token id to subject and `iat` (ms).
+#[derive(Debug, Default)]
+struct Answers {
+    header: Option<Header>,
+    not_revoked: HashMap<String, (String, i64)>,
 }
 
 /// What [`Unchanged::lookup`] found.
@@ -102,15 +53,82 @@ pub(super) enum Lookup {
     Ask(Option<Header>),
 }
 
-impl State {
-    /// The current header, or `None` when it cannot be read consistently right now.
-    fn read_header(&mut self, store: &Path, generation: u64) -> Option<Header> {
-        if self.shm.as_ref().is_none_or(|(g, _)| *g != generation) {
-            self.header = None;
-            self.not_revoked.clear();
-            self.shm = File::open(shm_path(store)).ok().map(|f| (generation, f));
+impl Unchanged {
+    /// Whether the token is known not to be revoked in the current state of the store at
+    /// `store` (opened in `generation`); if not, the header to give [`Unchanged::remember`]
+    /// once the store has answered. Takes no lock for longer than a hash lookup.
+    pub(super) fn lookup(
+        &self,
+        store: &Path,
+        generation: u64,
+        jti: &str,
+        subject: &str,
+        iat: i64,
+    ) -> Lookup {
+        let header = self.read_header(store, generation);
+        let Some(h) = header else {
+            return Lookup::Ask(None);
+        };
+        let answers = read(&self.answers);
+        let known = answers.header == Some(h)
+            && answers
+                .not_revoked
+                .get(jti)
+                .is_some_and(|(s, i)| s == subject && *i == iat);
+        if known {
+            Lookup::NotRevoked
+        } else {
+            Lookup::Ask(header)
         }
-        let (_, file) = self.shm.as_ref()?;
+    }
+
+    /// Remembers that the token is not revoked, as the store answered after `lookup` gave
+    /// `before`: kept only when the header is still `before` (no commit while asking).
+    pub(super) fn remember(
+        &self,
+        store: &Path,
+        generation: u64,
+        before: Header,
+        jti: &str,
+        subject: &str,
+        iat: i64,
+    ) {
+        if self.read_header(store, generation) != Some(before) {
+            return;
+        }
+        let mut answers = write(&self.answers);
+        if answers.header != Some(before) || answers.not_revoked.len() >= MAX_ANSWERS {
+            answers.not_revoked.clear();
+            answers.header = Some(before);
+        }
+        answers
+            .not_revoked
+            .insert(jti.to_owned(), (subject.to_owned(), iat));
+    }
+
+    /// The current header, or `None` when it cannot be read consistently right now. After the
+    /// store was reopened (`generation` grew) the file is opened again and the answers are
+    /// dropped.
+    fn read_header(&self, store: &Path, generation: u64) -> Option<Header> {
+        let current = read(&self.shm).clone();
+        let file = match current {
+            Some((g, f)) if g == generation => f,
+            // A caller that started before the store was reopened: nothing to reuse.
+            Some((g, _)) if g > generation => return None,
+            _ => {
+                let mut shm = write(&self.shm);
+                if shm.as_ref().is_none_or(|(g, _)| *g < generation) {
+                    *write(&self.answers) = Answers::default();
+                    *shm = File::open(shm_path(store))
+                        .ok()
+                        .map(|f| (generation, Arc::new(f)));
+                }
+                match shm.as_ref()? {
+                    (g, f) if *g == generation => Arc::clone(f),
+                    _ => return None,
+                }
+            }
+        };
         let mut bytes = [0u8; HEADER_LEN];
         file.read_exact_at(&mut bytes, 0).ok()?;
         // Both copies equal and initialised (isInit, byte 12): a header SQLite readers would
@@ -118,6 +136,16 @@ impl State {
         let (a, b) = bytes.split_at(HEADER_LEN / 2);
         (a == b && a[12] == 1).then_some(bytes)
     }
+}
+
+// The state is a cache that every use re-checks against the header: after a panic elsewhere
+// it is still safe to use.
+fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(|e| e.into_inner())
 }
 
 fn shm_path(store: &Path) -> std::path::PathBuf {
