@@ -358,6 +358,32 @@ fn cli_minted_token_is_accepted_and_cli_revocation_is_seen_at_once() {
     assert_eq!(get_verify(&base, &tok3).1["code"], "TOKEN_REVOKED");
 }
 
+/// A token the server has verified before is reused by its exact text only: any change to it
+/// is verified from scratch and refused.
+#[test]
+fn a_token_verified_before_does_not_vouch_for_a_changed_one() {
+    let h = Home::new("");
+    let srv = h.start();
+    let base = format!("http://{}", srv.addr());
+    let (tok, _) = h.mint("ci", "pull");
+    for _ in 0..3 {
+        assert_eq!(get_verify(&base, &tok).0, 200);
+    }
+    let (head, sig) = tok.rsplit_once('.').unwrap();
+    let mut changed_sig: Vec<u8> = sig.bytes().collect();
+    changed_sig[0] = if changed_sig[0] == b'A' { b'B' } else { b'A' };
+    let forged = [
+        format!("{head}.{}", String::from_utf8(changed_sig).unwrap()),
+        format!("{tok}A"),
+        tok[..tok.len() - 1].to_owned(),
+    ];
+    for t in &forged {
+        let (s, v) = get_verify(&base, t);
+        assert_eq!(s, 401, "{t}: {v}");
+    }
+    assert_eq!(get_verify(&base, &tok).0, 200);
+}
+
 /// A revocation written by another program with its own SQLite (Debian's `sqlite3` shell, a
 /// different SQLite version from the one built into tessera) is seen by the next request: the
 /// server reuses answers only while SQLite's shared WAL-index header is unchanged.

@@ -9,6 +9,7 @@ mod error;
 mod ratelimit;
 mod routes;
 mod state;
+mod verified;
 
 use std::future::Future;
 use std::net::{SocketAddr, TcpListener};

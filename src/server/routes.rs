@@ -165,14 +165,24 @@ async fn authenticate(
     state: &Arc<ServerState>,
     headers: &HeaderMap,
     audit: &AuditSlot,
-) -> Result<Claims, ApiError> {
+) -> Result<Arc<Claims>, ApiError> {
     let raw = bearer(headers)?;
     let opts = token::VerifyOptions {
         issuer: &state.issuer,
         audience: None,
         now: Timestamp::now(),
     };
-    let claims = token::verify(&state.keys, raw, &opts).map_err(map_verify)?;
+    let claims = match state.verified.get(raw) {
+        Some(claims) => {
+            token::check_times(&claims, opts.now).map_err(map_verify)?;
+            claims
+        }
+        None => {
+            let claims = Arc::new(token::verify(&state.keys, raw, &opts).map_err(map_verify)?);
+            state.verified.insert(raw, Arc::clone(&claims));
+            claims
+        }
+    };
     // A token whose audience is the registry service (a refresh token from `/token`, or one
     // minted with `--audience SERVICE`) is for the registry flow only, not for this API.
     if let (Some(reg), Some(aud)) = (&state.registry, claims.aud.as_deref())
@@ -279,7 +289,7 @@ async fn issue(
     let c = &minted.claims;
     let record = TokenRecord::minted(c, Timestamp::from_second(c.iat).unwrap_or(now), single_use);
     if single_use {
-        match state.single_use.lock() {
+        match state.single_use.write() {
             Ok(mut set) => set.insert(c.jti.clone()),
             Err(p) => p.into_inner().insert(c.jti.clone()),
         };

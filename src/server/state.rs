@@ -2,7 +2,7 @@
 
 use std::cell::OnceCell;
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, RwLock};
 
 use jiff::Timestamp;
 use secrecy::{ExposeSecret, SecretString};
@@ -53,12 +53,14 @@ pub struct ServerState {
     pub(crate) limiter: RateLimiter,
     /// Ids of single-use tokens (loaded from the store at start, extended when this server
     /// mints one); their use is recorded in the store with `mark_used`.
-    pub(crate) single_use: Mutex<HashSet<String>>,
+    pub(crate) single_use: RwLock<HashSet<String>>,
     /// The Docker registry token service, when configured (see `crate::registry`).
     pub(crate) registry: Option<Arc<crate::registry::RegistryState>>,
     /// Limits concurrent bcrypt checks to all cores but one, so that a flood of logins cannot
     /// starve token verification.
     pub(crate) bcrypt_slots: tokio::sync::Semaphore,
+    /// Tokens already verified, so that a token presented again is not decoded again.
+    pub(crate) verified: super::verified::Verified,
 }
 
 impl ServerState {
@@ -152,7 +154,7 @@ impl ServerState {
         &self,
         claims: &crate::token::Claims,
     ) -> Result<Option<&'static str>, super::ApiError> {
-        let single = match self.single_use.lock() {
+        let single = match self.single_use.read() {
             Ok(set) => set.contains(&claims.jti),
             Err(p) => p.into_inner().contains(&claims.jti),
         };
@@ -290,13 +292,14 @@ impl ServerState {
             max_token_expiry: config.auth.max_token_expiry,
             login,
             limiter: RateLimiter::new(config.server.login_attempts_per_minute),
-            single_use: Mutex::new(single_use),
+            single_use: RwLock::new(single_use),
             registry: None,
             bcrypt_slots: tokio::sync::Semaphore::new(
                 std::thread::available_parallelism()
                     .map_or(1, |n| n.get().saturating_sub(1))
                     .max(1),
             ),
+            verified: Default::default(),
         })
     }
 }

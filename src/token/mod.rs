@@ -414,7 +414,15 @@ fn check_claims(claims: &Claims, opts: &VerifyOptions<'_>) -> Result<(), VerifyE
     {
         return Err(VerifyError::WrongAudience);
     }
-    let now = opts.now.as_second();
+    check_times(claims, opts.now)
+}
+
+/// The part of the claims check that depends on the time: `exp`, `nbf`, and an `iat` in the
+/// future, with the leeway. The rest of [`verify`]'s checks depend only on the token and the
+/// options, so a caller that has already verified this exact token with the same options may
+/// check just this.
+pub(crate) fn check_times(claims: &Claims, now: Timestamp) -> Result<(), VerifyError> {
+    let now = now.as_second();
     let leeway = LEEWAY_SECS as i64;
     if let Some(exp) = claims.exp
         && now > exp.saturating_add(leeway)
