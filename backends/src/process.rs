@@ -8,18 +8,18 @@
 //!   ([`COMMON_ENV`] plus the tool's own list, see [`Tool`]), then the backend's explicit
 //!   overrides, then `LC_ALL=C`. No `TESSERA_*` variable is ever passed.
 //! - What the child was given on stdin is masked in its stderr before any error quotes it.
-//! - stdout and stderr are piped and drained by threads while the child runs, stdin is fed by
-//!   a thread, so a chatty or stuck child cannot deadlock us.
+//! - stdout and stderr are piped and drained with `poll(2)` on the calling thread while the
+//!   child runs, stdin is fed by a thread, so a chatty or stuck child cannot deadlock us.
 //! - Every call has a deadline. On expiry the child's whole process group is killed, the child
 //!   is reaped, and [`BackendError::ToolTimedOut`] says which tool hung and why it may have.
 
 use std::ffi::{OsStr, OsString};
 use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::process::{Child, ChildStderr, ChildStdout, Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -279,9 +279,7 @@ pub(crate) fn run(call: Call<'_>) -> Result<Output, BackendError> {
     })?;
 
     let start = Instant::now();
-    let (tx, rx) = mpsc::channel::<(Stream, io::Result<Vec<u8>>)>();
-    spawn_reader(child.stdout.take(), Stream::Out, tx.clone());
-    spawn_reader(child.stderr.take(), Stream::Err, tx);
+    let deadline = start + call.timeout;
     let feeder = call.stdin.zip(child.stdin.take()).map(|(bytes, mut pipe)| {
         let bytes = Zeroizing::new(bytes.to_vec());
         thread::spawn(move || {
@@ -290,17 +288,33 @@ pub(crate) fn run(call: Call<'_>) -> Result<Output, BackendError> {
             let _ = pipe.write_all(&bytes);
         })
     });
-
-    let status = match child.wait_timeout(call.timeout) {
+    // Room for ordinary outputs up front, so that few reallocations leave copies of a secret
+    // behind.
+    let mut stdout = Zeroizing::new(Vec::with_capacity(16 * 1024));
+    let mut stderr = Vec::new();
+    let mut pipes = Pipes::new(child.stdout.take(), child.stderr.take())
+        .map_err(|e| BackendError::io(&program, e))?;
+    let timed_out = |child: &mut Child| {
+        kill_group(child);
+        BackendError::ToolTimedOut {
+            program: tool.program().to_owned(),
+            timeout: call.timeout,
+            hint: tool.timeout_hint(),
+        }
+    };
+    // Read both pipes until they end (the child exited, normally) or the deadline.
+    let ended = match pipes.drain(&mut stdout, &mut stderr, deadline) {
+        Ok(ended) => ended,
+        Err(e) => {
+            kill_group(&mut child);
+            return Err(BackendError::io(&program, e));
+        }
+    };
+    let status = match child.wait_timeout(deadline.saturating_duration_since(Instant::now())) {
         Ok(Some(status)) => status,
         Ok(None) => {
-            kill_group(&mut child);
             drop(feeder);
-            return Err(BackendError::ToolTimedOut {
-                program: tool.program().to_owned(),
-                timeout: call.timeout,
-                hint: tool.timeout_hint(),
-            });
+            return Err(timed_out(&mut child));
         }
         Err(e) => {
             kill_group(&mut child);
@@ -310,26 +324,22 @@ pub(crate) fn run(call: Call<'_>) -> Result<Output, BackendError> {
     // The feeder is not joined: a descendant that inherited stdin and never reads it could
     // block it forever. It ends with EPIPE once the last reader is gone.
     drop(feeder);
-
-    // The child has exited; collect what it wrote. A descendant it left running could keep a
-    // pipe open: do not wait for that forever.
-    let mut stdout = Zeroizing::new(Vec::new());
-    let mut stderr = Vec::new();
-    let drain_deadline = Instant::now().max(start + call.timeout) + DRAIN_GRACE;
-    for _ in 0..2 {
-        let left = drain_deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok((Stream::Out, Ok(bytes))) => *stdout = bytes,
-            Ok((Stream::Err, Ok(bytes))) => stderr = bytes,
-            Ok((_, Err(e))) => return Err(BackendError::io(&program, e)),
-            Err(_) => {
-                return Err(BackendError::ToolTimedOut {
-                    program: tool.program().to_owned(),
-                    timeout: call.timeout,
-                    hint: "the tool exited but a process it started kept its output open",
-                });
-            }
-        }
+    // The child has exited but a process it started may still hold the pipes open: wait a
+    // little for the rest of its output, never forever.
+    if !ended
+        && !pipes
+            .drain(
+                &mut stdout,
+                &mut stderr,
+                Instant::now().max(deadline) + DRAIN_GRACE,
+            )
+            .map_err(|e| BackendError::io(&program, e))?
+    {
+        return Err(BackendError::ToolTimedOut {
+            program: tool.program().to_owned(),
+            timeout: call.timeout,
+            hint: "the tool exited but a process it started kept its output open",
+        });
     }
     if let Some(input) = call.stdin {
         redact(&mut stderr, input);
@@ -366,31 +376,100 @@ fn redact(stderr: &mut Vec<u8>, input: &[u8]) {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
-enum Stream {
-    Out,
-    Err,
+/// The child's stdout and stderr, read on the calling thread with `poll(2)`: no reader
+/// threads, whose start-up cost more than a fast tool's whole run.
+struct Pipes {
+    out: Option<ChildStdout>,
+    err: Option<ChildStderr>,
 }
 
-fn spawn_reader(
-    pipe: Option<impl Read + Send + 'static>,
-    which: Stream,
-    tx: mpsc::Sender<(Stream, io::Result<Vec<u8>>)>,
-) {
-    thread::spawn(move || {
-        // Room for ordinary outputs up front, so that few reallocations leave copies of a
-        // secret behind.
-        let mut buf = Vec::with_capacity(16 * 1024);
-        let res = match pipe {
-            Some(mut p) => p.read_to_end(&mut buf).map(|_| buf),
-            None => Ok(buf),
-        };
-        // The receiver may be gone after a timeout; the bytes are dropped then. stdout can hold
-        // a secret: wipe it if nobody takes it.
-        if let Err(mpsc::SendError((_, Ok(mut bytes)))) = tx.send((which, res)) {
-            zeroize::Zeroize::zeroize(&mut bytes);
+impl Pipes {
+    fn new(out: Option<ChildStdout>, err: Option<ChildStderr>) -> io::Result<Pipes> {
+        for fd in [
+            out.as_ref().map(AsRawFd::as_raw_fd),
+            err.as_ref().map(AsRawFd::as_raw_fd),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            set_nonblocking(fd)?;
         }
-    });
+        Ok(Pipes { out, err })
+    }
+
+    /// Appends what the child writes to `stdout` and `stderr` until both pipes end (`true`)
+    /// or `deadline` passes (`false`).
+    fn drain(
+        &mut self,
+        stdout: &mut Vec<u8>,
+        stderr: &mut Vec<u8>,
+        deadline: Instant,
+    ) -> io::Result<bool> {
+        loop {
+            if self.out.is_some() && read_available(self.out.as_mut(), stdout)? {
+                self.out = None;
+            }
+            if self.err.is_some() && read_available(self.err.as_mut(), stderr)? {
+                self.err = None;
+            }
+            let mut fds: Vec<libc::pollfd> = [
+                self.out.as_ref().map(AsRawFd::as_raw_fd),
+                self.err.as_ref().map(AsRawFd::as_raw_fd),
+            ]
+            .into_iter()
+            .flatten()
+            .map(|fd| libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+            if fds.is_empty() {
+                return Ok(true);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(false);
+            }
+            // Rounded up, so that a wait never ends just before the deadline and spins.
+            let ms = i32::try_from(left.as_micros().div_ceil(1000)).unwrap_or(i32::MAX);
+            // SAFETY: `fds` is a live, correctly sized array of pollfd for the duration of the
+            // call, and the descriptors are open (owned by `self`).
+            let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+        }
+    }
+}
+
+/// Reads what `pipe` has now into `buf`; `true` at end of file.
+fn read_available(pipe: Option<&mut impl Read>, buf: &mut Vec<u8>) -> io::Result<bool> {
+    let Some(pipe) = pipe else {
+        return Ok(true);
+    };
+    // On a non-blocking pipe, read_to_end appends what there is and then reports WouldBlock.
+    match pipe.read_to_end(buf) {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+fn set_nonblocking(fd: RawFd) -> io::Result<()> {
+    // SAFETY: fcntl with F_GETFL/F_SETFL on a descriptor we own takes no pointers.
+    let ok = unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        flags >= 0 && libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) >= 0
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 /// Kills the child's process group and reaps the child.

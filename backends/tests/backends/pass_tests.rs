@@ -187,6 +187,60 @@ fn hanging_pass_times_out_and_is_killed_with_what_it_started() {
 }
 
 #[test]
+fn a_large_value_and_chatty_stderr_arrive_whole() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("a.gpg"), b"").unwrap();
+    // More than a pipe holds (64 KiB) on both streams at once: read together or deadlock.
+    let bin = fake_pass(
+        tmp.path(),
+        "i=0\nwhile [ $i -lt 3000 ]; do\n  echo 'line-of-the-secret-value-0123456789-abcdefghijklmnopqrstuvwxyz'\n  echo 'gpg: some chatter on stderr, over and over, 0123456789' >&2\n  i=$((i+1))\ndone",
+    );
+    let b = backend_with_path(tmp.path(), &bin, Duration::from_secs(20));
+    let value = b.get(&key("a")).unwrap();
+    let lines: Vec<&str> = value.expose_secret().lines().collect();
+    assert_eq!(lines.len(), 3000);
+    assert!(
+        lines
+            .iter()
+            .all(|l| *l == "line-of-the-secret-value-0123456789-abcdefghijklmnopqrstuvwxyz")
+    );
+}
+
+#[test]
+fn a_tool_that_exits_but_leaves_a_process_holding_its_output_is_not_waited_for_forever() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("a.gpg"), b"").unwrap();
+    let pids = tmp.path().join("pids");
+    // Prints the value and exits at once, but leaves a background process with our pipes.
+    let bin = fake_pass(
+        tmp.path(),
+        &format!(
+            "echo value\n/bin/sleep 60 &\necho $! > {p}.child",
+            p = pids.display()
+        ),
+    );
+    let b = backend_with_path(tmp.path(), &bin, Duration::from_secs(1));
+    let start = Instant::now();
+    let err = b.get(&key("a")).unwrap_err();
+    // The deadline (1 s) plus the grace for such output (2 s), not the 60 s of the sleeper.
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        start.elapsed()
+    );
+    match &err {
+        BackendError::ToolTimedOut { program, hint, .. } => {
+            assert_eq!(program, "pass");
+            assert!(hint.contains("kept its output open"), "{hint}");
+        }
+        other => panic!("expected a timeout, got {other:?}"),
+    }
+    if let Ok(pid) = std::fs::read_to_string(pids.with_extension("child")) {
+        let _ = std::process::Command::new("kill").arg(pid.trim()).status();
+    }
+}
+
+#[test]
 fn failing_pass_reports_status_and_bounded_stderr() {
     let tmp = tempfile::tempdir().unwrap();
     let long = "x".repeat(3000);
