@@ -18,7 +18,8 @@
 //! Every change is a read-modify-write under an exclusive lock on a sidecar file
 //! (`.remotes.toml.lock`), written atomically (temp file, fsync, rename; 0600 in a 0700
 //! folder), so two logins at once lose nothing. A file that does not parse is reported with
-//! its line and column and never overwritten.
+//! its line and column and never overwritten. Comments and layout written by hand are kept:
+//! only the values change (`toml_edit`).
 
 use std::collections::BTreeMap;
 use std::io;
@@ -324,16 +325,195 @@ impl RemotesStore {
 
     fn save(&self, file: &RemotesFile) -> Result<(), RemotesError> {
         let body = toml::to_string(file).map_err(|e| self.io(io::Error::other(e.to_string())))?;
-        let text = format!(
-            "# tessera remotes: written by `tessera remotes` and `tessera auth login`.\n# Tokens may be stored here: keep this file private (mode 0600).\n\n{body}"
-        );
+        // A file that exists keeps what its owner wrote around the values: comments, blank
+        // lines, the order of remotes and keys. Only the values change.
+        let text = match std::fs::read_to_string(&self.path) {
+            Ok(old) if !old.trim().is_empty() => merge_into(&old, &body)
+                .ok_or_else(|| self.io(io::Error::other("cannot re-read the file to update it")))?,
+            _ => format!(
+                "# tessera remotes: written by `tessera remotes` and `tessera auth login`.\n# Tokens may be stored here: keep this file private (mode 0600).\n\n{body}"
+            ),
+        };
         fsutil::write_atomic(&self.path, text.as_bytes(), PRIVATE_FILE_MODE).map_err(|e| self.io(e))
     }
+}
+
+/// `old` (the file as it is) with the values of `new` (the file as it should be, freshly
+/// serialised): keys and remotes that `new` lacks are removed, new ones are appended, and the
+/// comments and layout of `old` stay. `None` when either does not parse (`old` was parsed
+/// before the change, so that means a concurrent writer bypassed the lock).
+fn merge_into(old: &str, new: &str) -> Option<String> {
+    use toml_edit::{DocumentMut, Item};
+    let mut doc: DocumentMut = old.parse().ok()?;
+    let want: DocumentMut = new.parse().ok()?;
+    match want.get("active") {
+        Some(v) => match doc.get_mut("active") {
+            Some(Item::Value(old_v)) => {
+                let decor = old_v.decor().clone();
+                *old_v = v.as_value()?.clone();
+                *old_v.decor_mut() = decor;
+            }
+            _ => {
+                doc.insert("active", v.clone());
+            }
+        },
+        None => {
+            // Comments above `active` describe the file as often as the key: keep them, above
+            // what now comes first.
+            let above = doc
+                .key("active")
+                .and_then(|k| k.leaf_decor().prefix())
+                .and_then(|p| p.as_str())
+                .filter(|p| !p.trim().is_empty())
+                .map(str::to_owned);
+            doc.remove("active");
+            if let Some(above) = above {
+                let first = doc
+                    .get_mut("remotes")
+                    .and_then(Item::as_table_mut)
+                    .and_then(|t| t.iter_mut().find_map(|(_, v)| v.as_table_mut()));
+                match first {
+                    Some(t) => {
+                        let rest = t.decor().prefix().and_then(|p| p.as_str()).unwrap_or("");
+                        let joined = format!("{above}{rest}");
+                        t.decor_mut().set_prefix(joined);
+                    }
+                    None => {
+                        let rest = doc.trailing().as_str().unwrap_or("").to_owned();
+                        doc.set_trailing(format!("{above}{rest}"));
+                    }
+                }
+            }
+        }
+    }
+    let want_remotes = want.get("remotes").and_then(Item::as_table);
+    let Some(want_remotes) = want_remotes.filter(|t| !t.is_empty()) else {
+        doc.remove("remotes");
+        return Some(doc.to_string());
+    };
+    if !doc.get("remotes").is_some_and(Item::is_table) {
+        doc.insert("remotes", want.get("remotes")?.clone());
+        return Some(doc.to_string());
+    }
+    let remotes = doc.get_mut("remotes")?.as_table_mut()?;
+    remotes.set_implicit(true);
+    let gone: Vec<String> = remotes
+        .iter()
+        .map(|(k, _)| k.to_owned())
+        .filter(|k| !want_remotes.contains_key(k))
+        .collect();
+    for name in gone {
+        remotes.remove(&name);
+    }
+    for (name, item) in want_remotes.iter() {
+        let want_remote = item.as_table()?;
+        match remotes.get_mut(name).and_then(Item::as_table_mut) {
+            Some(have) => {
+                let stale: Vec<String> = have
+                    .iter()
+                    .map(|(k, _)| k.to_owned())
+                    .filter(|k| !want_remote.contains_key(k))
+                    .collect();
+                for k in stale {
+                    have.remove(&k);
+                }
+                for (k, v) in want_remote.iter() {
+                    match have.get_mut(k) {
+                        Some(Item::Value(old_v)) if v.is_value() => {
+                            let decor = old_v.decor().clone();
+                            *old_v = v.as_value()?.clone();
+                            *old_v.decor_mut() = decor;
+                        }
+                        _ => {
+                            have.insert(k, v.clone());
+                        }
+                    }
+                }
+            }
+            None => {
+                remotes.insert(name, item.clone());
+            }
+        }
+    }
+    Some(doc.to_string())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn updates_keep_the_comments_and_layout_of_a_hand_edited_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RemotesStore::new(dir.path().join("remotes.toml"));
+        let hand = "# my remotes, edited by hand\n\
+                    active = \"prod\"   # the default\n\
+                    \n\
+                    # production: ask ops before changing\n\
+                    [remotes.prod]\n\
+                    url = \"https://tessera.example.com\" # behind the VPN\n\
+                    insecure = false\n\
+                    \n\
+                    # a local one\n\
+                    [remotes.dev]\n\
+                    url = \"http://127.0.0.1:7390\"\n\
+                    token = \"eyJ.old.token\"\n";
+        std::fs::write(store.path(), hand).unwrap();
+        store
+            .update(|f| -> Result<(), RemotesError> {
+                f.active = Some("dev".to_owned());
+                let dev = f.remotes.get_mut("dev").unwrap();
+                dev.token = None;
+                dev.token_backend = Some("pass".to_owned());
+                f.remotes.get_mut("prod").unwrap().url = "https://tessera2.example.com".to_owned();
+                f.remotes.insert(
+                    "ci".to_owned(),
+                    Remote {
+                        url: "https://ci.example.com".to_owned(),
+                        insecure: false,
+                        token_backend: None,
+                        token: None,
+                    },
+                );
+                Ok(())
+            })
+            .unwrap();
+        let text = std::fs::read_to_string(store.path()).unwrap();
+        for kept in [
+            "# my remotes, edited by hand",
+            "# the default",
+            "# production: ask ops before changing",
+            "# behind the VPN",
+            "# a local one",
+        ] {
+            assert!(text.contains(kept), "lost {kept:?}:\n{text}");
+        }
+        assert!(!text.contains("eyJ.old.token"), "{text}");
+        // The values are the new ones, read back exactly.
+        let f = store.load().unwrap();
+        assert_eq!(f.active.as_deref(), Some("dev"));
+        assert_eq!(f.remotes["prod"].url, "https://tessera2.example.com");
+        assert_eq!(f.remotes["dev"].token_backend.as_deref(), Some("pass"));
+        assert!(f.remotes["dev"].token.is_none());
+        assert_eq!(f.remotes["ci"].url, "https://ci.example.com");
+        // prod is still before dev, as the owner wrote them.
+        assert!(text.find("[remotes.prod]").unwrap() < text.find("[remotes.dev]").unwrap());
+
+        store
+            .update(|f| -> Result<(), RemotesError> {
+                f.remotes.remove("dev");
+                f.active = None;
+                Ok(())
+            })
+            .unwrap();
+        let f = store.load().unwrap();
+        assert!(f.active.is_none() && !f.remotes.contains_key("dev"));
+        let text = std::fs::read_to_string(store.path()).unwrap();
+        assert!(
+            text.contains("# production: ask ops before changing"),
+            "{text}"
+        );
+    }
 
     #[test]
     fn names() {
