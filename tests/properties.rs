@@ -307,6 +307,42 @@ proptest! {
         let back = store.load().unwrap();
         prop_assert_eq!(contents(&back), contents(&file));
     }
+
+    #[test]
+    fn remotes_any_change_to_a_commented_file_reads_back_exactly(
+        first in remotes_file(),
+        second in remotes_file(),
+    ) {
+        // The first file as a person would keep it (comments everywhere), then changed by
+        // tessera into the second: the values are exactly the second's, and the file's own
+        // opening comment survives every change.
+        let dir = tempfile::tempdir().unwrap();
+        let store = RemotesStore::new(dir.path().join("remotes.toml"));
+        let wanted = first.clone();
+        store.update(|f| { *f = wanted; Ok::<_, RemotesError>(()) }).unwrap();
+        let written = std::fs::read_to_string(store.path()).unwrap();
+        // Lines inside a multi-line string (a token with a newline) are not the file's lines.
+        prop_assume!(!written.contains("\"\"\"") && !written.contains("\'\'\'"));
+        let commented: String = written
+            .lines()
+            .map(|l| if l.starts_with('[') {
+                format!("# about {l}\n{l}")
+            } else if l.contains(" = ") {
+                format!("{l} # note")
+            } else {
+                l.to_owned()
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let commented = format!("# kept by hand\n{commented}\n");
+        std::fs::write(store.path(), &commented).unwrap();
+        prop_assert_eq!(contents(&store.load().unwrap()), contents(&first));
+        let wanted = second.clone();
+        store.update(|f| { *f = wanted; Ok::<_, RemotesError>(()) }).unwrap();
+        prop_assert_eq!(contents(&store.load().unwrap()), contents(&second));
+        let text = std::fs::read_to_string(store.path()).unwrap();
+        prop_assert!(text.contains("# kept by hand"), "{}", text);
+    }
 }
 
 // ---- HTTP Basic and the registry's scope parameters ------------------------------------------

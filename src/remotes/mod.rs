@@ -340,75 +340,88 @@ impl RemotesStore {
 
 /// `old` (the file as it is) with the values of `new` (the file as it should be, freshly
 /// serialised): keys and remotes that `new` lacks are removed, new ones are appended, and the
-/// comments and layout of `old` stay. `None` when either does not parse (`old` was parsed
-/// before the change, so that means a concurrent writer bypassed the lock).
+/// comments and layout of `old` stay. A removed remote takes with it the comment lines directly
+/// above it; comments further up (before a blank line), and those above `active`, stay. `None`
+/// when either does not parse (`old` was parsed before the change, so that means a concurrent
+/// writer bypassed the lock).
 fn merge_into(old: &str, new: &str) -> Option<String> {
     use toml_edit::{DocumentMut, Item};
     let mut doc: DocumentMut = old.parse().ok()?;
     let want: DocumentMut = new.parse().ok()?;
+    // Comments to put back after removing the item below them: those from the top of the file
+    // (above `active` or the remotes table) go back to the top, the others to the end.
+    let mut top = String::new();
+    let mut orphans = String::new();
     match want.get("active") {
         Some(v) => match doc.get_mut("active") {
-            Some(Item::Value(old_v)) => {
-                let decor = old_v.decor().clone();
-                *old_v = v.as_value()?.clone();
-                *old_v.decor_mut() = decor;
-            }
+            Some(Item::Value(old_v)) => set_value(old_v, v.as_value()?),
             _ => {
                 doc.insert("active", v.clone());
             }
         },
         None => {
-            // Comments above `active` describe the file as often as the key: keep them, above
-            // what now comes first.
             let above = doc
                 .key("active")
                 .and_then(|k| k.leaf_decor().prefix())
                 .and_then(|p| p.as_str())
-                .filter(|p| !p.trim().is_empty())
                 .map(str::to_owned);
-            doc.remove("active");
-            if let Some(above) = above {
-                let first = doc
-                    .get_mut("remotes")
-                    .and_then(Item::as_table_mut)
-                    .and_then(|t| t.iter_mut().find_map(|(_, v)| v.as_table_mut()));
-                match first {
-                    Some(t) => {
-                        let rest = t.decor().prefix().and_then(|p| p.as_str()).unwrap_or("");
-                        let joined = format!("{above}{rest}");
-                        t.decor_mut().set_prefix(joined);
-                    }
-                    None => {
-                        let rest = doc.trailing().as_str().unwrap_or("").to_owned();
-                        doc.set_trailing(format!("{above}{rest}"));
-                    }
-                }
+            // Comments above `active`, the file's first key, are most often about the file.
+            if doc.remove("active").is_some() {
+                top.push_str(above.as_deref().unwrap_or(""));
             }
         }
     }
-    let want_remotes = want.get("remotes").and_then(Item::as_table);
-    let Some(want_remotes) = want_remotes.filter(|t| !t.is_empty()) else {
-        doc.remove("remotes");
-        return Some(doc.to_string());
-    };
-    if !doc.get("remotes").is_some_and(Item::is_table) {
-        doc.insert("remotes", want.get("remotes")?.clone());
-        return Some(doc.to_string());
-    }
-    let remotes = doc.get_mut("remotes")?.as_table_mut()?;
-    remotes.set_implicit(true);
-    let gone: Vec<String> = remotes
-        .iter()
-        .map(|(k, _)| k.to_owned())
-        .filter(|k| !want_remotes.contains_key(k))
-        .collect();
-    for name in gone {
-        remotes.remove(&name);
-    }
-    for (name, item) in want_remotes.iter() {
-        let want_remote = item.as_table()?;
-        match remotes.get_mut(name).and_then(Item::as_table_mut) {
-            Some(have) => {
+    let want_remotes = want
+        .get("remotes")
+        .and_then(Item::as_table)
+        .filter(|t| !t.is_empty());
+    match (
+        want_remotes,
+        doc.get_mut("remotes").and_then(Item::as_table_mut),
+    ) {
+        (None, Some(have)) => {
+            // Each remote's own comments go with it; the ones above the first stay.
+            let above = have
+                .iter()
+                .find_map(|(_, v)| v.as_table())
+                .and_then(|t| t.decor().prefix())
+                .and_then(|p| p.as_str())
+                .map(str::to_owned);
+            let above_table = have
+                .decor()
+                .prefix()
+                .and_then(|p| p.as_str())
+                .map(str::to_owned);
+            top.push_str(kept_part(above_table.as_deref()));
+            top.push_str(kept_part(above.as_deref()));
+            doc.remove("remotes");
+        }
+        (None, None) => {}
+        (Some(_), None) => {
+            doc.insert("remotes", want.get("remotes")?.clone());
+        }
+        (Some(want_remotes), Some(remotes)) => {
+            let gone: Vec<String> = remotes
+                .iter()
+                .map(|(k, _)| k.to_owned())
+                .filter(|k| !want_remotes.contains_key(k))
+                .collect();
+            for name in gone {
+                let above = remotes
+                    .get(&name)
+                    .and_then(Item::as_table)
+                    .and_then(|t| t.decor().prefix())
+                    .and_then(|p| p.as_str())
+                    .map(str::to_owned);
+                remotes.remove(&name);
+                orphans.push_str(kept_part(above.as_deref()));
+            }
+            for (name, item) in want_remotes.iter() {
+                let want_remote = item.as_table()?;
+                let Some(have) = remotes.get_mut(name).and_then(Item::as_table_mut) else {
+                    remotes.insert(name, item.clone());
+                    continue;
+                };
                 let stale: Vec<String> = have
                     .iter()
                     .map(|(k, _)| k.to_owned())
@@ -418,24 +431,58 @@ fn merge_into(old: &str, new: &str) -> Option<String> {
                     have.remove(&k);
                 }
                 for (k, v) in want_remote.iter() {
-                    match have.get_mut(k) {
-                        Some(Item::Value(old_v)) if v.is_value() => {
-                            let decor = old_v.decor().clone();
-                            *old_v = v.as_value()?.clone();
-                            *old_v.decor_mut() = decor;
-                        }
+                    match (have.get_mut(k), v.as_value()) {
+                        (Some(Item::Value(old_v)), Some(v)) => set_value(old_v, v),
                         _ => {
                             have.insert(k, v.clone());
                         }
                     }
                 }
             }
-            None => {
-                remotes.insert(name, item.clone());
-            }
         }
     }
+    if !top.is_empty() {
+        let first = doc
+            .get_mut("remotes")
+            .and_then(Item::as_table_mut)
+            .map(|t| {
+                if t.is_implicit() {
+                    t.iter_mut().find_map(|(_, v)| v.as_table_mut())
+                } else {
+                    Some(t)
+                }
+            });
+        match first.flatten() {
+            Some(t) => {
+                let rest = t.decor().prefix().and_then(|p| p.as_str()).unwrap_or("");
+                let joined = format!("{top}{rest}");
+                t.decor_mut().set_prefix(joined);
+            }
+            None => orphans.insert_str(0, &top),
+        }
+    }
+    if !orphans.is_empty() {
+        let rest = doc.trailing().as_str().unwrap_or("").to_owned();
+        doc.set_trailing(format!("{rest}{orphans}"));
+    }
     Some(doc.to_string())
+}
+
+/// Replaces a value, keeping the spaces and the comment around it.
+fn set_value(old: &mut toml_edit::Value, new: &toml_edit::Value) {
+    let decor = old.decor().clone();
+    *old = new.clone();
+    *old.decor_mut() = decor;
+}
+
+/// Of the comment lines above an item that is removed, those that stay: everything up to the
+/// last blank line (the lines right above belonged to the item).
+fn kept_part(above: Option<&str>) -> &str {
+    let above = above.unwrap_or("");
+    match above.rfind("\n\n") {
+        Some(i) => &above[..i + 2],
+        None => "",
+    }
 }
 
 #[cfg(test)]
