@@ -5,9 +5,9 @@
 #   2. GET /auth/verify p99 while 8 connections hammer POST /auth/login (goal: < 10 ms)
 #   3. server RSS after 100,000+ requests (goal: < 30 MB)
 #
-# The machine may be shared: (1) alternates health and verify in three rounds of DUR/3 seconds
-# each, so that a change in the load from other processes falls on both, and compares the
-# totals. The p99 shown is the worst round's.
+# The machine may be shared: (1) alternates health and verify in ROUNDS (default 6) rounds
+# of DUR/ROUNDS seconds each, so that a change in the load from other processes falls on
+# both, and compares the totals. The p99 shown is the worst round's.
 #
 # Usage: bench/server.sh [DURATION_SECONDS]   (default 10). Needs wrk. Builds the release binary.
 set -euo pipefail
@@ -72,7 +72,7 @@ total() { awk '/requests in/ {n = $1} END {print n + 0}'; }
 echo "warming up..." >&2
 bounded_wrk -t1 -c4 -d2s "$URL/health" >/dev/null
 
-ROUNDS=3
+ROUNDS=${ROUNDS:-6}
 SLICE=$(( DUR / ROUNDS )); [ "$SLICE" -ge 2 ] || SLICE=2
 HN=0; VN=0; HP=""; VP=""
 for r in $(seq "$ROUNDS"); do
@@ -108,8 +108,8 @@ HR="$(awk -v n="$HN" -v d="$(( SLICE * ROUNDS ))" 'BEGIN {printf "%.0f", n / d}'
 VR="$(awk -v n="$VN" -v d="$(( SLICE * ROUNDS ))" 'BEGIN {printf "%.0f", n / d}')"
 RATIO="$(awk -v v="$VN" -v h="$HN" 'BEGIN {printf "%.2f", (h > 0 ? v / h : 0)}')"
 printf '\n%-44s %14s %10s\n' "measurement" "requests/s" "p99"
-printf '%-44s %14s %10s\n' "GET /health (16 conn, 3 rounds)" "$HR" "$(worst_ms "$HP")"
-printf '%-44s %14s %10s\n' "GET /auth/verify (16 conn, 3 rounds)" "$VR" "$(worst_ms "$VP")"
+printf '%-44s %14s %10s\n' "GET /health (16 conn, $ROUNDS rounds)" "$HR" "$(worst_ms "$HP")"
+printf '%-44s %14s %10s\n' "GET /auth/verify (16 conn, $ROUNDS rounds)" "$VR" "$(worst_ms "$VP")"
 printf '%-44s %14s %10s\n' "GET /auth/verify (8 conn) during logins" "$(echo "$VL" | rps)" "$(echo "$VL" | p99)"
 printf '%-44s %14s %10s\n' "POST /auth/login (8 conn, bcrypt cost 12)" "$(echo "$L" | rps)" "$(echo "$L" | p99)"
 printf '\nverify/health throughput ratio: %s (goal >= 0.8)\n' "$RATIO"

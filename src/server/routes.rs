@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 
 use super::error::ApiError;
 use super::state::ServerState;
+use super::verified::VerifiedToken;
 use super::{AuditSlot, BODY_LIMIT};
 use crate::duration::HumanDuration;
 use crate::store::TokenRecord;
@@ -165,7 +166,7 @@ async fn authenticate(
     state: &Arc<ServerState>,
     headers: &HeaderMap,
     audit: &AuditSlot,
-) -> Result<Arc<Claims>, ApiError> {
+) -> Result<Arc<VerifiedToken>, ApiError> {
     let raw = bearer(headers)?;
     let opts = token::VerifyOptions {
         issuer: &state.issuer,
@@ -178,9 +179,10 @@ async fn authenticate(
             claims
         }
         None => {
-            let claims = Arc::new(token::verify(&state.keys, raw, &opts).map_err(map_verify)?);
-            state.verified.insert(raw, Arc::clone(&claims));
-            claims
+            let claims = token::verify(&state.keys, raw, &opts).map_err(map_verify)?;
+            let verified = Arc::new(VerifiedToken::new(claims));
+            state.verified.insert(raw, Arc::clone(&verified));
+            verified
         }
     };
     // A token whose audience is the registry service (a refresh token from `/token`, or one
@@ -369,20 +371,34 @@ pub(crate) async fn verify(
     req: Request,
 ) -> Result<Response, ApiError> {
     let c = authenticate(&state, req.headers(), &audit).await?;
-    let body = VerifyBody {
-        expires_at: c.exp.and_then(rfc3339),
-        issued_at: rfc3339(c.iat),
-        jti: &c.jti,
-        scopes: scopes_of(&c),
-        subject: &c.sub,
-        valid: true,
-    };
-    let mut r = (StatusCode::OK, Json(body)).into_response();
-    r.headers_mut().insert(
-        header::CACHE_CONTROL,
-        header::HeaderValue::from_static("no-store"),
-    );
-    Ok(r)
+    // The body depends on the token's claims alone: made once per token (see `verified`).
+    let body = c.verify_body(|c| {
+        let body = VerifyBody {
+            expires_at: c.exp.and_then(rfc3339),
+            issued_at: rfc3339(c.iat),
+            jti: &c.jti,
+            scopes: scopes_of(c),
+            subject: &c.sub,
+            valid: true,
+        };
+        // Serialising strings and numbers cannot fail.
+        Bytes::from(serde_json::to_vec(&body).unwrap_or_default())
+    });
+    Ok((
+        StatusCode::OK,
+        [
+            (
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("application/json"),
+            ),
+            (
+                header::CACHE_CONTROL,
+                header::HeaderValue::from_static("no-store"),
+            ),
+        ],
+        body,
+    )
+        .into_response())
 }
 
 /// `POST /auth/refresh`: a new token with the same subject, scopes and audience, and the

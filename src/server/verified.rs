@@ -5,37 +5,68 @@
 //! signing keys are fixed for the life of the server and the claims are the token's own
 //! bytes. So a token that passed [`crate::token::verify`] is kept here with its claims, and
 //! the next time the same text arrives only what depends on the time (`exp`, `nbf`, `iat`) is
-//! checked again; the revocation check is never skipped.
+//! checked again; the revocation check is never skipped. The body of `GET /auth/verify`,
+//! which depends on the claims alone, is kept with them once made.
 //!
 //! Only tokens that verified are kept (whoever fills the table must hold a valid token), and
 //! at most [`MAX_TOKENS`] of them: past that the table is emptied and refilled.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
+
+use axum::body::Bytes;
 
 use crate::token::Claims;
 
 /// Most tokens kept (their text is at most 8 KiB; a real one is a few hundred bytes).
 const MAX_TOKENS: usize = 1024;
 
+/// The claims of a token that verified, and what was derived from them alone.
+#[derive(Debug)]
+pub(crate) struct VerifiedToken {
+    claims: Claims,
+    verify_body: OnceLock<Bytes>,
+}
+
+impl VerifiedToken {
+    pub(crate) fn new(claims: Claims) -> Self {
+        VerifiedToken {
+            claims,
+            verify_body: OnceLock::new(),
+        }
+    }
+
+    /// The body of `GET /auth/verify` for this token, made by `make` the first time.
+    pub(crate) fn verify_body(&self, make: impl FnOnce(&Claims) -> Bytes) -> Bytes {
+        self.verify_body.get_or_init(|| make(&self.claims)).clone()
+    }
+}
+
+impl std::ops::Deref for VerifiedToken {
+    type Target = Claims;
+    fn deref(&self) -> &Claims {
+        &self.claims
+    }
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct Verified {
-    tokens: RwLock<HashMap<Box<str>, Arc<Claims>>>,
+    tokens: RwLock<HashMap<Box<str>, Arc<VerifiedToken>>>,
 }
 
 impl Verified {
-    /// The claims of `token` if this exact text verified before.
-    pub(crate) fn get(&self, token: &str) -> Option<Arc<Claims>> {
+    /// The verified token whose text is exactly `token`, if it verified before.
+    pub(crate) fn get(&self, token: &str) -> Option<Arc<VerifiedToken>> {
         let tokens = self.tokens.read().unwrap_or_else(|e| e.into_inner());
         tokens.get(token).cloned()
     }
 
-    /// Keeps `claims`, which [`crate::token::verify`] returned for `token`.
-    pub(crate) fn insert(&self, token: &str, claims: Arc<Claims>) {
+    /// Keeps `verified`, which [`crate::token::verify`] returned for `token`.
+    pub(crate) fn insert(&self, token: &str, verified: Arc<VerifiedToken>) {
         let mut tokens = self.tokens.write().unwrap_or_else(|e| e.into_inner());
         if tokens.len() >= MAX_TOKENS {
             tokens.clear();
         }
-        tokens.insert(token.into(), claims);
+        tokens.insert(token.into(), verified);
     }
 }
