@@ -185,7 +185,8 @@ impl ServerState {
     }
 }
 
-/// SHA-256 of a username, so that constant-time comparison sees equal lengths.
+/// SHA-256 of a username (so that constant-time comparison sees equal lengths) or of a token
+/// (so that the table of verified tokens never holds one).
 pub(crate) fn digest(s: &[u8]) -> [u8; 32] {
     Sha256::digest(s).into()
 }

@@ -8,8 +8,10 @@
 //! checked again; the revocation check is never skipped. The body of `GET /auth/verify`,
 //! which depends on the claims alone, is kept with them once made.
 //!
-//! Only tokens that verified are kept (whoever fills the table must hold a valid token), and
-//! at most [`MAX_TOKENS`] of them: past that the table is emptied and refilled.
+//! The table is keyed by the SHA-256 digest of the token's text, so it never holds a token
+//! (a bearer secret) itself. Only tokens that verified are kept (whoever fills the table must
+//! hold a valid token), and at most [`MAX_TOKENS`] of them: past that the table is emptied
+//! and refilled.
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, RwLock};
@@ -18,7 +20,7 @@ use axum::body::Bytes;
 
 use crate::token::Claims;
 
-/// Most tokens kept (their text is at most 8 KiB; a real one is a few hundred bytes).
+/// Most tokens kept.
 const MAX_TOKENS: usize = 1024;
 
 /// The claims of a token that verified, and what was derived from them alone.
@@ -51,22 +53,24 @@ impl std::ops::Deref for VerifiedToken {
 
 #[derive(Debug, Default)]
 pub(crate) struct Verified {
-    tokens: RwLock<HashMap<Box<str>, Arc<VerifiedToken>>>,
+    tokens: RwLock<HashMap<[u8; 32], Arc<VerifiedToken>>>,
 }
 
 impl Verified {
     /// The verified token whose text is exactly `token`, if it verified before.
     pub(crate) fn get(&self, token: &str) -> Option<Arc<VerifiedToken>> {
+        let key = super::state::digest(token.as_bytes());
         let tokens = self.tokens.read().unwrap_or_else(|e| e.into_inner());
-        tokens.get(token).cloned()
+        tokens.get(&key).cloned()
     }
 
     /// Keeps `verified`, which [`crate::token::verify`] returned for `token`.
     pub(crate) fn insert(&self, token: &str, verified: Arc<VerifiedToken>) {
+        let key = super::state::digest(token.as_bytes());
         let mut tokens = self.tokens.write().unwrap_or_else(|e| e.into_inner());
         if tokens.len() >= MAX_TOKENS {
             tokens.clear();
         }
-        tokens.insert(token.into(), verified);
+        tokens.insert(key, verified);
     }
 }

@@ -4,6 +4,8 @@ mod pending;
 pub mod sqlite;
 mod unchanged;
 
+use std::path::{Path, PathBuf};
+
 use jiff::Timestamp;
 
 pub use sqlite::SqliteStore;
@@ -78,4 +80,11 @@ pub trait TokenStore: Send + Sync + std::fmt::Debug {
     fn list(&self, now: Timestamp) -> Result<Vec<TokenRecord>, StoreError>;
     /// Deletes records and revocations of tokens that expired before `now`.
     fn prune(&self, now: Timestamp) -> Result<usize, StoreError>;
+}
+
+/// The file named like the store at `store` plus `suffix`, beside it (`tokens.db-shm`).
+fn beside(store: &Path, suffix: &str) -> PathBuf {
+    let mut p = store.as_os_str().to_owned();
+    p.push(suffix);
+    p.into()
 }

@@ -46,9 +46,7 @@ struct Line<'a> {
 
 /// The pending file beside the store at `store`.
 pub(super) fn path(store: &Path) -> PathBuf {
-    let mut p = store.as_os_str().to_owned();
-    p.push("-pending");
-    PathBuf::from(p)
+    super::beside(store, "-pending")
 }
 
 /// Appends `record` (not single-use, not revoked: those need the database at once) to the

@@ -119,7 +119,7 @@ impl Unchanged {
                 let mut shm = write(&self.shm);
                 if shm.as_ref().is_none_or(|(g, _)| *g < generation) {
                     *write(&self.answers) = Answers::default();
-                    *shm = File::open(shm_path(store))
+                    *shm = File::open(super::beside(store, "-shm"))
                         .ok()
                         .map(|f| (generation, Arc::new(f)));
                 }
@@ -146,10 +146,4 @@ fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
 
 fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
     lock.write().unwrap_or_else(|e| e.into_inner())
-}
-
-fn shm_path(store: &Path) -> std::path::PathBuf {
-    let mut p = store.as_os_str().to_owned();
-    p.push("-shm");
-    p.into()
 }
