@@ -8,9 +8,10 @@
 
 mod registry_common;
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command as StdCommand, Output, Stdio};
-use std::time::Duration;
+use std::process::{Child, Command as StdCommand, Output};
 
 use registry_common::{Home, PASSWORD, SECRET, SERVICE};
 use reqwest::blocking::Client;
@@ -287,7 +288,6 @@ struct BinServer {
 impl BinServer {
     fn start(home: &Home) -> BinServer {
         let log = home.home().join("server.log");
-        let file = std::fs::File::create(&log).unwrap();
         let mut c = StdCommand::new(assert_cmd::cargo::cargo_bin("tessera"));
         c.env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -295,26 +295,8 @@ impl BinServer {
         for (k, v) in home.vars() {
             c.env(k, v);
         }
-        let mut child = c
-            .args(["serve", "--bind", "127.0.0.1:0"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(file)
-            .spawn()
-            .unwrap();
-        for _ in 0..600 {
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
-            if let Some(rest) = text.split("listening on http://").nth(1) {
-                let addr = rest.split_whitespace().next().unwrap().to_owned();
-                return BinServer { child, addr, log };
-            }
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!("server exited with {status}: {text}");
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = child.kill();
-        panic!("the server did not start");
+        let (child, addr) = common::spawn_serve(c, &log, "http");
+        BinServer { child, addr, log }
     }
 
     /// SIGTERM, wait, and the whole log.

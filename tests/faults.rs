@@ -12,6 +12,8 @@
 //! or not permitted, and fail instead under `CI=true` (for `mount`, unless
 //! `TESSERA_FAULTS_NO_MOUNT=1` says explicitly that the CI runner cannot mount).
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::net::SocketAddr;
@@ -528,28 +530,11 @@ struct BinServer {
 impl BinServer {
     fn start(h: &Home) -> BinServer {
         let log = h.home().join("server.log");
-        let file = std::fs::File::create(&log).unwrap();
-        let mut child = h
-            .cmd(&["serve", "--bind", "127.0.0.1:0"])
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(file)
-            .spawn()
-            .unwrap();
-        for _ in 0..600 {
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
-            if let Some(rest) = text.split("listening on http://").nth(1) {
-                let addr = rest.split_whitespace().next().unwrap().parse().unwrap();
-                return BinServer { child, addr, log };
-            }
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!("server exited with {status}: {text}");
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = child.kill();
-        panic!("server did not start");
+        let mut c = h.cmd(&[]);
+        c.env("RUST_LOG", "info");
+        let (child, addr) = common::spawn_serve(c, &log, "http");
+        let addr = addr.parse().unwrap();
+        BinServer { child, addr, log }
     }
     fn url(&self) -> String {
         format!("http://{}", self.addr)

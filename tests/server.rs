@@ -1,12 +1,13 @@
 //! HTTP server tests: a real server on 127.0.0.1:0 (in-process or the real binary) and the
 //! real CLI through assert_cmd. Every spawned binary gets its own HOME and XDG folders.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command as StdCommand, Stdio};
+use std::process::{Child, Command as StdCommand};
 use std::sync::Arc;
-use std::time::Duration;
 
 use assert_cmd::Command;
 use jiff::Timestamp;
@@ -142,36 +143,14 @@ struct BinServer {
 impl BinServer {
     fn start(h: &Home) -> BinServer {
         let log = h.home().join("server.log");
-        let file = std::fs::File::create(&log).unwrap();
         let mut c = StdCommand::new(assert_cmd::cargo::cargo_bin("tessera"));
         c.env_clear().env("RUST_LOG", "debug");
         for (k, v) in h.vars() {
             c.env(k, v);
         }
-        let mut child = c
-            .args(["serve", "--bind", "127.0.0.1:0"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(file)
-            .spawn()
-            .unwrap();
-        // Wait for the "listening on" line (no timing assertion: only a generous bound).
-        for _ in 0..600 {
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
-            if let Some(rest) = text.split("listening on http://").nth(1) {
-                let addr = rest.split_whitespace().next().unwrap().parse().unwrap();
-                return BinServer { child, addr, log };
-            }
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!("server exited with {status}: {text}");
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = child.kill();
-        panic!(
-            "server did not start: {}",
-            std::fs::read_to_string(&log).unwrap_or_default()
-        );
+        let (child, addr) = common::spawn_serve(c, &log, "http");
+        let addr = addr.parse().unwrap();
+        BinServer { child, addr, log }
     }
 
     fn url(&self) -> String {
@@ -841,32 +820,14 @@ fn https_with_a_certificate_made_in_the_test() {
 impl BinServer {
     fn start_tls(h: &Home) -> BinServer {
         let log = h.home().join("server.log");
-        let file = std::fs::File::create(&log).unwrap();
         let mut c = StdCommand::new(assert_cmd::cargo::cargo_bin("tessera"));
         c.env_clear();
         for (k, v) in h.vars() {
             c.env(k, v);
         }
-        let mut child = c
-            .args(["serve", "--bind", "127.0.0.1:0"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(file)
-            .spawn()
-            .unwrap();
-        for _ in 0..600 {
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
-            if let Some(rest) = text.split("listening on https://").nth(1) {
-                let addr = rest.split_whitespace().next().unwrap().parse().unwrap();
-                return BinServer { child, addr, log };
-            }
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!("server exited with {status}: {text}");
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = child.kill();
-        panic!("server did not start");
+        let (child, addr) = common::spawn_serve(c, &log, "https");
+        let addr = addr.parse().unwrap();
+        BinServer { child, addr, log }
     }
 }
 
