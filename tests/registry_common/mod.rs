@@ -2,6 +2,8 @@
 //! registry key, and an in-process tessera server on 127.0.0.1:0.
 #![allow(dead_code)]
 
+pub mod real;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 
