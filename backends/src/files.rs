@@ -134,12 +134,22 @@ impl UnsafeBackend {
         }
     }
 
+    /// Removes what killed writers of `key` left next to its file (see
+    /// [`fsutil::remove_stale_temps`]): a temp file can hold the value.
+    fn remove_stale_temps(path: &Path) {
+        if let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str()))
+        {
+            fsutil::remove_stale_temps(dir, name);
+        }
+    }
+
     /// Opens the key's file without following links, refusing files others may access.
     fn open_secret(&self, key: &KeyPath) -> Result<(File, PathBuf), BackendError> {
         if let Parents::Missing = self.check_parents_to_read(key)? {
             return Err(Self::not_found(key));
         }
         let path = self.file(key);
+        Self::remove_stale_temps(&path);
         let file = OpenOptions::new()
             .read(true)
             // O_NONBLOCK: a FIFO planted in the folder must not hang us on open.
@@ -222,6 +232,8 @@ impl SecretsBackend for UnsafeBackend {
             return Err(Self::not_found(key));
         }
         let path = self.file(key);
+        // Before the file itself, so that an interrupted `set` leaves nothing of the value.
+        Self::remove_stale_temps(&path);
         match fs::symlink_metadata(&path) {
             Ok(meta) if meta.file_type().is_symlink() => return Err(Self::symlink_error(&path)),
             Ok(meta) if meta.is_file() => {}
