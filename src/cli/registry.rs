@@ -143,7 +143,7 @@ fn init(ctx: &Context, args: InitArgs) -> Result<(), CliError> {
                 }
                 let pem = key::self_signed_certificate(old, &common_name).map_err(key_error)?;
                 write_bundle(&reg.certificate, &pem)?;
-                what = "wrote the certificate of the existing registry signing key";
+                what = "wrote the certificate of the existing registry signing key (restart `tessera serve` and the registry)";
             }
         }
         (None, _, true) => {
