@@ -452,7 +452,7 @@ mod tests {
 
     #[test]
     fn a_rotated_bundle_gives_a_jwks_of_both_keys() {
-        let (pem, cert) = fixture();
+        let (_, cert) = fixture();
         let other = self_signed_certificate(&generate_key().unwrap(), "new").unwrap();
         let jwks = bundle_jwks(format!("{other}{cert}").as_bytes()).unwrap();
         let kids: Vec<&str> = jwks["keys"]
