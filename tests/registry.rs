@@ -531,3 +531,18 @@ fn registry_init_warns_when_a_service_user_cannot_read_the_certificate() {
         0o644
     );
 }
+
+#[test]
+fn a_server_with_a_certificate_but_no_service_refuses_to_start() {
+    let home = Home::new();
+    let config = std::fs::read_to_string(home.config_file()).unwrap();
+    let config = config.replace(&format!("service = \"{SERVICE}\"\n"), "");
+    std::fs::write(home.config_file(), config).unwrap();
+    let (config, env) = home.config();
+    let err = tessera::server::ServerState::load(&config, &env).unwrap_err();
+    assert!(
+        err.message().contains("`[registry] service`"),
+        "{}",
+        err.message()
+    );
+}
