@@ -187,7 +187,7 @@ fn init(ctx: &Context, args: InitArgs) -> Result<(), CliError> {
 
 /// The JWKS file for distribution 3.x's `jwks:` setting: next to the certificate, with the
 /// extension `.jwks`.
-pub fn jwks_path(certificate: &Path) -> PathBuf {
+fn jwks_path(certificate: &Path) -> PathBuf {
     certificate.with_extension("jwks")
 }
 
