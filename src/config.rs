@@ -239,6 +239,7 @@ struct RawServer {
 #[serde(deny_unknown_fields)]
 struct RawRegistry {
     service: Option<String>,
+    header: Option<String>,
     issuer: Option<String>,
     signing_key: Option<String>,
     certificate: Option<String>,
@@ -285,7 +286,11 @@ pub struct ServerConfig {
 /// The `[registry]` section, resolved.
 #[derive(Debug, Clone)]
 pub struct RegistryConfig {
-    pub service: String,
+    /// `registry.service`: required by the token service and `registry init` (no default: a
+    /// made-up name would only make every token fail at the registry).
+    pub service: Option<String>,
+    /// How tokens name their key: `x5c` (default) or `jwks`.
+    pub header: crate::registry::key::TokenHeader,
     pub issuer: String,
     pub signing_key: KeyPath,
     pub certificate: PathBuf,
@@ -562,8 +567,19 @@ impl Config {
                 "must be at least 60 s and have no months or years, e.g. `5m`".into(),
             ));
         }
+        if r.service.as_deref().is_some_and(|s| s.trim().is_empty()) {
+            return Err(bad(
+                "registry.service",
+                "is empty; set it to the registry's `auth.token.service`, e.g. \"registry.example.com\"".into(),
+            ));
+        }
+        let header = match r.header.as_deref() {
+            None => crate::registry::key::TokenHeader::default(),
+            Some(h) => h.parse().map_err(|e| bad("registry.header", e))?,
+        };
         let registry = RegistryConfig {
-            service: r.service.unwrap_or_else(|| "registry.example.com".into()),
+            service: r.service,
+            header,
             issuer: r.issuer.unwrap_or_else(|| "tessera".into()),
             signing_key: key(
                 "registry.signing_key",
@@ -676,7 +692,8 @@ issuer = "tessera"
 # login_attempts_per_minute = 10
 
 # [registry]
-# service = "registry.example.com"
+# service = "registry.example.com"   # required for the registry token service: the registry's auth.token.service
+# header = "x5c"                     # "x5c" (distribution 2.8, 3.x with rootcertbundle) or "jwks" (3.x with only jwks:)
 # issuer = "tessera"
 # signing_key = "tessera/registry/signing_key"
 # certificate = "registry-token.crt"

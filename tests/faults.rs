@@ -1302,3 +1302,96 @@ fn a_server_shares_nothing_with_a_killed_cli() {
     assert!(h.ok(&["auth", "token", "list"], b"").contains("ci"));
     srv.stop();
 }
+
+// ---- a killed `secrets set` leaves no copy of the value ------------------------------------
+
+/// Runs `tessera secrets set KEY` with `value` under a file-size limit smaller than the value,
+/// so that the kernel kills it (SIGXFSZ, as abrupt as `kill -9`) in the middle of writing its
+/// temp file: deterministically after the temp file holds part of the value, before the rename.
+fn set_killed_while_writing(h: &Home, key: &str, value: &str) {
+    use std::os::unix::process::{CommandExt, ExitStatusExt};
+    let mut cmd = h.cmd(&["secrets", "set", key]);
+    // SAFETY: setrlimit is async-signal-safe and touches only the child's own limits.
+    unsafe {
+        cmd.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: 4096,
+                rlim_max: 4096,
+            };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(value.as_bytes())
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.signal(), Some(libc::SIGXFSZ), "{status}");
+}
+
+/// Files below `dir` (recursively) whose content contains `needle`.
+fn files_containing(dir: &Path, needle: &str) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(files_containing(&path, needle));
+        } else if std::fs::read(&path).is_ok_and(|b| String::from_utf8_lossy(&b).contains(needle)) {
+            found.push(path);
+        }
+    }
+    found
+}
+
+#[test]
+fn a_killed_secrets_set_leaves_no_copy_after_rm_get_or_set() {
+    let h = Home::new("[secrets]\nbackend = \"unsafe\"\n");
+    let dir = h.data().join("tessera/secrets");
+    h.ok(&["secrets", "set", "app/k"], b"old");
+
+    // rm: the key and every partial copy of the value are gone.
+    set_killed_while_writing(&h, "app/k", &big_value(1));
+    let partial = files_containing(&dir, "value-1-");
+    assert_eq!(
+        partial.len(),
+        1,
+        "the killed writer left its temp file: {partial:?}"
+    );
+    h.ok(&["secrets", "rm", "app/k"], b"");
+    assert_eq!(files_containing(&dir, "value-1-"), Vec::<PathBuf>::new());
+    assert!(!dir.join("app").exists(), "rm left the folder behind");
+
+    // A killed first write of a key that does not exist: rm still clears it.
+    h.ok(&["secrets", "set", "app/other"], b"keep");
+    set_killed_while_writing(&h, "app/k", &big_value(2));
+    assert_eq!(files_containing(&dir, "value-2-").len(), 1);
+    assert!(
+        h.fail(&["secrets", "rm", "app/k"], b"")
+            .contains("no secret named")
+    );
+    assert_eq!(files_containing(&dir, "value-2-"), Vec::<PathBuf>::new());
+
+    // get and set clear it too.
+    set_killed_while_writing(&h, "app/other", &big_value(3));
+    assert_eq!(h.ok(&["secrets", "get", "app/other"], b""), "keep\n");
+    assert_eq!(files_containing(&dir, "value-3-"), Vec::<PathBuf>::new());
+    set_killed_while_writing(&h, "app/other", &big_value(4));
+    h.ok(&["secrets", "set", "app/other"], b"new");
+    assert_eq!(files_containing(&dir, "value-4-"), Vec::<PathBuf>::new());
+    assert_eq!(
+        names_with_prefix(&dir.join("app"), ".other~"),
+        Vec::<String>::new()
+    );
+}

@@ -385,3 +385,164 @@ fn certificate_without_key_refuses_to_start() {
         err.message()
     );
 }
+
+#[test]
+fn registry_init_without_a_service_refuses_and_names_the_setting() {
+    let home = Home::new();
+    let config = std::fs::read_to_string(home.config_file()).unwrap();
+    let start = config.find("[registry]").unwrap();
+    std::fs::write(home.config_file(), &config[..start]).unwrap();
+    std::fs::remove_file(home.certificate()).unwrap();
+    let out = home.cmd().args(["registry", "init"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("`[registry] service`"), "{stderr}");
+    assert!(stderr.contains("service = \"NAME\""), "{stderr}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("registry.example.com"));
+    assert!(!home.certificate().exists(), "a certificate was written");
+}
+
+/// The home of [`Home::new`] switched to `[registry] header = "jwks"`, initialised again.
+fn jwks_home() -> (Home, String) {
+    let home = Home::new();
+    let config = std::fs::read_to_string(home.config_file()).unwrap();
+    let config = config.replace("[registry]\n", "[registry]\nheader = \"jwks\"\n");
+    std::fs::write(home.config_file(), config).unwrap();
+    let out = home.cmd().args(["registry", "init"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (home, String::from_utf8(out.stdout).unwrap())
+}
+
+#[test]
+fn jwks_header_mode_for_distribution_3() {
+    let (home, block) = jwks_home();
+    let jwks_file = home.config_dir().join("registry-token.jwks");
+    assert!(block.starts_with("auth:\n  token:\n"), "{block}");
+    assert!(
+        block.contains(&format!(
+            "    jwks: \"{}\"",
+            jwks_file.canonicalize().unwrap().display()
+        )),
+        "{block}"
+    );
+    assert!(!block.contains("rootcertbundle"), "{block}");
+    let file: Value = serde_json::from_slice(&std::fs::read(&jwks_file).unwrap()).unwrap();
+    let file_kid = file["keys"][0]["kid"].as_str().unwrap().to_owned();
+    // An RFC 7638 thumbprint: 43 base64url characters, not the libtrust form.
+    assert_eq!(file_kid.len(), 43, "{file_kid}");
+    assert!(!file_kid.contains(':'));
+
+    let server = home.serve();
+    tessera::server::install_crypto_provider();
+    let http = Client::new();
+    let tok = home.token(&["--subject", "ci", "--scopes", "pull"]);
+    let r = http
+        .get(format!(
+            "http://{}/token?service={SERVICE}&scope=repository:a/b:pull",
+            server.addr()
+        ))
+        .header("Authorization", basic("ci", &tok))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().unwrap();
+    let token = body["token"].as_str().unwrap();
+    let header: Value = serde_json::from_slice(
+        &URL_SAFE_NO_PAD
+            .decode(token.split('.').next().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(header.get("x5c").is_none(), "{header}");
+    assert_eq!(header["alg"], "ES256");
+    assert_eq!(header["kid"], file_kid.as_str());
+    // The server's JWKS names the key the same way, and its key verifies the token.
+    let published: Value = http
+        .get(format!("http://{}/.well-known/jwks.json", server.addr()))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(published["keys"][0]["kid"], file_kid.as_str());
+    let jwk = &file["keys"][0];
+    let key =
+        DecodingKey::from_ec_components(jwk["x"].as_str().unwrap(), jwk["y"].as_str().unwrap())
+            .unwrap();
+    let mut v = Validation::new(Algorithm::ES256);
+    v.set_audience(&[SERVICE]);
+    jsonwebtoken::decode::<Value>(token, &key, &v).unwrap();
+}
+
+#[test]
+fn registry_init_warns_when_a_service_user_cannot_read_the_certificate() {
+    use std::os::unix::fs::PermissionsExt;
+    let home = Home::new();
+    let mode = |p: &std::path::Path, m: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+    };
+    // Everything open to others except the 0700 config folder, as ~/.config/tessera is.
+    mode(home.home(), 0o755);
+    mode(&home.home().join("config"), 0o755);
+    mode(&home.config_dir(), 0o700);
+    let out = home.cmd().args(["registry", "init"]).output().unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("warning: other users cannot read")
+            && stderr.contains(&format!("{} has mode 0700", home.config_dir().display())),
+        "{stderr}"
+    );
+    assert!(stderr.contains("`[registry] certificate`"), "{stderr}");
+
+    // A certificate in a folder others can read: no warning, and the block points there.
+    let public = home.home().join("etc-docker-registry/tessera");
+    let config = std::fs::read_to_string(home.config_file()).unwrap();
+    let config = config.replace(
+        "certificate = \"registry-token.crt\"",
+        &format!("certificate = \"{}/token.crt\"", public.display()),
+    );
+    std::fs::write(home.config_file(), config).unwrap();
+    let out = home.cmd().args(["registry", "init"]).output().unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("warning"), "{stderr}");
+    assert!(
+        stderr.contains("wrote the certificate of the existing registry signing key"),
+        "{stderr}"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(&format!(
+            "rootcertbundle: \"{}/token.crt\"",
+            public.display()
+        )),
+        "{stdout}"
+    );
+    assert_eq!(
+        std::fs::metadata(public.join("token.crt"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o644
+    );
+}
+
+#[test]
+fn a_server_with_a_certificate_but_no_service_refuses_to_start() {
+    let home = Home::new();
+    let config = std::fs::read_to_string(home.config_file()).unwrap();
+    let config = config.replace(&format!("service = \"{SERVICE}\"\n"), "");
+    std::fs::write(home.config_file(), config).unwrap();
+    let (config, env) = home.config();
+    let err = tessera::server::ServerState::load(&config, &env).unwrap_err();
+    assert!(
+        err.message().contains("`[registry] service`"),
+        "{}",
+        err.message()
+    );
+}

@@ -422,3 +422,147 @@ fn real_registry_and_skopeo() {
         "the registry log shows no push:\n{log}"
     );
 }
+
+/// The user id and group id of a system user, if it exists.
+fn system_user(name: &str) -> Option<(u32, u32)> {
+    let id = |flag: &str| -> Option<u32> {
+        let out = Command::new("id").args([flag, name]).output().ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().parse().ok())?
+    };
+    Some((id("-u")?, id("-g")?))
+}
+
+/// Starts the registry as the user `uid:gid` (as the Debian service does, as user
+/// `docker-registry`) with its certificate at `cert`; `Err(log)` when it exits instead of
+/// listening.
+fn start_registry_as(
+    dir: &Path,
+    realm: &str,
+    cert: &Path,
+    (uid, gid): (u32, u32),
+) -> Result<Registry, String> {
+    use std::os::unix::process::CommandExt;
+    let port = free_port();
+    let storage = dir.join("storage");
+    std::fs::create_dir_all(&storage).unwrap();
+    std::os::unix::fs::chown(&storage, Some(uid), Some(gid)).unwrap();
+    let config = dir.join("registry.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: e2e-http-secret\nauth:\n  token:\n    realm: {realm}\n    service: {SERVICE}\n    issuer: tessera\n    rootcertbundle: {}\n",
+            storage.display(),
+            cert.display()
+        ),
+    )
+    .unwrap();
+    let log = dir.join("registry.log");
+    let out = std::fs::File::create(&log).unwrap();
+    let child = Command::new("docker-registry")
+        .arg("serve")
+        .arg(&config)
+        .uid(uid)
+        .gid(gid)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .unwrap();
+    let mut r = Registry { child, port, log };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Ok(Some(_)) = r.child.try_wait() {
+            let log = r.log();
+            // Already reaped: nothing for Drop to stop.
+            std::mem::forget(r);
+            return Err(log);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the registry neither started nor exited: {}",
+            r.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(r)
+}
+
+/// docs/docker-registry.md, "Debian's registry service": the service runs as the user
+/// `docker-registry`, which cannot read a certificate in the 0700 ~/.config/tessera; the
+/// documented `[registry] certificate` in a folder it can read works. Needs root (to run the
+/// registry as that user) and the user the Debian package creates.
+#[test]
+fn the_debian_service_user_reads_the_certificate_where_the_docs_put_it() {
+    if !tools_present() {
+        return;
+    }
+    // SAFETY: geteuid takes no arguments and cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    let Some(user) = system_user("docker-registry").filter(|_| root) else {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("CI=true but this test needs root and the `docker-registry` user");
+        }
+        eprintln!("skipping: needs root and the `docker-registry` user of Debian's package");
+        return;
+    };
+    use std::os::unix::fs::PermissionsExt;
+    let open = |p: &Path| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    };
+    let home = Home::new();
+    // HOME as a real one: others may pass through it, but ~/.config/tessera is 0700.
+    open(home.home());
+    open(&home.home().join("config"));
+    std::fs::set_permissions(home.config_dir(), std::fs::Permissions::from_mode(0o700)).unwrap();
+
+    // The old layout: the certificate in the config folder. The registry cannot start.
+    let before = tempfile::tempdir().unwrap();
+    open(before.path());
+    let unused_realm = "http://127.0.0.1:9/token";
+    let refused = start_registry_as(before.path(), unused_realm, &home.certificate(), user);
+    let log = refused
+        .err()
+        .expect("the registry started with an unreadable certificate");
+    assert!(log.contains("permission denied"), "{log}");
+
+    // The documented layout: `sudo install -d -m 0755 -o "$USER" /etc/docker/registry/tessera`
+    // (here a folder of the same modes), `[registry] certificate` there, `registry init`.
+    let etc = tempfile::tempdir().unwrap();
+    open(etc.path());
+    let folder = etc.path().join("docker/registry/tessera");
+    std::fs::create_dir_all(&folder).unwrap();
+    let cert = folder.join("token.crt");
+    let config = std::fs::read_to_string(home.config_file()).unwrap();
+    let config = config.replace(
+        "certificate = \"registry-token.crt\"",
+        &format!("certificate = \"{}\"", cert.display()),
+    );
+    std::fs::write(home.config_file(), config).unwrap();
+    let init = home.cmd().args(["registry", "init"]).output().unwrap();
+    assert!(init.status.success(), "{}", text(&init));
+    assert!(!String::from_utf8_lossy(&init.stderr).contains("warning"));
+    let block = String::from_utf8_lossy(&init.stdout).into_owned();
+    assert!(
+        block.contains(&format!("rootcertbundle: \"{}\"", cert.display())),
+        "{block}"
+    );
+    // `tessera serve` (re)started after init puts the new certificate in its tokens' x5c.
+    let server = home.serve();
+    let realm = format!("http://{}/token", server.addr());
+    let work = tempfile::tempdir().unwrap();
+    open(work.path());
+    let registry = start_registry_as(work.path(), &realm, &cert, user)
+        .unwrap_or_else(|log| panic!("the registry did not start as docker-registry: {log}"));
+    let host = registry.host();
+    let image = work.path().join("image");
+    oci_image(&image, "v1");
+    let ci = home.token(&["--subject", "ci", "--scopes", "push,pull"]);
+    let client = Skopeo::new();
+    ok(client.login(&host, "ci", &ci));
+    ok(client.push(&image, "v1", &format!("{host}/team/app:v1")));
+    ok(client.inspect(&format!("{host}/team/app:v1")));
+}

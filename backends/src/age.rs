@@ -375,6 +375,8 @@ pub fn generate_identity(path: &Path) -> Result<String, BackendError> {
         Err(e) => return Err(io_err(e.error)),
     }
     fsutil::sync_dir(&dir).map_err(io_err)?;
+    // An earlier, killed run may have left the identity of its own attempt in a temp file.
+    fsutil::remove_stale_temps(&dir, &name);
     Ok(recipient)
 }
 

@@ -100,6 +100,22 @@ pub enum BackendError {
         want: u32,
     },
 
+    /// A secret file or folder belongs to another user, who could have planted it (a signing
+    /// secret of their choosing) or could change it.
+    #[error(
+        "{} belongs to user id {owner}, not to you (user id {you}), so another user could have \
+         planted or changed it; if its content is yours, run `chown {you} {}`, else remove it",
+        path.display(), path.display()
+    )]
+    Owner {
+        /// The file or folder.
+        path: PathBuf,
+        /// Its owner's user id.
+        owner: u32,
+        /// The user id of this process (the owner it should have).
+        you: u32,
+    },
+
     /// The backend is not set up (missing identity, missing creation rules, ...); the message
     /// says what to do.
     #[error("{0}")]

@@ -3,7 +3,8 @@
 //! Key path `tessera/auth/token_secret` is the file `DIR/tessera/auth/token_secret`, holding
 //! the value followed by one newline, mode 0600, in folders of mode 0700. Writes are atomic
 //! ([`crate::fsutil::write_atomic`]). Like ssh with its keys, a secret file that other users may
-//! read or write is refused. Symbolic links below `DIR` are never followed: a link where a
+//! read or write is refused, and so are a secret file and the folders below `DIR` that belong to
+//! another user (who could have planted them); files of root are accepted. Symbolic links below `DIR` are never followed: a link where a
 //! folder or a secret file should be is refused with an error (`DIR` itself may be a link).
 
 use std::fs::{self, File, OpenOptions};
@@ -27,6 +28,8 @@ const WRITE_ATTEMPTS: usize = 5;
 #[derive(Debug)]
 pub struct UnsafeBackend {
     config: UnsafeConfig,
+    /// The user id files and folders must belong to (or root): this process's effective uid.
+    owner: u32,
 }
 
 /// What is at the place of a key path's parent folders.
@@ -40,7 +43,31 @@ enum Parents {
 impl UnsafeBackend {
     /// A backend for the files under `config.dir`. Does no I/O.
     pub fn new(config: UnsafeConfig) -> Self {
-        Self { config }
+        // SAFETY: geteuid(2) takes no arguments and cannot fail.
+        let owner = unsafe { libc::geteuid() };
+        Self { config, owner }
+    }
+
+    /// The same backend expecting files of another user: tests of the owner check that do
+    /// not run as root (and so cannot give a file away) use this.
+    #[cfg(test)]
+    fn with_owner(mut self, owner: u32) -> Self {
+        self.owner = owner;
+        self
+    }
+
+    /// Refuses a file or folder that belongs to neither this user nor root.
+    fn check_owner(&self, path: &Path, meta: &fs::Metadata) -> Result<(), BackendError> {
+        let owner = meta.uid();
+        if owner == self.owner || owner == 0 {
+            Ok(())
+        } else {
+            Err(BackendError::Owner {
+                path: path.to_path_buf(),
+                owner,
+                you: self.owner,
+            })
+        }
     }
 
     fn root(&self) -> &Path {
@@ -80,7 +107,7 @@ impl UnsafeBackend {
                 Ok(meta) if meta.file_type().is_symlink() => {
                     return Err(Self::symlink_error(&path));
                 }
-                Ok(meta) if meta.is_dir() => {}
+                Ok(meta) if meta.is_dir() => self.check_owner(&path, &meta)?,
                 Ok(_) => {
                     return Err(BackendError::Conflict {
                         backend: NAME,
@@ -107,12 +134,22 @@ impl UnsafeBackend {
         }
     }
 
+    /// Removes what killed writers of `key` left next to its file (see
+    /// [`fsutil::remove_stale_temps`]): a temp file can hold the value.
+    fn remove_stale_temps(path: &Path) {
+        if let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str()))
+        {
+            fsutil::remove_stale_temps(dir, name);
+        }
+    }
+
     /// Opens the key's file without following links, refusing files others may access.
     fn open_secret(&self, key: &KeyPath) -> Result<(File, PathBuf), BackendError> {
         if let Parents::Missing = self.check_parents_to_read(key)? {
             return Err(Self::not_found(key));
         }
         let path = self.file(key);
+        Self::remove_stale_temps(&path);
         let file = OpenOptions::new()
             .read(true)
             // O_NONBLOCK: a FIFO planted in the folder must not hang us on open.
@@ -136,6 +173,7 @@ impl UnsafeBackend {
                 want: PRIVATE_FILE_MODE,
             });
         }
+        self.check_owner(&path, &meta)?;
         Ok((file, path))
     }
 }
@@ -194,6 +232,8 @@ impl SecretsBackend for UnsafeBackend {
             return Err(Self::not_found(key));
         }
         let path = self.file(key);
+        // Before the file itself, so that an interrupted `set` leaves nothing of the value.
+        Self::remove_stale_temps(&path);
         match fs::symlink_metadata(&path) {
             Ok(meta) if meta.file_type().is_symlink() => return Err(Self::symlink_error(&path)),
             Ok(meta) if meta.is_file() => {}
@@ -281,4 +321,71 @@ fn walk(dir: &Path, rel: &str, keys: &mut Vec<KeyPath>) -> Result<(), BackendErr
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_and_folders_of_another_user_are_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("secrets");
+        let backend = UnsafeBackend::new(UnsafeConfig { dir: dir.clone() });
+        let key = KeyPath::new("tessera/auth/token_secret").unwrap();
+        backend.set(&key, &SecretString::from("mine")).unwrap();
+        let file = dir.join("tessera/auth/token_secret");
+        let folder = dir.join("tessera/auth");
+        // As root, give the file and then its folder to `nobody`; otherwise (a file cannot be
+        // given away) make the backend expect another user.
+        let root = backend.owner == 0;
+        let backend = if root {
+            backend
+        } else {
+            let other = backend.owner + 1;
+            backend.with_owner(other)
+        };
+        let give_away = |path: &Path, uid: u32| {
+            if root {
+                std::os::unix::fs::lchown(path, Some(uid), None).unwrap();
+            }
+        };
+        give_away(&file, 65534);
+        let err = backend.get(&key).unwrap_err();
+        let BackendError::Owner { path, .. } = &err else {
+            panic!("{err}")
+        };
+        assert_eq!(path, &file);
+        let msg = err.to_string();
+        assert!(
+            msg.contains(&format!("chown {} {}", backend.owner, file.display())),
+            "{msg}"
+        );
+        assert!(msg.contains("another user could have planted"), "{msg}");
+        if root {
+            give_away(&file, 0);
+            assert_eq!(backend.get(&key).unwrap().expose_secret(), "mine");
+            give_away(&folder, 65534);
+            let err = backend.get(&key).unwrap_err();
+            assert!(
+                matches!(&err, BackendError::Owner { path, owner: 65534, .. } if path == &folder),
+                "{err}"
+            );
+            // Writing into (or deleting from) a folder of another user is refused too.
+            assert!(matches!(
+                backend.set(&key, &SecretString::from("x")),
+                Err(BackendError::Owner { .. })
+            ));
+            assert!(matches!(
+                backend.delete(&key),
+                Err(BackendError::Owner { .. })
+            ));
+        } else {
+            // A folder of another user: what the backend sees when it expects `other`.
+            assert!(matches!(
+                backend.set(&key, &SecretString::from("x")),
+                Err(BackendError::Owner { .. })
+            ));
+        }
+    }
 }

@@ -34,12 +34,16 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
 
 /// Temp files older than this are left over by a writer that was killed (`kill -9`, power
 /// loss) and are removed by the next write of the same file. No write takes this long, so a
-/// live writer's temp file is never touched.
+/// live writer's temp file is never touched. Temp files whose name says which process wrote them
+/// are removed sooner: as soon as that process is gone (see [`remove_stale_temps`]).
 pub const STALE_TEMP_AGE: std::time::Duration = std::time::Duration::from_secs(3600);
 
-/// Removes `name`'s temp files in `dir` (see [`temp_file_in`]) last modified more than
-/// [`STALE_TEMP_AGE`] ago. Best effort: errors are ignored, links and folders are left alone.
-pub(crate) fn remove_stale_temps(dir: &Path, name: &str) {
+/// Removes `name`'s temp files in `dir` (see [`temp_file_in`]) that no live writer owns: those
+/// whose writer process (its id is in the name) no longer exists, and any last modified more
+/// than [`STALE_TEMP_AGE`] ago. A killed `secrets set` can leave the value (or part of it) in
+/// such a file; the next write, read or delete of the same key removes it. Best effort: errors
+/// are ignored, links and folders are left alone.
+pub fn remove_stale_temps(dir: &Path, name: &str) {
     let dir = if dir.as_os_str().is_empty() {
         Path::new(".")
     } else {
@@ -55,18 +59,40 @@ pub(crate) fn remove_stale_temps(dir: &Path, name: &str) {
         let Some(n) = file_name.to_str() else {
             continue;
         };
-        if !(n.starts_with(&prefix) && n.ends_with(".tmp")) {
+        let Some(rest) = n.strip_prefix(&prefix).filter(|_| n.ends_with(".tmp")) else {
+            continue;
+        };
+        let Ok(meta) = entry.metadata() else {
+            continue;
+        };
+        if !meta.is_file() {
             continue;
         }
-        let stale = entry
-            .metadata()
+        let old = meta
+            .modified()
             .ok()
-            .filter(|m| m.is_file())
-            .and_then(|m| m.modified().ok().and_then(|t| now.duration_since(t).ok()));
-        if stale.is_some_and(|age| age > STALE_TEMP_AGE) {
+            .and_then(|t| now.duration_since(t).ok())
+            .is_some_and(|age| age > STALE_TEMP_AGE);
+        let orphan = writer_pid(rest).is_some_and(|pid| !process_alive(pid));
+        if old || orphan {
             let _ = fs::remove_file(entry.path());
         }
     }
+}
+
+/// The writer's process id in the rest of a temp file's name (`PID.RANDOM.tmp`), when it is
+/// there and is not this process.
+fn writer_pid(rest: &str) -> Option<libc::pid_t> {
+    let (pid, _) = rest.split_once('.')?;
+    let pid: libc::pid_t = pid.parse().ok().filter(|p| *p > 0)?;
+    (u32::try_from(pid).ok() != Some(std::process::id())).then_some(pid)
+}
+
+/// Whether a process with this id exists (it may belong to another user).
+fn process_alive(pid: libc::pid_t) -> bool {
+    // SAFETY: kill(2) with signal 0 sends nothing; it only checks that the process exists.
+    let rc = unsafe { libc::kill(pid, 0) };
+    rc == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
 }
 
 /// Creates `dir` and its missing parents with mode 0700. Existing folders are left as they are.
@@ -91,9 +117,10 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
 }
 
 /// A temporary file next to `path`'s final name (same folder, so a rename is atomic), created
-/// with `mode` set before anything is written. Its name contains `~`, which no key path may
-/// contain, so listings never mistake it for a secret. It is removed when dropped unless
-/// persisted.
+/// with `mode` set before anything is written: `.NAME~PID.RANDOM.tmp`. Its name contains `~`,
+/// which no key path may contain, so listings never mistake it for a secret, and the writer's
+/// process id, so that [`remove_stale_temps`] knows when its writer is gone. It is removed when
+/// dropped unless persisted.
 pub(crate) fn temp_file_in(
     dir: &Path,
     name: &str,
@@ -105,7 +132,7 @@ pub(crate) fn temp_file_in(
         dir
     };
     let tmp = tempfile::Builder::new()
-        .prefix(&format!(".{name}~"))
+        .prefix(&format!(".{name}~{}.", std::process::id()))
         .suffix(".tmp")
         .permissions(fs::Permissions::from_mode(mode))
         .tempfile_in(dir)?;
@@ -246,6 +273,41 @@ mod tests {
             .collect();
         left.sort();
         assert_eq!(left, [".f~fresh.tmp", ".f~nottmp", ".g~other.tmp", "f"]);
+    }
+
+    #[test]
+    fn temp_files_of_a_dead_writer_are_removed_at_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        // A process that has exited (and been reaped): its id is free.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let mine = std::process::id();
+        let names = [
+            format!(".f~{dead}.abc123.tmp"),
+            format!(".f~{mine}.abc123.tmp"),
+            ".f~1.abc123.tmp".to_owned(),
+            ".f~abc123.tmp".to_owned(),
+        ];
+        for name in &names {
+            File::create(tmp.path().join(name)).unwrap();
+        }
+        remove_stale_temps(tmp.path(), "f");
+        let mut left: Vec<String> = fs::read_dir(tmp.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        // Ours (a live writer, maybe another thread), pid 1 (alive) and an old-style name
+        // without a pid (removed only when old) stay.
+        let mut want = names[1..].to_vec();
+        want.sort();
+        assert_eq!(left, want);
+        // The temp files we create carry our id.
+        let t = temp_file_in(tmp.path(), "g", 0o600).unwrap();
+        let name = t.path().file_name().unwrap().to_str().unwrap().to_owned();
+        assert!(name.starts_with(&format!(".g~{mine}.")), "{name}");
+        assert!(name.ends_with(".tmp"), "{name}");
     }
 
     #[test]

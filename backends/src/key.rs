@@ -15,34 +15,57 @@ pub const MAX_KEY_PATH_LEN: usize = 512;
 pub struct KeyPath(String);
 
 /// Why a string is not a valid [`KeyPath`].
+///
+/// The string in each variant is how the messages name the input: the input itself, quoted,
+/// when it is short and looks like a mistyped key path (`` key path `a b` ``); otherwise only a
+/// description such as `a 44-character value with '+' and '='`, because a value pasted where a
+/// key path belongs is often the secret itself, and an error message must never repeat it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum KeyPathError {
     /// The input is empty.
     #[error("key path is empty; use names like `app/db` or `tessera/auth/token_secret`")]
     Empty,
-    /// Longer than [`MAX_KEY_PATH_LEN`] (the input, shortened).
-    #[error("key path `{0}` is longer than {MAX_KEY_PATH_LEN} bytes")]
+    /// Longer than [`MAX_KEY_PATH_LEN`] (the input, described).
+    #[error("{0} is longer than {MAX_KEY_PATH_LEN} bytes; {RULE}")]
     TooLong(String),
     /// A leading or trailing `/`, or `//`.
-    #[error("key path `{0}` starts or ends with `/` or has an empty segment; write it as `a/b/c`")]
+    #[error("{0} starts or ends with `/` or has an empty segment; write it as `a/b/c`")]
     EmptySegment(String),
     /// A `.` or `..` segment.
-    #[error("key path `{0}` contains a `.` or `..` segment; write the full path without them")]
+    #[error("{0} contains a `.` or `..` segment; write the full path without them")]
     DotSegment(String),
     /// A segment starting with `-` (it would read as an option to a tool).
-    #[error("key path `{0}` has a segment starting with `-`; rename the segment")]
+    #[error("{0} has a segment starting with `-`; rename the segment")]
     LeadingDash(String),
     /// A character outside `[A-Za-z0-9._-]`.
-    #[error(
-        "key path `{path}` contains the character {ch:?}; segments may only use letters, digits, `.`, `_` and `-`"
-    )]
+    #[error("{}", bad_char_message(path, *ch))]
     BadChar {
-        /// The input (shortened).
+        /// The input, quoted or described (see the type's documentation).
         path: String,
         /// The first character not allowed.
         ch: char,
     },
+}
+
+/// What every key path must look like, for messages.
+const RULE: &str = "key paths are `/`-separated names of `[A-Za-z0-9._-]`";
+
+/// Longest input quoted in an error, in characters; longer ones are only described.
+const MAX_QUOTED: usize = 64;
+
+/// Prefix of a described (not quoted) input.
+const DESCRIBED: &str = "a ";
+
+fn bad_char_message(path: &str, ch: char) -> String {
+    if path.starts_with(DESCRIBED) {
+        format!("{path} is not a key path; {RULE}")
+    } else {
+        format!(
+            "{path} contains the character {ch:?}; segments may only use letters, digits, `.`, \
+             `_` and `-`"
+        )
+    }
 }
 
 impl KeyPath {
@@ -76,12 +99,46 @@ impl KeyPath {
     }
 }
 
+/// Whether a character may appear in a key path (`/` included).
+fn allowed(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/')
+}
+
+/// How an invalid input is named in an error: quoted when it is short and looks like a key
+/// path with a typo (a space, a backslash, a `:`, an accented letter, a stray `/` or `.`);
+/// otherwise described by its length and the characters that are not allowed, so that a
+/// pasted secret is never echoed (nor written to a log or a terminal's scroll-back).
 fn quote(s: &str) -> String {
-    // Keep error messages one line and bounded, whatever the input.
-    let mut out: String = s.chars().take(80).flat_map(char::escape_debug).collect();
-    if s.chars().count() > 80 {
-        out.push('…');
+    let typo =
+        |c: char| matches!(c, ' ' | '\\' | ':' | ',' | '~') || (!c.is_ascii() && c.is_alphabetic());
+    let len = s.chars().count();
+    if len <= MAX_QUOTED && s.chars().all(|c| allowed(c) || typo(c)) {
+        return format!("key path `{s}`");
     }
+    let mut odd: Vec<char> = Vec::new();
+    for c in s.chars().filter(|c| !allowed(*c)) {
+        if !odd.contains(&c) {
+            odd.push(c);
+        }
+    }
+    let mut out = format!("{DESCRIBED}{len}-character value");
+    if !odd.is_empty() {
+        let shown: Vec<String> = odd.iter().take(4).map(|c| format!("{c:?}")).collect();
+        out.push_str(" with ");
+        match shown.as_slice() {
+            [one] => out.push_str(one),
+            [init @ .., last] => {
+                out.push_str(&init.join(", "));
+                out.push_str(" and ");
+                out.push_str(last);
+            }
+            [] => {}
+        }
+        if odd.len() > 4 {
+            out.push_str(" (and more)");
+        }
+    }
+    out.push_str(" (not shown: it may be a secret)");
     out
 }
 
@@ -105,10 +162,7 @@ impl FromStr for KeyPath {
             if seg.starts_with('-') {
                 return Err(KeyPathError::LeadingDash(quote(s)));
             }
-            if let Some(ch) = seg
-                .chars()
-                .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
-            {
+            if let Some(ch) = seg.chars().find(|c| !allowed(*c)) {
                 return Err(KeyPathError::BadChar { path: quote(s), ch });
             }
         }
@@ -191,6 +245,57 @@ mod tests {
             KeyPath::new(&"a".repeat(MAX_KEY_PATH_LEN + 1)),
             Err(KeyPathError::TooLong(_))
         ));
+    }
+
+    #[test]
+    fn a_secret_pasted_as_a_key_path_is_never_echoed() {
+        // A 44-character base64 value, as `openssl rand -base64 32` prints.
+        let secret = "q3Zx+8kP0vT2yLr9mN4bW7cJ1hF6sD5aE0gU2iO8=ABC";
+        let secret = &secret[..44];
+        for input in [
+            secret.to_owned(),
+            format!("app/{secret}"),
+            format!("{secret} "),
+            "hunter2!".repeat(100),
+            format!("-{secret}"),
+            format!("/{}", "x".repeat(100)),
+        ] {
+            let err = KeyPath::new(&input).unwrap_err();
+            let msg = err.to_string();
+            assert!(!msg.contains(&input[1..input.len().min(20)]), "{msg}");
+            assert!(msg.contains("-character value"), "{msg}");
+            assert!(msg.contains("not shown"), "{msg}");
+        }
+        assert_eq!(
+            KeyPath::new(secret).unwrap_err().to_string(),
+            "a 44-character value with '+' and '=' (not shown: it may be a secret) is not a key \
+             path; key paths are `/`-separated names of `[A-Za-z0-9._-]`"
+        );
+    }
+
+    #[test]
+    fn a_short_key_path_with_a_typo_is_quoted() {
+        assert_eq!(
+            KeyPath::new("app/my key").unwrap_err().to_string(),
+            "key path `app/my key` contains the character ' '; segments may only use letters, \
+             digits, `.`, `_` and `-`"
+        );
+        assert_eq!(
+            KeyPath::new("/app/db").unwrap_err().to_string(),
+            "key path `/app/db` starts or ends with `/` or has an empty segment; write it as `a/b/c`"
+        );
+        assert!(
+            KeyPath::new("app\\db")
+                .unwrap_err()
+                .to_string()
+                .contains("`app\\db`")
+        );
+        assert!(
+            KeyPath::new("a/../b")
+                .unwrap_err()
+                .to_string()
+                .contains("`a/../b`")
+        );
     }
 
     #[test]

@@ -5,6 +5,11 @@
 //! written with `pass insert --multiline --force` (the value goes on stdin, followed by one
 //! newline, exactly like `echo VALUE | pass insert -m`), removed with `pass rm --force`, and
 //! listed by walking the store for `*.gpg` files (never by parsing `pass ls`).
+//!
+//! gpg never asks for a passphrase here: `pass` runs with `--pinentry-mode=error` added to
+//! `PASSWORD_STORE_GPG_OPTS` and without the caller's `GPG_TTY`, `TERM` or `DISPLAY`, so no
+//! pinentry can take over the terminal (or outlive the call). A key whose passphrase gpg-agent
+//! does not have cached is reported as locked, with how to unlock it.
 
 use std::ffi::OsString;
 use std::fs;
@@ -20,6 +25,9 @@ use crate::{
 };
 
 const NAME: &str = "pass";
+
+/// The gpg option that makes a needed passphrase an error instead of a pinentry prompt.
+const NO_PINENTRY: &str = "--pinentry-mode=error";
 
 /// Secrets kept by the real `pass` program (which encrypts with `gpg`).
 #[derive(Debug)]
@@ -89,6 +97,13 @@ impl PassBackend {
             "PASSWORD_STORE_DIR".to_owned(),
             store.as_os_str().to_owned(),
         ));
+        // pass splits this variable into gpg's arguments; the user's own options stay first.
+        let mut gpg_opts = self.var("PASSWORD_STORE_GPG_OPTS").unwrap_or_default();
+        if !gpg_opts.is_empty() {
+            gpg_opts.push(" ");
+        }
+        gpg_opts.push(NO_PINENTRY);
+        env.push(("PASSWORD_STORE_GPG_OPTS".to_owned(), gpg_opts));
         process::run(Call {
             tool: Tool::Pass,
             args: args.iter().map(OsString::from).collect(),
@@ -116,16 +131,93 @@ impl PassBackend {
     }
 
     /// Maps a failed `pass` run to the most precise error.
-    fn failure(out: &process::Output, store: &Path, key: &KeyPath) -> BackendError {
+    fn failure(&self, out: &process::Output, store: &Path, key: &KeyPath) -> BackendError {
         let stderr = String::from_utf8_lossy(&out.stderr);
         if stderr.contains("is not in the password store") {
             Self::not_found(key)
         } else if stderr.contains("You must run") || stderr.contains(".gpg-id") {
             Self::not_initialised(store)
+        } else if stderr.contains("No secret key")
+            || stderr.contains("No pinentry")
+            || stderr.contains("Bad passphrase")
+        {
+            self.no_secret_key(out, store, key)
         } else {
             out.failure(Tool::Pass)
         }
     }
+
+    /// gpg could not decrypt: either the secret key is in the key ring but locked (a
+    /// passphrase that gpg-agent has not cached, and no pinentry may ask for it), or it is not
+    /// there at all. Asks gpg which, for the keys the entry's folder encrypts to.
+    fn no_secret_key(&self, out: &process::Output, store: &Path, key: &KeyPath) -> BackendError {
+        let ids = gpg_ids(store, key);
+        let mut args: Vec<OsString> = ["--batch", "--with-colons", "--list-secret-keys", "--"]
+            .into_iter()
+            .map(OsString::from)
+            .collect();
+        args.extend(ids.iter().map(OsString::from));
+        let listing = process::run(Call {
+            tool: Tool::Gpg,
+            args,
+            stdin: None,
+            env: &self.env,
+            cwd: None,
+            timeout: self.config.timeout.unwrap_or(DEFAULT_TOOL_TIMEOUT),
+        });
+        let who = if ids.is_empty() {
+            "this pass store".to_owned()
+        } else {
+            format!("this pass store ({})", ids.join(", "))
+        };
+        match listing {
+            Ok(l)
+                if l.status.success()
+                    && l.stdout
+                        .split(|b| *b == b'\n')
+                        .any(|line| line.starts_with(b"sec:")) =>
+            {
+                BackendError::Setup(format!(
+                    "the gpg key of {who} is locked, and tessera never lets gpg ask for a \
+                     passphrase (no pinentry may take over the terminal): unlock it first in a \
+                     terminal with `pass show {key} >/dev/null`, so that gpg-agent caches the \
+                     passphrase (see `default-cache-ttl` in gpg-agent.conf), or use a key \
+                     without a passphrase for unattended use"
+                ))
+            }
+            Ok(l) if l.status.code() == Some(2) || l.status.success() => {
+                BackendError::Setup(format!(
+                    "gpg has no secret key for {who} (GNUPGHOME={}): import the secret key \
+                 (`gpg --import`), or re-encrypt the store for a key you have with `pass init \
+                 YOUR-KEY-ID`; gpg said: {}",
+                    self.var("GNUPGHOME")
+                        .map(|g| PathBuf::from(g).display().to_string())
+                        .unwrap_or_else(|| "~/.gnupg".to_owned()),
+                    out.stderr_excerpt()
+                ))
+            }
+            // gpg itself cannot be asked: keep pass's own words.
+            _ => out.failure(Tool::Pass),
+        }
+    }
+}
+
+/// The gpg ids an entry is encrypted to: the `.gpg-id` nearest to the entry, up to the store.
+fn gpg_ids(store: &Path, key: &KeyPath) -> Vec<String> {
+    let segments: Vec<&str> = key.segments().collect();
+    for depth in (0..segments.len()).rev() {
+        let mut dir = store.to_path_buf();
+        dir.extend(&segments[..depth]);
+        if let Ok(text) = fs::read_to_string(dir.join(".gpg-id")) {
+            return text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with('-'))
+                .map(str::to_owned)
+                .collect();
+        }
+    }
+    Vec::new()
 }
 
 impl SecretsBackend for PassBackend {
@@ -142,7 +234,7 @@ impl SecretsBackend for PassBackend {
         }
         let out = self.run(&store, &["show", key.as_str()], None)?;
         if !out.status.success() {
-            return Err(Self::failure(&out, &store, key));
+            return Err(self.failure(&out, &store, key));
         }
         let text = std::str::from_utf8(&out.stdout).map_err(|_| BackendError::Corrupt {
             path: file.clone(),
@@ -162,7 +254,7 @@ impl SecretsBackend for PassBackend {
             Some(content.as_bytes()),
         )?;
         if !out.status.success() {
-            return Err(Self::failure(&out, &store, key));
+            return Err(self.failure(&out, &store, key));
         }
         Ok(())
     }
@@ -174,7 +266,7 @@ impl SecretsBackend for PassBackend {
         }
         let out = self.run(&store, &["rm", "--force", key.as_str()], None)?;
         if !out.status.success() {
-            return Err(Self::failure(&out, &store, key));
+            return Err(self.failure(&out, &store, key));
         }
         Ok(())
     }

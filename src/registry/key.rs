@@ -36,6 +36,110 @@ pub enum KeyError {
 /// `04 || X || Y`.
 const P256_SPKI_LEN: usize = 91;
 
+/// The first 27 bytes of every P-256 SubjectPublicKeyInfo (algorithm id-ecPublicKey with the
+/// prime256v1 curve, then the BIT STRING holding an uncompressed point): how the key is found
+/// inside a certificate.
+const P256_SPKI_PREFIX: [u8; 27] = [
+    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a,
+    0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00, 0x04,
+];
+
+/// How registry tokens name their signing key in the JWS header (`[registry] header`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum TokenHeader {
+    /// `x5c` (the certificate) and the libtrust `kid`: distribution 2.8, and 3.x with
+    /// `rootcertbundle`. The default.
+    #[default]
+    X5c,
+    /// No `x5c`; `kid` is the key's RFC 7638 thumbprint, as published in the JWKS: distribution
+    /// 3.x configured with only a `jwks:` file (3.x checks an `x5c` chain first, and without
+    /// `rootcertbundle` refuses every token that has one).
+    Jwks,
+}
+
+impl TokenHeader {
+    /// The setting's value: `x5c` or `jwks`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenHeader::X5c => "x5c",
+            TokenHeader::Jwks => "jwks",
+        }
+    }
+}
+
+impl std::str::FromStr for TokenHeader {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "x5c" => Ok(TokenHeader::X5c),
+            "jwks" => Ok(TokenHeader::Jwks),
+            _ => Err(
+                "must be \"x5c\" (distribution 2.8, and 3.x with rootcertbundle) or \"jwks\" \
+                 (distribution 3.x with only a jwks file)"
+                    .to_owned(),
+            ),
+        }
+    }
+}
+
+/// The RFC 7638 thumbprint of a P-256 public key given by its JWK coordinates (base64url):
+/// SHA-256 of `{"crv":"P-256","kty":"EC","x":X,"y":Y}` (the required members in lexical
+/// order, no white space), base64url without padding.
+pub fn jwk_thumbprint(x: &str, y: &str) -> String {
+    // x and y are base64url: nothing in them needs escaping in JSON.
+    let canonical = format!(r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#);
+    URL_SAFE_NO_PAD.encode(Sha256::digest(canonical.as_bytes()))
+}
+
+/// The public JWK (ES256) of a P-256 SubjectPublicKeyInfo, under `kid`.
+fn jwk_of_spki(spki: &[u8], kid: &str) -> Option<serde_json::Value> {
+    if spki.len() != P256_SPKI_LEN || !spki.starts_with(&P256_SPKI_PREFIX) {
+        return None;
+    }
+    let point = &spki[P256_SPKI_LEN - 64..];
+    Some(serde_json::json!({
+        "kty": "EC",
+        "crv": "P-256",
+        "x": URL_SAFE_NO_PAD.encode(&point[..32]),
+        "y": URL_SAFE_NO_PAD.encode(&point[32..]),
+        "kid": kid,
+        "use": "sig",
+        "alg": "ES256",
+    }))
+}
+
+/// The RFC 7638 thumbprint of a P-256 SubjectPublicKeyInfo.
+fn spki_thumbprint(spki: &[u8]) -> Option<String> {
+    let jwk = jwk_of_spki(spki, "")?;
+    Some(jwk_thumbprint(jwk["x"].as_str()?, jwk["y"].as_str()?))
+}
+
+/// The P-256 SubjectPublicKeyInfo inside a DER certificate, if it carries one.
+pub fn certificate_p256_spki(cert_der: &[u8]) -> Option<&[u8]> {
+    let at = cert_der
+        .windows(P256_SPKI_PREFIX.len())
+        .position(|w| w == P256_SPKI_PREFIX)?;
+    cert_der.get(at..at + P256_SPKI_LEN)
+}
+
+/// The JWKS (`{"keys": [...]}`) of the P-256 keys of every certificate in a PEM bundle, each
+/// with its RFC 7638 thumbprint as `kid`: the `jwks:` file of distribution 3.x, which then
+/// trusts the same keys as `rootcertbundle` does (the new and the old key after a rotation).
+pub fn bundle_jwks(bundle_pem: &[u8]) -> Result<serde_json::Value, KeyError> {
+    let mut keys = Vec::new();
+    for cert in bundle_certificates(bundle_pem)? {
+        if let Some(spki) = certificate_p256_spki(&cert)
+            && let Some(kid) = spki_thumbprint(spki)
+            && let Some(jwk) = jwk_of_spki(spki, &kid)
+            && !keys.contains(&jwk)
+        {
+            keys.push(jwk);
+        }
+    }
+    Ok(serde_json::json!({ "keys": keys }))
+}
+
 /// The libtrust key id of a public key, which distribution 2.8 accepts in a token's `kid`:
 /// SHA-256 of the DER SubjectPublicKeyInfo, the first 30 bytes, base32 (RFC 4648, upper
 /// case, no padding: exactly 48 characters), in 12 groups of 4 joined by `:`.
@@ -156,6 +260,8 @@ pub struct RegistryKey {
     /// every token.
     header_b64: String,
     jwk: serde_json::Value,
+    /// The DER SubjectPublicKeyInfo.
+    spki: Vec<u8>,
 }
 
 impl std::fmt::Debug for RegistryKey {
@@ -170,7 +276,7 @@ impl RegistryKey {
     /// Loads a PKCS#8 PEM P-256 key and picks its certificate out of a PEM bundle.
     pub fn new(key_pem: &SecretString, bundle_pem: &[u8]) -> Result<RegistryKey, KeyError> {
         let spki = public_key_der(key_pem)?;
-        if spki.len() != P256_SPKI_LEN || spki[P256_SPKI_LEN - 65] != 4 {
+        if spki.len() != P256_SPKI_LEN || !spki.starts_with(&P256_SPKI_PREFIX) {
             return Err(KeyError::BadKey);
         }
         let cert = bundle_certificates(bundle_pem)?
@@ -186,33 +292,47 @@ impl RegistryKey {
             &rng,
         )
         .map_err(|_| KeyError::BadKey)?;
-        let kid = libtrust_kid(&spki);
         let x5c = STANDARD.encode(&cert);
-        let mut header = Header::new(Algorithm::ES256);
-        header.kid = Some(kid.clone());
-        header.x5c = Some(vec![x5c.clone()]);
-        let header_json = serde_json::to_vec(&header).map_err(|_| KeyError::BadKey)?;
-        let point = &spki[P256_SPKI_LEN - 64..];
-        let jwk = serde_json::json!({
-            "kty": "EC",
-            "crv": "P-256",
-            "x": URL_SAFE_NO_PAD.encode(&point[..32]),
-            "y": URL_SAFE_NO_PAD.encode(&point[32..]),
-            "kid": kid,
-            "use": "sig",
-            "alg": "ES256",
-        });
-        Ok(RegistryKey {
+        let mut key = RegistryKey {
             signing,
             rng,
-            kid,
+            kid: String::new(),
             x5c,
-            header_b64: URL_SAFE_NO_PAD.encode(header_json),
-            jwk,
-        })
+            header_b64: String::new(),
+            jwk: serde_json::Value::Null,
+            spki,
+        };
+        key.set_header(TokenHeader::X5c)?;
+        Ok(key)
     }
 
-    /// The libtrust key id.
+    /// This key with the header of `mode` (the default is [`TokenHeader::X5c`]).
+    pub fn with_header(mut self, mode: TokenHeader) -> Result<RegistryKey, KeyError> {
+        self.set_header(mode)?;
+        Ok(self)
+    }
+
+    /// Prepares the header of every token and the JWK for `mode`: the header's `kid` is the
+    /// JWK's `kid` in both modes.
+    fn set_header(&mut self, mode: TokenHeader) -> Result<(), KeyError> {
+        let mut header = Header::new(Algorithm::ES256);
+        let kid = match mode {
+            TokenHeader::X5c => {
+                header.x5c = Some(vec![self.x5c.clone()]);
+                libtrust_kid(&self.spki)
+            }
+            TokenHeader::Jwks => spki_thumbprint(&self.spki).ok_or(KeyError::BadKey)?,
+        };
+        header.kid = Some(kid.clone());
+        let header_json = serde_json::to_vec(&header).map_err(|_| KeyError::BadKey)?;
+        self.jwk = jwk_of_spki(&self.spki, &kid).ok_or(KeyError::BadKey)?;
+        self.header_b64 = URL_SAFE_NO_PAD.encode(header_json);
+        self.kid = kid;
+        Ok(())
+    }
+
+    /// The key id in every token's header and in the JWK: the libtrust key id
+    /// ([`TokenHeader::X5c`]) or the RFC 7638 thumbprint ([`TokenHeader::Jwks`]).
     pub fn kid(&self) -> &str {
         &self.kid
     }
@@ -276,6 +396,80 @@ mod tests {
         let expected = include_str!("../../fixtures/registry-signing-key.kid").trim();
         let spki = public_key_der(&SecretString::from(pem)).unwrap_or_default();
         assert_eq!(libtrust_kid(&spki), expected);
+    }
+
+    /// The RFC 7638 thumbprint of the fixture key, computed independently with Python
+    /// (`cryptography` for the point, `hashlib` over the canonical JSON
+    /// `{"crv":"P-256","kty":"EC","x":"Kgln4iD5GEa0U_Ax5nbj7ETrrpqT_9i0VWnkAsBUFmc",
+    /// "y":"sl8hUwLLUVn02XXe5ojB29zulAr4RDsjJUMAlMV-yDA"}`).
+    const FIXTURE_THUMBPRINT: &str = "nDnSJF3oOHm_J2bm6EXVYtPskZFFmhAlWdIk5yK0dH0";
+
+    fn fixture() -> (SecretString, String) {
+        let pem = SecretString::from(include_str!("../../fixtures/registry-signing-key.pem"));
+        let cert = self_signed_certificate(&pem, "fixture").unwrap();
+        (pem, cert)
+    }
+
+    fn header_of(key: &RegistryKey) -> serde_json::Value {
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(key.header_b64()).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn thumbprint_of_fixture_matches_python() {
+        let (pem, cert) = fixture();
+        let spki = public_key_der(&pem).unwrap();
+        assert_eq!(spki_thumbprint(&spki).unwrap(), FIXTURE_THUMBPRINT);
+        let der = bundle_certificates(cert.as_bytes()).unwrap().remove(0);
+        assert_eq!(certificate_p256_spki(&der), Some(&spki[..]));
+    }
+
+    #[test]
+    fn jwks_header_has_no_x5c_and_the_thumbprint_kid_of_the_jwks() {
+        let (pem, cert) = fixture();
+        let key = RegistryKey::new(&pem, cert.as_bytes())
+            .unwrap()
+            .with_header(TokenHeader::Jwks)
+            .unwrap();
+        let header = header_of(&key);
+        assert_eq!(header["alg"], "ES256");
+        assert_eq!(header["kid"], FIXTURE_THUMBPRINT);
+        assert!(header.get("x5c").is_none(), "{header}");
+        // The server's JWKS and the jwks: file for the registry name the key the same way.
+        assert_eq!(key.jwk()["kid"], FIXTURE_THUMBPRINT);
+        let file = bundle_jwks(cert.as_bytes()).unwrap();
+        assert_eq!(file["keys"].as_array().unwrap().len(), 1);
+        assert_eq!(file["keys"][0], *key.jwk());
+
+        // The default stays what distribution 2.8 needs: x5c and the libtrust kid.
+        let key = RegistryKey::new(&pem, cert.as_bytes()).unwrap();
+        let header = header_of(&key);
+        let der = bundle_certificates(cert.as_bytes()).unwrap().remove(0);
+        assert_eq!(header["x5c"][0], STANDARD.encode(der));
+        let libtrust = include_str!("../../fixtures/registry-signing-key.kid").trim();
+        assert_eq!(header["kid"], libtrust);
+        assert_eq!(key.jwk()["kid"], libtrust);
+    }
+
+    #[test]
+    fn a_rotated_bundle_gives_a_jwks_of_both_keys() {
+        let (_, cert) = fixture();
+        let other = self_signed_certificate(&generate_key().unwrap(), "new").unwrap();
+        let jwks = bundle_jwks(format!("{other}{cert}").as_bytes()).unwrap();
+        let kids: Vec<&str> = jwks["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["kid"].as_str().unwrap())
+            .collect();
+        assert_eq!(kids.len(), 2);
+        assert_eq!(kids[1], FIXTURE_THUMBPRINT);
+    }
+
+    #[test]
+    fn header_setting_parses() {
+        assert_eq!("x5c".parse::<TokenHeader>(), Ok(TokenHeader::X5c));
+        assert_eq!("jwks".parse::<TokenHeader>(), Ok(TokenHeader::Jwks));
+        assert!("kid".parse::<TokenHeader>().unwrap_err().contains("x5c"));
     }
 
     #[test]

@@ -38,7 +38,7 @@ impl RegistryState {
             .ok_or_else(|| CliError::new("`registry.token_ttl` must be at least 60 s"))?;
         Ok(RegistryState {
             key,
-            service: config.registry.service.clone(),
+            service: service(&config.registry)?.to_owned(),
             issuer: config.registry.issuer.clone(),
             ttl,
         })
@@ -82,7 +82,9 @@ impl RegistryState {
                 return Err(CliError::from(e).context("cannot read the registry signing key"));
             }
         };
-        let key = RegistryKey::new(&pem, &bundle).map_err(|e| {
+        let key = RegistryKey::new(&pem, &bundle)
+            .and_then(|k| k.with_header(config.registry.header))
+            .map_err(|e| {
             CliError::new(format!(
                 "registry key `{key_path}` and certificate {}: {e}",
                 cert_path.display()
@@ -91,6 +93,19 @@ impl RegistryState {
         })?;
         RegistryState::new(key, config).map(Some)
     }
+}
+
+/// `registry.service`, which the token service and `registry init` need: there is no default,
+/// since a made-up name would only make the registry refuse every token (`aud` must equal the
+/// registry's `auth.token.service`).
+pub fn service(config: &crate::config::RegistryConfig) -> Result<&str, CliError> {
+    config.service.as_deref().ok_or_else(|| {
+        CliError::new("the registry token service needs `[registry] service` in the config file")
+            .with_hint(
+                "add `[registry]` with `service = \"NAME\"` to the config file, NAME being the \
+                 registry's `auth.token.service` (e.g. its host name, \"registry.example.com\")",
+            )
+    })
 }
 
 impl crate::server::ServerState {

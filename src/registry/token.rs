@@ -131,7 +131,8 @@ pub fn grant(scopes: &ScopeSet, requested: &[Requested]) -> Vec<Access> {
     out
 }
 
-/// Signs a registry token (ES256; header `x5c` and the libtrust `kid`): the JWS that
+/// Signs a registry token (ES256; the header of [`RegistryKey`]'s mode: `x5c` and the libtrust
+/// `kid`, or only the RFC 7638 `kid`): the JWS that
 /// `jsonwebtoken::encode` makes, with the key and the header prepared once in [`RegistryKey`].
 pub fn sign(key: &RegistryKey, claims: &RegistryClaims) -> Result<String, String> {
     let payload = serde_json::to_vec(claims).map_err(|e| e.to_string())?;

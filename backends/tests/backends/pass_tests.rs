@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 use tessera_backends::pass::PassBackend;
 use tessera_backends::{BackendError, ExposeSecret, PassConfig, SecretString, SecretsBackend};
 
-use crate::support::{PassHome, key, os, run_tool};
+use std::process::Command;
+
+use crate::support::{PassHome, TOOL_TIMEOUT, key, os, run_tool};
 
 #[test]
 fn values_interoperate_with_pass_both_ways() {
@@ -164,7 +166,7 @@ fn hanging_pass_times_out_and_is_killed_with_what_it_started() {
         } => {
             assert_eq!(program, "pass");
             assert_eq!(*timeout, Duration::from_secs(1));
-            assert!(hint.contains("pinentry"), "{hint}");
+            assert!(hint.contains("secrets.timeout"), "{hint}");
         }
         other => panic!("expected a timeout, got {other:?}"),
     }
@@ -325,4 +327,94 @@ fn the_secret_goes_on_stdin_and_tessera_variables_stay_home() {
             .any(|l| l == format!("PASSWORD_STORE_DIR={}", tmp.path().display())),
         "{env}"
     );
+}
+
+/// A pseudo-terminal that nobody reads: what a pinentry would take over when `GPG_TTY` points
+/// at the user's terminal.
+struct Pty {
+    master: std::fs::File,
+    path: std::path::PathBuf,
+}
+
+impl Pty {
+    fn open() -> Pty {
+        use std::os::fd::FromRawFd;
+        // SAFETY: plain libc calls on a descriptor we own; ptsname's buffer is copied at once.
+        unsafe {
+            let fd = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY);
+            assert!(fd >= 0, "posix_openpt failed");
+            assert_eq!(libc::grantpt(fd), 0);
+            assert_eq!(libc::unlockpt(fd), 0);
+            let name = libc::ptsname(fd);
+            assert!(!name.is_null());
+            let path = std::ffi::CStr::from_ptr(name).to_str().unwrap().into();
+            Pty {
+                master: std::fs::File::from_raw_fd(fd),
+                path,
+            }
+        }
+    }
+}
+
+#[test]
+fn a_locked_gpg_key_fails_fast_with_how_to_unlock_it_and_no_pinentry() {
+    let Some(home) = PassHome::with_passphrase("correct horse battery 42") else {
+        return;
+    };
+    let k = key("app/db");
+    // Encrypting needs only the public key: no passphrase.
+    home.backend()
+        .set(&k, &SecretString::from("the-value".to_owned()))
+        .unwrap();
+    // Forget the passphrase gpg-agent may have cached when the key was made.
+    home.stop_agent();
+    // The user's terminal in GPG_TTY, as in an interactive shell: gpg must still not prompt.
+    let pty = Pty::open();
+    let b = PassBackend::new(PassConfig {
+        store_dir: Some(home.store.clone()),
+        timeout: Some(Duration::from_secs(8)),
+    })
+    .with_env("GNUPGHOME", &home.gnupg)
+    .with_env("GPG_TTY", &pty.path)
+    .with_env("TERM", "xterm");
+    let err = b.get(&k).unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, BackendError::Setup(_)), "{err:?}");
+    assert!(msg.contains("is locked"), "{msg}");
+    assert!(msg.contains("pass show app/db >/dev/null"), "{msg}");
+    assert!(!msg.contains("the-value"), "{msg}");
+    assert_eq!(
+        home.agent_children(),
+        Vec::<String>::new(),
+        "a pinentry is running"
+    );
+    drop(pty.master);
+}
+
+#[test]
+fn a_store_for_a_key_we_do_not_have_says_so() {
+    let Some(home) = PassHome::new() else {
+        return;
+    };
+    let k = key("app/db");
+    home.backend()
+        .set(&k, &SecretString::from("the-value".to_owned()))
+        .unwrap();
+    let empty = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(empty.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let b = PassBackend::new(PassConfig {
+        store_dir: Some(home.store.clone()),
+        timeout: Some(TOOL_TIMEOUT),
+    })
+    .with_env("GNUPGHOME", empty.path());
+    let msg = b.get(&k).unwrap_err().to_string();
+    assert!(
+        msg.contains("gpg has no secret key for this pass store"),
+        "{msg}"
+    );
+    assert!(msg.contains("pass init"), "{msg}");
+    let _ = Command::new("gpgconf")
+        .args(["--kill", "gpg-agent"])
+        .env("GNUPGHOME", empty.path())
+        .status();
 }

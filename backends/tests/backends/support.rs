@@ -100,6 +100,11 @@ pub struct PassHome {
 impl PassHome {
     /// `None` (after the skip message) when pass or gpg is missing.
     pub fn new() -> Option<PassHome> {
+        Self::with_passphrase("")
+    }
+
+    /// Like [`PassHome::new`], with a key protected by `passphrase` (none when empty).
+    pub fn with_passphrase(passphrase: &str) -> Option<PassHome> {
         if !(require_tool("pass") && require_tool("gpg")) {
             return None;
         }
@@ -113,8 +118,10 @@ impl PassHome {
             "gpg",
             &[
                 os("--batch"),
+                os("--pinentry-mode"),
+                os("loopback"),
                 os("--passphrase"),
-                os(""),
+                os(passphrase),
                 os("--quick-gen-key"),
                 os("tessera test <t@example.invalid>"),
                 os("future-default"),
@@ -155,6 +162,51 @@ impl PassHome {
             timeout: Some(TOOL_TIMEOUT),
         })
         .with_env("GNUPGHOME", &self.gnupg)
+    }
+}
+
+impl PassHome {
+    /// Stops this home's gpg-agent, so that it forgets every cached passphrase.
+    pub fn stop_agent(&self) {
+        let _ = Command::new("gpgconf")
+            .args(["--kill", "gpg-agent"])
+            .env("GNUPGHOME", &self.gnupg)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+
+    /// Processes whose parent is this home's gpg-agent (a pinentry it started), as
+    /// `pid: command line`.
+    pub fn agent_children(&self) -> Vec<String> {
+        let home = self.gnupg.display().to_string();
+        let procs: Vec<(String, String, String)> = std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| {
+                let pid = e.file_name().into_string().ok()?;
+                pid.parse::<u32>().ok()?;
+                let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+                let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+                let status = std::fs::read_to_string(e.path().join("status")).ok()?;
+                let ppid = status
+                    .lines()
+                    .find_map(|l| l.strip_prefix("PPid:"))?
+                    .trim()
+                    .to_owned();
+                Some((pid, ppid, cmdline))
+            })
+            .collect();
+        let agents: Vec<&String> = procs
+            .iter()
+            .filter(|(_, _, cmd)| cmd.contains("gpg-agent") && cmd.contains(&home))
+            .map(|(pid, _, _)| pid)
+            .collect();
+        procs
+            .iter()
+            .filter(|(_, ppid, _)| agents.contains(&ppid))
+            .map(|(pid, _, cmd)| format!("{pid}: {cmd}"))
+            .collect()
     }
 }
 
