@@ -243,7 +243,7 @@ fn cli_output_never_shows_a_secret_it_was_not_asked_for() {
     assert_clean("short env secret", &text(&out), &[short_env]);
     let short_backend = "short-BKSHORT-secret";
     home.cmd()
-        .args(["secrets", "set", "tessera/auth/token_secret"])
+        .args(["secrets", "set", "tessera/auth/token_secret", "--yes"])
         .write_stdin(format!("{short_backend}\n"))
         .assert()
         .success();

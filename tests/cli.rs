@@ -1256,6 +1256,46 @@ fn revoking_an_unknown_or_malformed_id_is_an_error() {
         "{}",
         stderr_of(&a)
     );
+    // A token minted on another machine (same secret, another store) is unknown here; with
+    // --unrecorded its revocation is recorded anyway, and it is refused from then on.
+    let elsewhere = User::new();
+    let theirs = u
+        .cmd()
+        .env("XDG_DATA_HOME", elsewhere.home().join(".local/share"))
+        .env("TESSERA_AUTH_TOKEN_SECRET", SECRET)
+        .args(["--json", "auth", "token", "generate", "--subject", "far"])
+        .assert()
+        .success();
+    let v: Value = serde_json::from_slice(&theirs.get_output().stdout).unwrap();
+    let (far_token, far_id) = (v["token"].as_str().unwrap(), v["jti"].as_str().unwrap());
+    let verify_far = || {
+        u.cmd()
+            .env("TESSERA_AUTH_TOKEN_SECRET", SECRET)
+            .args(["auth", "token", "verify", far_token])
+            .assert()
+    };
+    verify_far().success();
+    let a = u
+        .cmd()
+        .args(["auth", "token", "revoke", far_id])
+        .assert()
+        .code(1);
+    assert!(stderr_of(&a).contains("--unrecorded"), "{}", stderr_of(&a));
+    verify_far().success();
+    let a = u
+        .cmd()
+        .args(["auth", "token", "revoke", far_id, "--unrecorded"])
+        .assert()
+        .success();
+    assert!(stderr_of(&a).contains("revoked token"), "{}", stderr_of(&a));
+    verify_far()
+        .code(1)
+        .stderr(predicate::str::contains("revoked"));
+    u.cmd()
+        .args(["auth", "token", "revoke", "--subject", "ci", "--unrecorded"])
+        .assert()
+        .code(2);
+
     // A token revoked through its subject counts as already revoked too.
     let a = u
         .cmd()

@@ -75,6 +75,10 @@ pub struct RevokeArgs {
     /// Do not ask for confirmation (`--all` needs it when there is no terminal to ask on).
     #[arg(long)]
     pub yes: bool,
+    /// Revoke JTI although this token store has no record of it (a token minted on another
+    /// machine with the same secret); without it, an unknown id is an error.
+    #[arg(long, conflicts_with_all = ["subject", "all"])]
+    pub unrecorded: bool,
 }
 
 /// What `revoke` revokes: one of an id, a subject, or everything.
@@ -334,7 +338,7 @@ fn revoke(ctx: &Context, args: RevokeArgs) -> Result<(), CliError> {
     let now = now();
     let t = &args.target;
     if let Some(jti) = &t.jti {
-        return revoke_id(ctx, &parse_token_id(jti)?, now);
+        return revoke_id(ctx, &parse_token_id(jti)?, args.unrecorded, now);
     }
     if t.all {
         crate::cli::io::confirm(
@@ -366,10 +370,12 @@ fn revoke(ctx: &Context, args: RevokeArgs) -> Result<(), CliError> {
 }
 
 /// Revokes one id the store knows; an unknown id is an error (a typo must not look like
-/// success), an id already revoked is reported as such with exit 0 (the wanted state holds).
-fn revoke_id(ctx: &Context, jti: &str, now: Timestamp) -> Result<(), CliError> {
+/// success) unless `unrecorded` says it is a token minted elsewhere; an id already revoked is
+/// reported as such with exit 0 (the wanted state holds, as for a second `docker rm -f`).
+fn revoke_id(ctx: &Context, jti: &str, unrecorded: bool, now: Timestamp) -> Result<(), CliError> {
     let path = ctx.config.token_store_path();
-    let store = if SqliteStore::exists(&path) {
+    // No store yet: nothing is known, and an unknown id must not create one.
+    let store = if SqliteStore::exists(&path) || unrecorded {
         Some(SqliteStore::open(&path)?)
     } else {
         None
@@ -378,17 +384,14 @@ fn revoke_id(ctx: &Context, jti: &str, now: Timestamp) -> Result<(), CliError> {
         Some(s) => s.token_state(jti)?,
         None => TokenState::Unknown,
     };
-    let store = match (store, state) {
-        (Some(s), TokenState::Active | TokenState::Revoked) => s,
-        _ => {
-            return Err(CliError::new(format!(
-                "no token with id {jti} in the token store; `tessera auth token list` shows the ids"
-            ))
-            .with_code(ErrorCode::NotFound)
-            .with_hint(
-                "expired tokens are dropped from the store, and a token minted on another machine is not recorded here; `tessera auth token revoke --subject S` revokes those too",
-            ));
-        }
+    let Some(store) = store.filter(|_| state != TokenState::Unknown || unrecorded) else {
+        return Err(CliError::new(format!(
+            "no token with id {jti} in the token store; `tessera auth token list` shows the ids"
+        ))
+        .with_code(ErrorCode::NotFound)
+        .with_hint(
+            "expired tokens are dropped from the store; for a token minted on another machine with the same secret, add --unrecorded (or revoke its subject with --subject)",
+        ));
     };
     // Revoking again is harmless and keeps whatever a revocation implies (e.g. derived tokens).
     store.revoke(jti, now)?;
