@@ -1167,6 +1167,22 @@ fn a_closed_or_full_stderr_never_makes_tessera_panic() {
         let (code, _) = run_with_stderr(&u, &["auth", "token", "revoke", "--all"], stderr());
         assert_eq!(code, Some(2), "{what}");
     }
+    // `2>&-` as a shell writes it: stderr not open at all.
+    let u = User::new();
+    let out = std::process::Command::new("sh")
+        .args(["-c", "\"$0\" auth token generate --subject ci 2>&-"])
+        .arg(assert_cmd::cargo::cargo_bin("tessera"))
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", u.home())
+        .env("XDG_CONFIG_HOME", u.home().join(".config"))
+        .env("XDG_DATA_HOME", u.home().join(".local/share"))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let token = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{token}");
+    assert_eq!(token.trim().split('.').count(), 3, "{token}");
 }
 
 #[test]
