@@ -1,5 +1,6 @@
 //! The one error type at the edge: it decides the exit code and prints one readable sentence
-//! plus, where there is one, a hint. No variant ever carries a secret value.
+//! plus, where there is one, a hint (or, under `--json`, one line of JSON with a stable code).
+//! No variant ever carries a secret value.
 
 use std::fmt;
 
@@ -16,12 +17,69 @@ pub const EXIT_FAILURE: u8 = 1;
 /// Exit code for usage errors (bad flags, bad argument values).
 pub const EXIT_USAGE: u8 = 2;
 
+/// The stable, machine-readable kind of an error: the `code` of the JSON error line that
+/// `--json` prints on stderr. Scripts may match on these; the sentences may change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    /// Bad flags or argument values (exit 2).
+    Usage,
+    /// A confirmation was needed and there was no terminal to ask on (exit 2; add `--yes`).
+    ConfirmationRequired,
+    /// The named thing does not exist: a secret, a remote, a token id, stored credentials.
+    NotFound,
+    /// The named thing exists already (e.g. `remotes add` of a known name).
+    AlreadyExists,
+    /// A token was refused (by `verify`, or by a remote).
+    InvalidToken,
+    /// A remote refused the username or password.
+    InvalidCredentials,
+    /// The configuration file or environment is wrong.
+    Config,
+    /// The secrets backend failed (tool missing, timeout, unreadable storage, bad secret).
+    Backend,
+    /// The token store could not answer.
+    Store,
+    /// A remote could not be reached, or answered with an error.
+    Remote,
+    /// Reading or writing a file or stream failed.
+    Io,
+    /// Anything else.
+    Failed,
+}
+
+impl ErrorCode {
+    /// The code as printed: `USAGE`, `NOT_FOUND`, ...
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::Usage => "USAGE",
+            ErrorCode::ConfirmationRequired => "CONFIRMATION_REQUIRED",
+            ErrorCode::NotFound => "NOT_FOUND",
+            ErrorCode::AlreadyExists => "ALREADY_EXISTS",
+            ErrorCode::InvalidToken => "INVALID_TOKEN",
+            ErrorCode::InvalidCredentials => "INVALID_CREDENTIALS",
+            ErrorCode::Config => "CONFIG",
+            ErrorCode::Backend => "BACKEND",
+            ErrorCode::Store => "STORE",
+            ErrorCode::Remote => "REMOTE",
+            ErrorCode::Io => "IO",
+            ErrorCode::Failed => "FAILED",
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// An error as the user sees it.
 #[derive(Debug)]
 pub struct CliError {
     message: String,
     hint: Option<String>,
-    code: u8,
+    exit: u8,
+    kind: ErrorCode,
     quiet: bool,
 }
 
@@ -31,7 +89,8 @@ impl CliError {
         CliError {
             message: message.into(),
             hint: None,
-            code: EXIT_FAILURE,
+            exit: EXIT_FAILURE,
+            kind: ErrorCode::Failed,
             quiet: false,
         }
     }
@@ -39,16 +98,23 @@ impl CliError {
     /// A usage error (exit 2).
     pub fn usage(message: impl Into<String>) -> Self {
         CliError {
-            code: EXIT_USAGE,
+            exit: EXIT_USAGE,
+            kind: ErrorCode::Usage,
             ..CliError::new(message)
         }
+    }
+
+    /// Sets the machine-readable code (the exit code stays).
+    pub fn with_code(mut self, kind: ErrorCode) -> Self {
+        self.kind = kind;
+        self
     }
 
     /// An exit with `code` and nothing printed (the command already said what it had to).
     pub fn silent(code: u8) -> Self {
         CliError {
             quiet: true,
-            code,
+            exit: code,
             ..CliError::new("")
         }
     }
@@ -66,22 +132,52 @@ impl CliError {
     }
 
     pub fn exit_code(&self) -> u8 {
-        self.code
+        self.exit
+    }
+
+    /// The machine-readable code.
+    pub fn code(&self) -> ErrorCode {
+        self.kind
     }
 
     pub fn message(&self) -> &str {
         &self.message
     }
 
-    /// Writes the error to stderr (unless it is silent).
-    pub fn report(&self) {
+    pub fn hint(&self) -> Option<&str> {
+        self.hint.as_deref()
+    }
+
+    /// Whether nothing is printed for this error.
+    pub fn is_silent(&self) -> bool {
+        self.quiet
+    }
+
+    /// The error as the one line of JSON that `--json` prints on stderr:
+    /// `{"error":"sentence","code":"CODE"}`, plus `"hint"` when there is one.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut v = serde_json::json!({"error": self.message, "code": self.kind.as_str()});
+        if let Some(h) = &self.hint {
+            v["hint"] = serde_json::Value::from(h.as_str());
+        }
+        v
+    }
+
+    /// Writes the error to stderr (unless it is silent): `error: ...` and `hint: ...` lines,
+    /// or with `json` one line of JSON. A stderr that cannot be written is ignored.
+    pub fn report(&self, json: bool) {
         if self.quiet {
             return;
         }
-        eprintln!("error: {}", self.message);
-        if let Some(h) = &self.hint {
-            eprintln!("hint: {h}");
+        if json {
+            crate::cli::write_stderr(&format!("{}\n", self.to_json()));
+            return;
         }
+        let mut text = format!("error: {}\n", self.message);
+        if let Some(h) = &self.hint {
+            text.push_str(&format!("hint: {h}\n"));
+        }
+        crate::cli::write_stderr(&text);
     }
 }
 
@@ -93,7 +189,7 @@ impl fmt::Display for CliError {
 
 impl From<ConfigError> for CliError {
     fn from(e: ConfigError) -> Self {
-        CliError::new(e.to_string())
+        CliError::new(e.to_string()).with_code(ErrorCode::Config)
     }
 }
 
@@ -107,7 +203,10 @@ impl From<BackendError> for CliError {
         };
         let mut err = match e {
             BackendError::InvalidKey(k) => return k.into(),
-            other => CliError::new(other.to_string()),
+            BackendError::NotFound { .. } => {
+                CliError::new(e.to_string()).with_code(ErrorCode::NotFound)
+            }
+            other => CliError::new(other.to_string()).with_code(ErrorCode::Backend),
         };
         err.hint = hint;
         err
@@ -134,7 +233,7 @@ impl From<ScopeError> for CliError {
 
 impl From<StoreError> for CliError {
     fn from(e: StoreError) -> Self {
-        CliError::new(e.to_string())
+        CliError::new(e.to_string()).with_code(ErrorCode::Store)
     }
 }
 
@@ -149,7 +248,8 @@ impl From<PasswordError> for CliError {
 
 impl From<KeyError> for CliError {
     fn from(e: KeyError) -> Self {
-        CliError::new(e.to_string())
+        // The signing secret is unusable (too short): a matter of set-up.
+        CliError::new(e.to_string()).with_code(ErrorCode::Config)
     }
 }
 
@@ -169,6 +269,6 @@ impl From<std::io::Error> for CliError {
             // The reader went away (`tessera ... | head`): exit quietly.
             return CliError::silent(0);
         }
-        CliError::new(e.to_string())
+        CliError::new(e.to_string()).with_code(ErrorCode::Io)
     }
 }

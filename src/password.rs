@@ -4,11 +4,13 @@ use secrecy::{ExposeSecret, SecretString};
 
 /// Default bcrypt cost.
 pub const DEFAULT_COST: u32 = 12;
-/// Lowest cost bcrypt accepts (use 10 or more for real passwords).
+/// Lowest cost bcrypt itself accepts, for reading hashes made elsewhere; tessera makes and
+/// accepts nothing below [`MIN_STORED_COST`].
 pub const MIN_COST: u32 = 4;
 /// Highest cost accepted.
 pub const MAX_COST: u32 = 31;
-/// Lowest cost the server accepts for the stored password hash (`[auth] password_hash`).
+/// Lowest cost tessera accepts: `auth password hash` refuses to make a cheaper hash, and the
+/// server refuses to start with one as `[auth] password_hash`.
 pub const MIN_STORED_COST: u32 = 10;
 /// bcrypt's input limit; longer passwords are refused, never truncated.
 pub const MAX_PASSWORD_LEN: usize = 72;
@@ -21,7 +23,9 @@ pub enum PasswordError {
     TooLong(usize),
     #[error("the password is empty")]
     Empty,
-    #[error("bcrypt cost {0} is out of range; use {MIN_COST} to {MAX_COST}")]
+    #[error(
+        "bcrypt cost {0} is out of range; use {MIN_STORED_COST} to {MAX_COST} (each step doubles the work; a hash below cost {MIN_STORED_COST} is too cheap, i.e. too easy to brute-force, and the server refuses it)"
+    )]
     Cost(u32),
     #[error("the stored password hash is not a bcrypt hash ($2a$, $2b$ or $2y$)")]
     BadHash,
@@ -45,6 +49,28 @@ pub fn hash(password: &SecretString, cost: u32) -> Result<SecretString, Password
         bcrypt::hash_with_result(bytes, cost).map_err(|e| PasswordError::Hash(e.to_string()))?;
     Ok(SecretString::from(
         parts.format_for_version(bcrypt::Version::TwoY),
+    ))
+}
+
+/// Checks a cost asked for by a user: [`MIN_STORED_COST`]..=[`MAX_COST`], what the server
+/// accepts. ([`hash`] itself also takes bcrypt's cheaper costs, for tests and for reading
+/// hashes made elsewhere.)
+pub fn check_cost(cost: u32) -> Result<(), PasswordError> {
+    if (MIN_STORED_COST..=MAX_COST).contains(&cost) {
+        Ok(())
+    } else {
+        Err(PasswordError::Cost(cost))
+    }
+}
+
+/// The server's verdict on the cost of the stored hash: `Err` with the sentence to show when
+/// it is below [`MIN_STORED_COST`].
+pub fn check_stored_cost(cost: u32) -> Result<(), String> {
+    if cost >= MIN_STORED_COST {
+        return Ok(());
+    }
+    Err(format!(
+        "has bcrypt cost {cost}; the server refuses a cost below {MIN_STORED_COST}, because such a hash is too cheap, i.e. too easy to brute-force"
     ))
 }
 
@@ -183,6 +209,22 @@ mod tests {
         ] {
             assert!(hash_cost(&secret(&bad)).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn user_costs_are_what_the_server_accepts() {
+        for ok in [MIN_STORED_COST, DEFAULT_COST, MAX_COST] {
+            assert!(check_cost(ok).is_ok(), "{ok}");
+            assert!(check_stored_cost(ok).is_ok(), "{ok}");
+        }
+        for bad in [0, MIN_COST, MIN_STORED_COST - 1, MAX_COST + 1] {
+            let e = check_cost(bad).unwrap_err().to_string();
+            assert!(e.contains("use 10 to 31"), "{e}");
+            assert!(e.contains("too cheap, i.e. too easy to brute-force"), "{e}");
+        }
+        let e = check_stored_cost(4).unwrap_err();
+        assert!(e.contains("cost 4") && e.contains("below 10"), "{e}");
+        assert!(e.contains("too easy to brute-force"), "{e}");
     }
 
     #[test]

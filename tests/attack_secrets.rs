@@ -202,7 +202,7 @@ fn cli_output_never_shows_a_secret_it_was_not_asked_for() {
     // The password hash prints the hash by design, never the password.
     cases.push((
         "password hash".into(),
-        vec!["auth", "password", "hash", "--stdin", "--cost", "4"],
+        vec!["auth", "password", "hash", "--stdin", "--cost", "10"],
         Some(PASSWORD.to_owned()),
         false,
     ));
@@ -243,7 +243,7 @@ fn cli_output_never_shows_a_secret_it_was_not_asked_for() {
     assert_clean("short env secret", &text(&out), &[short_env]);
     let short_backend = "short-BKSHORT-secret";
     home.cmd()
-        .args(["secrets", "set", "tessera/auth/token_secret"])
+        .args(["secrets", "set", "tessera/auth/token_secret", "--yes"])
         .write_stdin(format!("{short_backend}\n"))
         .assert()
         .success();

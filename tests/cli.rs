@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
 use predicates::prelude::*;
-use serde_json::Value;
+use serde_json::{Value, json};
+
+mod common;
 
 const SECRET: &str = "an-env-secret-that-is-long-enough-0123456789";
 
@@ -497,7 +499,7 @@ fn list_and_revoke_by_id_subject_and_all() {
         .success();
 
     u.cmd()
-        .args(["auth", "token", "revoke", "--all"])
+        .args(["auth", "token", "revoke", "--all", "--yes"])
         .assert()
         .success();
     u.cmd()
@@ -641,19 +643,19 @@ fn password_hash_is_htpasswd_bcrypt_and_refuses_long_input() {
     let u = User::new();
     let a = u
         .cmd()
-        .args(["auth", "password", "hash", "--stdin", "--cost", "4"])
+        .args(["auth", "password", "hash", "--stdin", "--cost", "10"])
         .write_stdin("correct horse\n")
         .assert()
         .success();
     let out = String::from_utf8(a.get_output().stdout.clone()).unwrap();
     assert!(
-        out.starts_with("$2y$04$") && out.trim().len() == 60,
+        out.starts_with("$2y$10$") && out.trim().len() == 60,
         "{out}"
     );
     assert!(bcrypt::verify("correct horse", out.trim()).unwrap());
     let a = u
         .cmd()
-        .args(["auth", "password", "hash", "--stdin", "--cost", "4"])
+        .args(["auth", "password", "hash", "--stdin", "--cost", "10"])
         .write_stdin(format!("{}\n", "x".repeat(73)))
         .assert()
         .code(1);
@@ -665,7 +667,7 @@ fn password_hash_is_htpasswd_bcrypt_and_refuses_long_input() {
         .code(2);
     u.cmd()
         .args([
-            "auth", "password", "hash", "--stdin", "--cost", "4", "--store",
+            "auth", "password", "hash", "--stdin", "--cost", "10", "--store",
         ])
         .write_stdin("correct horse\n")
         .assert()
@@ -737,4 +739,796 @@ fn init_with_the_age_backend_creates_an_identity() {
     // A second init keeps the identity.
     u.cmd().arg("init").assert().success();
     assert_eq!(std::fs::read_to_string(&id).unwrap(), text);
+}
+
+/// Runs `tessera --json ARGS` (stdin from `input`), expects exit 0 and exactly one JSON
+/// document on one line of stdout, and returns it.
+fn json_ok(u: &User, args: &[&str], input: &str) -> Value {
+    let a = u.cmd().arg("--json").args(args).write_stdin(input).assert();
+    let out = a.get_output();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{args:?}: {:?}\nstdout: {stdout}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout.lines().count(), 1, "{args:?}: one line: {stdout:?}");
+    // `from_slice` refuses anything after the first document.
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{args:?}: stdout is not one JSON document ({e}): {stdout}"))
+}
+
+/// Runs `tessera --json ARGS`, expects `exit`, nothing on stdout and one line of JSON on
+/// stderr, `{"error","code"}`, and returns it.
+fn json_err(u: &User, args: &[&str], input: &str, exit: i32, code: &str) -> Value {
+    let a = u
+        .cmd()
+        .arg("--json")
+        .args(args)
+        .write_stdin(input)
+        .assert()
+        .code(exit);
+    let out = a.get_output();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.stdout.is_empty(),
+        "{args:?}: nothing on stdout: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(stderr.lines().count(), 1, "{args:?}: one line: {stderr:?}");
+    let v: Value = serde_json::from_str(&stderr)
+        .unwrap_or_else(|e| panic!("{args:?}: stderr is not JSON ({e}): {stderr}"));
+    assert_eq!(v["code"], code, "{args:?}: {v}");
+    let sentence = v["error"].as_str().unwrap_or_default();
+    assert!(
+        !sentence.is_empty() && !sentence.contains('\n'),
+        "{args:?}: {v}"
+    );
+    v
+}
+
+#[test]
+fn every_command_prints_one_json_document_under_json() {
+    let u = User::new();
+    u.write_config(
+        "[registry]\nservice = \"registry.test\"\ncertificate = \"registry-token.crt\"\n",
+    );
+    let v = json_ok(&u, &["init"], "");
+    assert!(v.is_object(), "{v}");
+
+    // Secrets.
+    let v = json_ok(&u, &["secrets", "set", "app/db"], "value\n");
+    assert_eq!((&v["key"], &v["stored"]), (&json!("app/db"), &json!(true)));
+    let v = json_ok(&u, &["secrets", "get", "app/db"], "");
+    assert_eq!(v["value"], "value");
+    assert_eq!(
+        json_ok(&u, &["secrets", "list", "app"], ""),
+        json!(["app/db"])
+    );
+    let v = json_ok(&u, &["secrets", "check"], "");
+    assert_eq!(v["usable"], true);
+    let v = json_ok(&u, &["secrets", "rm", "app/db"], "");
+    assert_eq!(v["removed"], true);
+
+    // Tokens: scopes are an array everywhere, revocations are objects.
+    let g = json_ok(
+        &u,
+        &[
+            "auth",
+            "token",
+            "generate",
+            "--subject",
+            "ci",
+            "--scopes",
+            "pull",
+        ],
+        "",
+    );
+    let token = g["token"].as_str().unwrap().to_owned();
+    let jti = g["jti"].as_str().unwrap().to_owned();
+    let v = json_ok(&u, &["auth", "token", "verify", &token], "");
+    assert_eq!((&v["valid"], &v["jti"]), (&json!(true), &json!(jti)));
+    let v = json_ok(&u, &["auth", "token", "list"], "");
+    assert_eq!(v[0]["jti"], jti.as_str(), "{v}");
+    assert_eq!(v[0]["scopes"], json!(["repository:*:pull"]), "{v}");
+    let v = json_ok(&u, &["auth", "token", "revoke", &jti], "");
+    assert_eq!(
+        v,
+        json!({"jti": jti, "revoked": true, "already_revoked": false})
+    );
+    let v = json_ok(&u, &["auth", "token", "revoke", &jti], "");
+    assert_eq!(v["already_revoked"], true);
+    // Verification failure is a result: one document on stdout, exit 1.
+    let a = u
+        .cmd()
+        .args(["--json", "auth", "token", "verify", &token])
+        .assert()
+        .code(1);
+    let v: Value = serde_json::from_slice(&a.get_output().stdout).unwrap();
+    assert_eq!(
+        (&v["valid"], &v["reason"]),
+        (&json!(false), &json!("revoked"))
+    );
+
+    // Passwords.
+    let v = json_ok(
+        &u,
+        &["auth", "password", "hash", "--stdin", "--cost", "10"],
+        "pw\n",
+    );
+    assert!(v["hash"].as_str().unwrap().starts_with("$2y$10$"), "{v}");
+    let v = json_ok(
+        &u,
+        &[
+            "auth", "password", "hash", "--stdin", "--cost", "10", "--store",
+        ],
+        "pw\n",
+    );
+    assert_eq!(v["stored"], "tessera/auth/password_hash");
+
+    // Remotes.
+    let srv = Server::start(&u);
+    let url = format!("http://{}", srv.addr);
+    let v = json_ok(&u, &["remotes", "add", "prod", &url], "");
+    assert_eq!(
+        v,
+        json!({"remote": "prod", "url": url, "insecure": false, "active": true})
+    );
+    let v = json_ok(
+        &u,
+        &[
+            "remotes",
+            "add",
+            "stage",
+            "http://127.0.0.1:9",
+            "--no-verify",
+        ],
+        "",
+    );
+    assert_eq!(
+        (&v["remote"], &v["active"]),
+        (&json!("stage"), &json!(false))
+    );
+    let v = json_ok(&u, &["remotes", "list"], "");
+    assert_eq!(v.as_array().unwrap().len(), 2, "{v}");
+    let v = json_ok(&u, &["remotes", "use", "stage"], "");
+    assert_eq!(v, json!({"remote": "stage", "active": true}));
+    let v = json_ok(
+        &u,
+        &["remotes", "set-token", "stage"],
+        "some.stored.token\n",
+    );
+    assert_eq!(
+        (&v["remote"], &v["stored_in"]),
+        (&json!("stage"), &json!("remotes.toml"))
+    );
+    let v = json_ok(&u, &["auth", "token", "show", "--remote", "stage"], "");
+    assert_eq!(v["token"], "some.stored.token");
+    let v = json_ok(&u, &["auth", "logout", "--remote", "stage"], "");
+    assert_eq!(
+        (&v["logged_out"], &v["revoked"]),
+        (&json!(true), &json!(false))
+    );
+    let v = json_ok(&u, &["auth", "logout", "--remote", "stage"], "");
+    assert_eq!(v["logged_out"], false);
+    let v = json_ok(&u, &["remotes", "remove", "stage"], "");
+    assert_eq!(
+        (&v["remote"], &v["removed"]),
+        (&json!("stage"), &json!(true))
+    );
+    // Logging in with a token, asking about it, logging out and revoking it.
+    let fresh = u.mint(&["--subject", "deploy", "--scopes", "pull"]);
+    let v = json_ok(
+        &u,
+        &["auth", "login", "--remote", "prod", "--token-stdin"],
+        &format!("{fresh}\n"),
+    );
+    assert_eq!(
+        (&v["remote"], &v["subject"]),
+        (&json!("prod"), &json!("deploy"))
+    );
+    let v = json_ok(&u, &["auth", "status", "--remote", "prod"], "");
+    assert_eq!(
+        (&v["valid"], &v["subject"]),
+        (&json!(true), &json!("deploy"))
+    );
+    let v = json_ok(&u, &["auth", "logout", "--remote", "prod", "--revoke"], "");
+    assert_eq!(
+        (&v["logged_out"], &v["revoked"]),
+        (&json!(true), &json!(true))
+    );
+    drop(srv);
+    // Revocation by subject and of everything (last: a cut-off covers its whole second).
+    let v = json_ok(&u, &["auth", "token", "revoke", "--subject", "ci"], "");
+    assert_eq!(v["subject"], "ci");
+    assert!(
+        v["revoked_before"].is_string() && v["recorded_tokens"].is_u64(),
+        "{v}"
+    );
+    let v = json_ok(&u, &["auth", "token", "revoke", "--all", "--yes"], "");
+    assert_eq!(v["all"], true);
+
+    // The registry, the credential helper, completions and the man page.
+    let v = json_ok(&u, &["registry", "init"], "");
+    assert!(v.is_object(), "{v}");
+    let v = json_ok(&u, &["credential-helper", "version"], "");
+    assert_eq!(v["name"], "docker-credential-tessera");
+    assert!(v["version"].is_string(), "{v}");
+    let creds = r#"{"ServerURL":"reg.test:5000","Username":"ci","Secret":"s3cret"}"#;
+    let v = json_ok(&u, &["credential-helper", "store"], creds);
+    assert_eq!(v["stored"], true);
+    let v = json_ok(&u, &["credential-helper", "get"], "reg.test:5000");
+    assert_eq!(v["Username"], "ci");
+    let v = json_ok(&u, &["credential-helper", "list"], "");
+    assert_eq!(v, json!({"reg.test:5000": "ci"}));
+    let v = json_ok(&u, &["credential-helper", "erase"], "reg.test:5000");
+    assert_eq!(v["erased"], true);
+    let v = json_ok(&u, &["completions", "bash"], "");
+    assert!(v["script"].as_str().unwrap().contains("_tessera"), "{v}");
+    let v = json_ok(&u, &["man"], "");
+    assert!(v["man"].as_str().unwrap().contains(".TH tessera"), "{v}");
+    let v = json_ok(&u, &["--version"], "");
+    assert_eq!(v["name"], "tessera");
+}
+
+#[test]
+fn errors_under_json_are_one_line_of_json_on_stderr_with_a_stable_code() {
+    let u = User::new();
+    let unknown_id = "0123456789abcdef0123456789abcdef";
+    for (args, input, exit, code) in [
+        (&["nope"][..], "", 2, "USAGE"),
+        (&["auth", "token", "generate"][..], "", 2, "USAGE"),
+        (&["auth"][..], "", 2, "USAGE"),
+        (
+            &[
+                "auth",
+                "token",
+                "generate",
+                "--subject",
+                "ci",
+                "--expiry",
+                "1q",
+            ][..],
+            "",
+            2,
+            "USAGE",
+        ),
+        (
+            &["auth", "token", "revoke", "not-an-id"][..],
+            "",
+            2,
+            "USAGE",
+        ),
+        (
+            &["auth", "token", "revoke", unknown_id][..],
+            "",
+            1,
+            "NOT_FOUND",
+        ),
+        (
+            &["auth", "token", "revoke", "--all"][..],
+            "",
+            2,
+            "CONFIRMATION_REQUIRED",
+        ),
+        (&["secrets", "get", "app/missing"][..], "", 1, "NOT_FOUND"),
+        (&["secrets", "get", "../x"][..], "", 2, "USAGE"),
+        (
+            &["auth", "password", "hash", "--stdin", "--cost", "4"][..],
+            "pw\n",
+            2,
+            "USAGE",
+        ),
+        (&["remotes", "use", "nope"][..], "", 1, "NOT_FOUND"),
+        (&["auth", "token", "show"][..], "", 1, "FAILED"),
+        (
+            &["credential-helper", "get"][..],
+            "reg.test",
+            1,
+            "NOT_FOUND",
+        ),
+        (
+            &["--config", "/nonexistent/tessera.toml", "secrets", "list"][..],
+            "",
+            1,
+            "CONFIG",
+        ),
+    ] {
+        json_err(&u, args, input, exit, code);
+    }
+    let v = json_err(&u, &["auth", "token", "generate"], "", 2, "USAGE");
+    assert!(v["error"].as_str().unwrap().contains("--subject"), "{v}");
+    let v = json_err(&u, &["secrets", "get", "app/missing"], "", 1, "NOT_FOUND");
+    assert!(v["hint"].as_str().unwrap().contains("secrets list"), "{v}");
+    u.cmd()
+        .args([
+            "remotes",
+            "add",
+            "prod",
+            "http://127.0.0.1:9",
+            "--no-verify",
+        ])
+        .assert()
+        .success();
+    json_err(
+        &u,
+        &[
+            "remotes",
+            "add",
+            "prod",
+            "http://127.0.0.1:9",
+            "--no-verify",
+        ],
+        "",
+        1,
+        "ALREADY_EXISTS",
+    );
+    json_err(&u, &["auth", "token", "show"], "", 1, "NOT_FOUND");
+    // Without --json, errors stay readable sentences.
+    u.cmd()
+        .args(["secrets", "get", "app/missing"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::starts_with("error: no secret named"));
+}
+
+/// `tessera serve` on a free loopback port, for the user's HOME; killed on drop.
+struct Server {
+    child: std::process::Child,
+    addr: String,
+    _log: tempfile::TempDir,
+}
+
+impl Server {
+    fn start(u: &User) -> Self {
+        let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("tessera"));
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", u.home())
+            .env("XDG_CONFIG_HOME", u.home().join(".config"))
+            .env("XDG_DATA_HOME", u.home().join(".local/share"));
+        let log = tempfile::tempdir().unwrap();
+        let (child, addr) = common::spawn_serve(cmd, &log.path().join("serve.log"), "http");
+        Server {
+            child,
+            addr,
+            _log: log,
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs the binary with stdout and stderr where the caller says (piped ones are captured).
+fn run_raw(
+    u: &User,
+    args: &[&str],
+    stdout: std::process::Stdio,
+    stderr: std::process::Stdio,
+) -> std::process::Output {
+    std::process::Command::new(assert_cmd::cargo::cargo_bin("tessera"))
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", u.home())
+        .env("XDG_CONFIG_HOME", u.home().join(".config"))
+        .env("XDG_DATA_HOME", u.home().join(".local/share"))
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr)
+        .output()
+        .unwrap()
+}
+
+/// Runs the binary with stdout captured and stderr on `stderr`; returns (exit code, stdout).
+fn run_with_stderr(u: &User, args: &[&str], stderr: std::process::Stdio) -> (Option<i32>, String) {
+    let out = run_raw(u, args, std::process::Stdio::piped(), stderr);
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn a_closed_or_full_stderr_never_makes_tessera_panic() {
+    let full = || std::process::Stdio::from(std::fs::File::create("/dev/full").unwrap());
+    let closed_pipe = || {
+        // A pipe whose reader is gone: every write to it fails with EPIPE.
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        std::process::Stdio::from(writer)
+    };
+    let generate = ["auth", "token", "generate", "--subject", "ci"];
+    for (what, stderr) in [
+        ("/dev/full", &full as &dyn Fn() -> std::process::Stdio),
+        ("a closed pipe", &closed_pipe),
+        ("/dev/null", &std::process::Stdio::null),
+    ] {
+        // A fresh user: the first run also says on stderr where it created the secret.
+        let u = User::new();
+        for _ in 0..2 {
+            let (code, out) = run_with_stderr(&u, &generate, stderr());
+            assert_eq!(code, Some(0), "{what}: {out}");
+            assert_eq!(out.trim().split('.').count(), 3, "{what}: the token: {out}");
+        }
+        // Errors: exit 1 or 2 as usual, never 101.
+        let (code, out) = run_with_stderr(&u, &["secrets", "get", "app/missing"], stderr());
+        assert_eq!(code, Some(1), "{what}: {out}");
+        let (code, _) = run_with_stderr(&u, &["--json", "secrets", "get", "app/x"], stderr());
+        assert_eq!(code, Some(1), "{what}");
+        let (code, _) = run_with_stderr(&u, &["auth", "token", "generate"], stderr());
+        assert_eq!(code, Some(2), "{what}");
+        let (code, _) = run_with_stderr(&u, &["auth", "token", "revoke", "--all"], stderr());
+        assert_eq!(code, Some(2), "{what}");
+    }
+    // `2>&-` as a shell writes it: stderr not open at all.
+    let u = User::new();
+    let out = std::process::Command::new("sh")
+        .args(["-c", "\"$0\" auth token generate --subject ci 2>&-"])
+        .arg(assert_cmd::cargo::cargo_bin("tessera"))
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", u.home())
+        .env("XDG_CONFIG_HOME", u.home().join(".config"))
+        .env("XDG_DATA_HOME", u.home().join(".local/share"))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let token = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{token}");
+    assert_eq!(token.trim().split('.').count(), 3, "{token}");
+}
+
+#[test]
+fn a_full_stdout_is_an_error_and_a_closed_one_is_quiet() {
+    let u = User::new();
+    let generate = ["auth", "token", "generate", "--subject", "ci"];
+    let full = std::fs::File::create("/dev/full").unwrap();
+    let out = run_raw(&u, &generate, full.into(), std::process::Stdio::piped());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("error: cannot write to stdout"), "{err}");
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = run_raw(&u, &generate, writer.into(), std::process::Stdio::piped());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(!err.contains("error"), "{err}");
+}
+
+#[test]
+fn revoking_an_unknown_or_malformed_id_is_an_error() {
+    let u = User::new();
+    let token = u.mint(&["--subject", "ci"]);
+    let jti = {
+        let a = u
+            .cmd()
+            .args(["--json", "auth", "token", "verify", &token])
+            .assert()
+            .success();
+        let v: Value = serde_json::from_slice(&a.get_output().stdout).unwrap();
+        v["jti"].as_str().unwrap().to_owned()
+    };
+    // A typo of a real id: exit 1, named, and nothing recorded (the same answer twice).
+    let typo = format!("{}0", &jti[..31]);
+    let typo = if typo == jti {
+        format!("{}1", &jti[..31])
+    } else {
+        typo
+    };
+    for _ in 0..2 {
+        let a = u
+            .cmd()
+            .args(["auth", "token", "revoke", &typo])
+            .assert()
+            .code(1);
+        let err = stderr_of(&a);
+        assert!(
+            err.contains(&format!("no token with id {typo} in the token store"))
+                && err.contains("`tessera auth token list` shows the ids"),
+            "{err}"
+        );
+        assert!(!err.contains("revoked token"), "{err}");
+    }
+    // Not an id at all: a usage error naming the format; a pasted token is not echoed.
+    for bad in ["nonexistent", "xyz-123", &token] {
+        let a = u
+            .cmd()
+            .args(["auth", "token", "revoke", bad])
+            .assert()
+            .code(2);
+        let err = stderr_of(&a);
+        assert!(err.contains("32 hexadecimal characters"), "{err}");
+        assert!(!err.contains(&token[..50]), "{err}");
+    }
+    u.cmd()
+        .args(["auth", "token", "verify", &token])
+        .assert()
+        .success();
+    // The real id, in capitals as some tools print it: revoked; again: "already revoked", exit 0.
+    let a = u
+        .cmd()
+        .args(["auth", "token", "revoke", &jti.to_uppercase()])
+        .assert()
+        .success();
+    assert!(
+        stderr_of(&a).contains(&format!("revoked token {jti}")),
+        "{}",
+        stderr_of(&a)
+    );
+    let a = u
+        .cmd()
+        .args(["auth", "token", "revoke", &jti])
+        .assert()
+        .success();
+    assert!(
+        stderr_of(&a).contains("already revoked"),
+        "{}",
+        stderr_of(&a)
+    );
+    // A token minted on another machine (same secret, another store) is unknown here; with
+    // --unrecorded its revocation is recorded anyway, and it is refused from then on.
+    let elsewhere = User::new();
+    let theirs = u
+        .cmd()
+        .env("XDG_DATA_HOME", elsewhere.home().join(".local/share"))
+        .env("TESSERA_AUTH_TOKEN_SECRET", SECRET)
+        .args(["--json", "auth", "token", "generate", "--subject", "far"])
+        .assert()
+        .success();
+    let v: Value = serde_json::from_slice(&theirs.get_output().stdout).unwrap();
+    let (far_token, far_id) = (v["token"].as_str().unwrap(), v["jti"].as_str().unwrap());
+    let verify_far = || {
+        u.cmd()
+            .env("TESSERA_AUTH_TOKEN_SECRET", SECRET)
+            .args(["auth", "token", "verify", far_token])
+            .assert()
+    };
+    verify_far().success();
+    let a = u
+        .cmd()
+        .args(["auth", "token", "revoke", far_id])
+        .assert()
+        .code(1);
+    assert!(stderr_of(&a).contains("--unrecorded"), "{}", stderr_of(&a));
+    verify_far().success();
+    let a = u
+        .cmd()
+        .args(["auth", "token", "revoke", far_id, "--unrecorded"])
+        .assert()
+        .success();
+    assert!(stderr_of(&a).contains("revoked token"), "{}", stderr_of(&a));
+    verify_far()
+        .code(1)
+        .stderr(predicate::str::contains("revoked"));
+    u.cmd()
+        .args(["auth", "token", "revoke", "--subject", "ci", "--unrecorded"])
+        .assert()
+        .code(2);
+
+    // A token revoked through its subject counts as already revoked too.
+    let a = u
+        .cmd()
+        .args(["--json", "auth", "token", "generate", "--subject", "bot"])
+        .assert()
+        .success();
+    let v: Value = serde_json::from_slice(&a.get_output().stdout).unwrap();
+    let other = v["jti"].as_str().unwrap().to_owned();
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    u.cmd()
+        .args(["auth", "token", "revoke", "--subject", "bot"])
+        .assert()
+        .success();
+    let a = u
+        .cmd()
+        .args(["auth", "token", "revoke", &other])
+        .assert()
+        .success();
+    assert!(
+        stderr_of(&a).contains("already revoked"),
+        "{}",
+        stderr_of(&a)
+    );
+}
+
+#[test]
+fn revoke_all_and_replacing_signing_keys_need_confirmation() {
+    let u = User::new();
+    u.write_config(
+        "[auth]\nprevious_token_secrets = [\"tessera/auth/old_secret\"]\n[registry]\nsigning_key = \"tessera/registry/key\"\n",
+    );
+    // A signing key that is not stored yet breaks nothing: creating it needs no confirmation.
+    for key in ["tessera/auth/old_secret", "tessera/registry/key"] {
+        u.cmd()
+            .args(["secrets", "set", key])
+            .write_stdin("first-value-that-is-long-enough-0123456789\n")
+            .assert()
+            .success();
+    }
+    let token = u.mint(&["--subject", "ci"]);
+    let secret = std::fs::read_to_string(u.secret_file()).unwrap();
+
+    // No terminal and no --yes: refused, naming --yes, nothing changed.
+    let a = u
+        .cmd()
+        .args(["auth", "token", "revoke", "--all"])
+        .assert()
+        .code(2);
+    assert!(stderr_of(&a).contains("--yes"), "{}", stderr_of(&a));
+    u.cmd()
+        .args(["auth", "token", "verify", &token])
+        .assert()
+        .success();
+    for args in [
+        &["secrets", "set", "tessera/auth/token_secret"][..],
+        &[
+            "secrets",
+            "set",
+            "tessera/auth/token_secret",
+            "--generate",
+            "32",
+        ][..],
+        &["secrets", "rm", "tessera/auth/token_secret"][..],
+    ] {
+        let a = u
+            .cmd()
+            .args(args)
+            .write_stdin("a-new-secret-that-is-long-enough-0123456789\n")
+            .assert()
+            .code(2);
+        let err = stderr_of(&a);
+        assert!(
+            err.contains("token signing secret") && err.contains("--yes"),
+            "{args:?}: {err}"
+        );
+    }
+    assert_eq!(std::fs::read_to_string(u.secret_file()).unwrap(), secret);
+    u.cmd()
+        .args(["auth", "token", "verify", &token])
+        .assert()
+        .success();
+    // Previous secrets and the registry key too.
+    for (key, what) in [
+        ("tessera/auth/old_secret", "previous token signing secret"),
+        ("tessera/registry/key", "registry signing key"),
+    ] {
+        for args in [&["secrets", "set", key][..], &["secrets", "rm", key][..]] {
+            let a = u.cmd().args(args).write_stdin("x\n").assert().code(2);
+            assert!(
+                stderr_of(&a).contains(what) && stderr_of(&a).contains("--yes"),
+                "{}",
+                stderr_of(&a)
+            );
+        }
+        u.cmd()
+            .args(["secrets", "set", key, "--yes"])
+            .write_stdin("second-value-that-is-long-enough-0123456789\n")
+            .assert()
+            .success();
+    }
+    u.cmd()
+        .args(["secrets", "rm", "tessera/registry/key", "--yes"])
+        .assert()
+        .success();
+    // Other keys are not asked about.
+    u.cmd()
+        .args(["secrets", "set", "app/db"])
+        .write_stdin("v\n")
+        .assert()
+        .success();
+    u.cmd().args(["secrets", "rm", "app/db"]).assert().success();
+
+    // With --yes it goes ahead.
+    u.cmd()
+        .args(["secrets", "set", "tessera/auth/token_secret", "--yes"])
+        .write_stdin("a-new-secret-that-is-long-enough-0123456789\n")
+        .assert()
+        .success();
+    assert_ne!(std::fs::read_to_string(u.secret_file()).unwrap(), secret);
+    let token = u.mint(&["--subject", "ci"]);
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    u.cmd()
+        .args(["auth", "token", "revoke", "--all", "--yes"])
+        .assert()
+        .success();
+    u.cmd()
+        .args(["auth", "token", "verify", &token])
+        .assert()
+        .code(1);
+}
+
+/// Runs `tessera ARGS` on a pseudo-terminal (util-linux `script`), typing `answer`.
+fn on_a_terminal(u: &User, args: &str, answer: &str) -> (i32, String) {
+    let bin = assert_cmd::cargo::cargo_bin("tessera");
+    let out = std::process::Command::new("script")
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", u.home())
+        .env("XDG_CONFIG_HOME", u.home().join(".config"))
+        .env("XDG_DATA_HOME", u.home().join(".local/share"))
+        .args(["-qec", &format!("{} {args}", bin.display()), "/dev/null"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(answer.as_bytes())?;
+            child.wait_with_output()
+        })
+        .expect("util-linux `script` runs the command on a pseudo-terminal");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn on_a_terminal_revoke_all_asks_and_only_yes_goes_ahead() {
+    let u = User::new();
+    let token = u.mint(&["--subject", "ci"]);
+    for no in ["n\n", "\n", "whatever\n"] {
+        let (code, screen) = on_a_terminal(&u, "auth token revoke --all", no);
+        assert_eq!(code, 1, "{screen}");
+        assert!(
+            screen.contains("Continue? [y/N]") && screen.contains("cancelled"),
+            "{screen}"
+        );
+        u.cmd()
+            .args(["auth", "token", "verify", &token])
+            .assert()
+            .success();
+    }
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    let (code, screen) = on_a_terminal(&u, "auth token revoke --all", "y\n");
+    assert_eq!(code, 0, "{screen}");
+    assert!(screen.contains("revoked every token"), "{screen}");
+    u.cmd()
+        .args(["auth", "token", "verify", &token])
+        .assert()
+        .code(1);
+}
+
+#[test]
+fn bcrypt_costs_the_server_would_refuse_are_refused_when_hashing() {
+    let u = User::new();
+    for cost in ["4", "9", "32"] {
+        for store in [false, true] {
+            let mut args = vec!["auth", "password", "hash", "--stdin", "--cost", cost];
+            if store {
+                args.push("--store");
+            }
+            let a = u.cmd().args(&args).write_stdin("pw\n").assert().code(2);
+            let err = stderr_of(&a);
+            assert!(err.contains("use 10 to 31"), "{cost}: {err}");
+            assert!(
+                err.contains("too cheap, i.e. too easy to brute-force"),
+                "{cost}: {err}"
+            );
+            assert!(a.get_output().stdout.is_empty());
+        }
+    }
+    assert!(
+        !u.home()
+            .join(".local/share/tessera/secrets/tessera/auth/password_hash")
+            .exists(),
+        "nothing stored"
+    );
+    // The lowest accepted cost is what the server accepts: it starts with that hash.
+    u.write_config("[auth]\nusername = \"deploy\"\n");
+    u.mint(&["--subject", "ci"]);
+    u.cmd()
+        .args([
+            "auth", "password", "hash", "--stdin", "--cost", "10", "--store",
+        ])
+        .write_stdin("pw\n")
+        .assert()
+        .success();
+    drop(Server::start(&u));
 }

@@ -1196,7 +1196,7 @@ fn token_store_locked_by_another_process() {
             .unwrap()
             .to_owned()
     };
-    let err = h.fail(&["auth", "token", "revoke", "--all"], b"");
+    let err = h.fail(&["auth", "token", "revoke", "--all", "--yes"], b"");
     assert!(
         err.contains(&h.store().display().to_string()) && err.contains("retry"),
         "{err}"

@@ -16,7 +16,7 @@ use secrecy::SecretString;
 use serde_json::{Value, json};
 use tessera::config::{Config, Env};
 use tessera::server::{self, ServerState};
-use tessera::store::{StoreError, TokenRecord, TokenStore};
+use tessera::store::{StoreError, TokenRecord, TokenState, TokenStore};
 use tessera::token::{self, KeyRing, MintRequest, ScopeSet, SigningKey};
 
 const SECRET: &str = "test-signing-secret-0123456789-abcdefghijklmnop";
@@ -331,7 +331,7 @@ fn cli_minted_token_is_accepted_and_cli_revocation_is_seen_at_once() {
     assert_eq!(get_verify(&base, &tok3).0, 200);
     assert_eq!(get_verify(&base, &tok3).0, 200);
     h.cmd()
-        .args(["auth", "token", "revoke", "--all"])
+        .args(["auth", "token", "revoke", "--all", "--yes"])
         .assert()
         .success();
     assert_eq!(get_verify(&base, &tok3).1["code"], "TOKEN_REVOKED");
@@ -450,6 +450,31 @@ fn api_revocation_is_seen_by_the_cli_and_admin_api_works() {
         .send()
         .unwrap();
     assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.json::<Value>().unwrap()["already_revoked"], false);
+    // Again: it says so; an id the store never heard of (a typo) is 404, and stays unknown.
+    let r = http()
+        .delete(format!("{base}/auth/tokens/{jti}"))
+        .bearer_auth(&admin)
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.json::<Value>().unwrap()["already_revoked"], true);
+    for _ in 0..2 {
+        let r = http()
+            .delete(format!(
+                "{base}/auth/tokens/0123456789abcdef0123456789abcdef"
+            ))
+            .bearer_auth(&admin)
+            .send()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 404);
+        let v: Value = r.json().unwrap();
+        assert_eq!(v["code"], "NOT_FOUND", "{v}");
+        assert!(
+            v["error"].as_str().unwrap().contains("no token with id"),
+            "{v}"
+        );
+    }
     h.cmd()
         .args(["auth", "token", "verify", &tok])
         .assert()
@@ -643,6 +668,9 @@ impl TokenStore for BrokenStore {
         Err(Self::err())
     }
     fn is_revoked(&self, _: &str, _: &str, _: Timestamp) -> Result<bool, StoreError> {
+        Err(Self::err())
+    }
+    fn token_state(&self, _: &str) -> Result<TokenState, StoreError> {
         Err(Self::err())
     }
     fn revoke(&self, _: &str, _: Timestamp) -> Result<bool, StoreError> {

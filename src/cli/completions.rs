@@ -3,7 +3,9 @@
 use clap::{Args, CommandFactory};
 use clap_complete::Shell;
 
-use super::Cli;
+use serde_json::json;
+
+use super::{Cli, Output};
 use crate::error::CliError;
 
 #[derive(Debug, Args)]
@@ -21,15 +23,18 @@ pub struct ManArgs {
     pub out_dir: Option<std::path::PathBuf>,
 }
 
-pub fn completions(args: &CompletionsArgs) -> Result<(), CliError> {
+pub fn completions(args: &CompletionsArgs, out: &Output) -> Result<(), CliError> {
     let mut cmd = Cli::command();
     let mut buf = Vec::new();
     clap_complete::generate(args.shell, &mut cmd, "tessera", &mut buf);
     let text = String::from_utf8_lossy(&buf);
-    crate::cli::Output::default().line(text.trim_end())
+    if out.json {
+        return out.json(&json!({"shell": args.shell.to_string(), "script": text}));
+    }
+    out.line(text.trim_end())
 }
 
-pub fn man(args: &ManArgs) -> Result<(), CliError> {
+pub fn man(args: &ManArgs, out: &Output) -> Result<(), CliError> {
     let cmd = Cli::command();
     match &args.out_dir {
         Some(dir) => {
@@ -37,12 +42,19 @@ pub fn man(args: &ManArgs) -> Result<(), CliError> {
             clap_mangen::generate_to(cmd, dir).map_err(|e| {
                 CliError::new(format!("cannot write man pages to {}: {e}", dir.display()))
             })?;
+            if out.json {
+                return out.json(&json!({"dir": dir.display().to_string()}));
+            }
             Ok(())
         }
         None => {
             let mut buf = Vec::new();
             clap_mangen::Man::new(cmd).render(&mut buf)?;
-            crate::cli::Output::default().line(String::from_utf8_lossy(&buf).trim_end())
+            let text = String::from_utf8_lossy(&buf);
+            if out.json {
+                return out.json(&json!({"man": text}));
+            }
+            out.line(text.trim_end())
         }
     }
 }

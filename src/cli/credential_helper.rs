@@ -121,10 +121,10 @@ fn print(text: &str) -> Result<(), CliError> {
     Ok(())
 }
 
-/// The protocol's miss: the message on stdout, exit 1.
+/// The protocol's miss: exit 1 with the message, which the caller prints on stdout (the
+/// protocol), or under `--json` as a `NOT_FOUND` error on stderr.
 fn not_found() -> CliError {
-    let _ = print(NOT_FOUND);
-    CliError::silent(crate::error::EXIT_FAILURE)
+    CliError::new(NOT_FOUND).with_code(crate::error::ErrorCode::NotFound)
 }
 
 /// What `store` reads.
@@ -157,6 +157,10 @@ fn get_opt(b: &dyn SecretsBackend, k: &KeyPath) -> Result<Option<SecretString>, 
 /// Runs one helper action. Errors are printed on stdout (the protocol) by the caller.
 pub fn run(ctx: &Context, cmd: HelperCommand) -> Result<(), CliError> {
     match cmd {
+        HelperCommand::Version if ctx.out.json => ctx.out.json(&json!({
+            "name": HELPER_NAME,
+            "version": env!("CARGO_PKG_VERSION"),
+        })),
         HelperCommand::Version => print(&format!(
             "{HELPER_NAME} (tessera {})",
             env!("CARGO_PKG_VERSION")
@@ -172,15 +176,12 @@ pub fn run(ctx: &Context, cmd: HelperCommand) -> Result<(), CliError> {
             };
             let stored_url = get_opt(b, &url_key)?
                 .map_or_else(|| url.trim().to_owned(), |u| u.expose_secret().to_owned());
-            let body = Zeroizing::new(
-                json!({
-                    "ServerURL": stored_url,
-                    "Username": user.expose_secret(),
-                    "Secret": secret.expose_secret(),
-                })
-                .to_string(),
-            );
-            print(&body)
+            // The protocol's answer is already one JSON document, so `--json` changes nothing.
+            ctx.out.json(&json!({
+                "ServerURL": stored_url,
+                "Username": user.expose_secret(),
+                "Secret": secret.expose_secret(),
+            }))
         }
         HelperCommand::Store => {
             let input = read_stdin()?;
@@ -193,7 +194,12 @@ pub fn run(ctx: &Context, cmd: HelperCommand) -> Result<(), CliError> {
             let b = ctx.backend()?;
             b.set(&secret_key, &parsed.secret.0)?;
             b.set(&user_key, &SecretString::from(parsed.username))?;
-            b.set(&url_key, &SecretString::from(parsed.server_url))?;
+            b.set(&url_key, &SecretString::from(parsed.server_url.clone()))?;
+            if ctx.out.json {
+                return ctx
+                    .out
+                    .json(&json!({"server_url": parsed.server_url, "stored": true}));
+            }
             Ok(())
         }
         HelperCommand::Erase => {
@@ -208,7 +214,15 @@ pub fn run(ctx: &Context, cmd: HelperCommand) -> Result<(), CliError> {
                     Err(e) => return Err(e.into()),
                 }
             }
-            if found { Ok(()) } else { Err(not_found()) }
+            if !found {
+                return Err(not_found());
+            }
+            if ctx.out.json {
+                return ctx
+                    .out
+                    .json(&json!({"server_url": url.trim(), "erased": true}));
+            }
+            Ok(())
         }
         HelperCommand::List => {
             let b = ctx.backend()?;
@@ -226,7 +240,7 @@ pub fn run(ctx: &Context, cmd: HelperCommand) -> Result<(), CliError> {
                     map.insert(url.expose_secret().to_owned(), json!(user.expose_secret()));
                 }
             }
-            print(&serde_json::Value::Object(map).to_string())
+            ctx.out.json(&serde_json::Value::Object(map))
         }
     }
 }

@@ -19,7 +19,7 @@ use tessera_backends::SecretsBackend;
 use crate::config::{Config, Env};
 use crate::error::CliError;
 
-pub use io::Output;
+pub use io::{Output, write_stderr, write_stdout};
 
 const AFTER_HELP: &str = "\
 ENVIRONMENT:
@@ -117,6 +117,7 @@ impl Context {
 /// Parses the process's arguments, runs the command, prints any error, and returns the exit
 /// code.
 pub fn main() -> ExitCode {
+    install_panic_hook();
     let mut args = std::env::args_os();
     let argv0 = args.next();
     let invoked_as = argv0
@@ -127,35 +128,118 @@ pub fn main() -> ExitCode {
     if invoked_as == Some(credential_helper::HELPER_NAME) {
         return helper_main(args.next().as_deref().and_then(|a| a.to_str()));
     }
+    // `--json` is known before clap has parsed anything, so that usage errors follow it too.
+    let json = args.take_while(|a| a != "--").any(|a| a == "--json");
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(e) => {
-            let _ = e.print();
-            return ExitCode::from(match e.kind() {
-                clap::error::ErrorKind::DisplayHelp
-                | clap::error::ErrorKind::DisplayVersion
-                | clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => 0,
-                _ => crate::error::EXIT_USAGE,
-            });
-        }
+        Err(e) => return clap_error(&e, json),
     };
     match run(cli, Env::from_process()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            e.report();
+            e.report(json);
             ExitCode::from(e.exit_code())
         }
     }
+}
+
+/// Prints a clap error (or the help or version it stands for) and returns the exit code:
+/// 0 for help and version, 2 for usage errors. With `json`, a usage error is one line of
+/// JSON on stderr (`{"error","code":"USAGE","hint"}`), the version is `{"name","version"}` on
+/// stdout, and a command group run without a subcommand is a usage error too (there is no
+/// result to print).
+fn clap_error(e: &clap::Error, json: bool) -> ExitCode {
+    use clap::error::ErrorKind;
+    match (e.kind(), json) {
+        (ErrorKind::DisplayVersion, true) => {
+            let v = serde_json::json!({"name": "tessera", "version": env!("CARGO_PKG_VERSION")});
+            return match write_stdout(&format!("{v}\n")) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    e.report(true);
+                    ExitCode::from(e.exit_code())
+                }
+            };
+        }
+        (ErrorKind::DisplayHelp | ErrorKind::DisplayVersion, _)
+        | (ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand, false) => {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        (_, false) => {
+            let _ = e.print();
+            return ExitCode::from(crate::error::EXIT_USAGE);
+        }
+        (_, true) => {}
+    }
+    let err = if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+        CliError::usage("this command needs a subcommand")
+            .with_hint("run it with --help to see them")
+    } else {
+        usage_from_clap(e)
+    };
+    err.report(true);
+    ExitCode::from(crate::error::EXIT_USAGE)
+}
+
+/// A clap usage error as one sentence (the lines before `Usage:`, without `error: `), with
+/// clap's tips as the hint.
+fn usage_from_clap(e: &clap::Error) -> CliError {
+    let text = e.render().to_string();
+    let mut sentence = Vec::new();
+    let mut tips = Vec::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.starts_with("Usage:") {
+            break;
+        }
+        if let Some(tip) = line.strip_prefix("tip:") {
+            tips.push(tip.trim().to_owned());
+        } else if !line.is_empty() {
+            sentence.push(
+                line.strip_prefix("error:")
+                    .unwrap_or(line)
+                    .trim()
+                    .to_owned(),
+            );
+        }
+    }
+    tips.push("see --help".to_owned());
+    CliError::usage(sentence.join(" ")).with_hint(tips.join("; "))
+}
+
+/// Replaces the default panic message: a panic is a bug, and its message could quote a value
+/// that is a secret, so only the place is shown (and a backtrace when RUST_BACKTRACE asks for
+/// one, which holds function names, not values). Writing to a closed stderr is ignored.
+fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let mut text = panic_report(info.location());
+        if std::env::var_os("RUST_BACKTRACE").is_some_and(|v| v != "0") {
+            text.push_str(&format!("{}\n", std::backtrace::Backtrace::force_capture()));
+        }
+        write_stderr(&text);
+    }));
+}
+
+/// What the panic hook prints for a panic at `location`: never the panic's message.
+fn panic_report(location: Option<&std::panic::Location<'_>>) -> String {
+    let place = location.map_or_else(
+        || "an unknown place".to_owned(),
+        |l| format!("{}:{}", l.file(), l.line()),
+    );
+    format!(
+        "error: internal error at {place} (a bug in tessera; please report it). The panic message is not shown because it could contain a secret.\n"
+    )
 }
 
 /// `docker-credential-tessera ACTION`: the protocol's own command line (no flags; the
 /// configuration comes from `TESSERA_CONFIG` or the default location).
 fn helper_main(action: Option<&str>) -> ExitCode {
     let Some(cmd) = credential_helper::parse_action(action) else {
-        eprintln!(
-            "usage: {} get|store|erase|list|version (the Docker credential-helper protocol; input on stdin)",
+        write_stderr(&format!(
+            "usage: {} get|store|erase|list|version (the Docker credential-helper protocol; input on stdin)\n",
             credential_helper::HELPER_NAME
-        );
+        ));
         return ExitCode::from(crate::error::EXIT_USAGE);
     };
     let cli = Cli {
@@ -167,22 +251,20 @@ fn helper_main(action: Option<&str>) -> ExitCode {
     match run(cli, Env::from_process()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            e.report();
+            e.report(false);
             ExitCode::from(e.exit_code())
         }
     }
 }
 
-/// Runs one parsed command line.
+/// Runs one parsed command line. Under `--json`, a command that succeeds has printed exactly
+/// one JSON document on stdout: its own, or `{"ok":true}` when it has no result to report.
 pub fn run(cli: Cli, env: Env) -> Result<(), CliError> {
-    let out = Output {
-        json: cli.json,
-        quiet: cli.quiet,
-    };
+    let out = Output::new(cli.json, cli.quiet);
     // Commands that need no configuration.
     match &cli.command {
-        Command::Completions(args) => return completions::completions(args),
-        Command::Man(args) => return completions::man(args),
+        Command::Completions(args) => return completions::completions(args, &out),
+        Command::Man(args) => return completions::man(args, &out),
         _ => {}
     }
     let config = match &cli.command {
@@ -195,6 +277,7 @@ pub fn run(cli: Cli, env: Env) -> Result<(), CliError> {
         out,
         backend: std::cell::OnceCell::new(),
     };
+    let json = ctx.out.json;
     match cli.command {
         Command::Init(args) => init::run(&ctx, args),
         Command::Secrets(cmd) => secrets::run(&ctx, cmd),
@@ -202,12 +285,56 @@ pub fn run(cli: Cli, env: Env) -> Result<(), CliError> {
         Command::Remotes(cmd) => remotes::run(&ctx, cmd),
         Command::Serve(args) => serve::run(&ctx, args),
         Command::Registry(cmd) => registry::run(&ctx, cmd),
-        Command::CredentialHelper(cmd) => credential_helper::run(&ctx, cmd).inspect_err(|e| {
-            // The protocol reads errors on stdout; stderr still gets the full report.
-            if !e.message().is_empty() {
-                println!("{}", e.message());
+        Command::CredentialHelper(cmd) => credential_helper::run(&ctx, cmd).map_err(|e| {
+            if json || e.is_silent() {
+                return e;
+            }
+            // The protocol reads errors on stdout; stderr still gets the full report, except
+            // for the protocol's plain miss.
+            let _ = write_stdout(&format!("{}\n", e.message()));
+            if e.code() == crate::error::ErrorCode::NotFound {
+                CliError::silent(e.exit_code())
+            } else {
+                e
             }
         }),
         Command::Completions(_) | Command::Man(_) => Ok(()),
+    }?;
+    if ctx.out.json && !ctx.out.json_written() {
+        ctx.out.json(&serde_json::json!({"ok": true}))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_panic_report_names_the_place_and_never_the_message() {
+        use std::sync::Mutex;
+        static SEEN: Mutex<Option<String>> = Mutex::new(None);
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(|info| {
+            *SEEN.lock().unwrap_or_else(|e| e.into_inner()) = Some(panic_report(info.location()));
+        }));
+        let secret = "hunter2-secret-value";
+        let result = std::panic::catch_unwind(|| panic!("the secret is {secret}"));
+        std::panic::set_hook(previous);
+        assert!(result.is_err());
+        let seen = SEEN.lock().unwrap().clone().unwrap();
+        assert!(!seen.contains(secret), "{seen}");
+        assert!(seen.contains("internal error at src/cli/mod.rs:"), "{seen}");
+    }
+
+    #[test]
+    fn clap_usage_errors_become_one_sentence_and_a_hint() {
+        let e = Cli::try_parse_from(["tessera", "auth", "token", "generate"]).unwrap_err();
+        let err = usage_from_clap(&e);
+        assert_eq!(err.exit_code(), crate::error::EXIT_USAGE);
+        assert!(err.message().contains("--subject"), "{}", err.message());
+        assert!(!err.message().contains("Usage:"), "{}", err.message());
+        let v = err.to_json();
+        assert_eq!(v["code"], "USAGE");
     }
 }

@@ -10,7 +10,7 @@ use crate::cli::Context;
 use crate::cli::io::read_stdin_secret;
 use crate::client::{Client, ClientError};
 use crate::config::vars;
-use crate::error::CliError;
+use crate::error::{CliError, ErrorCode};
 use crate::remotes::{
     self, Remote, RemotesError, RemotesFile, RemotesStore, StoredToken, normalize_url,
     validate_name,
@@ -77,14 +77,31 @@ impl From<RemotesError> for CliError {
             RemotesError::InvalidName(_) | RemotesError::InvalidUrl { .. } => {
                 CliError::usage(e.to_string())
             }
-            other => CliError::new(other.to_string()),
+            RemotesError::Unknown { .. } => {
+                CliError::new(e.to_string()).with_code(ErrorCode::NotFound)
+            }
+            RemotesError::Exists(_) => {
+                CliError::new(e.to_string()).with_code(ErrorCode::AlreadyExists)
+            }
+            RemotesError::Parse { .. } => CliError::new(e.to_string()).with_code(ErrorCode::Config),
+            RemotesError::Io { .. } => CliError::new(e.to_string()).with_code(ErrorCode::Io),
         }
     }
 }
 
 impl From<ClientError> for CliError {
     fn from(e: ClientError) -> Self {
-        CliError::new(e.to_string())
+        // The remote's own code decides where it says something about the credentials.
+        let code = match &e {
+            ClientError::Api { code, .. } => match code.as_str() {
+                "INVALID_TOKEN" | "TOKEN_EXPIRED" | "TOKEN_REVOKED" => ErrorCode::InvalidToken,
+                "INVALID_CREDENTIALS" => ErrorCode::InvalidCredentials,
+                "NOT_FOUND" => ErrorCode::NotFound,
+                _ => ErrorCode::Remote,
+            },
+            _ => ErrorCode::Remote,
+        };
+        CliError::new(e.to_string()).with_code(code)
     }
 }
 
@@ -215,9 +232,11 @@ pub(crate) fn select_token(
     match load_token(ctx, name, remote)? {
         Some(t) => Ok((t, token_place(remote).unwrap_or_default())),
         None => Err(
-            CliError::new(format!("not logged in to remote `{name}` ({})", remote.url)).with_hint(
-                format!("run `tessera auth login --remote {name}`, or set TESSERA_TOKEN"),
-            ),
+            CliError::new(format!("not logged in to remote `{name}` ({})", remote.url))
+                .with_code(ErrorCode::NotFound)
+                .with_hint(format!(
+                    "run `tessera auth login --remote {name}`, or set TESSERA_TOKEN"
+                )),
         ),
     }
 }
@@ -293,6 +312,11 @@ fn add(ctx: &Context, args: AddArgs) -> Result<(), CliError> {
             "remote `{name}` skips TLS certificate checks (--insecure)"
         ));
     }
+    if ctx.out.json {
+        return ctx.out.json(&json!({
+            "remote": name, "url": url, "insecure": args.insecure, "active": active,
+        }));
+    }
     ctx.out.note(&format!(
         "added remote `{name}` ({url}){}; log in with `tessera auth login --remote {name}`",
         if active {
@@ -350,15 +374,21 @@ fn list(ctx: &Context) -> Result<(), CliError> {
 
 fn remove(ctx: &Context, name: &str) -> Result<(), CliError> {
     validate_name(name)?;
-    forget_token(ctx, name)?;
-    store(ctx).update(|file: &mut RemotesFile| -> Result<(), CliError> {
+    let had_token = forget_token(ctx, name)?;
+    let was_active = store(ctx).update(|file: &mut RemotesFile| -> Result<bool, CliError> {
         file.get(name)?;
         file.remotes.remove(name);
-        if file.active.as_deref() == Some(name) {
+        let was_active = file.active.as_deref() == Some(name);
+        if was_active {
             file.active = None;
         }
-        Ok(())
+        Ok(was_active)
     })?;
+    if ctx.out.json {
+        return ctx.out.json(&json!({
+            "remote": name, "removed": true, "had_token": had_token, "was_active": was_active,
+        }));
+    }
     ctx.out
         .note(&format!("removed remote `{name}` and its stored token"));
     Ok(())
@@ -371,6 +401,9 @@ fn use_remote(ctx: &Context, name: &str) -> Result<(), CliError> {
         file.active = Some(name.to_owned());
         Ok(())
     })?;
+    if ctx.out.json {
+        return ctx.out.json(&json!({"remote": name, "active": true}));
+    }
     ctx.out.note(&format!("`{name}` is now the active remote"));
     Ok(())
 }
@@ -388,6 +421,11 @@ fn set_token(ctx: &Context, args: SetTokenArgs) -> Result<(), CliError> {
     };
     check_token_text(&token)?;
     let place = save_token(ctx, &args.name, &token)?;
+    if ctx.out.json {
+        return ctx
+            .out
+            .json(&json!({"remote": args.name, "stored_in": place}));
+    }
     ctx.out.note(&format!(
         "stored the token of remote `{}` in {place}",
         args.name

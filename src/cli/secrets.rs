@@ -6,7 +6,7 @@ use serde_json::json;
 use tessera_backends::KeyPath;
 
 use super::Context;
-use super::io::{prompt_hidden, read_stdin_secret, stdin_is_terminal};
+use super::io::{confirm, prompt_hidden, read_stdin_secret, stdin_is_terminal};
 use crate::error::CliError;
 use crate::keyring::random_secret;
 
@@ -21,7 +21,7 @@ pub enum SecretsCommand {
     List(ListArgs),
     /// Remove KEY.
     #[command(visible_alias = "delete")]
-    Rm(KeyArg),
+    Rm(RmArgs),
     /// Check that the backend is usable and which configured keys are present.
     Check,
 }
@@ -39,6 +39,18 @@ pub struct SetArgs {
     /// Store BYTES random bytes (base64url-encoded) instead of reading a value.
     #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u16).range(16..=4096))]
     pub generate: Option<u16>,
+    /// Do not ask before replacing a configured signing key (needed when there is no terminal).
+    #[arg(long)]
+    pub yes: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RmArgs {
+    /// Key path, e.g. `app/db`.
+    pub key: String,
+    /// Do not ask before removing a configured signing key (needed when there is no terminal).
+    #[arg(long)]
+    pub yes: bool,
 }
 
 #[derive(Debug, Args)]
@@ -52,7 +64,7 @@ pub fn run(ctx: &Context, cmd: SecretsCommand) -> Result<(), CliError> {
         SecretsCommand::Get(a) => get(ctx, &a.key),
         SecretsCommand::Set(a) => set(ctx, a),
         SecretsCommand::List(a) => list(ctx, a.prefix.as_deref()),
-        SecretsCommand::Rm(a) => rm(ctx, &a.key),
+        SecretsCommand::Rm(a) => rm(ctx, &a.key, a.yes),
         SecretsCommand::Check => check(ctx),
     }
 }
@@ -68,9 +80,45 @@ fn get(ctx: &Context, key: &str) -> Result<(), CliError> {
     }
 }
 
+/// When `key` is one of the configured signing keys and is stored now: what it is and what
+/// replacing or removing it breaks (a missing key breaks nothing, so it needs no confirmation).
+fn signing_key_at_stake(
+    ctx: &Context,
+    key: &KeyPath,
+) -> Result<Option<(&'static str, &'static str)>, CliError> {
+    let c = &ctx.config;
+    let what = if *key == c.auth.token_secret {
+        (
+            "the token signing secret (`auth.token_secret`)",
+            "every token signed with it stops verifying",
+        )
+    } else if c.auth.previous_token_secrets.contains(key) {
+        (
+            "a previous token signing secret (`auth.previous_token_secrets`)",
+            "tokens signed with it stop verifying",
+        )
+    } else if *key == c.registry.signing_key {
+        (
+            "the registry signing key (`registry.signing_key`)",
+            "the registry refuses tokens until its certificate is replaced too",
+        )
+    } else {
+        return Ok(None);
+    };
+    // Presence from listing, so no value is read or decrypted.
+    let stored = ctx.backend()?.list(Some(key))?;
+    Ok(stored.contains(key).then_some(what))
+}
+
 fn set(ctx: &Context, args: SetArgs) -> Result<(), CliError> {
     let key = KeyPath::new(&args.key)?;
     let backend = ctx.backend()?;
+    if let Some((name, breaks)) = signing_key_at_stake(ctx, &key)? {
+        confirm(
+            &format!("replacing `{key}`, {name}, cannot be undone: {breaks}"),
+            args.yes,
+        )?;
+    }
     let value = match args.generate {
         Some(bytes) => random_secret(bytes.into())?,
         None if stdin_is_terminal() => {
@@ -112,9 +160,15 @@ fn list(ctx: &Context, prefix: Option<&str>) -> Result<(), CliError> {
     Ok(())
 }
 
-fn rm(ctx: &Context, key: &str) -> Result<(), CliError> {
+fn rm(ctx: &Context, key: &str, yes: bool) -> Result<(), CliError> {
     let key = KeyPath::new(key)?;
     let backend = ctx.backend()?;
+    if let Some((name, breaks)) = signing_key_at_stake(ctx, &key)? {
+        confirm(
+            &format!("removing `{key}`, {name}, cannot be undone: {breaks}"),
+            yes,
+        )?;
+    }
     backend.delete(&key)?;
     if ctx.out.json {
         ctx.out.json(&json!({"key": key.as_str(), "removed": true}))

@@ -38,6 +38,9 @@ fn init_logging() {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(filter)
+        // A log line that cannot be written (stderr closed or full) is dropped; the default
+        // would report that with `eprintln!`, which panics on the same stderr.
+        .log_internal_errors(false)
         .try_init();
 }
 

@@ -90,6 +90,11 @@ impl ApiError {
         e
     }
 
+    /// 404 `NOT_FOUND` for a thing the request names (e.g. a token id) that does not exist.
+    pub fn no_such(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "NOT_FOUND", message)
+    }
+
     /// 404 `NOT_FOUND`.
     pub fn not_found() -> Self {
         Self::new(

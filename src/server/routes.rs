@@ -553,10 +553,27 @@ pub(crate) async fn revoke_token(
     }
     audit.set_target(&jti);
     let id = jti.clone();
-    with_store(&state, move |s| s.revoke(&id, Timestamp::now())).await?;
+    // An id the store has never heard of (a typo) is refused rather than recorded as revoked.
+    let before = with_store(&state, move |s| {
+        let before = s.token_state(&id)?;
+        if before != crate::store::TokenState::Unknown {
+            s.revoke(&id, Timestamp::now())?;
+        }
+        Ok(before)
+    })
+    .await?;
+    if before == crate::store::TokenState::Unknown {
+        return Err(ApiError::no_such(format!(
+            "no token with id `{jti}` in the token store; `GET /auth/tokens` lists the ids"
+        )));
+    }
     Ok(token_response(
         StatusCode::OK,
-        json!({"revoked": true, "jti": jti}),
+        json!({
+            "revoked": true,
+            "jti": jti,
+            "already_revoked": before == crate::store::TokenState::Revoked,
+        }),
     ))
 }
 

@@ -233,11 +233,8 @@ impl ServerState {
                     ))
                     .with_hint("store one with `tessera auth password hash --store`")
                 })?;
-                if cost < crate::password::MIN_STORED_COST {
-                    return Err(CliError::new(format!(
-                        "the password hash at `{key}` has bcrypt cost {cost}; the server refuses a cost below {}, which is too cheap to brute-force",
-                        crate::password::MIN_STORED_COST
-                    ))
+                if let Err(why) = crate::password::check_stored_cost(cost) {
+                    return Err(CliError::new(format!("the password hash at `{key}` {why}"))
                     .with_hint(
                         "store a new hash with `tessera auth password hash --store` (cost 12 by default)",
                     ));

@@ -15,11 +15,18 @@ pub use sqlite::SqliteStore;
 pub struct TokenRecord {
     pub jti: String,
     pub subject: String,
+    /// Space-separated, as in the token's `scope` claim; serialized as an array of scopes, as
+    /// everywhere else in tessera's JSON.
+    #[serde(serialize_with = "scopes_as_array")]
     pub scopes: String,
     pub issued_at: Timestamp,
     pub expires_at: Option<Timestamp>,
     pub single_use: bool,
     pub revoked: bool,
+}
+
+fn scopes_as_array<S: serde::Serializer>(scopes: &str, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(scopes.split_whitespace())
 }
 
 impl TokenRecord {
@@ -36,6 +43,17 @@ impl TokenRecord {
             revoked: false,
         }
     }
+}
+
+/// What the store knows about one token id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenState {
+    /// Neither recorded nor revoked: the store has never heard of it.
+    Unknown,
+    /// Recorded and not revoked.
+    Active,
+    /// Revoked (by id, by subject or by `revoke --all`).
+    Revoked,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +84,9 @@ pub trait TokenStore: Send + Sync + std::fmt::Debug {
         subject: &str,
         issued_at: Timestamp,
     ) -> Result<bool, StoreError>;
+    /// Whether `jti` is recorded or revoked here (so that revoking a mistyped id can be refused
+    /// instead of recording a revocation nobody needs).
+    fn token_state(&self, jti: &str) -> Result<TokenState, StoreError>;
     /// Revokes one token id; true when it was known or newly recorded as revoked.
     fn revoke(&self, jti: &str, now: Timestamp) -> Result<bool, StoreError>;
     /// Revokes every token of `subject` issued up to `now`; returns how many recorded tokens

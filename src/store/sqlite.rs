@@ -15,7 +15,7 @@ use jiff::Timestamp;
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
 
 use super::unchanged::{Lookup, Unchanged};
-use super::{StoreError, TokenRecord, TokenStore, pending};
+use super::{StoreError, TokenRecord, TokenState, TokenStore, pending};
 
 /// `PRAGMA user_version` of the schema this code writes.
 const SCHEMA_VERSION: i64 = 1;
@@ -482,6 +482,25 @@ impl TokenStore for SqliteStore {
             (self.unchanged).remember(&self.path, generation, before, jti, subject, issued_at);
         }
         Ok(revoked)
+    }
+
+    fn token_state(&self, jti: &str) -> Result<TokenState, StoreError> {
+        self.move_pending(true);
+        let conn = self.conn();
+        let sql = format!(
+            "SELECT (SELECT {REVOKED_SQL} FROM tokens t WHERE t.jti = ?1),
+                    EXISTS (SELECT 1 FROM revoked_jtis WHERE jti = ?1)"
+        );
+        let (recorded, revoked_id) = conn
+            .query_row(&sql, [jti], |r| {
+                Ok((r.get::<_, Option<bool>>(0)?, r.get::<_, bool>(1)?))
+            })
+            .map_err(|e| self.err(e))?;
+        Ok(match (recorded, revoked_id) {
+            (Some(true), _) | (None, true) => TokenState::Revoked,
+            (Some(false), _) => TokenState::Active,
+            (None, false) => TokenState::Unknown,
+        })
     }
 
     fn revoke(&self, jti: &str, now: Timestamp) -> Result<bool, StoreError> {
@@ -1205,5 +1224,28 @@ mod tests {
         }
         b.revoke_all(t("2026-05-02T00:00:00Z")).unwrap();
         assert!(a.is_revoked("z", "other", iat).unwrap());
+    }
+    #[test]
+    fn token_state_tells_unknown_active_and_revoked_ids_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir);
+        let now = t("2026-06-01T00:00:00Z");
+        store
+            .record(&rec("a", "ci", "2026-05-01T00:00:00Z", None))
+            .unwrap();
+        store
+            .record(&rec("b", "bot", "2026-05-01T00:00:00Z", None))
+            .unwrap();
+        assert_eq!(store.token_state("a").unwrap(), TokenState::Active);
+        assert_eq!(store.token_state("typo").unwrap(), TokenState::Unknown);
+        store.revoke("a", now).unwrap();
+        assert_eq!(store.token_state("a").unwrap(), TokenState::Revoked);
+        // Revoked through a cut-off, and revoked without ever being recorded.
+        store.revoke_subject("bot", now).unwrap();
+        assert_eq!(store.token_state("b").unwrap(), TokenState::Revoked);
+        store.revoke("elsewhere", now).unwrap();
+        assert_eq!(store.token_state("elsewhere").unwrap(), TokenState::Revoked);
+        // Asking records nothing.
+        assert_eq!(store.token_state("typo").unwrap(), TokenState::Unknown);
     }
 }

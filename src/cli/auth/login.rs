@@ -1,6 +1,6 @@
 //! `tessera auth login|logout|status` and `tessera auth token show`: one token per remote.
 
-use std::io::{BufRead, Write};
+use std::io::BufRead;
 use std::path::PathBuf;
 
 use clap::{ArgGroup, Args};
@@ -92,8 +92,7 @@ fn read_username(args: &LoginArgs) -> Result<String, CliError> {
             "no terminal to prompt for a username; pass --username U --password-stdin, or --token-stdin",
         ));
     }
-    eprint!("Username: ");
-    let _ = std::io::stderr().flush();
+    crate::cli::write_stderr("Username: ");
     let mut line = String::new();
     std::io::stdin()
         .lock()
@@ -134,6 +133,7 @@ pub fn login(ctx: &Context, args: LoginArgs) -> Result<(), CliError> {
             let info = client.verify(&token).map_err(|e| match e {
                 ClientError::Api { .. } => {
                     CliError::new(format!("remote `{name}` does not accept that token: {e}"))
+                        .with_code(crate::error::ErrorCode::InvalidToken)
                 }
                 other => other.into(),
             })?;
@@ -187,6 +187,11 @@ pub fn login(ctx: &Context, args: LoginArgs) -> Result<(), CliError> {
 pub fn logout(ctx: &Context, args: LogoutArgs) -> Result<(), CliError> {
     let (name, remote) = select(ctx, args.remote.as_deref())?;
     let Some(token) = load_token(ctx, &name, &remote)? else {
+        if ctx.out.json {
+            return ctx.out.json(&json!({
+                "remote": name, "url": remote.url, "logged_out": false, "revoked": false,
+            }));
+        }
         ctx.out
             .note(&format!("not logged in to `{name}`; nothing to do"));
         return Ok(());
@@ -211,6 +216,11 @@ pub fn logout(ctx: &Context, args: LogoutArgs) -> Result<(), CliError> {
         }
     }
     forget_token(ctx, &name)?;
+    if ctx.out.json {
+        return ctx.out.json(&json!({
+            "remote": name, "url": remote.url, "logged_out": true, "revoked": revoked,
+        }));
+    }
     ctx.out.note(&format!(
         "logged out of `{name}`{}",
         if revoked {
@@ -262,6 +272,14 @@ pub fn status(ctx: &Context, args: RemoteArg) -> Result<(), CliError> {
 /// `tessera auth token show`: the token alone on stdout.
 pub fn show(ctx: &Context, args: RemoteArg) -> Result<(), CliError> {
     let (name, remote) = select(ctx, args.remote.as_deref())?;
-    let (token, _) = select_token(ctx, &name, &remote)?;
+    let (token, source) = select_token(ctx, &name, &remote)?;
+    if ctx.out.json {
+        return ctx.out.json(&json!({
+            "remote": name,
+            "url": remote.url,
+            "token": token.expose_secret(),
+            "token_source": source,
+        }));
+    }
     ctx.out.line(token.expose_secret())
 }

@@ -22,7 +22,7 @@ pub struct HashArgs {
     /// Read the password as one line from stdin instead of prompting.
     #[arg(long)]
     pub stdin: bool,
-    /// bcrypt cost (4 to 31; each step doubles the work).
+    /// bcrypt cost (10 to 31; each step doubles the work).
     #[arg(long, value_name = "N", default_value_t = DEFAULT_COST)]
     pub cost: u32,
     /// Write the hash to the configured `auth.password_hash` key instead of printing it.
@@ -32,6 +32,8 @@ pub struct HashArgs {
 
 pub fn run(ctx: &Context, cmd: PasswordCommand) -> Result<(), CliError> {
     let PasswordCommand::Hash(args) = cmd;
+    // Before asking for the password: a cost the server would refuse is refused here.
+    password::check_cost(args.cost)?;
     let pw = if args.stdin || !stdin_is_terminal() {
         read_stdin_line("password")?
     } else {

@@ -8,9 +8,9 @@ use serde_json::{Value, json};
 use crate::cli::Context;
 use crate::cli::io::read_stdin_secret;
 use crate::duration::HumanDuration;
-use crate::error::CliError;
+use crate::error::{CliError, ErrorCode};
 use crate::keyring::{SecretOrigin, load_keyring};
-use crate::store::{SqliteStore, TokenRecord, TokenStore};
+use crate::store::{SqliteStore, TokenRecord, TokenState, TokenStore};
 use crate::token::{self, Claims, MintRequest, ScopeSet, VerifyOptions};
 
 #[derive(Debug, Subcommand)]
@@ -69,8 +69,22 @@ pub struct VerifyArgs {
 }
 
 #[derive(Debug, Args)]
-#[group(required = true, multiple = false)]
 pub struct RevokeArgs {
+    #[command(flatten)]
+    pub target: RevokeTarget,
+    /// Do not ask for confirmation (`--all` needs it when there is no terminal to ask on).
+    #[arg(long)]
+    pub yes: bool,
+    /// Revoke JTI although this token store has no record of it (a token minted on another
+    /// machine with the same secret); without it, an unknown id is an error.
+    #[arg(long, conflicts_with_all = ["subject", "all"])]
+    pub unrecorded: bool,
+}
+
+/// What `revoke` revokes: one of an id, a subject, or everything.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct RevokeTarget {
     /// The token id (`jti`) to revoke.
     #[arg(value_name = "JTI")]
     pub jti: Option<String>,
@@ -273,9 +287,9 @@ fn list(ctx: &Context) -> Result<(), CliError> {
         Vec::new()
     };
     if ctx.out.json {
-        return ctx
-            .out
-            .json(&serde_json::to_value(&records).unwrap_or(Value::Null));
+        let records = serde_json::to_value(&records)
+            .map_err(|e| CliError::new(format!("cannot write the token list as JSON: {e}")))?;
+        return ctx.out.json(&records);
     }
     if records.is_empty() {
         ctx.out.note("no recorded tokens");
@@ -300,36 +314,98 @@ fn list(ctx: &Context) -> Result<(), CliError> {
     Ok(())
 }
 
+/// A token id as `generate` makes them: 32 hexadecimal characters (upper case accepted and
+/// lowered). Anything else is a usage error naming the format; a long value is not quoted
+/// (it may be a token or a secret pasted in the wrong place).
+fn parse_token_id(id: &str) -> Result<String, CliError> {
+    if id.len() == TOKEN_ID_LEN && id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Ok(id.to_ascii_lowercase());
+    }
+    let shown = if id.len() <= 40 && id.bytes().all(|b| b.is_ascii_graphic()) {
+        format!("`{id}`")
+    } else {
+        format!("the argument ({} characters)", id.chars().count())
+    };
+    Err(CliError::usage(format!(
+        "{shown} is not a token id: ids are {TOKEN_ID_LEN} hexadecimal characters (0-9, a-f), as `tessera auth token list` and `tessera auth token verify` show them"
+    )))
+}
+
+/// Length of a token id (`jti`): 128 random bits in hex.
+const TOKEN_ID_LEN: usize = 32;
+
 fn revoke(ctx: &Context, args: RevokeArgs) -> Result<(), CliError> {
-    let store = open_store(ctx)?;
     let now = now();
-    let (what, count) = if let Some(jti) = &args.jti {
-        if jti.is_empty()
-            || jti.len() > 128
-            || !jti
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        {
-            return Err(CliError::usage(format!(
-                "`{}` is not a token id; take the id from `tessera auth token list`",
-                jti.chars().take(40).collect::<String>()
-            )));
-        }
-        store.revoke(jti, now)?;
-        (format!("token {jti}"), 1)
-    } else if let Some(subject) = &args.subject {
+    let t = &args.target;
+    if let Some(jti) = &t.jti {
+        return revoke_id(ctx, &parse_token_id(jti)?, args.unrecorded, now);
+    }
+    if t.all {
+        crate::cli::io::confirm(
+            "`revoke --all` revokes every token issued until now, also tokens minted elsewhere with the same secret, and cannot be undone",
+            args.yes,
+        )?;
+    }
+    let store = open_store(ctx)?;
+    let (doc, text) = if let Some(subject) = &t.subject {
         let n = store.revoke_subject(subject, now)?;
-        (format!("every token of `{subject}` issued until {now}"), n)
+        (
+            json!({"subject": subject, "revoked_before": now.to_string(), "recorded_tokens": n}),
+            format!(
+                "revoked every token of `{subject}` issued until {now} ({n} recorded token(s))"
+            ),
+        )
     } else {
         let n = store.revoke_all(now)?;
-        (format!("every token issued until {now}"), n)
+        (
+            json!({"all": true, "revoked_before": now.to_string(), "recorded_tokens": n}),
+            format!("revoked every token issued until {now} ({n} recorded token(s))"),
+        )
     };
+    if ctx.out.json {
+        return ctx.out.json(&doc);
+    }
+    ctx.out.note(&text);
+    Ok(())
+}
+
+/// Revokes one id the store knows; an unknown id is an error (a typo must not look like
+/// success) unless `unrecorded` says it is a token minted elsewhere; an id already revoked is
+/// reported as such with exit 0 (the wanted state holds, as for a second `docker rm -f`).
+fn revoke_id(ctx: &Context, jti: &str, unrecorded: bool, now: Timestamp) -> Result<(), CliError> {
+    let path = ctx.config.token_store_path();
+    // No store yet: nothing is known, and an unknown id must not create one.
+    let store = if SqliteStore::exists(&path) || unrecorded {
+        Some(SqliteStore::open(&path)?)
+    } else {
+        None
+    };
+    let state = match &store {
+        Some(s) => s.token_state(jti)?,
+        None => TokenState::Unknown,
+    };
+    let Some(store) = store.filter(|_| state != TokenState::Unknown || unrecorded) else {
+        return Err(CliError::new(format!(
+            "no token with id {jti} in the token store; `tessera auth token list` shows the ids"
+        ))
+        .with_code(ErrorCode::NotFound)
+        .with_hint(
+            "expired tokens are dropped from the store; for a token minted on another machine with the same secret, add --unrecorded (or revoke its subject with --subject)",
+        ));
+    };
+    // Revoking again is harmless and keeps whatever a revocation implies (e.g. derived tokens).
+    store.revoke(jti, now)?;
+    let already = state == TokenState::Revoked;
     if ctx.out.json {
         return ctx
             .out
-            .json(&json!({"revoked": what, "recorded_tokens": count}));
+            .json(&json!({"jti": jti, "revoked": true, "already_revoked": already}));
     }
-    ctx.out
-        .note(&format!("revoked {what} ({count} recorded token(s))"));
+    if already {
+        ctx.out
+            .note(&format!("token {jti} was already revoked; nothing changed"));
+    } else {
+        ctx.out.note(&format!("revoked token {jti}"));
+    }
     Ok(())
 }
