@@ -424,7 +424,7 @@ fn refused(parts: &Parts, e: ApiError) -> Response {
         peer = %peer_of(parts),
         status = e.status.as_u16(),
         result = e.code,
-        reason = %e.message,
+        reason = ?e.message,
         "refused a /token request"
     );
     error_response(e)
