@@ -280,6 +280,8 @@ pub struct ServerConfig {
     pub bind: String,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    /// Failed password checks allowed per account and per client address (IPv6: per /64) per
+    /// minute; 0 = no limit.
     pub login_attempts_per_minute: u32,
 }
 
@@ -689,7 +691,7 @@ issuer = "tessera"
 # bind = "127.0.0.1:7390"
 # tls_cert = ""
 # tls_key = ""
-# login_attempts_per_minute = 10
+# login_attempts_per_minute = 10    # failed password checks per account and per client address (IPv6: /64); 0 = off
 
 # [registry]
 # service = "registry.example.com"   # required for the registry token service: the registry's auth.token.service

@@ -165,7 +165,8 @@ fn basic_header_fuzz_at_token_is_400_or_401_never_500() {
     assert_eq!((status, code.as_str()), (401, "AUTH_REQUIRED"));
     // A NUL byte in the raw header never reaches tessera: hyper answers 400.
     let raw = format!(
-        "GET /token?service={SERVICE} HTTP/1.1\r\nHost: x\r\nAuthorization: Basic ab\0cd\r\nConnection: close\r\n\r\n"
+        "GET /token?service={SERVICE} HTTP/1.1\r\nHost: {}\r\nAuthorization: Basic ab\0cd\r\nConnection: close\r\n\r\n",
+        server.addr()
     );
     assert_eq!(raw_status(server.addr(), raw.as_bytes()), 400, "raw NUL");
     // The POST form with broken fields.
@@ -357,7 +358,8 @@ fn bodies_over_the_limit_are_413() {
         ("/token", "application/x-www-form-urlencoded"),
     ] {
         let mut request = format!(
-            "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+            "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: {content_type}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+            server.addr()
         )
         .into_bytes();
         let chunk = "x".repeat(8 * 1024);
@@ -470,4 +472,402 @@ fn a_client_that_never_finishes_its_headers_is_disconnected() {
         .send()
         .unwrap();
     assert_eq!(r.status(), 200);
+}
+
+/// A connection the test holds open, plain or TLS.
+enum Held {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl Held {
+    /// Whether the server has closed the connection (EOF or reset); waits at most `wait`.
+    fn closed(&mut self, wait: Duration) -> bool {
+        let mut buf = [0u8; 4096];
+        let result = match self {
+            Held::Plain(s) => {
+                s.set_read_timeout(Some(wait)).unwrap();
+                s.read(&mut buf)
+            }
+            Held::Tls(s) => {
+                s.sock.set_read_timeout(Some(wait)).unwrap();
+                s.read(&mut buf)
+            }
+        };
+        match result {
+            Ok(0) => true,
+            Ok(_) => false, // an answer; the next read tells whether it closed
+            Err(e) => !matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ),
+        }
+    }
+}
+
+/// A self-signed certificate for `localhost` in `home`, and a TLS server using it.
+fn tls_server(
+    home: &Home,
+) -> (
+    tessera::server::RunningServer,
+    rcgen::CertifiedKey<rcgen::KeyPair>,
+) {
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let cert_path = home.home().join("tls.crt");
+    let key_path = home.home().join("tls.key");
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+    let (config, env) = home.config();
+    let state = tessera::server::ServerState::load(&config, &env).unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let server = tessera::server::spawn(
+        state,
+        listener,
+        Some(tessera::server::TlsFiles {
+            cert: cert_path,
+            key: key_path,
+        }),
+    )
+    .unwrap();
+    (server, cert)
+}
+
+fn tls_client_config(cert: &rcgen::CertifiedKey<rcgen::KeyPair>) -> Arc<rustls::ClientConfig> {
+    tessera::server::install_crypto_provider();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.cert.der().clone()).unwrap();
+    let mut config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Arc::new(config)
+}
+
+/// Connections that send nothing, half a request, half an HTTP/2 preface, a whole HTTP/2
+/// preface and SETTINGS (h2c), nothing after a TLS handshake, half a TLS handshake, or nothing
+/// after a first answer: the server closes every one of them (within a generous bound) and
+/// answers `/health` on both HTTP and HTTPS all the while.
+#[test]
+fn idle_and_half_open_connections_are_closed_and_health_still_answers() {
+    let (home, plain) = serve("login_attempts_per_minute = 0");
+    let (tls, cert) = tls_server(&home);
+    let tls_config = tls_client_config(&cert);
+    let server_name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let h2_preface: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    let h2_settings: &[u8] = &[0, 0, 0, 4, 0, 0, 0, 0, 0];
+    const EACH: usize = 25;
+    let mut held: Vec<(&str, Held)> = Vec::new();
+    for _ in 0..EACH {
+        held.push((
+            "plain, silent",
+            Held::Plain(TcpStream::connect(plain.addr()).unwrap()),
+        ));
+        let mut s = TcpStream::connect(plain.addr()).unwrap();
+        s.write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            .unwrap();
+        held.push(("plain, half a request", Held::Plain(s)));
+        let mut s = TcpStream::connect(plain.addr()).unwrap();
+        s.write_all(&h2_preface[..10]).unwrap();
+        held.push(("h2c, half the preface", Held::Plain(s)));
+        let mut s = TcpStream::connect(plain.addr()).unwrap();
+        s.write_all(h2_preface).unwrap();
+        s.write_all(h2_settings).unwrap();
+        held.push(("h2c, preface and SETTINGS", Held::Plain(s)));
+        // Keep-alive: one answer, then nothing.
+        let mut s = TcpStream::connect(plain.addr()).unwrap();
+        s.write_all(format!("GET /health HTTP/1.1\r\nHost: {}\r\n\r\n", plain.addr()).as_bytes())
+            .unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut first = [0u8; 12];
+        s.read_exact(&mut first).unwrap();
+        assert_eq!(&first, b"HTTP/1.1 200");
+        held.push(("plain, idle after an answer", Held::Plain(s)));
+        held.push((
+            "TLS, silent",
+            Held::Plain(TcpStream::connect(tls.addr()).unwrap()),
+        ));
+        // Half a ClientHello.
+        let mut conn =
+            rustls::ClientConnection::new(Arc::clone(&tls_config), server_name.clone()).unwrap();
+        let mut hello = Vec::new();
+        conn.write_tls(&mut hello).unwrap();
+        let mut s = TcpStream::connect(tls.addr()).unwrap();
+        s.write_all(&hello[..hello.len() / 2]).unwrap();
+        held.push(("TLS, half a handshake", Held::Plain(s)));
+        // A whole handshake, then nothing.
+        let mut conn =
+            rustls::ClientConnection::new(Arc::clone(&tls_config), server_name.clone()).unwrap();
+        let mut s = TcpStream::connect(tls.addr()).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        while conn.is_handshaking() {
+            conn.complete_io(&mut s).unwrap();
+        }
+        assert_eq!(
+            conn.alpn_protocol(),
+            Some(&b"http/1.1"[..]),
+            "HTTP/1.1 only"
+        );
+        held.push((
+            "TLS, idle after the handshake",
+            Held::Tls(Box::new(rustls::StreamOwned::new(conn, s))),
+        ));
+    }
+    assert_eq!(held.len(), 8 * EACH);
+
+    // Both servers answer while all of them are held.
+    let https = Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap()])
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let health = || {
+        assert_eq!(
+            client()
+                .get(format!("http://{}/health", plain.addr()))
+                .send()
+                .unwrap()
+                .status(),
+            200
+        );
+        assert_eq!(
+            https
+                .get(format!("https://localhost:{}/health", tls.addr().port()))
+                .send()
+                .unwrap()
+                .status(),
+            200
+        );
+    };
+    health();
+
+    // Every held connection is closed by the server: a generous bound, not a timing claim.
+    let bound = (tessera::server::FIRST_REQUEST_TIMEOUT + tessera::server::HEADER_READ_TIMEOUT) * 4;
+    let start = Instant::now();
+    let mut last_health = Instant::now();
+    while !held.is_empty() && start.elapsed() < bound {
+        held.retain_mut(|(_, h)| !h.closed(Duration::from_millis(5)));
+        if last_health.elapsed() > Duration::from_secs(2) {
+            health();
+            last_health = Instant::now();
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let open: Vec<&str> = held.iter().map(|(what, _)| *what).collect();
+    assert!(
+        open.is_empty(),
+        "{} connections still open after {} s: {open:?}",
+        open.len(),
+        bound.as_secs()
+    );
+    health();
+}
+
+/// A client that sends requests and never reads the answers cannot hold the connection: once
+/// the socket buffers are full, the server's write waits, and after `WRITE_TIMEOUT` the
+/// connection is closed.
+#[test]
+fn a_client_that_never_reads_its_answers_is_disconnected() {
+    let (_home, server) = serve("login_attempts_per_minute = 0");
+    let mut s = TcpStream::connect(server.addr()).unwrap();
+    s.set_write_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let batch = format!("GET /health HTTP/1.1\r\nHost: {}\r\n\r\n", server.addr())
+        .repeat(200)
+        .into_bytes();
+    let bound = tessera::server::WRITE_TIMEOUT * 6 + Duration::from_secs(60);
+    let start = Instant::now();
+    let mut closed = false;
+    while start.elapsed() < bound {
+        match s.write(&batch) {
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(_) => {
+                closed = true;
+                break;
+            }
+        }
+    }
+    assert!(
+        closed,
+        "the server kept a connection whose client reads nothing"
+    );
+    let r = client()
+        .get(format!("http://{}/health", server.addr()))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+/// Clients that send a login and hang up at once: the hashes their requests started still
+/// count against the limit on concurrent password checks until they finish, so no more than
+/// the limit ever run together, and `/auth/verify` answers all the while.
+#[test]
+fn logins_that_hang_up_never_run_more_hashes_than_the_limit() {
+    let (home, server) = serve("login_attempts_per_minute = 0");
+    let addr = server.addr();
+    let token = home.token(&["--subject", "ci", "--scopes", "pull"]);
+    let body = json!({"username": "deploy", "password": "a wrong password"}).to_string();
+    let request = format!(
+        "POST /auth/login HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let hang_ups: Vec<_> = (0..3)
+        .map(|_| {
+            let request = request.clone();
+            std::thread::spawn(move || {
+                for _ in 0..20 {
+                    let mut s = TcpStream::connect(addr).unwrap();
+                    s.write_all(request.as_bytes()).unwrap();
+                    // Long enough for the request to reach the handler, then hang up.
+                    std::thread::sleep(Duration::from_millis(20));
+                    drop(s);
+                }
+            })
+        })
+        .collect();
+    let http = client();
+    for _ in 0..10 {
+        let r = http
+            .get(format!("http://{addr}/auth/verify"))
+            .bearer_auth(&token)
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 200, "/auth/verify during the hang-ups");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for t in hang_ups {
+        t.join().unwrap();
+    }
+    // Let the last hashes finish, then a real login still works.
+    let r = http
+        .post(format!("http://{addr}/auth/login"))
+        .json(&json!({"username": "deploy", "password": PASSWORD}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let checks = server.password_checks();
+    assert!(checks.peak >= 1, "{checks:?}");
+    assert!(
+        checks.peak <= checks.limit,
+        "{} password checks ran at once; the limit is {}",
+        checks.peak,
+        checks.limit
+    );
+}
+
+/// A client bound to the loopback address `source` (127.0.0.0/8 is all loopback on Linux),
+/// so that one test can speak from several client addresses.
+fn client_from(source: &str) -> Client {
+    Client::builder()
+        .local_address(source.parse::<std::net::IpAddr>().unwrap())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+/// The Docker CLI sends the password on every push: only failed checks count, so 50 good
+/// logins in a row from one address (at `/token` and `/auth/login`) are never limited.
+#[test]
+fn fifty_good_logins_in_a_row_are_never_rate_limited() {
+    let (_home, server) = serve("login_attempts_per_minute = 3");
+    let http = client();
+    let base = format!("http://{}", server.addr());
+    for i in 0..50 {
+        let r = http
+            .get(format!(
+                "{base}/token?service={SERVICE}&scope=repository:team/app:pull"
+            ))
+            .basic_auth("deploy", Some(PASSWORD))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 200, "/token login {i}");
+    }
+    for i in 0..10 {
+        let r = http
+            .post(format!("{base}/auth/login"))
+            .json(&json!({"username": "deploy", "password": PASSWORD}))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 200, "/auth/login {i}");
+    }
+    // Failures still count: three, then 429 with Retry-After, even for the right password.
+    for _ in 0..3 {
+        let r = http
+            .get(format!("{base}/token?service={SERVICE}"))
+            .basic_auth("deploy", Some("wrong"))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 401);
+    }
+    let r = http
+        .get(format!("{base}/token?service={SERVICE}"))
+        .basic_auth("deploy", Some(PASSWORD))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 429);
+    let retry: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    assert_eq!(json_4xx("429", r).1, "RATE_LIMITED");
+}
+
+/// An attacker guessing the password of `deploy` from one address is limited there, and
+/// once the account is under attack every other address that fails against it backs off
+/// (60/N s after its first failure, doubling); the real user, from an address that has not
+/// failed, still logs in at once, again and again.
+#[test]
+fn guessing_against_an_account_never_locks_the_real_user_out() {
+    let (_home, server) = serve("login_attempts_per_minute = 3");
+    let base = format!("http://{}", server.addr());
+    let login = |http: &Client, password: &str| {
+        http.post(format!("{base}/auth/login"))
+            .json(&json!({"username": "deploy", "password": password}))
+            .send()
+            .unwrap()
+    };
+    let attacker = client_from("127.0.0.2");
+    for _ in 0..3 {
+        assert_eq!(login(&attacker, "guess").status(), 401);
+    }
+    let r = login(&attacker, PASSWORD);
+    assert_eq!(r.status(), 429, "the attacker's address is limited");
+    assert!(r.headers().contains_key("retry-after"));
+    // A second attacker address: its first failure is checked, then it backs off.
+    let second = client_from("127.0.0.3");
+    assert_eq!(login(&second, "guess").status(), 401);
+    let r = login(&second, "guess");
+    assert_eq!(
+        r.status(),
+        429,
+        "a failing pair backs off while the account is under attack"
+    );
+    let retry: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=20).contains(&retry), "{retry}");
+    // The real user, from another address, is not locked out.
+    let user = client_from("127.0.0.4");
+    for i in 0..5 {
+        assert_eq!(login(&user, PASSWORD).status(), 200, "real user, login {i}");
+    }
+    let r = user
+        .get(format!(
+            "{base}/token?service={SERVICE}&scope=repository:team/app:pull"
+        ))
+        .basic_auth("deploy", Some(PASSWORD))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200, "real user at /token");
 }

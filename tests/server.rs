@@ -534,6 +534,7 @@ fn every_status_code_of_the_contract() {
     // A password of the wrong type is not echoed back.
     let r = c
         .post(format!("{base}/auth/login"))
+        .header("content-type", "application/json")
         .body(r#"{"username": "deploy", "password": 987654321}"#)
         .send()
         .unwrap();
@@ -547,6 +548,7 @@ fn every_status_code_of_the_contract() {
     );
     let r = c
         .post(format!("{base}/auth/login"))
+        .header("content-type", "application/json")
         .body(big)
         .send()
         .unwrap();
@@ -638,6 +640,12 @@ fn every_status_code_of_the_contract() {
     let (a, b): (Value, Value) = (a.json().unwrap(), b.json().unwrap());
     assert_eq!(a, b);
     assert_eq!(a["code"], "INVALID_CREDENTIALS");
+    // Only failures count (the 200 above did not): a third one, then 429 even for the right
+    // password.
+    assert_eq!(
+        login(&base, "deploy", WRONG_PASSWORD).status().as_u16(),
+        401
+    );
     let r = login(&base, "deploy", PASSWORD);
     assert_eq!(r.status().as_u16(), 429);
     let retry: u64 = r.headers()["retry-after"]
@@ -980,4 +988,236 @@ fn with_the_age_backend_the_token_lives_in_the_backend_not_in_remotes_toml() {
         .args(["secrets", "get", "tessera/remotes/a/token"])
         .assert()
         .failure();
+}
+
+/// Every refusal is JSON `{error, code}`, also when axum's extractors refuse the request: a
+/// token id that is not UTF-8 in the path, a body that is not JSON.
+#[test]
+fn extractor_rejections_are_json() {
+    let h = Home::new("");
+    let srv = h.start();
+    let base = format!("http://{}", srv.addr());
+    let (admin, _) = h.mint("root", "admin");
+    for path in [
+        "/auth/tokens/%FF",
+        "/auth/tokens/%C3%28",
+        "/auth/tokens/a%00b",
+    ] {
+        let r = http()
+            .delete(format!("{base}{path}"))
+            .bearer_auth(&admin)
+            .send()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 400, "{path}");
+        let v: Value = r.json().unwrap_or_else(|e| panic!("{path}: not JSON: {e}"));
+        assert_eq!(v["code"], "BAD_REQUEST", "{path}");
+        assert!(v["error"].is_string(), "{path}");
+    }
+    for (body, content_type) in [("{", "application/json"), ("[]", "application/json")] {
+        let r = http()
+            .post(format!("{base}/auth/tokens"))
+            .bearer_auth(&admin)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 400, "{body}");
+        assert_eq!(r.json::<Value>().unwrap()["code"], "BAD_REQUEST");
+    }
+}
+
+/// DNS rebinding against a loopback server with `auth.enabled = false`: a web page whose
+/// name points at 127.0.0.1 sends its own name as `Host` (421), its own `Origin` (403) and a
+/// `text/plain` or form body (415), and cannot mint a token. Programs that send the
+/// server's own name, no `Origin` and JSON still can.
+#[test]
+fn a_loopback_server_refuses_rebinding_cross_origin_and_non_json_writes() {
+    let h = Home::new("[auth]\nenabled = false\n");
+    let srv = h.start();
+    let port = srv.addr().port();
+    let base = format!("http://{}", srv.addr());
+    let c = http();
+    let body = json!({"subject": "evil", "scopes": "admin", "expiry": "0"}).to_string();
+    let refused = |r: reqwest::blocking::Response, status: u16, code: &str, case: &str| {
+        assert_eq!(r.status().as_u16(), status, "{case}");
+        let v: Value = r.json().unwrap_or_else(|e| panic!("{case}: not JSON: {e}"));
+        assert_eq!(v["code"], code, "{case}");
+        assert!(v["error"].is_string(), "{case}");
+    };
+    // A foreign Host, on a write and on a read.
+    for host in [
+        format!("rebind.example:{port}"),
+        "rebind.example".to_owned(),
+        format!("127.0.0.1:{}", port.wrapping_add(1)),
+        format!("127.0.0.1.nip.io:{port}"),
+    ] {
+        let r = c
+            .post(format!("{base}/auth/tokens"))
+            .header("host", &host)
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+            .unwrap();
+        refused(r, 421, "WRONG_HOST", &host);
+        let r = c
+            .get(format!("{base}/auth/tokens"))
+            .header("host", &host)
+            .send()
+            .unwrap();
+        refused(r, 421, "WRONG_HOST", &host);
+    }
+    // Another origin.
+    for origin in [
+        "http://rebind.example".to_owned(),
+        format!("http://rebind.example:{port}"),
+        "null".to_owned(),
+        format!("https://127.0.0.1:{port}"),
+    ] {
+        let r = c
+            .post(format!("{base}/auth/tokens"))
+            .header("origin", &origin)
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+            .unwrap();
+        refused(r, 403, "CROSS_ORIGIN", &origin);
+    }
+    // Bodies a page can send without asking first.
+    for content_type in [
+        "text/plain",
+        "text/plain;charset=UTF-8",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+    ] {
+        let r = c
+            .post(format!("{base}/auth/tokens"))
+            .header("content-type", content_type)
+            .body(body.clone())
+            .send()
+            .unwrap();
+        refused(r, 415, "UNSUPPORTED_MEDIA_TYPE", content_type);
+    }
+    let r = c
+        .post(format!("{base}/auth/login"))
+        .body(r#"{"username":"a","password":"b"}"#)
+        .send()
+        .unwrap();
+    refused(r, 415, "UNSUPPORTED_MEDIA_TYPE", "no content type");
+    let (tokens, _) = (c.get(format!("{base}/auth/tokens")).send().unwrap(), ());
+    let list: Value = tokens.json().unwrap();
+    assert_eq!(list["tokens"], json!([]), "nothing was minted");
+    // What programs send still works: the server's own names, its own origin, JSON.
+    for host in [
+        format!("127.0.0.1:{port}"),
+        format!("localhost:{port}"),
+        format!("LOCALHOST:{port}"),
+    ] {
+        let r = c
+            .post(format!("{base}/auth/tokens"))
+            .header("host", &host)
+            .header("origin", format!("http://{host}"))
+            .json(&json!({"subject": "ci", "scopes": "pull"}))
+            .send()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 201, "{host}");
+    }
+    let r = c
+        .post(format!("{base}/auth/tokens"))
+        .header("content-type", "application/json; charset=utf-8")
+        .body(json!({"subject": "ci", "scopes": "pull"}).to_string())
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    assert_eq!(
+        c.get(format!("{base}/health")).send().unwrap().status(),
+        200
+    );
+}
+
+/// A refused `/token` request is logged at the default level with why (never the token, the
+/// password, or the username given, which may be a password typed into the wrong field); a
+/// username that is not the token's subject says which subject the token has.
+#[test]
+fn refused_token_requests_are_logged_with_the_reason_and_no_credentials() {
+    let h = Home::with_login(
+        "\n[registry]\nservice = \"svc.test\"\nissuer = \"tessera\"\ncertificate = \"registry-token.crt\"\n",
+    );
+    h.cmd().args(["registry", "init"]).assert().success();
+    let srv = BinServer::start_with_level(&h, None);
+    let url = srv.url();
+    let (token, _) = h.mint("deploy", "pull");
+    let typed_username = "Hunter2-typed-into-the-username-field";
+    let get = |user: &str, secret: &str| {
+        http()
+            .get(format!(
+                "{url}/token?service=svc.test&scope=repository:app:pull"
+            ))
+            .basic_auth(user, Some(secret))
+            .send()
+            .unwrap()
+    };
+    // A token of `deploy` with another username.
+    let r = get("ci-typo", &token);
+    assert_eq!(r.status().as_u16(), 401);
+    let v: Value = r.json().unwrap();
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("does not match the token's subject `deploy`"),
+        "{v}"
+    );
+    // A password in the username field, with a wrong password: GET and POST.
+    assert_eq!(get(typed_username, WRONG_PASSWORD).status().as_u16(), 401);
+    let r = http()
+        .post(format!("{url}/token"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(
+            url::form_urlencoded::Serializer::new(String::new())
+                .extend_pairs([
+                    ("grant_type", "password"),
+                    ("username", typed_username),
+                    ("password", WRONG_PASSWORD),
+                    ("service", "svc.test"),
+                ])
+                .finish(),
+        )
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    // The right credentials still work.
+    assert_eq!(get("deploy", PASSWORD).status().as_u16(), 200);
+    let log = srv.stop();
+    let refusals: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("refused a /token request"))
+        .collect();
+    assert_eq!(refusals.len(), 3, "{log}");
+    assert!(
+        refusals[0].contains("the username does not match the token's subject `deploy`"),
+        "{log}"
+    );
+    assert!(refusals[1].contains("INVALID_CREDENTIALS"), "{log}");
+    assert!(refusals.iter().all(|l| l.contains("127.0.0.1")), "{log}");
+    for secret in [typed_username, "ci-typo", PASSWORD, WRONG_PASSWORD, &token] {
+        assert!(!log.contains(secret), "the log holds `{secret}`:\n{log}");
+    }
+}
+
+impl BinServer {
+    /// The real binary with `RUST_LOG` set to `level`, or unset (the default level).
+    fn start_with_level(h: &Home, level: Option<&str>) -> BinServer {
+        let log = h.home().join("server.log");
+        let mut c = StdCommand::new(assert_cmd::cargo::cargo_bin("tessera"));
+        c.env_clear();
+        if let Some(level) = level {
+            c.env("RUST_LOG", level);
+        }
+        for (k, v) in h.vars() {
+            c.env(k, v);
+        }
+        let (child, addr) = common::spawn_serve(c, &log, "http");
+        let addr = addr.parse().unwrap();
+        BinServer { child, addr, log }
+    }
 }

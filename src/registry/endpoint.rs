@@ -28,7 +28,7 @@ use serde_json::{Value, json};
 
 use super::RegistryState;
 use super::token::{self as rtoken, MAX_SCOPES, RegistryClaims, Requested};
-use crate::server::{ApiError, AuditSlot, BODY_LIMIT, ServerState};
+use crate::server::{ApiError, AuditSlot, BODY_LIMIT, RequestId, ServerState};
 use crate::store::TokenRecord;
 use crate::token::{self, Claims, MintRequest, ScopeSet, VerifyError};
 
@@ -245,7 +245,10 @@ async fn verify_token(
     {
         return Err(unauthorized(
             "INVALID_CREDENTIALS",
-            "the username is not the subject the token was minted for",
+            format!(
+                "the username does not match the token's subject `{}`; log in with that name",
+                claims.sub
+            ),
         ));
     }
     let refusal = state.refusal(&claims).await?;
@@ -403,8 +406,28 @@ pub async fn token_get(State(state): AppState, req: Request) -> Response {
     let (parts, _) = req.into_parts();
     match get_inner(&state, &parts).await {
         Ok(r) => r,
-        Err(e) => error_response(e),
+        Err(e) => refused(&parts, e),
     }
+}
+
+/// Logs why a `/token` request was refused (the sentence the client gets, its code, the
+/// client address and the request id; never a username, password or token: a password typed
+/// into the username field must not land in the log), and builds the answer.
+fn refused(parts: &Parts, e: ApiError) -> Response {
+    let request_id = parts
+        .extensions
+        .get::<RequestId>()
+        .map_or("-", |r| r.0.as_str());
+    tracing::warn!(
+        target: "tessera::registry",
+        request_id = %request_id,
+        peer = %peer_of(parts),
+        status = e.status.as_u16(),
+        result = e.code,
+        reason = ?e.message,
+        "refused a /token request"
+    );
+    error_response(e)
 }
 
 async fn get_inner(state: &Arc<ServerState>, req: &Parts) -> Result<Response, ApiError> {
@@ -412,10 +435,9 @@ async fn get_inner(state: &Arc<ServerState>, req: &Parts) -> Result<Response, Ap
     let audit = req.extensions.get::<AuditSlot>();
     let params = parse_params(req.uri.query().unwrap_or("").as_bytes())?;
     let requested = check_request(reg, &params)?;
+    // The principal is recorded once the credentials are good (in `respond`): a refused
+    // username may be a password typed into the wrong field.
     let (user, secret) = basic(&req.headers)?;
-    if let Some(a) = audit {
-        a.set_principal(&user);
-    }
     if let Some(account) = &params.account
         && !account.is_empty()
         && account != &user
@@ -433,16 +455,20 @@ async fn get_inner(state: &Arc<ServerState>, req: &Parts) -> Result<Response, Ap
 /// a tessera token), or `grant_type=refresh_token` with `refresh_token`; `access_type=offline`
 /// adds a `refresh_token` to the answer.
 pub async fn token_post(State(state): AppState, req: Request) -> Response {
-    match post_inner(&state, req).await {
+    let (parts, body) = req.into_parts();
+    match post_inner(&state, &parts, body).await {
         Ok(r) => r,
-        Err(e) => error_response(e),
+        Err(e) => refused(&parts, e),
     }
 }
 
-async fn post_inner(state: &Arc<ServerState>, req: Request) -> Result<Response, ApiError> {
+async fn post_inner(
+    state: &Arc<ServerState>,
+    parts: &Parts,
+    body: axum::body::Body,
+) -> Result<Response, ApiError> {
     let reg = registry(state)?;
-    let (parts, body) = req.into_parts();
-    let peer = peer_of(&parts);
+    let peer = peer_of(parts);
     let audit = parts.extensions.get::<AuditSlot>().cloned();
     let body = axum::body::to_bytes(body, BODY_LIMIT)
         .await
@@ -457,9 +483,6 @@ async fn post_inner(state: &Arc<ServerState>, req: Request) -> Result<Response, 
                     "`grant_type=password` needs `username` and `password`",
                 ));
             };
-            if let Some(a) = &audit {
-                a.set_principal(user);
-            }
             login(state, reg, peer, user, password.clone()).await?
         }
         Some("refresh_token") => {

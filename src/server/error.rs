@@ -127,10 +127,40 @@ impl ApiError {
         let mut e = Self::new(
             StatusCode::TOO_MANY_REQUESTS,
             "RATE_LIMITED",
-            format!("too many login attempts from this address; try again in {retry_after} s"),
+            format!("too many failed logins; try again in {retry_after} s"),
         );
         e.retry_after = Some(retry_after);
         e
+    }
+
+    /// 421 `WRONG_HOST`: a request to a loopback server whose `Host` names another server
+    /// (DNS rebinding).
+    pub fn wrong_host(port: u16) -> Self {
+        Self::new(
+            StatusCode::MISDIRECTED_REQUEST,
+            "WRONG_HOST",
+            format!(
+                "this server listens on loopback and answers only requests addressed to localhost:{port}, 127.0.0.1:{port} or [::1]:{port}; a proxy in front must send one of these as `Host`"
+            ),
+        )
+    }
+
+    /// 403 `CROSS_ORIGIN`: a write from a web page of another origin.
+    pub fn cross_origin() -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "CROSS_ORIGIN",
+            "requests that change something are not accepted from web pages of another origin",
+        )
+    }
+
+    /// 415 `UNSUPPORTED_MEDIA_TYPE`: a body that is not declared as JSON.
+    pub fn unsupported_media_type() -> Self {
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UNSUPPORTED_MEDIA_TYPE",
+            "send the request body as JSON with `Content-Type: application/json`",
+        )
     }
 
     /// 503 `UNAVAILABLE`: a dependency (the token store) cannot answer; fail closed.

@@ -5,7 +5,9 @@
 //! the axum application, [`serve`] runs it on a listener (HTTP or HTTPS) until a shutdown
 //! future completes, and [`spawn`] runs it on a background thread (for tests and embedding).
 
+mod connection;
 mod error;
+mod guard;
 mod ratelimit;
 mod routes;
 mod state;
@@ -28,7 +30,7 @@ use axum::routing::{delete, get, post};
 
 pub use error::ApiError;
 pub use ratelimit::RateLimiter;
-pub use state::ServerState;
+pub use state::{PasswordChecks, ServerState};
 
 use crate::config::Config;
 use crate::error::CliError;
@@ -37,10 +39,21 @@ use crate::error::CliError;
 pub const BODY_LIMIT: usize = 64 * 1024;
 /// Longest a request may take before the server answers 503.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long a client gets to send a request's headers; a connection still sending them after
+/// How long a client gets to send a request's headers, counted from when the server starts
+/// waiting for them: after the previous response on a keep-alive connection, so this is also
+/// how long an idle keep-alive connection stays open. A connection still sending headers after
 /// that is closed (slow clients that dribble headers, "slowloris", cannot hold connections
 /// and file descriptors for ever).
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a new connection gets, from the moment it is accepted, to finish the TLS handshake
+/// (HTTPS) and send the headers of its first request; a connection that sends nothing, or only
+/// part of a handshake or a request, is closed then.
+pub const FIRST_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a write to a client may wait for the client to read; a client that stops reading
+/// its answers (to hold the connection open) is disconnected then.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Pause after a failed `accept` (usually: out of file descriptors) before the next one.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 /// How long open connections get to finish after a shutdown signal.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -95,6 +108,11 @@ impl<S: Send + Sync> FromRequestParts<S> for AuditSlot {
     }
 }
 
+/// The request id of a request (a request extension set by the middleware), for log lines
+/// written by handlers.
+#[derive(Debug, Clone)]
+pub(crate) struct RequestId(pub String);
+
 /// A request id: the client's `x-request-id` when it is short and plain, else a new one.
 fn request_id(req: &Request) -> String {
     static PREFIX: OnceLock<String> = OnceLock::new();
@@ -127,6 +145,7 @@ async fn around(mut req: Request, next: Next) -> Response {
         .map_or_else(|| "(no such route)".to_owned(), |p| p.as_str().to_owned());
     let slot = AuditSlot::default();
     req.extensions_mut().insert(slot.clone());
+    req.extensions_mut().insert(RequestId(id.clone()));
     let mut response = match tokio::time::timeout(REQUEST_TIMEOUT, next.run(req)).await {
         Ok(r) => r,
         Err(_) => ApiError::unavailable(format!(
@@ -194,6 +213,7 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(middleware::from_fn(guard::guard))
         .layer(middleware::from_fn(around))
         .with_state(state)
 }
@@ -251,61 +271,108 @@ pub fn check_bind(
 
 /// Runs the server on `listener` until `shutdown` completes, then lets open requests finish
 /// (up to [`SHUTDOWN_GRACE`]). HTTPS when `tls` is given.
+///
+/// HTTP/1.1 only (see docs/server.md for why not HTTP/2). Every connection is bounded in
+/// time whatever its peer does: the TLS handshake and the first request's headers must
+/// arrive within [`FIRST_REQUEST_TIMEOUT`] of the connection being accepted; between
+/// requests a keep-alive connection waits at most [`HEADER_READ_TIMEOUT`] for the next
+/// request's headers; a response the peer does not read for [`WRITE_TIMEOUT`] closes the
+/// connection; a request is answered within [`REQUEST_TIMEOUT`].
 pub async fn serve(
     state: Arc<ServerState>,
     listener: TcpListener,
     tls: Option<TlsFiles>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), CliError> {
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    listener
-        .set_nonblocking(true)
-        .map_err(|e| CliError::new(format!("cannot use the listening socket: {e}")))?;
-    let handle = axum_server::Handle::new();
-    let h = handle.clone();
-    tokio::spawn(async move {
-        shutdown.await;
-        h.graceful_shutdown(Some(SHUTDOWN_GRACE));
-    });
+    let app = router(state);
     let socket_error =
         |e: std::io::Error| CliError::new(format!("cannot use the listening socket: {e}"));
-    let failed = |e: std::io::Error| CliError::new(format!("the server failed: {e}"));
-    match tls {
-        None => {
-            let mut server = axum_server::from_tcp(listener).map_err(socket_error)?;
-            limit_header_time(server.http_builder());
-            server.handle(handle).serve(app).await.map_err(failed)
-        }
-        Some(files) => {
-            install_crypto_provider();
-            let config =
-                axum_server::tls_rustls::RustlsConfig::from_pem_file(&files.cert, &files.key)
-                    .await
-                    .map_err(|e| {
-                        CliError::new(format!(
-                            "cannot load the TLS certificate {} and key {}: {e}",
-                            files.cert.display(),
-                            files.key.display()
-                        ))
-                        .with_hint("both must be PEM files; the key PKCS#8, PKCS#1 or SEC1")
-                    })?;
-            let mut server =
-                axum_server::from_tcp_rustls(listener, config).map_err(socket_error)?;
-            limit_header_time(server.http_builder());
-            server.handle(handle).serve(app).await.map_err(failed)
+    listener.set_nonblocking(true).map_err(socket_error)?;
+    let listener = tokio::net::TcpListener::from_std(listener).map_err(socket_error)?;
+    let bound = guard::Bound {
+        addr: listener.local_addr().map_err(socket_error)?,
+        tls: tls.is_some(),
+    };
+    let acceptor = match tls {
+        None => None,
+        Some(files) => Some(tokio_rustls::TlsAcceptor::from(Arc::new(tls_config(
+            &files,
+        )?))),
+    };
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(());
+    let mut connections = tokio::task::JoinSet::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, peer)) => {
+                    connections.spawn(connection::run(
+                        tcp,
+                        peer,
+                        bound,
+                        app.clone(),
+                        acceptor.clone(),
+                        stop_rx.clone(),
+                    ));
+                }
+                Err(e) => {
+                    // Out of file descriptors, mostly: wait for connections to close rather
+                    // than spin on the error.
+                    tracing::warn!(error = %e, "cannot accept a connection");
+                    tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
         }
     }
+    drop(listener);
+    let _ = stop_tx.send(());
+    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            open = connections.len(),
+            "closing connections still open {} s after the shutdown signal",
+            SHUTDOWN_GRACE.as_secs()
+        );
+        connections.abort_all();
+    }
+    Ok(())
 }
 
-/// Closes HTTP/1 connections whose request headers take longer than [`HEADER_READ_TIMEOUT`]
-/// (hyper only enforces its header timeout when it is given a timer).
-fn limit_header_time(
-    builder: &mut hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>,
-) {
-    builder
-        .http1()
-        .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
+/// The rustls server configuration for `files`: the certificate chain, the private key, and
+/// HTTP/1.1 as the only protocol offered by ALPN.
+fn tls_config(files: &TlsFiles) -> Result<rustls::ServerConfig, CliError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    install_crypto_provider();
+    let failed = |reason: String| {
+        CliError::new(format!(
+            "cannot load the TLS certificate {} and key {}: {reason}",
+            files.cert.display(),
+            files.key.display()
+        ))
+        .with_hint("both must be PEM files; the key PKCS#8, PKCS#1 or SEC1")
+    };
+    let certs = CertificateDer::pem_file_iter(&files.cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| failed(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(failed(format!(
+            "{} holds no certificate",
+            files.cert.display()
+        )));
+    }
+    let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| failed(e.to_string()))?;
+    let mut config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| failed(e.to_string()))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
 }
 
 /// A server running on a background thread; dropping it (or [`RunningServer::stop`]) shuts
@@ -313,6 +380,7 @@ fn limit_header_time(
 #[derive(Debug)]
 pub struct RunningServer {
     addr: SocketAddr,
+    state: Arc<ServerState>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<Result<(), CliError>>>,
 }
@@ -321,6 +389,12 @@ impl RunningServer {
     /// The address it listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// How many password checks may run at once and the most that did (for tests).
+    #[doc(hidden)]
+    pub fn password_checks(&self) -> PasswordChecks {
+        self.state.hashing.stats()
     }
 
     /// Stops the server and waits for it.
@@ -363,13 +437,15 @@ pub fn spawn(
         .build()
         .map_err(|e| CliError::new(format!("cannot start the async runtime: {e}")))?;
     let state = Arc::new(state);
+    let served = Arc::clone(&state);
     let thread = std::thread::spawn(move || {
-        runtime.block_on(serve(state, listener, tls, async move {
+        runtime.block_on(serve(served, listener, tls, async move {
             let _ = rx.await;
         }))
     });
     Ok(RunningServer {
         addr,
+        state,
         stop: Some(tx),
         thread: Some(thread),
     })

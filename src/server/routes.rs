@@ -69,6 +69,25 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     }
 }
 
+/// A path parameter whose rejection is a JSON 400 like every other error (axum's own `Path`
+/// answers in plain text, e.g. for `%FF`, which is not UTF-8).
+pub(crate) struct PathParam<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for PathParam<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Path(v)| PathParam(v))
+            .map_err(|_| {
+                ApiError::bad_request(
+                    "the URL path cannot be read (it must be percent-encoded UTF-8); check the URL",
+                )
+            })
+    }
+}
+
 /// The socket peer's IP address (never `X-Forwarded-For`); unspecified when unknown.
 pub(crate) struct Peer(pub IpAddr);
 
@@ -538,7 +557,7 @@ pub(crate) async fn revoke_token(
     State(state): AppState,
     audit: AuditSlot,
     headers: HeaderMap,
-    Path(jti): Path<String>,
+    PathParam(jti): PathParam<String>,
 ) -> Result<Response, ApiError> {
     admin(&state, &headers, &audit, "write").await?;
     if jti.is_empty()

@@ -56,16 +56,15 @@ pub struct ServerState {
     pub(crate) single_use: RwLock<HashSet<String>>,
     /// The Docker registry token service, when configured (see `crate::registry`).
     pub(crate) registry: Option<Arc<crate::registry::RegistryState>>,
-    /// Limits concurrent bcrypt checks to all cores but one, so that a flood of logins cannot
-    /// starve token verification.
-    pub(crate) bcrypt_slots: tokio::sync::Semaphore,
+    /// The bounded pool of password checks.
+    pub(crate) hashing: Hashing,
     /// Tokens already verified, so that a token presented again is not decoded again.
     pub(crate) verified: super::verified::Verified,
 }
 
 impl ServerState {
-    /// Checks a username and password against `[auth]`: rate-limited per client address, the
-    /// username compared in constant time, bcrypt on a blocking thread with at most all cores
+    /// Checks a username and password against `[auth]`: failures rate-limited per client
+    /// address and per account (see `ratelimit`), the username compared in constant time, bcrypt on a blocking thread with at most all cores
     /// but one at once, and an unknown user checked against a dummy hash of the same cost, so
     /// it costs what a wrong password costs. `Ok(false)` for wrong credentials or when password
     /// login is off; `Err` for a rate limit (429) or a server shutting down.
@@ -78,9 +77,10 @@ impl ServerState {
         let Some(login) = &self.login else {
             return Ok(false);
         };
-        if let Err(wait) = self.limiter.check(peer, std::time::Instant::now()) {
-            return Err(super::ApiError::rate_limited(wait));
-        }
+        let attempt = self
+            .limiter
+            .begin(username, peer, std::time::Instant::now())
+            .map_err(super::ApiError::rate_limited)?;
         let user_ok: bool = subtle::ConstantTimeEq::ct_eq(
             &login.username_digest[..],
             &digest(username.as_bytes())[..],
@@ -94,32 +94,98 @@ impl ServerState {
             }
             .to_owned(),
         );
-        let _slot = self
-            .bcrypt_slots
-            .acquire()
-            .await
-            .map_err(|_| super::ApiError::unavailable("the server is shutting down"))?;
-        let password_ok = bcrypt_in_background(password, hash).await?;
-        Ok(user_ok && password_ok)
+        let password_ok = self.hashing.check(password, hash).await?;
+        let ok = user_ok && password_ok;
+        if ok {
+            self.limiter.succeeded(attempt, std::time::Instant::now());
+        }
+        Ok(ok)
     }
 }
 
-/// Checks a password against a bcrypt hash on a thread of its own with a lower scheduling
+/// At most all cores but one bcrypt checks at once, so that a flood of logins cannot starve
+/// token verification. A check holds its slot until the hash is done, even when the request
+/// that asked for it is gone (the client hung up, or the request timed out): the slot moves
+/// into the hashing thread with the work.
+#[derive(Debug)]
+pub(crate) struct Hashing {
+    slots: Arc<tokio::sync::Semaphore>,
+    limit: usize,
+    running: Arc<std::sync::atomic::AtomicUsize>,
+    peak: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// How many password checks may run at once, and the most that ever did (for tests).
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PasswordChecks {
+    /// The limit.
+    pub limit: usize,
+    /// The most hashes that ran at the same time since the server started.
+    pub peak: usize,
+}
+
+impl Hashing {
+    fn new() -> Hashing {
+        let limit = std::thread::available_parallelism()
+            .map_or(1, |n| n.get().saturating_sub(1))
+            .max(1);
+        Hashing {
+            slots: Arc::new(tokio::sync::Semaphore::new(limit)),
+            limit,
+            running: Default::default(),
+            peak: Default::default(),
+        }
+    }
+
+    pub(crate) fn stats(&self) -> PasswordChecks {
+        PasswordChecks {
+            limit: self.limit,
+            peak: self.peak.load(std::sync::atomic::Ordering::Relaxed),
+        }
+    }
+
+    /// Waits for a slot, then checks `password` against `hash` on a thread of its own that
+    /// keeps the slot until it is done.
+    async fn check(
+        &self,
+        password: SecretString,
+        hash: SecretString,
+    ) -> Result<bool, super::ApiError> {
+        let slot = Arc::clone(&self.slots)
+            .acquire_owned()
+            .await
+            .map_err(|_| super::ApiError::unavailable("the server is shutting down"))?;
+        let running = Arc::clone(&self.running);
+        let peak = Arc::clone(&self.peak);
+        bcrypt_in_background(move || {
+            use std::sync::atomic::Ordering;
+            let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+            peak.fetch_max(now, Ordering::SeqCst);
+            let ok = crate::password::verify(&password, &hash).unwrap_or(false);
+            running.fetch_sub(1, Ordering::SeqCst);
+            drop(slot);
+            ok
+        })
+        .await
+    }
+}
+
+/// Runs a password check on a thread of its own with a lower scheduling
 /// priority (nice 10 on Linux). A bcrypt check is a quarter of a second of CPU that cannot
 /// yield: at the default priority, a flood of logins took whole time slices from the runtime
 /// threads and delayed token checks queued behind them by tens of milliseconds. At nice 10 the
 /// scheduler lets a runtime thread with work preempt it at once; logins get the CPU the token
 /// checks leave (and at least a tenth of a core each when both compete).
 async fn bcrypt_in_background(
-    password: SecretString,
-    hash: SecretString,
+    check: impl FnOnce() -> bool + Send + 'static,
 ) -> Result<bool, super::ApiError> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
         .name("tessera-bcrypt".to_owned())
         .spawn(move || {
             lower_thread_priority();
-            let _ = tx.send(crate::password::verify(&password, &hash).unwrap_or(false));
+            let _ = tx.send(check());
         })
         .map_err(|e| {
             tracing::error!(error = %e, "cannot start a thread for a password check");
@@ -292,11 +358,7 @@ impl ServerState {
             limiter: RateLimiter::new(config.server.login_attempts_per_minute),
             single_use: RwLock::new(single_use),
             registry: None,
-            bcrypt_slots: tokio::sync::Semaphore::new(
-                std::thread::available_parallelism()
-                    .map_or(1, |n| n.get().saturating_sub(1))
-                    .max(1),
-            ),
+            hashing: Hashing::new(),
             verified: Default::default(),
         })
     }
