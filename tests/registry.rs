@@ -385,3 +385,56 @@ fn certificate_without_key_refuses_to_start() {
         err.message()
     );
 }
+
+/// What the Docker CLI sends on `docker login` (registry/client/auth/session.go): GET with
+/// `account`, `client_id=docker`, `offline_token=true` and `service`, Basic credentials, no
+/// scope. The refresh token it gets back is then used with `grant_type=refresh_token`.
+#[test]
+fn the_docker_cli_login_request_gets_a_refresh_token() {
+    let f = Fixture::new();
+    let r = f.get(
+        &format!("?account=deploy&client_id=docker&offline_token=true&service={SERVICE}"),
+        Some(&basic("deploy", PASSWORD)),
+    );
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().unwrap();
+    let refresh = body["refresh_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no refresh token for Docker's offline_token=true: {body}"))
+        .to_owned();
+    let (_, claims) = f.check(body["token"].as_str().unwrap());
+    assert_eq!(claims["access"], serde_json::json!([]));
+    // Docker's next request, as it sends it.
+    let r = f.post(&[
+        ("client_id", "docker"),
+        ("grant_type", "refresh_token"),
+        ("refresh_token", &refresh),
+        ("scope", "repository:team/app:pull"),
+        ("service", SERVICE),
+    ]);
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().unwrap();
+    assert!(body.get("refresh_token").is_none(), "not asked for: {body}");
+    let (_, claims) = f.check(body["access_token"].as_str().unwrap());
+    assert_eq!(claims["sub"], "deploy");
+    assert_eq!(claims["access"][0]["actions"], serde_json::json!(["pull"]));
+    // With a tessera token as the password, the same request.
+    let token = f.home.token(&["--subject", "ci", "--scopes", "pull"]);
+    let r = f.get(
+        &format!("?account=ci&client_id=docker&offline_token=true&service={SERVICE}"),
+        Some(&basic("ci", &token)),
+    );
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().unwrap();
+    assert!(body["refresh_token"].is_string(), "{body}");
+    // Anything but `true` asks for nothing.
+    for value in ["false", ""] {
+        let r = f.get(
+            &format!("?account=ci&client_id=docker&offline_token={value}&service={SERVICE}"),
+            Some(&basic("ci", &token)),
+        );
+        assert_eq!(r.status(), 200);
+        let body: Value = r.json().unwrap();
+        assert!(body.get("refresh_token").is_none(), "{value}: {body}");
+    }
+}
