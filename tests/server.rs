@@ -1127,3 +1127,35 @@ fn one_subject_cannot_pile_up_derived_tokens() {
         .unwrap();
     assert_eq!(r.status(), 200);
 }
+
+/// A server that did not mint a single-use token (another server on the host did, after this
+/// one started) still refuses to derive from it: the store knows it is single-use.
+#[test]
+fn a_single_use_token_minted_by_another_server_cannot_be_refreshed() {
+    let h = Home::new("");
+    let first = h.start();
+    let second = h.start();
+    let (admin, _) = h.mint("root", "admin");
+    let r = http()
+        .post(format!("http://{}/auth/tokens", first.addr()))
+        .bearer_auth(&admin)
+        .json(&json!({"subject": "ci", "scopes": "pull", "single_use": true}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let once = r.json::<Value>().unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = http()
+        .post(format!("http://{}/auth/refresh", second.addr()))
+        .bearer_auth(&once)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(r.json::<Value>().unwrap()["code"], "SINGLE_USE");
+    // Still usable once, where it is known as single-use.
+    let base = format!("http://{}", first.addr());
+    assert_eq!(get_verify(&base, &once).0, 200);
+    assert_eq!(get_verify(&base, &once).0, 401);
+}

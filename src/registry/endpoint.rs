@@ -337,7 +337,7 @@ async fn refresh_token(
         .await
     {
         Ok(minted) => Ok(Some(minted.token.expose_secret().to_owned())),
-        Err(e) if e.status == StatusCode::TOO_MANY_REQUESTS => {
+        Err(e) if e.code == "TOO_MANY_TOKENS" => {
             tracing::warn!(reason = %e.message, "no refresh token issued");
             Ok(None)
         }

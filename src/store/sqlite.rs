@@ -444,11 +444,18 @@ fn init(path: &Path, conn: &mut Connection) -> Result<(), StoreError> {
         let version: i64 = tx
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .map_err(err)?;
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::Unavailable {
+                path: path.display().to_string(),
+                message: format!("schema version {version}, this tessera knows {SCHEMA_VERSION}"),
+                hint: HINT_NEWER,
+            });
+        }
         let done = usize::try_from(version).unwrap_or(0);
         for step in MIGRATIONS.iter().skip(done) {
             tx.execute_batch(step).map_err(err)?;
         }
-        tx.pragma_update(None, "user_version", SCHEMA_VERSION.max(version))
+        tx.pragma_update(None, "user_version", SCHEMA_VERSION)
             .map_err(err)?;
         tx.commit().map_err(err)?;
     }
@@ -1406,5 +1413,280 @@ mod tests {
         }
         b.revoke_all(t("2026-05-02T00:00:00Z")).unwrap();
         assert!(a.is_revoked("z", "other", iat).unwrap());
+    }
+
+    // ---- derived tokens, issue times, pruning -------------------------------------------------
+
+    fn ago(secs: i64) -> Timestamp {
+        Timestamp::now() - jiff::SignedDuration::from_secs(secs)
+    }
+
+    /// A record issued at `issued`, expiring an hour after the real clock.
+    fn live(jti: &str, subject: &str, issued: Timestamp) -> TokenRecord {
+        TokenRecord {
+            jti: jti.to_owned(),
+            subject: subject.to_owned(),
+            scopes: "repository:*:pull".to_owned(),
+            issued_at: issued,
+            expires_at: Some(ago(-3600)),
+            single_use: false,
+            revoked: false,
+            parent: None,
+        }
+    }
+
+    fn rows(store: &SqliteStore, table: &str) -> i64 {
+        store
+            .conn()
+            .query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))
+            .unwrap()
+    }
+
+    #[test]
+    fn a_version_1_store_is_upgraded_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokens.db");
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(SCHEMA_V1).unwrap();
+            c.execute_batch(
+                "INSERT INTO tokens (jti, subject, scopes, issued_at, expires_at, single_use)
+                     VALUES ('old', 'ci', 'repository:*:pull', 1000, NULL, 0),
+                            ('once', 'ci', '', 2000, NULL, 1);
+                 INSERT INTO revoked_jtis VALUES ('gone', 3000, NULL);
+                 INSERT INTO subject_cutoffs VALUES ('bot', 5000);
+                 PRAGMA user_version = 1;",
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        let version: i64 = store
+            .conn()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        let listed = store.list(from_ms(0)).unwrap();
+        assert_eq!(listed.len(), 2);
+        assert!(listed.iter().all(|r| r.parent.is_none() && !r.revoked));
+        assert!(store.is_revoked("gone", "ci", from_ms(0)).unwrap());
+        assert!(store.is_revoked("x", "bot", from_ms(4000)).unwrap());
+        assert!(store.mark_used("once", from_ms(9000)).unwrap());
+        assert!(!store.mark_used("once", from_ms(9000)).unwrap());
+        // Derived records work on the upgraded file, and opening it again changes nothing.
+        store
+            .record_checked(
+                &live("child", "ci", Timestamp::now()).with_parent("old"),
+                None,
+                10,
+            )
+            .unwrap();
+        drop(store);
+        let store = SqliteStore::open(&path).unwrap();
+        store.revoke("old", Timestamp::now()).unwrap();
+        assert!(store.is_revoked("child", "ci", Timestamp::now()).unwrap());
+    }
+
+    #[test]
+    fn revoking_a_token_revokes_its_descendants_transitively() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir);
+        let other = open(&dir);
+        let now = Timestamp::now();
+        store.record(&live("root", "ci", ago(10))).unwrap();
+        for (jti, parent) in [
+            ("child", "root"),
+            ("grandchild", "child"),
+            ("sibling", "root"),
+        ] {
+            store
+                .record_checked(&live(jti, "ci", now).with_parent(parent), None, 100)
+                .unwrap();
+        }
+        store.record(&live("unrelated", "ci", ago(10))).unwrap();
+        // Answers reused while nothing commits...
+        for _ in 0..3 {
+            assert!(!store.is_revoked("grandchild", "ci", now).unwrap());
+        }
+        // ...until another handle revokes the middle of the line.
+        assert!(other.revoke("child", now).unwrap());
+        let revoked = |jti: &str| store.is_revoked(jti, "ci", now).unwrap();
+        assert!(revoked("child") && revoked("grandchild"));
+        assert!(!revoked("root") && !revoked("sibling") && !revoked("unrelated"));
+        other.revoke("root", now).unwrap();
+        assert!(revoked("root") && revoked("sibling"));
+        assert!(!revoked("unrelated"));
+        // A record made later without checks still inherits its parent's revocation.
+        store
+            .record(&live("late", "ci", now).with_parent("sibling"))
+            .unwrap();
+        assert!(revoked("late"));
+        let listed = store.list(now).unwrap();
+        let late = listed.iter().find(|r| r.jti == "late").unwrap();
+        assert_eq!(late.parent.as_deref(), Some("sibling"));
+        assert!(late.revoked);
+    }
+
+    #[test]
+    fn a_cut_off_covers_the_whole_line_of_a_derived_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir);
+        let cut = ago(5);
+        let ms_after = cut + jiff::SignedDuration::from_millis(1);
+        let ms_before = cut - jiff::SignedDuration::from_millis(1);
+        store.record(&live("before", "ci", ms_before)).unwrap();
+        store.record(&live("after", "ci", ms_after)).unwrap();
+        store.revoke_subject("ci", cut).unwrap();
+        let second = Timestamp::from_second(cut.as_second()).unwrap();
+        // Millisecond precision for recorded tokens, whatever second the caller passes.
+        assert!(store.is_revoked("before", "ci", second).unwrap());
+        assert!(!store.is_revoked("after", "ci", second).unwrap());
+        // A token derived after the cut-off from one minted before it (recorded without the
+        // checks, as if it had raced the revocation) is covered by the cut-off.
+        store
+            .record(&live("raced", "ci", Timestamp::now()).with_parent("before"))
+            .unwrap();
+        assert!(store.is_revoked("raced", "ci", Timestamp::now()).unwrap());
+        // A token derived from one minted after it is not.
+        store
+            .record_checked(
+                &live("fine", "ci", Timestamp::now()).with_parent("after"),
+                None,
+                100,
+            )
+            .unwrap();
+        assert!(!store.is_revoked("fine", "ci", Timestamp::now()).unwrap());
+        // The same for `--all`, and the counts of `revoke` include derived tokens.
+        assert_eq!(
+            store.revoke_all(Timestamp::now()).unwrap(),
+            2,
+            "after and fine"
+        );
+    }
+
+    #[test]
+    fn record_checked_refuses_what_would_escape_the_parent() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir);
+        let now = Timestamp::now();
+        let child = |jti: &str, parent: &str| live(jti, "ci", now).with_parent(parent);
+        let mut once = live("once", "ci", ago(10));
+        once.single_use = true;
+        store.record(&once).unwrap();
+        assert!(matches!(
+            store.record_checked(&child("c1", "once"), None, 100),
+            Err(IssueError::ParentSingleUse)
+        ));
+        store.record(&live("revoked", "ci", ago(10))).unwrap();
+        store.revoke("revoked", now).unwrap();
+        assert!(matches!(
+            store.record_checked(&child("c2", "revoked"), None, 100),
+            Err(IssueError::ParentRevoked)
+        ));
+        // A parent that is not recorded is judged by the `iat` given, like `is_revoked` does.
+        store.revoke_subject("ci", ago(60)).unwrap();
+        assert!(matches!(
+            store.record_checked(&child("c3", "elsewhere"), Some(ago(120)), 100),
+            Err(IssueError::ParentRevoked)
+        ));
+        store
+            .record_checked(&child("c4", "elsewhere2"), Some(ago(30)), 100)
+            .unwrap();
+        // ...and its line starts at that `iat`: a cut-off between it and the child covers both.
+        store.revoke_subject("ci", ago(20)).unwrap();
+        assert!(store.is_revoked("c4", "ci", now).unwrap());
+        for jti in ["c1", "c2", "c3"] {
+            assert!(
+                !store.list(now).unwrap().iter().any(|r| r.jti == jti),
+                "{jti}"
+            );
+        }
+    }
+
+    #[test]
+    fn record_checked_bounds_the_unexpired_tokens_of_a_subject() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir);
+        let now = Timestamp::now();
+        let mut expired = live("expired", "ci", ago(7200));
+        expired.expires_at = Some(ago(3600));
+        store.record(&expired).unwrap();
+        store.record(&live("p", "ci", ago(10))).unwrap();
+        store
+            .record_checked(&live("a", "ci", now).with_parent("p"), None, 3)
+            .unwrap();
+        // Revoked tokens count until they expire: revoking does not make room.
+        store.revoke("a", now).unwrap();
+        store
+            .record_checked(&live("b", "ci", now).with_parent("p"), None, 3)
+            .unwrap();
+        match store.record_checked(&live("c", "ci", now).with_parent("p"), None, 3) {
+            Err(IssueError::TooMany { subject, limit }) => {
+                assert_eq!((subject.as_str(), limit), ("ci", 3));
+            }
+            other => panic!("{other:?}"),
+        }
+        // Another subject has its own count; a token without a parent is counted too.
+        store
+            .record_checked(&live("d", "bot", now), None, 3)
+            .unwrap();
+    }
+
+    #[test]
+    fn every_write_prunes_a_bounded_batch_and_prune_keeps_the_leeway() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir);
+        {
+            let conn = store.conn();
+            for i in 0..250 {
+                conn.execute(
+                    "INSERT INTO tokens (jti, subject, scopes, issued_at, expires_at) VALUES (?1, 'ci', '', ?2, ?3)",
+                    params![format!("old{i}"), ms(ago(7200)), ms(ago(3600))],
+                )
+                .unwrap();
+                conn.execute(
+                    "INSERT INTO revoked_jtis VALUES (?1, ?2, ?3)",
+                    params![format!("old{i}"), ms(ago(7000)), ms(ago(3600))],
+                )
+                .unwrap();
+            }
+        }
+        store.record(&live("new", "ci", Timestamp::now())).unwrap();
+        assert_eq!(rows(&store, "tokens"), 150 + 1);
+        assert_eq!(rows(&store, "revoked_jtis"), 150);
+        store
+            .record_checked(&live("new2", "ci", Timestamp::now()), None, 1000)
+            .unwrap();
+        assert_eq!(rows(&store, "tokens"), 50 + 2);
+        // Within the verification leeway an expired token is still accepted: its revocation
+        // stays until the leeway is over.
+        let mut just = live("just", "ci", ago(600));
+        just.expires_at = Some(ago(30));
+        store.record(&just).unwrap();
+        store.revoke("just", Timestamp::now()).unwrap();
+        store.prune(Timestamp::now()).unwrap();
+        assert!(store.is_revoked("just", "ci", ago(600)).unwrap());
+        assert_eq!(rows(&store, "tokens"), 3);
+        store
+            .prune(Timestamp::now() + jiff::SignedDuration::from_secs(31 + 60))
+            .unwrap();
+        assert_eq!(rows(&store, "tokens"), 2);
+    }
+
+    #[test]
+    fn a_pending_line_with_a_parent_inherits_its_revocation() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir);
+        let now = Timestamp::now();
+        store.record(&live("p", "ci", ago(10))).unwrap();
+        store.revoke("p", now).unwrap();
+        let line = format!(
+            "{{\"jti\":\"c\",\"subject\":\"ci\",\"scopes\":\"\",\"issued_at\":{},\"expires_at\":null,\"parent\":\"p\"}}\n",
+            ms(now)
+        );
+        std::fs::write(pending_file(store.path()), line).unwrap();
+        let listed = store.list(now).unwrap();
+        let c = listed.iter().find(|r| r.jti == "c").unwrap();
+        assert_eq!(c.parent.as_deref(), Some("p"));
+        assert!(c.revoked);
     }
 }

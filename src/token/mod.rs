@@ -862,4 +862,47 @@ mod tests {
             proptest::prop_assert!(r.is_err() || p == parts[1]);
         }
     }
+
+    #[test]
+    fn a_derived_expiry_is_cut_to_the_parent_and_the_cap() {
+        let never = HumanDuration::parse("0").unwrap();
+        let hour = HumanDuration::parse("1h").unwrap();
+        let parent_exp = at(600).as_second();
+        // No cap, no parent: no limit.
+        assert_eq!(latest_expiry(now(), never, None).unwrap(), None);
+        // A parent that never expires still leaves the cap.
+        assert_eq!(latest_expiry(now(), hour, None).unwrap(), Some(at(3600)));
+        assert_eq!(
+            latest_expiry(now(), hour, Some(parent_exp)).unwrap(),
+            Some(at(600))
+        );
+        assert_eq!(
+            latest_expiry(now(), never, Some(at(7200).as_second())).unwrap(),
+            Some(at(7200))
+        );
+        let scopes = scopes();
+        let req = MintRequest {
+            issuer: "tessera",
+            subject: "ci",
+            scopes: &scopes,
+            expiry: HumanDuration::parse("30d").unwrap(),
+            audience: None,
+            now: now() + jiff::SignedDuration::from_millis(750),
+        };
+        let m = mint_until(&ring(), &req, Some(at(600))).unwrap();
+        assert_eq!(m.claims.exp, Some(parent_exp));
+        assert_eq!(m.claims.iat, now().as_second(), "iat keeps the second");
+        let m = mint_until(&ring(), &req, Some(at(90 * 86400))).unwrap();
+        assert_eq!(m.claims.exp, Some(at(30 * 86400).as_second()));
+        // A token that never expires, cut: it gets the cut.
+        let req = MintRequest {
+            expiry: never,
+            ..req
+        };
+        assert_eq!(mint_until(&ring(), &req, None).unwrap().claims.exp, None);
+        assert_eq!(
+            mint_until(&ring(), &req, Some(at(60))).unwrap().claims.exp,
+            Some(at(60).as_second())
+        );
+    }
 }
