@@ -373,7 +373,7 @@ impl ServerState {
     /// token derived from `parent` (`POST /auth/refresh`; a registry offline token for a
     /// tessera token, or its renewal), or a registry offline token for a password login
     /// (`parent` is `None`). The one place where derived tokens are made, so that every path
-    /// keeps them inside their parent (CONTRACT section 8a):
+    /// keeps them inside their parent (docs/server.md, "Refresh"):
     /// - the subject is the parent's and the scopes at most the parent's;
     /// - the expiry is `auth.token_expiry`, cut to `auth.max_token_expiry` and to the parent's
     ///   expiry (a parent that never expires leaves the first two);

@@ -1689,4 +1689,35 @@ mod tests {
         assert_eq!(c.parent.as_deref(), Some("p"));
         assert!(c.revoked);
     }
+
+    /// The statements of every write, the limit check and the revocation of a line go through
+    /// indexes: their work is bounded by what they touch, not by the size of the store.
+    #[test]
+    fn upkeep_statements_use_indexes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir);
+        let conn = store.conn();
+        for sql in [
+            "DELETE FROM tokens WHERE rowid IN (SELECT rowid FROM tokens WHERE expires_at < 1 LIMIT 100)",
+            "DELETE FROM revoked_jtis WHERE rowid IN (SELECT rowid FROM revoked_jtis WHERE expires_at < 1 LIMIT 100)",
+            &COUNT_LIVE_SQL.replace("?1", "'ci'").replace("?2", "1"),
+            &REVOKE_DESCENDANTS_SQL
+                .replace("?1", "'x'")
+                .replace("?2", "1"),
+        ] {
+            let plan: Vec<String> = conn
+                .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .unwrap()
+                .query_map([], |r| r.get::<_, String>(3))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            assert!(
+                plan.iter().all(|step| !step.starts_with("SCAN ")
+                    || step == "SCAN line"
+                    || step == "SCAN CONSTANT ROW"),
+                "{sql}: {plan:?}"
+            );
+        }
+    }
 }
