@@ -725,3 +725,300 @@ fn registry_and_tessera_tokens_are_not_interchangeable() {
         );
     }
 }
+
+// ---- derived tokens (refresh, offline tokens) ------------------------------------------------
+
+/// The claims of a tessera token (not verified: the server under test made it).
+fn claims_of(token: &str) -> Value {
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts(token)[1].as_bytes()).unwrap()).unwrap()
+}
+
+impl Fixture {
+    /// A fixture whose config gets `extra` lines in `[auth]` before the server starts.
+    fn with_auth(extra: &str) -> Fixture {
+        let home = Home::new();
+        let config = std::fs::read_to_string(home.config_file())
+            .unwrap()
+            .replace("[auth]\n", &format!("[auth]\n{extra}\n"));
+        std::fs::write(home.config_file(), config).unwrap();
+        let server = home.serve();
+        tessera::server::install_crypto_provider();
+        let kid = String::new();
+        Fixture {
+            home,
+            server,
+            http: Client::new(),
+            kid,
+        }
+    }
+
+    /// `POST /auth/refresh` with `token`: (status, body).
+    fn api_refresh(&self, token: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .post(self.url("/auth/refresh"))
+            .bearer_auth(token)
+            .send()
+            .unwrap();
+        (r.status().as_u16(), r.json().unwrap())
+    }
+
+    /// `GET /token` with Basic `user:secret` and the extra `query`: (status, body).
+    fn token_get(&self, user: &str, secret: &str, query: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .get(self.url(&format!("/token?service={SERVICE}{query}")))
+            .header(
+                "Authorization",
+                format!("Basic {}", STANDARD.encode(format!("{user}:{secret}"))),
+            )
+            .send()
+            .unwrap();
+        (r.status().as_u16(), r.json().unwrap())
+    }
+
+    /// `POST /token` with `grant_type=refresh_token` and the extra form fields: (status, body).
+    fn renew(&self, refresh: &str, extra: &[(&str, &str)]) -> (u16, Value) {
+        let form = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs([
+                ("grant_type", "refresh_token"),
+                ("service", SERVICE),
+                ("refresh_token", refresh),
+            ])
+            .extend_pairs(extra)
+            .finish();
+        let r = self
+            .http
+            .post(self.url("/token"))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(form)
+            .send()
+            .unwrap();
+        (r.status().as_u16(), r.json().unwrap())
+    }
+}
+
+#[test]
+fn a_derived_token_never_outlives_or_outscopes_its_parent() {
+    // Tokens from login and refresh last an hour on this server.
+    let f = Fixture::new();
+    let parent = f.home.token(&[
+        "--subject",
+        "ci",
+        "--scopes",
+        "pull",
+        "--repo",
+        "team/*",
+        "--expiry",
+        "10m",
+    ]);
+    let parent_exp = claims_of(&parent)["exp"].as_i64().unwrap();
+
+    // POST /auth/refresh, twice down the chain.
+    let (status, body) = f.api_refresh(&parent);
+    assert_eq!(status, 200, "{body}");
+    let child = body["token"].as_str().unwrap().to_owned();
+    let c = claims_of(&child);
+    assert!(
+        c["exp"].as_i64().unwrap() <= parent_exp,
+        "a refreshed token outlives its parent: {c} (parent expires at {parent_exp})"
+    );
+    assert_eq!(c["scope"], "repository:team/*:pull");
+    assert_eq!(c["sub"], "ci");
+    let (status, body) = f.api_refresh(&child);
+    assert_eq!(status, 200, "{body}");
+    let grandchild = claims_of(body["token"].as_str().unwrap());
+    assert!(
+        grandchild["exp"].as_i64().unwrap() <= parent_exp,
+        "{grandchild}"
+    );
+
+    // The registry: an offline token for the parent, and its renewal.
+    let (status, body) = f.token_get(
+        "ci",
+        &parent,
+        "&scope=repository:team/app:pull&access_type=offline",
+    );
+    assert_eq!(status, 200, "{body}");
+    let refresh = body["refresh_token"].as_str().unwrap().to_owned();
+    let r = claims_of(&refresh);
+    assert!(
+        r["exp"].as_i64().unwrap() <= parent_exp,
+        "offline token {r}"
+    );
+    assert_eq!(r["scope"], "repository:team/*:pull");
+    let (status, body) = f.renew(&refresh, &[("access_type", "offline")]);
+    assert_eq!(status, 200, "{body}");
+    let renewed = claims_of(body["refresh_token"].as_str().unwrap());
+    assert!(
+        renewed["exp"].as_i64().unwrap() <= parent_exp,
+        "renewed refresh token {renewed}"
+    );
+    // Asking for more than the parent holds still grants no more.
+    let (status, body) = f.renew(&refresh, &[("scope", "repository:team/app:push,pull")]);
+    assert_eq!(status, 200, "{body}");
+    let access = &claims_of_registry(body["access_token"].as_str().unwrap())["access"];
+    assert_eq!(access[0]["actions"], json!(["pull"]), "{access}");
+}
+
+/// The payload of a registry token (ES256; only read here).
+fn claims_of_registry(token: &str) -> Value {
+    claims_of(token)
+}
+
+#[test]
+fn registry_refresh_tokens_keep_to_the_cap_and_do_not_renew_themselves() {
+    // Refresh tokens from password login would last an hour, but nothing may outlast 20 min.
+    let f = Fixture::with_auth("max_token_expiry = \"20m\"");
+    let (status, body) = f.token_get(
+        "deploy",
+        registry_common::PASSWORD,
+        "&scope=repository:team/app:pull&access_type=offline",
+    );
+    assert_eq!(status, 200, "{body}");
+    let refresh = body["refresh_token"].as_str().unwrap().to_owned();
+    let r = claims_of(&refresh);
+    let exp = r["exp"].as_i64().unwrap();
+    assert!(
+        exp <= r["iat"].as_i64().unwrap() + 20 * 60,
+        "a refresh token beyond auth.max_token_expiry: {r}"
+    );
+    // A renewal a second later does not move the end of the chain.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let (status, body) = f.renew(&refresh, &[("access_type", "offline")]);
+    assert_eq!(status, 200, "{body}");
+    let renewed = body["refresh_token"].as_str().unwrap().to_owned();
+    let n = claims_of(&renewed);
+    assert!(n["exp"].as_i64().unwrap() <= exp, "renewed {n}, parent {r}");
+    // Nor does renewing the renewed one.
+    let (status, body) = f.renew(&renewed, &[("access_type", "offline")]);
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        claims_of(body["refresh_token"].as_str().unwrap())["exp"]
+            .as_i64()
+            .unwrap()
+            <= exp
+    );
+    // Without `access_type=offline`, a renewal gives an access token only.
+    let (status, body) = f.renew(&refresh, &[]);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.get("refresh_token").is_none(), "{body}");
+}
+
+#[test]
+fn a_single_use_token_cannot_be_refreshed_or_exchanged_for_an_offline_token() {
+    let f = Fixture::new();
+    let admin = f.home.token(&["--subject", "root", "--scopes", "admin"]);
+    let r = f
+        .http
+        .post(f.url("/auth/tokens"))
+        .bearer_auth(&admin)
+        .json(&json!({"subject": "ci", "scopes": "pull", "single_use": true}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let once = r.json::<Value>().unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let (status, body) = f.api_refresh(&once);
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("SINGLE_USE")),
+        "{body}"
+    );
+    assert!(
+        body["error"].as_str().unwrap().contains("single-use"),
+        "{body}"
+    );
+    for offline in ["&access_type=offline", "&offline_token=true"] {
+        let (status, body) =
+            f.token_get("ci", &once, &format!("&scope=repository:a:pull{offline}"));
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (403, Some("SINGLE_USE")),
+            "{offline}: {body}"
+        );
+    }
+    // The refusals did not use it up: it still works exactly once.
+    assert_eq!(f.api(&once).0, 200);
+    assert_eq!(f.api(&once).1, "TOKEN_REVOKED");
+}
+
+#[test]
+fn revoking_a_parent_revokes_everything_derived_from_it() {
+    let f = Fixture::new();
+    let (parent, _) = f
+        .home
+        .token_with_jti(&["--subject", "ci", "--scopes", "pull"]);
+    let (status, body) = f.api_refresh(&parent);
+    assert_eq!(status, 200, "{body}");
+    let child = body["token"].as_str().unwrap().to_owned();
+    let child_jti = body["jti"].as_str().unwrap().to_owned();
+    let (status, body) = f.api_refresh(&child);
+    assert_eq!(status, 200, "{body}");
+    let grandchild = body["token"].as_str().unwrap().to_owned();
+    // Registry offline tokens derived from the child, and a renewal of one.
+    let (status, body) = f.token_get("ci", &child, "&access_type=offline");
+    assert_eq!(status, 200, "{body}");
+    let offline = body["refresh_token"].as_str().unwrap().to_owned();
+    let (status, body) = f.renew(&offline, &[("access_type", "offline")]);
+    assert_eq!(status, 200, "{body}");
+    let renewed = body["refresh_token"].as_str().unwrap().to_owned();
+    // An unrelated token of the same subject, and one derived from it.
+    let other = f.home.token(&["--subject", "ci", "--scopes", "pull"]);
+    let (status, body) = f.api_refresh(&other);
+    assert_eq!(status, 200, "{body}");
+    let other_child = body["token"].as_str().unwrap().to_owned();
+    for t in [&parent, &child, &grandchild, &other, &other_child] {
+        assert_eq!(f.api(t).0, 200, "control");
+    }
+    assert_eq!(f.renew(&renewed, &[]).0, 200, "control");
+
+    // Revoking the child (by id, with the CLI) revokes what was derived from it, transitively.
+    f.home
+        .cmd()
+        .args(["auth", "token", "revoke", &child_jti])
+        .assert()
+        .success();
+    assert_eq!(
+        f.api(&parent).0,
+        200,
+        "the parent of a revoked token stays valid"
+    );
+    for (name, t) in [("child", &child), ("grandchild", &grandchild)] {
+        assert_eq!(f.api(t).1, "TOKEN_REVOKED", "{name}");
+    }
+    for (name, t) in [("offline", &offline), ("renewed", &renewed)] {
+        let (status, body) = f.renew(t, &[]);
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (401, Some("TOKEN_REVOKED")),
+            "{name}: {body}"
+        );
+    }
+    assert_eq!(f.api(&other).0, 200);
+    assert_eq!(f.api(&other_child).0, 200);
+    // Nothing new can be derived from a revoked token.
+    assert_eq!(f.api_refresh(&grandchild).0, 401);
+    // Revoking the parent through the API (DELETE /auth/token) takes the rest of its line.
+    let (status, body) = f.api_refresh(&parent);
+    assert_eq!(status, 200, "{body}");
+    let late_child = body["token"].as_str().unwrap().to_owned();
+    let r = f
+        .http
+        .delete(f.url("/auth/token"))
+        .bearer_auth(&parent)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(f.api(&late_child).1, "TOKEN_REVOKED");
+    // A subject cut-off covers derived tokens like any other.
+    f.home
+        .cmd()
+        .args(["auth", "token", "revoke", "--subject", "ci"])
+        .assert()
+        .success();
+    assert_eq!(f.api(&other_child).1, "TOKEN_REVOKED");
+}

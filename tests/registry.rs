@@ -546,3 +546,98 @@ fn a_server_with_a_certificate_but_no_service_refuses_to_start() {
         err.message()
     );
 }
+
+/// What the Docker CLI sends on `docker login` (registry/client/auth/session.go): GET with
+/// `account`, `client_id=docker`, `offline_token=true` and `service`, Basic credentials, no
+/// scope. The refresh token it gets back is then used with `grant_type=refresh_token`.
+#[test]
+fn the_docker_cli_login_request_gets_a_refresh_token() {
+    let f = Fixture::new();
+    let r = f.get(
+        &format!("?account=deploy&client_id=docker&offline_token=true&service={SERVICE}"),
+        Some(&basic("deploy", PASSWORD)),
+    );
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().unwrap();
+    let refresh = body["refresh_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no refresh token for Docker's offline_token=true: {body}"))
+        .to_owned();
+    let (_, claims) = f.check(body["token"].as_str().unwrap());
+    assert_eq!(claims["access"], serde_json::json!([]));
+    // Docker's next request, as it sends it.
+    let r = f.post(&[
+        ("client_id", "docker"),
+        ("grant_type", "refresh_token"),
+        ("refresh_token", &refresh),
+        ("scope", "repository:team/app:pull"),
+        ("service", SERVICE),
+    ]);
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().unwrap();
+    assert!(body.get("refresh_token").is_none(), "not asked for: {body}");
+    let (_, claims) = f.check(body["access_token"].as_str().unwrap());
+    assert_eq!(claims["sub"], "deploy");
+    assert_eq!(claims["access"][0]["actions"], serde_json::json!(["pull"]));
+    // With a tessera token as the password, the same request.
+    let token = f.home.token(&["--subject", "ci", "--scopes", "pull"]);
+    let r = f.get(
+        &format!("?account=ci&client_id=docker&offline_token=true&service={SERVICE}"),
+        Some(&basic("ci", &token)),
+    );
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().unwrap();
+    assert!(body["refresh_token"].is_string(), "{body}");
+    // Anything but `true` asks for nothing.
+    for value in ["false", ""] {
+        let r = f.get(
+            &format!("?account=ci&client_id=docker&offline_token={value}&service={SERVICE}"),
+            Some(&basic("ci", &token)),
+        );
+        assert_eq!(r.status(), 200);
+        let body: Value = r.json().unwrap();
+        assert!(body.get("refresh_token").is_none(), "{value}: {body}");
+    }
+}
+
+/// A subject that holds as many tokens as the server issues on request still gets its access
+/// token, without a refresh token (optional in the token-auth flow: Docker then keeps the
+/// credentials it logged in with), and the store does not grow.
+#[test]
+fn at_its_token_limit_a_subject_gets_no_more_refresh_tokens() {
+    let f = Fixture::new();
+    let limit = tessera::store::MAX_LIVE_TOKENS_PER_SUBJECT;
+    let db = f.home.data().join("tessera/tokens.db");
+    drop(tessera::store::SqliteStore::open(&db).unwrap());
+    let mut conn = rusqlite::Connection::open(&db).unwrap();
+    let tx = conn.transaction().unwrap();
+    let later = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(2);
+    for i in 0..limit {
+        tx.execute(
+            "INSERT INTO tokens (jti, subject, scopes, issued_at, expires_at, single_use)
+             VALUES (?1, 'deploy', '', ?2, ?3, 0)",
+            rusqlite::params![
+                format!("filler-{i}"),
+                jiff::Timestamp::now().as_millisecond(),
+                later.as_millisecond()
+            ],
+        )
+        .unwrap();
+    }
+    tx.commit().unwrap();
+    let count = |conn: &rusqlite::Connection| -> i64 {
+        conn.query_row("SELECT COUNT(*) FROM tokens", [], |r| r.get(0))
+            .unwrap()
+    };
+    let before = count(&conn);
+    let r = f.get(
+        &format!("?scope=repository:a/b:pull&access_type=offline&service={SERVICE}"),
+        Some(&basic("deploy", PASSWORD)),
+    );
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().unwrap();
+    assert!(body.get("refresh_token").is_none(), "{body}");
+    let (_, claims) = f.check(body["token"].as_str().unwrap());
+    assert_eq!(claims["access"][0]["actions"], serde_json::json!(["pull"]));
+    assert_eq!(count(&conn), before);
+}

@@ -675,6 +675,14 @@ impl TokenStore for BrokenStore {
     fn record(&self, _: &TokenRecord) -> Result<(), StoreError> {
         Err(Self::err())
     }
+    fn record_checked(
+        &self,
+        _: &TokenRecord,
+        _: Option<Timestamp>,
+        _: usize,
+    ) -> Result<(), tessera::store::IssueError> {
+        Err(Self::err().into())
+    }
     fn is_revoked(&self, _: &str, _: &str, _: Timestamp) -> Result<bool, StoreError> {
         Err(Self::err())
     }
@@ -1220,4 +1228,202 @@ impl BinServer {
         let addr = addr.parse().unwrap();
         BinServer { child, addr, log }
     }
+}
+
+// ---- issue times, pruning and limits of the token store --------------------------------------
+
+/// `docs/tokens.md` promises millisecond precision for recorded tokens: a token minted right
+/// after `revoke --subject` (in the same second, as here nearly every time) is valid.
+#[test]
+fn a_token_minted_right_after_revoke_subject_is_valid() {
+    let h = Home::new("");
+    for round in 0..25 {
+        h.cmd()
+            .args(["auth", "token", "revoke", "--subject", "ci"])
+            .assert()
+            .success();
+        let (tok, _) = h.mint("ci", "pull");
+        let out = h
+            .cmd()
+            .args(["auth", "token", "verify", &tok])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "round {round}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // And one minted before the cut-off is revoked, however close.
+    let (before, _) = h.mint("ci", "pull");
+    h.cmd()
+        .args(["auth", "token", "revoke", "--subject", "ci"])
+        .assert()
+        .success();
+    h.cmd()
+        .args(["auth", "token", "verify", &before])
+        .assert()
+        .code(1)
+        .stderr(predicates::str::contains("revoked"));
+}
+
+/// The same for tokens the server issues: a login right after `revoke --subject` of the user.
+#[test]
+fn a_login_right_after_revoke_subject_gives_a_valid_token() {
+    let h = Home::with_login("");
+    let srv = h.start();
+    let base = format!("http://{}", srv.addr());
+    for round in 0..8 {
+        h.cmd()
+            .args(["auth", "token", "revoke", "--subject", "deploy"])
+            .assert()
+            .success();
+        let r = login(&base, "deploy", PASSWORD);
+        assert_eq!(r.status(), 200);
+        let tok = r.json::<Value>().unwrap()["token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let (s, v) = get_verify(&base, &tok);
+        assert_eq!(s, 200, "round {round}: {v}");
+    }
+}
+
+fn store_path(h: &Home) -> PathBuf {
+    h.data().join("tessera/tokens.db")
+}
+
+/// Writes `n` token records of `subject`, expiring at `expires_at`, straight into the store's
+/// database (as records that accumulated over time would be).
+fn fill_store(h: &Home, subject: &str, n: usize, expires_at: Timestamp) {
+    drop(tessera::store::SqliteStore::open(&store_path(h)).unwrap());
+    let mut conn = rusqlite::Connection::open(store_path(h)).unwrap();
+    let tx = conn.transaction().unwrap();
+    let issued = expires_at - jiff::SignedDuration::from_hours(1);
+    for i in 0..n {
+        tx.execute(
+            "INSERT INTO tokens (jti, subject, scopes, issued_at, expires_at, single_use)
+             VALUES (?1, ?2, 'repository:*:pull', ?3, ?4, 0)",
+            rusqlite::params![
+                format!("{subject}-filler-{i}"),
+                subject,
+                issued.as_millisecond(),
+                expires_at.as_millisecond()
+            ],
+        )
+        .unwrap();
+    }
+    tx.commit().unwrap();
+}
+
+/// Rows of the `tokens` table whose token expired before now.
+fn expired_rows(h: &Home) -> i64 {
+    let conn = rusqlite::Connection::open(store_path(h)).unwrap();
+    conn.query_row(
+        "SELECT COUNT(*) FROM tokens WHERE expires_at < ?1",
+        [Timestamp::now().as_millisecond()],
+        |r| r.get(0),
+    )
+    .unwrap()
+}
+
+#[test]
+fn the_server_prunes_expired_records_as_it_issues_tokens() {
+    let h = Home::with_login("");
+    fill_store(
+        &h,
+        "gone",
+        250,
+        Timestamp::now() - jiff::SignedDuration::from_hours(2),
+    );
+    fill_store(
+        &h,
+        "live",
+        3,
+        Timestamp::now() + jiff::SignedDuration::from_hours(2),
+    );
+    assert_eq!(expired_rows(&h), 250);
+    let srv = h.start();
+    let base = format!("http://{}", srv.addr());
+    let mut left = Vec::new();
+    for _ in 0..4 {
+        let r = login(&base, "deploy", PASSWORD);
+        assert_eq!(r.status(), 200);
+        left.push(expired_rows(&h));
+    }
+    // Each issue prunes a bounded batch, so the records went down step by step, then to none.
+    assert!(left[0] < 250 && left[0] > 0, "{left:?}");
+    assert_eq!(left.last(), Some(&0), "{left:?}");
+    let store = tessera::store::SqliteStore::open(&store_path(&h)).unwrap();
+    let live = store.list(Timestamp::now()).unwrap();
+    assert_eq!(live.iter().filter(|r| r.subject == "live").count(), 3);
+}
+
+#[test]
+fn one_subject_cannot_pile_up_derived_tokens() {
+    let h = Home::with_login("");
+    let limit = tessera::store::MAX_LIVE_TOKENS_PER_SUBJECT;
+    fill_store(
+        &h,
+        "ci",
+        limit,
+        Timestamp::now() + jiff::SignedDuration::from_hours(2),
+    );
+    let srv = h.start();
+    let base = format!("http://{}", srv.addr());
+    let (tok, _) = h.mint("ci", "pull");
+    assert_eq!(get_verify(&base, &tok).0, 200, "the token itself is fine");
+    let r = http()
+        .post(format!("{base}/auth/refresh"))
+        .bearer_auth(&tok)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 429);
+    let v: Value = r.json().unwrap();
+    assert_eq!(v["code"], "TOO_MANY_TOKENS", "{v}");
+    let msg = v["error"].as_str().unwrap();
+    assert!(
+        msg.contains(&limit.to_string()) && msg.contains("`ci`"),
+        "{msg}"
+    );
+    // Another subject is not affected.
+    let (other, _) = h.mint("bot", "pull");
+    let r = http()
+        .post(format!("{base}/auth/refresh"))
+        .bearer_auth(&other)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+/// A server that did not mint a single-use token (another server on the host did, after this
+/// one started) still refuses to derive from it: the store knows it is single-use.
+#[test]
+fn a_single_use_token_minted_by_another_server_cannot_be_refreshed() {
+    let h = Home::new("");
+    let first = h.start();
+    let second = h.start();
+    let (admin, _) = h.mint("root", "admin");
+    let r = http()
+        .post(format!("http://{}/auth/tokens", first.addr()))
+        .bearer_auth(&admin)
+        .json(&json!({"subject": "ci", "scopes": "pull", "single_use": true}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let once = r.json::<Value>().unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = http()
+        .post(format!("http://{}/auth/refresh", second.addr()))
+        .bearer_auth(&once)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(r.json::<Value>().unwrap()["code"], "SINGLE_USE");
+    // Still usable once, where it is known as single-use.
+    let base = format!("http://{}", first.addr());
+    assert_eq!(get_verify(&base, &once).0, 200);
+    assert_eq!(get_verify(&base, &once).0, 401);
 }

@@ -29,8 +29,7 @@ use serde_json::{Value, json};
 use super::RegistryState;
 use super::token::{self as rtoken, MAX_SCOPES, RegistryClaims, Requested};
 use crate::server::{ApiError, AuditSlot, BODY_LIMIT, RequestId, ServerState};
-use crate::store::TokenRecord;
-use crate::token::{self, Claims, MintRequest, ScopeSet, VerifyError};
+use crate::token::{self, Claims, ScopeSet, VerifyError};
 
 type AppState = State<Arc<ServerState>>;
 
@@ -84,6 +83,9 @@ fn registry(state: &ServerState) -> Result<&RegistryState, ApiError> {
 struct Principal {
     subject: String,
     scopes: ScopeSet,
+    /// The tessera token presented (as the password, or as the refresh token): the parent of
+    /// a refresh token issued for this request. `None` after a password login.
+    token: Option<Claims>,
 }
 
 /// The query or form parameters of a token request.
@@ -118,7 +120,9 @@ fn parse_params(raw: &[u8]) -> Result<Params, ApiError> {
                     p.scopes.push(s.to_owned());
                 }
             }
-            "access_type" => p.offline = v == "offline",
+            // OAuth's `access_type=offline`, and what the Docker CLI sends on `docker login`.
+            "access_type" => p.offline |= v == "offline",
+            "offline_token" => p.offline |= v == "true",
             "grant_type" => p.grant_type = Some(v.into_owned()),
             "username" => p.username = Some(v.into_owned()),
             "password" => p.password = Some(SecretString::from(v.into_owned())),
@@ -212,12 +216,15 @@ enum Use {
 }
 
 /// Verifies a tessera token: signature, claims, audience, subject, revocation and single use.
+/// With `offline` (a refresh token derived from it is asked for), a single-use token is
+/// refused before it is used up.
 async fn verify_token(
     state: &Arc<ServerState>,
     reg: &RegistryState,
     raw: &SecretString,
     username: Option<&str>,
     usage: Use,
+    offline: bool,
 ) -> Result<Principal, ApiError> {
     let opts = token::VerifyOptions {
         issuer: &state.issuer,
@@ -251,6 +258,9 @@ async fn verify_token(
             ),
         ));
     }
+    if offline && state.is_single_use(&claims.jti) {
+        return Err(ApiError::single_use());
+    }
     let refusal = state.refusal(&claims).await?;
     if let Some(msg) = refusal {
         return Err(unauthorized("TOKEN_REVOKED", msg));
@@ -258,8 +268,9 @@ async fn verify_token(
     let scopes = ScopeSet::parse_claim(&claims.scope)
         .map_err(|_| unauthorized("INVALID_TOKEN", "the token's scopes cannot be read"))?;
     Ok(Principal {
-        subject: claims.sub,
+        subject: claims.sub.clone(),
         scopes,
+        token: Some(claims),
     })
 }
 
@@ -280,6 +291,7 @@ async fn password_login(
     Ok(Principal {
         subject: login.username.clone(),
         scopes: login.scopes.clone(),
+        token: None,
     })
 }
 
@@ -290,46 +302,50 @@ async fn login(
     peer: IpAddr,
     username: &str,
     secret: SecretString,
+    offline: bool,
 ) -> Result<Principal, ApiError> {
     if looks_like_jwt(secret.expose_secret()) {
-        verify_token(state, reg, &secret, Some(username), Use::Credential).await
+        verify_token(
+            state,
+            reg,
+            &secret,
+            Some(username),
+            Use::Credential,
+            offline,
+        )
+        .await
     } else {
         password_login(state, peer, username, secret).await
     }
 }
 
 /// Mints a refresh token: a tessera token of the subject and its scopes, with `aud` = the
-/// service, recorded in the token store (so it is listed and revocable).
+/// service, derived from the token presented (if any) and recorded in the token store (so it
+/// is listed and revocable, and revoked with its parent); see
+/// [`ServerState::issue_on_request`]. `None` when the subject already holds as many tokens as
+/// the server issues on request: the refresh token is optional in the token-auth flow, and a
+/// client without one (the Docker CLI) keeps its credentials and works as before.
 async fn refresh_token(
     state: &Arc<ServerState>,
     reg: &RegistryState,
     who: &Principal,
-) -> Result<String, ApiError> {
-    let now =
-        Timestamp::from_second(Timestamp::now().as_second()).unwrap_or_else(|_| Timestamp::now());
-    let minted = token::mint(
-        &state.keys,
-        &MintRequest {
-            issuer: &state.issuer,
-            subject: &who.subject,
-            scopes: &who.scopes,
-            expiry: state.token_expiry,
-            audience: Some(&reg.service),
-            now,
-        },
-    )
-    .map_err(|e| {
-        tracing::error!(error = %e, "minting a refresh token failed");
-        ApiError::internal()
-    })?;
-    let c = &minted.claims;
-    let record = TokenRecord::minted(c, now, false);
-    let store = Arc::clone(&state.store);
-    tokio::task::spawn_blocking(move || store.record(&record))
+) -> Result<Option<String>, ApiError> {
+    match state
+        .issue_on_request(
+            &who.subject,
+            &who.scopes,
+            Some(&reg.service),
+            who.token.as_ref(),
+        )
         .await
-        .map_err(ApiError::store_unavailable)?
-        .map_err(ApiError::store_unavailable)?;
-    Ok(minted.token.expose_secret().to_owned())
+    {
+        Ok(minted) => Ok(Some(minted.token.expose_secret().to_owned())),
+        Err(e) if e.code == "TOO_MANY_TOKENS" => {
+            tracing::warn!(reason = %e.message, "no refresh token issued");
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Issues the registry token for `who` and builds the response.
@@ -385,8 +401,8 @@ async fn respond(
         "expires_in": ttl,
         "issued_at": issued_at,
     });
-    if offline {
-        body["refresh_token"] = Value::String(refresh_token(state, reg, &who).await?);
+    if offline && let Some(refresh) = refresh_token(state, reg, &who).await? {
+        body["refresh_token"] = Value::String(refresh);
     }
     let mut r = (StatusCode::OK, Json(body)).into_response();
     r.headers_mut()
@@ -447,7 +463,7 @@ async fn get_inner(state: &Arc<ServerState>, req: &Parts) -> Result<Response, Ap
             "the `account` parameter names another user than the credentials",
         ));
     }
-    let who = login(state, reg, peer_of(req), &user, secret).await?;
+    let who = login(state, reg, peer_of(req), &user, secret, params.offline).await?;
     respond(state, reg, who, &requested, params.offline, audit).await
 }
 
@@ -483,7 +499,7 @@ async fn post_inner(
                     "`grant_type=password` needs `username` and `password`",
                 ));
             };
-            login(state, reg, peer, user, password.clone()).await?
+            login(state, reg, peer, user, password.clone(), params.offline).await?
         }
         Some("refresh_token") => {
             let Some(refresh) = &params.refresh_token else {
@@ -497,6 +513,7 @@ async fn post_inner(
                 refresh,
                 params.username.as_deref(),
                 Use::Refresh,
+                params.offline,
             )
             .await?
         }

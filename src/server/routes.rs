@@ -20,7 +20,7 @@ use super::state::ServerState;
 use super::verified::VerifiedToken;
 use super::{AuditSlot, BODY_LIMIT};
 use crate::duration::HumanDuration;
-use crate::store::TokenRecord;
+use crate::store::{IssueError, MAX_LIVE_TOKENS_PER_SUBJECT, TokenRecord};
 use crate::token::{self, Claims, MintError, MintRequest, Scope, ScopeSet, VerifyError};
 
 type AppState = State<Arc<ServerState>>;
@@ -179,12 +179,23 @@ async fn with_store<R: Send + 'static>(
     }
 }
 
+/// What an authenticated token is about to be used for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    /// A request made with the token (a single-use token is used up).
+    Use,
+    /// Deriving a token from it (`POST /auth/refresh`): a single-use token is refused before
+    /// it is used up.
+    Derive,
+}
+
 /// Verifies the bearer token: signature, claims, audience (not the registry service),
 /// revocation (asking the store every time) and single use. Records the subject as the request's principal.
 async fn authenticate(
     state: &Arc<ServerState>,
     headers: &HeaderMap,
     audit: &AuditSlot,
+    purpose: Purpose,
 ) -> Result<Arc<VerifiedToken>, ApiError> {
     let raw = bearer(headers)?;
     let opts = token::VerifyOptions {
@@ -214,6 +225,9 @@ async fn authenticate(
         ));
     }
     audit.set_principal(&claims.sub);
+    if purpose == Purpose::Derive && state.is_single_use(&claims.jti) {
+        return Err(ApiError::single_use());
+    }
     let refusal = state.refusal(&claims).await?;
     match refusal {
         Some(msg) => Err(ApiError::token_revoked(msg)),
@@ -242,7 +256,7 @@ async fn admin(
         }
         return Ok(Caller { scopes });
     }
-    let claims = authenticate(state, headers, audit).await?;
+    let claims = authenticate(state, headers, audit, Purpose::Use).await?;
     let scopes = ScopeSet::parse_claim(&claims.scope)
         .map_err(|_| ApiError::invalid_token("the token's scopes cannot be read"))?;
     let needed = Scope::AdminResource {
@@ -255,7 +269,7 @@ async fn admin(
     Ok(Caller { scopes })
 }
 
-/// Refuses an expiry longer than `auth.max_token_expiry`.
+/// Refuses an expiry asked for that is longer than `auth.max_token_expiry`.
 fn check_cap(state: &ServerState, expiry: HumanDuration, now: Timestamp) -> Result<(), ApiError> {
     let max = state.max_token_expiry;
     if max.is_never() {
@@ -275,40 +289,54 @@ fn check_cap(state: &ServerState, expiry: HumanDuration, now: Timestamp) -> Resu
     Ok(())
 }
 
-/// Mints a token and records it in the store (a failure to record is 503: the server does
-/// not hand out tokens it cannot list or mark).
-async fn issue(
-    state: &Arc<ServerState>,
-    subject: &str,
-    scopes: &ScopeSet,
-    expiry: HumanDuration,
-    audience: Option<&str>,
-    single_use: bool,
-) -> Result<token::Minted, ApiError> {
-    // Tokens carry whole seconds.
-    let now =
-        Timestamp::from_second(Timestamp::now().as_second()).unwrap_or_else(|_| Timestamp::now());
-    check_cap(state, expiry, now)?;
-    let minted = token::mint(
-        &state.keys,
-        &MintRequest {
-            issuer: &state.issuer,
-            subject,
-            scopes,
-            expiry,
-            audience,
-            now,
-        },
-    )
-    .map_err(|e| match e {
+fn mint_error(e: MintError) -> ApiError {
+    match e {
         MintError::Subject(_) | MintError::Duration(_) => ApiError::bad_request(e.to_string()),
         MintError::Sign(msg) => {
             tracing::error!(error = %msg, "signing failed");
             ApiError::internal()
         }
-    })?;
+    }
+}
+
+/// Mints a token and records it in the store (a failure to record is 503: the server does
+/// not hand out tokens it cannot list or mark). `expiry` is what the request asked for, refused
+/// when longer than `auth.max_token_expiry`; without one, `auth.token_expiry` applies, cut to
+/// that cap.
+async fn issue(
+    state: &Arc<ServerState>,
+    subject: &str,
+    scopes: &ScopeSet,
+    expiry: Option<HumanDuration>,
+    audience: Option<&str>,
+    single_use: bool,
+) -> Result<token::Minted, ApiError> {
+    // The exact instant, recorded as the issue time (`iat` keeps the second): a token issued
+    // just after a `revoke --subject` in the same second is told apart from those before.
+    let now = Timestamp::now();
+    let not_after = match expiry {
+        Some(asked) => {
+            check_cap(state, asked, now)?;
+            None
+        }
+        None => token::latest_expiry(now, state.max_token_expiry, None)
+            .map_err(|e| ApiError::bad_request(e.to_string()))?,
+    };
+    let minted = token::mint_until(
+        &state.keys,
+        &MintRequest {
+            issuer: &state.issuer,
+            subject,
+            scopes,
+            expiry: expiry.unwrap_or(state.token_expiry),
+            audience,
+            now,
+        },
+        not_after,
+    )
+    .map_err(mint_error)?;
     let c = &minted.claims;
-    let record = TokenRecord::minted(c, Timestamp::from_second(c.iat).unwrap_or(now), single_use);
+    let record = TokenRecord::minted(c, now, single_use);
     if single_use {
         match state.single_use.write() {
             Ok(mut set) => set.insert(c.jti.clone()),
@@ -317,6 +345,134 @@ async fn issue(
     }
     with_store(state, move |s| s.record(&record)).await?;
     Ok(minted)
+}
+
+impl ApiError {
+    /// 403 `SINGLE_USE`: a single-use token cannot be the parent of a derived token.
+    pub(crate) fn single_use() -> Self {
+        ApiError {
+            status: StatusCode::FORBIDDEN,
+            code: "SINGLE_USE",
+            message: "a single-use token cannot be refreshed or exchanged for an offline token; use it once as it is, or ask for a token that is not single-use".to_owned(),
+            required_scope: None,
+            retry_after: None,
+        }
+    }
+
+    /// 429 `TOO_MANY_TOKENS`: the subject holds as many unexpired tokens as the server issues
+    /// on request.
+    fn too_many_tokens(subject: &str, limit: usize) -> Self {
+        let shown: String = subject
+            .chars()
+            .take(40)
+            .flat_map(char::escape_debug)
+            .collect();
+        ApiError {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            code: "TOO_MANY_TOKENS",
+            message: format!(
+                "`{shown}` already holds {limit} unexpired tokens, the most the server issues through refresh and offline tokens; use one of them, or wait until some expire"
+            ),
+            required_scope: None,
+            retry_after: None,
+        }
+    }
+}
+
+impl ServerState {
+    /// Whether this server knows `jti` as a single-use token.
+    pub(crate) fn is_single_use(&self, jti: &str) -> bool {
+        match self.single_use.read() {
+            Ok(set) => set.contains(jti),
+            Err(p) => p.into_inner().contains(jti),
+        }
+    }
+
+    /// Mints and records a token that a holder asks for with a credential it already has: a
+    /// token derived from `parent` (`POST /auth/refresh`; a registry offline token for a
+    /// tessera token, or its renewal), or a registry offline token for a password login
+    /// (`parent` is `None`). The one place where derived tokens are made, so that every path
+    /// keeps them inside their parent (docs/server.md, "Refresh"):
+    /// - the subject is the parent's and the scopes at most the parent's;
+    /// - the expiry is `auth.token_expiry`, cut to `auth.max_token_expiry` and to the parent's
+    ///   expiry (a parent that never expires leaves the first two);
+    /// - a single-use parent is refused (403 `SINGLE_USE`), and so is a parent that has
+    ///   expired (within the verification leeway) or been revoked since it was checked;
+    /// - the subject may hold at most [`MAX_LIVE_TOKENS_PER_SUBJECT`] unexpired tokens (429
+    ///   `TOO_MANY_TOKENS`);
+    /// - the record names the parent, so revoking the parent revokes this token too.
+    ///
+    /// The parent must have been authenticated by the caller (signature, revocation).
+    pub(crate) async fn issue_on_request(
+        self: &Arc<Self>,
+        subject: &str,
+        scopes: &ScopeSet,
+        audience: Option<&str>,
+        parent: Option<&Claims>,
+    ) -> Result<token::Minted, ApiError> {
+        let now = Timestamp::now();
+        if let Some(p) = parent {
+            if p.sub != subject {
+                tracing::error!("a derived token was asked for another subject than its parent's");
+                return Err(ApiError::internal());
+            }
+            let held = ScopeSet::parse_claim(&p.scope)
+                .map_err(|_| ApiError::invalid_token("the token's scopes cannot be read"))?;
+            if let Some(missing) = scopes.iter().find(|s| !held.allows(s)) {
+                return Err(ApiError::forbidden(missing.to_string()));
+            }
+            if self.is_single_use(&p.jti) {
+                return Err(ApiError::single_use());
+            }
+            if let Some(exp) = p.exp
+                && exp <= now.as_second()
+            {
+                return Err(ApiError::token_expired(format!(
+                    "the token expired at {}, so nothing can be derived from it",
+                    Timestamp::from_second(exp).unwrap_or(Timestamp::MIN)
+                )));
+            }
+        }
+        let not_after =
+            token::latest_expiry(now, self.max_token_expiry, parent.and_then(|p| p.exp))
+                .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let minted = token::mint_until(
+            &self.keys,
+            &MintRequest {
+                issuer: &self.issuer,
+                subject,
+                scopes,
+                expiry: self.token_expiry,
+                audience,
+                now,
+            },
+            not_after,
+        )
+        .map_err(mint_error)?;
+        let mut record = TokenRecord::minted(&minted.claims, now, false);
+        let mut parent_iat = None;
+        if let Some(p) = parent {
+            record = record.with_parent(&p.jti);
+            parent_iat = Some(Timestamp::from_second(p.iat).unwrap_or(Timestamp::MIN));
+        }
+        let store = Arc::clone(&self.store);
+        let outcome = tokio::task::spawn_blocking(move || {
+            store.record_checked(&record, parent_iat, MAX_LIVE_TOKENS_PER_SUBJECT)
+        })
+        .await
+        .map_err(ApiError::store_unavailable)?;
+        match outcome {
+            Ok(()) => Ok(minted),
+            Err(IssueError::Store(e)) => Err(ApiError::store_unavailable(e)),
+            Err(IssueError::ParentRevoked) => {
+                Err(ApiError::token_revoked("the token has been revoked"))
+            }
+            Err(IssueError::ParentSingleUse) => Err(ApiError::single_use()),
+            Err(IssueError::TooMany { subject, limit }) => {
+                Err(ApiError::too_many_tokens(&subject, limit))
+            }
+        }
+    }
 }
 
 // ---- handlers ------------------------------------------------------------------------------
@@ -353,15 +509,7 @@ pub(crate) async fn login(
         return Err(ApiError::invalid_credentials());
     }
     audit.set_principal(&login.username);
-    let minted = issue(
-        &state,
-        &login.username,
-        &login.scopes,
-        state.token_expiry,
-        None,
-        false,
-    )
-    .await?;
+    let minted = issue(&state, &login.username, &login.scopes, None, None, false).await?;
     Ok(token_response(
         StatusCode::OK,
         json!({
@@ -389,7 +537,7 @@ pub(crate) async fn verify(
     audit: AuditSlot,
     req: Request,
 ) -> Result<Response, ApiError> {
-    let c = authenticate(&state, req.headers(), &audit).await?;
+    let c = authenticate(&state, req.headers(), &audit, Purpose::Use).await?;
     // The body depends on the token's claims alone: made once per token (see `verified`).
     let body = c.verify_body(|c| {
         let body = VerifyBody {
@@ -420,25 +568,20 @@ pub(crate) async fn verify(
         .into_response())
 }
 
-/// `POST /auth/refresh`: a new token with the same subject, scopes and audience, and the
-/// configured expiry.
+/// `POST /auth/refresh`: a token derived from the presented one, with its subject, scopes and
+/// audience, and the configured expiry cut to the parent's (see
+/// [`ServerState::issue_on_request`]).
 pub(crate) async fn refresh(
     State(state): AppState,
     audit: AuditSlot,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let c = authenticate(&state, &headers, &audit).await?;
+    let c = authenticate(&state, &headers, &audit, Purpose::Derive).await?;
     let scopes = ScopeSet::parse_claim(&c.scope)
         .map_err(|_| ApiError::invalid_token("the token's scopes cannot be read"))?;
-    let minted = issue(
-        &state,
-        &c.sub,
-        &scopes,
-        state.token_expiry,
-        c.aud.as_deref(),
-        false,
-    )
-    .await?;
+    let minted = state
+        .issue_on_request(&c.sub, &scopes, c.aud.as_deref(), Some(&c))
+        .await?;
     let n = &minted.claims;
     Ok(token_response(
         StatusCode::OK,
@@ -459,7 +602,7 @@ pub(crate) async fn revoke_self(
     audit: AuditSlot,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let c = authenticate(&state, &headers, &audit).await?;
+    let c = authenticate(&state, &headers, &audit, Purpose::Use).await?;
     let jti = c.jti.clone();
     with_store(&state, move |s| s.revoke(&jti, Timestamp::now())).await?;
     Ok(token_response(
@@ -525,8 +668,8 @@ pub(crate) async fn create_token(
         return Err(ApiError::forbidden(missing.to_string()));
     }
     let expiry = match body.expiry.as_deref() {
-        Some(e) => HumanDuration::parse(e).map_err(|e| ApiError::bad_request(e.to_string()))?,
-        None => state.token_expiry,
+        Some(e) => Some(HumanDuration::parse(e).map_err(|e| ApiError::bad_request(e.to_string()))?),
+        None => None,
     };
     let minted = issue(
         &state,

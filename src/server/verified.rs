@@ -8,6 +8,11 @@
 //! checked again; the revocation check is never skipped. The body of `GET /auth/verify`,
 //! which depends on the claims alone, is kept with them once made.
 //!
+//! Invariant: what is kept depends on the token's text alone. Revocation, of the token or of
+//! a token it was derived from, is not (the claims do not name a parent; the store links it
+//! and answers for the whole line), and neither is whether it is single-use: both are asked
+//! every time. So a derived token found here is refused as soon as its parent is revoked.
+//!
 //! The table is keyed by the SHA-256 digest of the token's text, so it never holds a token
 //! (a bearer secret) itself. Only tokens that verified are kept (whoever fills the table must
 //! hold a valid token), and at most [`MAX_TOKENS`] of them: past that the table is emptied

@@ -1,4 +1,20 @@
 //! The token store: issued token ids (never tokens), revocations and single-use marks.
+//!
+//! Derived tokens (`POST /auth/refresh`, registry offline tokens and their renewals) are
+//! recorded with the id of the token they were derived from (`parent`). The invariants that
+//! keep the revocation check of every token, derived or not, a single indexed lookup:
+//!
+//! 1. A derived token is recorded, with its parent, before it is handed out, and only if its
+//!    parent is not revoked at that moment (checked in the same write transaction, so a
+//!    revocation either comes first and refuses the child, or comes after and finds it).
+//! 2. Revoking a token by id revokes its recorded descendants in the same transaction
+//!    (they are listed by id), so "revoked by id" already covers every ancestor.
+//! 3. A derived token has its parent's subject, and carries the issue time of the first token
+//!    of its line (`root_issued_at`): subject and `--all` cut-offs compare that time, so a
+//!    cut-off that covers an ancestor covers the descendants too, even ones recorded after
+//!    the cut-off.
+//! 4. A derived token never expires after its parent, so pruning expired records never removes
+//!    a parent whose descendants are still live.
 
 mod pending;
 pub mod sqlite;
@@ -23,6 +39,9 @@ pub struct TokenRecord {
     pub expires_at: Option<Timestamp>,
     pub single_use: bool,
     pub revoked: bool,
+    /// The id of the token this one was derived from (refresh, registry offline token), or
+    /// `None` for a token minted from a password, by an admin or with the CLI.
+    pub parent: Option<String>,
 }
 
 fn scopes_as_array<S: serde::Serializer>(scopes: &str, s: S) -> Result<S::Ok, S::Error> {
@@ -41,8 +60,37 @@ impl TokenRecord {
             expires_at: claims.exp.and_then(|e| Timestamp::from_second(e).ok()),
             single_use,
             revoked: false,
+            parent: None,
         }
     }
+
+    /// This record, derived from the token `parent`.
+    pub fn with_parent(mut self, parent: &str) -> Self {
+        self.parent = Some(parent.to_owned());
+        self
+    }
+}
+
+/// The most unexpired tokens one subject may hold in the store for the server to issue it
+/// another derived or offline token on its own request (`POST /auth/refresh`, registry offline
+/// tokens). Revoked tokens count until they expire, so revoking and deriving again does not
+/// get around it. Tokens minted by an admin or with the CLI are not limited.
+pub const MAX_LIVE_TOKENS_PER_SUBJECT: usize = 1000;
+
+/// Why [`TokenStore::record_checked`] did not record a token.
+#[derive(Debug, thiserror::Error)]
+pub enum IssueError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The parent is revoked (by id, by one of its ancestors, or by a cut-off).
+    #[error("the token it is derived from has been revoked")]
+    ParentRevoked,
+    /// The parent is recorded as single-use.
+    #[error("the token it is derived from is single-use")]
+    ParentSingleUse,
+    /// The subject already holds `limit` unexpired recorded tokens.
+    #[error("`{subject}` already holds {limit} unexpired tokens in the store")]
+    TooMany { subject: String, limit: usize },
 }
 
 /// What the store knows about one token id.
@@ -74,10 +122,24 @@ pub trait TokenStore: Send + Sync + std::fmt::Debug {
     /// Records an issued token. Give `issued_at` the precise mint instant
     /// (`MintRequest::now`), not the `iat` second, so that a token minted just after a
     /// `revoke --subject`/`--all` in the same second is not caught by that cut-off.
-    /// Recording the same `jti` twice is an error.
+    /// Recording the same `jti` twice is an error. No checks: a token derived on request goes
+    /// through [`TokenStore::record_checked`].
     fn record(&self, record: &TokenRecord) -> Result<(), StoreError>;
+    /// Records a token the server issues on its holder's own request (a derived token when
+    /// `record.parent` is set, or a registry offline token from a password), in one write
+    /// transaction with the checks that keep derived tokens inside their parent: the parent
+    /// is not revoked and not single-use, and the subject holds fewer than `max_live`
+    /// unexpired recorded tokens. `parent_issued_at` is the parent's `iat`, the issue time
+    /// assumed for a parent that is not recorded here. Expired records are pruned in bounded
+    /// batches on the way.
+    fn record_checked(
+        &self,
+        record: &TokenRecord,
+        parent_issued_at: Option<Timestamp>,
+        max_live: usize,
+    ) -> Result<(), IssueError>;
     /// Whether the token `jti` of `subject`, issued at `issued_at`, has been revoked (by id,
-    /// by subject, or by `revoke --all`).
+    /// by subject, or by `revoke --all`), itself or any token it was derived from.
     fn is_revoked(
         &self,
         jti: &str,
@@ -87,7 +149,8 @@ pub trait TokenStore: Send + Sync + std::fmt::Debug {
     /// Whether `jti` is recorded or revoked here (so that revoking a mistyped id can be refused
     /// instead of recording a revocation nobody needs).
     fn token_state(&self, jti: &str) -> Result<TokenState, StoreError>;
-    /// Revokes one token id; true when it was known or newly recorded as revoked.
+    /// Revokes one token id and every recorded token derived from it, transitively; true when
+    /// it was known or newly recorded as revoked.
     fn revoke(&self, jti: &str, now: Timestamp) -> Result<bool, StoreError>;
     /// Revokes every token of `subject` issued up to `now`; returns how many recorded tokens
     /// that touched.
@@ -99,7 +162,8 @@ pub trait TokenStore: Send + Sync + std::fmt::Debug {
     fn mark_used(&self, jti: &str, now: Timestamp) -> Result<bool, StoreError>;
     /// Recorded tokens that have not expired, newest first.
     fn list(&self, now: Timestamp) -> Result<Vec<TokenRecord>, StoreError>;
-    /// Deletes records and revocations of tokens that expired before `now`.
+    /// Deletes records and revocations of tokens that expired before `now` (less the 60 s of
+    /// leeway that verification grants).
     fn prune(&self, now: Timestamp) -> Result<usize, StoreError>;
 }
 

@@ -9,6 +9,11 @@
 //! is not recorded yet by its `iat` second (in doubt, revoked), as it does for tokens minted
 //! on another host.
 //!
+//! A line may name the token it was derived from (`parent`), so the format carries everything a
+//! record holds; today only tokens that are not derived are appended (a derived token needs
+//! its parent checked in the database at once), and a moved line with a parent inherits the
+//! parent's line and revocation as any record does ([`super::sqlite::insert`]).
+//!
 //! Appenders hold a shared `flock` on the file while they write; the one that moves the lines
 //! holds it exclusively from reading to truncating, so no line is lost or moved twice. Moving
 //! is idempotent (`INSERT OR IGNORE`), so a crash between the commit and the truncation only
@@ -22,7 +27,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
-use rusqlite::{Connection, params};
+use rusqlite::Connection;
 
 use super::TokenRecord;
 
@@ -42,6 +47,9 @@ struct Line<'a> {
     scopes: Cow<'a, str>,
     issued_at: i64,
     expires_at: Option<i64>,
+    /// Absent in lines written before derived tokens were recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    parent: Option<Cow<'a, str>>,
 }
 
 /// The pending file beside the store at `store`.
@@ -49,17 +57,19 @@ pub(super) fn path(store: &Path) -> PathBuf {
     super::beside(store, "-pending")
 }
 
-/// Appends `record` (not single-use, not revoked: those need the database at once) to the
+/// Appends `record` (not single-use, not revoked, not derived: those need the database at
+/// once) to the
 /// pending file of the store at `store`, creating it with mode 0600. Returns the file's size
 /// after the write. The folder must exist.
 pub(super) fn append(store: &Path, record: &TokenRecord) -> std::io::Result<u64> {
-    debug_assert!(!record.single_use && !record.revoked);
+    debug_assert!(!record.single_use && !record.revoked && record.parent.is_none());
     let mut line = serde_json::to_vec(&Line {
         jti: Cow::Borrowed(&record.jti),
         subject: Cow::Borrowed(&record.subject),
         scopes: Cow::Borrowed(&record.scopes),
         issued_at: record.issued_at.as_millisecond(),
         expires_at: record.expires_at.map(Timestamp::as_millisecond),
+        parent: record.parent.as_deref().map(Cow::Borrowed),
     })
     .map_err(std::io::Error::other)?;
     line.push(b'\n');
@@ -132,26 +142,30 @@ fn move_locked(file: &mut File, conn: &mut Connection) -> Result<usize, MoveErro
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
         .map_err(MoveError::Sql)?;
     let mut moved = 0;
-    {
-        let mut insert = tx
-            .prepare(
-                "INSERT OR IGNORE INTO tokens (jti, subject, scopes, issued_at, expires_at, single_use)
-                 VALUES (?1, ?2, ?3, ?4, ?5, 0)",
-            )
-            .map_err(MoveError::Sql)?;
-        for raw in text.split(|b| *b == b'\n') {
-            let Ok(l) = serde_json::from_slice::<Line>(raw) else {
-                continue;
-            };
-            moved += insert
-                .execute(params![
-                    l.jti,
-                    l.subject,
-                    l.scopes,
-                    l.issued_at,
-                    l.expires_at
-                ])
-                .map_err(MoveError::Sql)?;
+    for raw in text.split(|b| *b == b'\n') {
+        let Ok(l) = serde_json::from_slice::<Line>(raw) else {
+            continue;
+        };
+        let (Ok(issued_at), Ok(expires_at)) = (
+            Timestamp::from_millisecond(l.issued_at),
+            l.expires_at.map(Timestamp::from_millisecond).transpose(),
+        ) else {
+            continue;
+        };
+        let record = TokenRecord {
+            jti: l.jti.into_owned(),
+            subject: l.subject.into_owned(),
+            scopes: l.scopes.into_owned(),
+            issued_at,
+            expires_at,
+            single_use: false,
+            revoked: false,
+            parent: l.parent.map(Cow::into_owned),
+        };
+        if super::sqlite::insert(&tx, super::sqlite::INSERT_OR_IGNORE_SQL, &record, None)
+            .map_err(MoveError::Sql)?
+        {
+            moved += 1;
         }
     }
     tx.commit().map_err(MoveError::Sql)?;

@@ -1,7 +1,9 @@
 //! The token store in one SQLite file (WAL mode), safe for several processes at once.
 //!
-//! Every call goes to the database (no cache), so a revocation made by one process is seen by
-//! the next check of every other. Times are stored as Unix milliseconds.
+//! Every call goes to the database, so a revocation made by one process is seen by the next
+//! check of every other; the one reuse, of "not revoked" answers while no transaction has
+//! committed anywhere, is explained in [`super::unchanged`]. Times are stored as Unix
+//! milliseconds. How derived tokens are kept inside their parents is in [`super`].
 
 use std::fs::{DirBuilder, OpenOptions};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -15,14 +17,18 @@ use jiff::Timestamp;
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
 
 use super::unchanged::{Lookup, Unchanged};
-use super::{StoreError, TokenRecord, TokenState, TokenStore, pending};
+use super::{IssueError, StoreError, TokenRecord, TokenState, TokenStore, pending};
 
-/// `PRAGMA user_version` of the schema this code writes.
-const SCHEMA_VERSION: i64 = 1;
+/// `PRAGMA user_version` of the schema this code writes: one step per entry of [`MIGRATIONS`].
+const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 /// How long to wait for another process's write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-const SCHEMA: &str = "
+/// Schema steps: `MIGRATIONS[i]` brings a database of version `i` to version `i + 1`. A step is
+/// never changed once released: a change is a new step, so that existing stores are upgraded.
+const MIGRATIONS: [&str; 2] = [SCHEMA_V1, SCHEMA_V2];
+
+const SCHEMA_V1: &str = "
 CREATE TABLE IF NOT EXISTS tokens (
     jti        TEXT PRIMARY KEY NOT NULL,
     subject    TEXT NOT NULL,
@@ -48,12 +54,86 @@ CREATE TABLE IF NOT EXISTS global_cutoff (
 );
 ";
 
-/// Whether the `tokens` row `t` is revoked: by id, by its subject's cut-off or by the global
-/// cut-off (`issued_at <= cut-off`).
+/// Version 2: derived tokens. `parent` is the id of the token a token was derived from;
+/// `root_issued_at` the issue time of the first token of its line, which cut-offs compare
+/// (NULL: the token's own `issued_at`). Indexes for the descendants of a token, the
+/// unexpired tokens of a subject, and pruning by expiry.
+const SCHEMA_V2: &str = "
+ALTER TABLE tokens ADD COLUMN parent TEXT;
+ALTER TABLE tokens ADD COLUMN root_issued_at INTEGER;
+CREATE INDEX IF NOT EXISTS tokens_parent ON tokens (parent) WHERE parent IS NOT NULL;
+CREATE INDEX IF NOT EXISTS tokens_live ON tokens (subject, expires_at);
+CREATE INDEX IF NOT EXISTS tokens_expiry ON tokens (expires_at) WHERE expires_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS revoked_expiry ON revoked_jtis (expires_at) WHERE expires_at IS NOT NULL;
+";
+
+/// Records one token; `?8` is its line's issue time when the caller knows it, else it is
+/// taken from the recorded parent (`?7`), else NULL (its own issue time).
+const INSERT_SQL: &str = "INSERT INTO tokens
+    (jti, subject, scopes, issued_at, expires_at, single_use, parent, root_issued_at)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7,
+        COALESCE(?8, (SELECT COALESCE(p.root_issued_at, p.issued_at) FROM tokens p WHERE p.jti = ?7)))";
+
+/// [`INSERT_SQL`] for records that may be there already (moving pending lines).
+pub(super) const INSERT_OR_IGNORE_SQL: &str = "INSERT OR IGNORE INTO tokens
+    (jti, subject, scopes, issued_at, expires_at, single_use, parent, root_issued_at)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7,
+        COALESCE(?8, (SELECT COALESCE(p.root_issued_at, p.issued_at) FROM tokens p WHERE p.jti = ?7)))";
+
+/// After a record with a parent (`?4`) is inserted: when the parent is revoked by id, the
+/// record is too (invariant 2 of [`super`] for records made without the checks of
+/// `record_checked`). `?1` jti, `?2` now, `?3` expiry.
+const INHERIT_REVOCATION_SQL: &str =
+    "INSERT OR IGNORE INTO revoked_jtis (jti, revoked_at, expires_at)
+    SELECT ?1, ?2, ?3 WHERE ?4 IS NOT NULL AND EXISTS (SELECT 1 FROM revoked_jtis WHERE jti = ?4)";
+
+/// Revokes every recorded descendant of `?1` (children, their children, ...) at `?2`.
+const REVOKE_DESCENDANTS_SQL: &str = "WITH RECURSIVE line(jti) AS (
+        SELECT jti FROM tokens WHERE parent = ?1
+        UNION
+        SELECT t.jti FROM tokens t JOIN line ON t.parent = line.jti
+    )
+    INSERT OR IGNORE INTO revoked_jtis (jti, revoked_at, expires_at)
+    SELECT t.jti, ?2, t.expires_at FROM tokens t JOIN line ON t.jti = line.jti";
+
+/// Unexpired recorded tokens of subject `?1` at `?2`: two ranges of the `tokens_live` index.
+const COUNT_LIVE_SQL: &str = "SELECT
+    (SELECT COUNT(*) FROM tokens WHERE subject = ?1 AND expires_at > ?2)
+    + (SELECT COUNT(*) FROM tokens WHERE subject = ?1 AND expires_at IS NULL)";
+
+/// Most expired token records (and, separately, id revocations) deleted by one write.
+const PRUNE_BATCH: i64 = 100;
+
+/// The time before which a token's record may be pruned: `now` less the verification leeway,
+/// during which an expired token is still accepted and its revocation must still be known.
+fn prune_before(now: i64) -> i64 {
+    now.saturating_sub(i64::try_from(crate::token::LEEWAY_SECS * 1000).unwrap_or(i64::MAX))
+}
+
+/// Deletes at most [`PRUNE_BATCH`] expired token records and as many expired id revocations
+/// (through the expiry indexes: the work is bounded whatever the size of the store).
+fn prune_some(conn: &Connection, now: i64) -> rusqlite::Result<usize> {
+    let before = prune_before(now);
+    let tokens = conn.execute(
+        "DELETE FROM tokens WHERE rowid IN
+            (SELECT rowid FROM tokens WHERE expires_at < ?1 LIMIT ?2)",
+        params![before, PRUNE_BATCH],
+    )?;
+    let revoked = conn.execute(
+        "DELETE FROM revoked_jtis WHERE rowid IN
+            (SELECT rowid FROM revoked_jtis WHERE expires_at < ?1 LIMIT ?2)",
+        params![before, PRUNE_BATCH],
+    )?;
+    Ok(tokens + revoked)
+}
+
+/// Whether the `tokens` row `t` is revoked: by id (which covers its ancestors, invariant 2 of
+/// [`super`]), by its subject's cut-off or by the global cut-off (the issue time of its line
+/// `<=` the cut-off, invariant 3).
 const REVOKED_SQL: &str = "(
     EXISTS (SELECT 1 FROM revoked_jtis r WHERE r.jti = t.jti)
-    OR t.issued_at <= COALESCE((SELECT c.revoked_before FROM subject_cutoffs c WHERE c.subject = t.subject), -9223372036854775808)
-    OR t.issued_at <= COALESCE((SELECT g.revoked_before FROM global_cutoff g WHERE g.id = 1), -9223372036854775808)
+    OR COALESCE(t.root_issued_at, t.issued_at) <= COALESCE((SELECT c.revoked_before FROM subject_cutoffs c WHERE c.subject = t.subject), -9223372036854775808)
+    OR COALESCE(t.root_issued_at, t.issued_at) <= COALESCE((SELECT g.revoked_before FROM global_cutoff g WHERE g.id = 1), -9223372036854775808)
 )";
 
 const HINT_LOCKED: &str = "another tessera process holds the lock; retry";
@@ -67,13 +147,15 @@ const MAX_READERS: usize = 4;
 
 /// The revocation check, first part: revoked by id, and the cut-offs that apply (the
 /// subject's and the global one). Three index lookups; the common answer (not revoked by id,
-/// no cut-off) needs nothing more.
+/// no cut-off) needs nothing more. A derived token needs nothing more either: a revoked
+/// ancestor was written down as a revocation of its id (invariants 1 and 2 of [`super`]).
 const REVOCATIONS_SQL: &str = "SELECT EXISTS (SELECT 1 FROM revoked_jtis WHERE jti = ?1),
     (SELECT revoked_before FROM subject_cutoffs WHERE subject = ?2),
     (SELECT revoked_before FROM global_cutoff WHERE id = 1)";
 
-/// The revocation check, second part, only when a cut-off applies: the recorded issue time.
-const ISSUED_AT_SQL: &str = "SELECT issued_at FROM tokens WHERE jti = ?1";
+/// The revocation check, second part, only when a cut-off applies: the recorded issue time of
+/// the token's line (its own for a token that is not derived; invariant 3 of [`super`]).
+const ISSUED_AT_SQL: &str = "SELECT COALESCE(root_issued_at, issued_at) FROM tokens WHERE jti = ?1";
 
 pub struct SqliteStore {
     path: PathBuf,
@@ -160,12 +242,14 @@ impl SqliteStore {
     }
 
     /// Records `record` for the store at `path` without opening the database when it can: a
-    /// token that is neither single-use nor revoked is appended to the pending file (see
+    /// token that is neither single-use, nor revoked, nor derived is appended to the pending file (see
     /// [`super::pending`]), which the next [`SqliteStore::open`] moves into the database.
     /// This is what `tessera auth token generate` does; it costs one write instead of a
     /// database transaction.
     pub fn record_pending(path: &Path, record: &TokenRecord) -> Result<(), StoreError> {
-        if record.single_use || record.revoked {
+        // A derived record needs its parent's line and revocation at once (invariants 1 and 2
+        // of [`super`]).
+        if record.single_use || record.revoked || record.parent.is_some() {
             return SqliteStore::open(path)?.record(record);
         }
         create_folder(path)?;
@@ -355,8 +439,22 @@ fn init(path: &Path, conn: &mut Connection) -> Result<(), StoreError> {
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(err)?;
-        // Another process may have created it meanwhile: the schema is idempotent.
-        tx.execute_batch(SCHEMA).map_err(err)?;
+        // Another process may have upgraded it meanwhile: read the version again under the
+        // write lock, and run only the steps still missing.
+        let version: i64 = tx
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(err)?;
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::Unavailable {
+                path: path.display().to_string(),
+                message: format!("schema version {version}, this tessera knows {SCHEMA_VERSION}"),
+                hint: HINT_NEWER,
+            });
+        }
+        let done = usize::try_from(version).unwrap_or(0);
+        for step in MIGRATIONS.iter().skip(done) {
+            tx.execute_batch(step).map_err(err)?;
+        }
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)
             .map_err(err)?;
         tx.commit().map_err(err)?;
@@ -382,6 +480,37 @@ impl SqliteStore {
     }
 }
 
+/// Inserts `record` with `sql` ([`INSERT_SQL`] or [`INSERT_OR_IGNORE_SQL`]), with the issue
+/// time of its line when known, and marks it revoked when its parent is revoked by id. Returns
+/// whether a row was inserted.
+pub(super) fn insert(
+    conn: &Connection,
+    sql: &str,
+    record: &TokenRecord,
+    line_issued_at: Option<i64>,
+) -> rusqlite::Result<bool> {
+    let inserted = conn.prepare_cached(sql)?.execute(params![
+        record.jti,
+        record.subject,
+        record.scopes,
+        ms(record.issued_at),
+        record.expires_at.map(ms),
+        record.single_use,
+        record.parent,
+        line_issued_at,
+    ])? == 1;
+    if inserted && record.parent.is_some() {
+        conn.prepare_cached(INHERIT_REVOCATION_SQL)?
+            .execute(params![
+                record.jti,
+                ms(Timestamp::now()),
+                record.expires_at.map(ms),
+                record.parent,
+            ])?;
+    }
+    Ok(inserted)
+}
+
 /// Maps a SQLite error to a sentence and a hint.
 fn error(path: &Path, e: rusqlite::Error) -> StoreError {
     let hint = match e.sqlite_error_code() {
@@ -401,19 +530,10 @@ impl TokenStore for SqliteStore {
     fn record(&self, record: &TokenRecord) -> Result<(), StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction().map_err(|e| self.err(e))?;
-        tx.execute(
-            "INSERT INTO tokens (jti, subject, scopes, issued_at, expires_at, single_use)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![
-                record.jti,
-                record.subject,
-                record.scopes,
-                ms(record.issued_at),
-                record.expires_at.map(ms),
-                record.single_use,
-            ],
-        )
-        .map_err(|e| self.err(e))?;
+        // Never later than the clock: a wrong issue time must not prune live records.
+        let now = ms(record.issued_at.min(Timestamp::now()));
+        prune_some(&tx, now).map_err(|e| self.err(e))?;
+        insert(&tx, INSERT_SQL, record, None).map_err(|e| self.err(e))?;
         if record.revoked {
             tx.execute(
                 "INSERT OR IGNORE INTO revoked_jtis (jti, revoked_at, expires_at) VALUES (?1, ?2, ?3)",
@@ -503,10 +623,80 @@ impl TokenStore for SqliteStore {
         })
     }
 
+    fn record_checked(
+        &self,
+        record: &TokenRecord,
+        parent_issued_at: Option<Timestamp>,
+        max_live: usize,
+    ) -> Result<(), IssueError> {
+        // The parent may still wait in the pending file, with its exact issue time.
+        if record.parent.is_some() && self.has_pending() {
+            self.move_pending(true);
+        }
+        let now = ms(Timestamp::now());
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|e| self.err(e))?;
+        prune_some(&tx, now).map_err(|e| self.err(e))?;
+        let mut line_issued_at = None;
+        if let Some(parent) = &record.parent {
+            let recorded: Option<(bool, i64, String)> = tx
+                .query_row(
+                    "SELECT single_use, COALESCE(root_issued_at, issued_at), subject
+                     FROM tokens WHERE jti = ?1",
+                    [parent],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .optional()
+                .map_err(|e| self.err(e))?;
+            if recorded.as_ref().is_some_and(|r| r.0) {
+                return Err(IssueError::ParentSingleUse);
+            }
+            // Not recorded: judged by its `iat` second, as `is_revoked` judges it.
+            let (issued, subject) = match recorded {
+                Some((_, issued, subject)) => (issued, subject),
+                None => (
+                    parent_issued_at.map_or(ms(record.issued_at), ms),
+                    record.subject.clone(),
+                ),
+            };
+            let revoked: bool = tx
+                .query_row(
+                    "SELECT EXISTS (SELECT 1 FROM revoked_jtis WHERE jti = ?1)
+                     OR ?2 <= COALESCE((SELECT revoked_before FROM subject_cutoffs WHERE subject = ?3), -9223372036854775808)
+                     OR ?2 <= COALESCE((SELECT revoked_before FROM global_cutoff WHERE id = 1), -9223372036854775808)",
+                    params![parent, issued, subject],
+                    |r| r.get(0),
+                )
+                .map_err(|e| self.err(e))?;
+            if revoked {
+                return Err(IssueError::ParentRevoked);
+            }
+            line_issued_at = Some(issued);
+        }
+        let live: i64 = tx
+            .query_row(COUNT_LIVE_SQL, params![record.subject, now], |r| r.get(0))
+            .map_err(|e| self.err(e))?;
+        if usize::try_from(live).unwrap_or(usize::MAX) >= max_live {
+            return Err(IssueError::TooMany {
+                subject: record.subject.clone(),
+                limit: max_live,
+            });
+        }
+        insert(&tx, INSERT_SQL, record, line_issued_at).map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
     fn revoke(&self, jti: &str, now: Timestamp) -> Result<bool, StoreError> {
         self.move_pending(true);
         let mut conn = self.conn();
-        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        // Immediate: no derived token can be recorded between finding the descendants and
+        // committing (invariant 1 of [`super`]).
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|e| self.err(e))?;
         let known: Option<Option<i64>> = tx
             .query_row("SELECT expires_at FROM tokens WHERE jti = ?1", [jti], |r| {
                 r.get(0)
@@ -519,7 +709,16 @@ impl TokenStore for SqliteStore {
                 params![jti, ms(now), known.flatten()],
             )
             .map_err(|e| self.err(e))?;
+        let descendants = tx
+            .execute(REVOKE_DESCENDANTS_SQL, params![jti, ms(now)])
+            .map_err(|e| self.err(e))?;
         tx.commit().map_err(|e| self.err(e))?;
+        if descendants > 0 {
+            tracing::debug!(
+                descendants,
+                "revoked the tokens derived from a revoked token"
+            );
+        }
         self.make_durable(&conn)?;
         Ok(known.is_some() || inserted == 1)
     }
@@ -533,7 +732,7 @@ impl TokenStore for SqliteStore {
             .map_err(|e| self.err(e))?;
         let touched = Self::count_live(
             &tx,
-            "t.subject = ?2 AND t.issued_at <= ?1",
+            "t.subject = ?2 AND COALESCE(t.root_issued_at, t.issued_at) <= ?1",
             now,
             Some(subject),
         )
@@ -556,8 +755,13 @@ impl TokenStore for SqliteStore {
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(|e| self.err(e))?;
-        let touched = Self::count_live(&tx, "t.issued_at <= ?1 AND ?2 IS NULL", now, None)
-            .map_err(|e| self.err(e))?;
+        let touched = Self::count_live(
+            &tx,
+            "COALESCE(t.root_issued_at, t.issued_at) <= ?1 AND ?2 IS NULL",
+            now,
+            None,
+        )
+        .map_err(|e| self.err(e))?;
         tx.execute(
             "INSERT INTO global_cutoff (id, revoked_before) VALUES (1, ?1)
              ON CONFLICT (id) DO UPDATE SET revoked_before = MAX(revoked_before, excluded.revoked_before)",
@@ -601,7 +805,7 @@ impl TokenStore for SqliteStore {
         self.move_pending(true);
         let conn = self.conn();
         let sql = format!(
-            "SELECT t.jti, t.subject, t.scopes, t.issued_at, t.expires_at, t.single_use, {REVOKED_SQL}
+            "SELECT t.jti, t.subject, t.scopes, t.issued_at, t.expires_at, t.single_use, {REVOKED_SQL}, t.parent
              FROM tokens t WHERE t.expires_at IS NULL OR t.expires_at > ?1
              ORDER BY t.issued_at DESC, t.jti"
         );
@@ -616,18 +820,21 @@ impl TokenStore for SqliteStore {
                     expires_at: r.get::<_, Option<i64>>(4)?.map(from_ms),
                     single_use: r.get(5)?,
                     revoked: r.get(6)?,
+                    parent: r.get(7)?,
                 })
             })
             .map_err(|e| self.err(e))?;
         rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
     }
 
-    /// Deletes token records and id revocations whose token expired before `now`. Revocations
-    /// of tokens whose expiry is unknown, and cut-offs, are kept: they may cover tokens that
-    /// never expire.
+    /// Deletes token records and id revocations whose token expired before `now` less the
+    /// verification leeway (an expired token is accepted for that long, so its revocation must
+    /// stay). Revocations of tokens whose expiry is unknown, and cut-offs, are kept: they may
+    /// cover tokens that never expire. Derived tokens never expire after their parent
+    /// (invariant 4 of [`super`]), so no live descendant loses its parent's record.
     fn prune(&self, now: Timestamp) -> Result<usize, StoreError> {
         self.move_pending(true);
-        let now = ms(now);
+        let now = prune_before(ms(now));
         let mut conn = self.conn();
         let tx = conn.transaction().map_err(|e| self.err(e))?;
         let revoked = tx
@@ -665,6 +872,7 @@ mod tests {
             expires_at: expires.map(t),
             single_use: false,
             revoked: false,
+            parent: None,
         }
     }
 
@@ -1247,5 +1455,311 @@ mod tests {
         assert_eq!(store.token_state("elsewhere").unwrap(), TokenState::Revoked);
         // Asking records nothing.
         assert_eq!(store.token_state("typo").unwrap(), TokenState::Unknown);
+    }
+
+    // ---- derived tokens, issue times, pruning -------------------------------------------------
+
+    fn ago(secs: i64) -> Timestamp {
+        Timestamp::now() - jiff::SignedDuration::from_secs(secs)
+    }
+
+    /// A record issued at `issued`, expiring an hour after the real clock.
+    fn live(jti: &str, subject: &str, issued: Timestamp) -> TokenRecord {
+        TokenRecord {
+            jti: jti.to_owned(),
+            subject: subject.to_owned(),
+            scopes: "repository:*:pull".to_owned(),
+            issued_at: issued,
+            expires_at: Some(ago(-3600)),
+            single_use: false,
+            revoked: false,
+            parent: None,
+        }
+    }
+
+    fn rows(store: &SqliteStore, table: &str) -> i64 {
+        store
+            .conn()
+            .query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))
+            .unwrap()
+    }
+
+    #[test]
+    fn a_version_1_store_is_upgraded_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokens.db");
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(SCHEMA_V1).unwrap();
+            c.execute_batch(
+                "INSERT INTO tokens (jti, subject, scopes, issued_at, expires_at, single_use)
+                     VALUES ('old', 'ci', 'repository:*:pull', 1000, NULL, 0),
+                            ('once', 'ci', '', 2000, NULL, 1);
+                 INSERT INTO revoked_jtis VALUES ('gone', 3000, NULL);
+                 INSERT INTO subject_cutoffs VALUES ('bot', 5000);
+                 PRAGMA user_version = 1;",
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        let version: i64 = store
+            .conn()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        let listed = store.list(from_ms(0)).unwrap();
+        assert_eq!(listed.len(), 2);
+        assert!(listed.iter().all(|r| r.parent.is_none() && !r.revoked));
+        assert!(store.is_revoked("gone", "ci", from_ms(0)).unwrap());
+        assert!(store.is_revoked("x", "bot", from_ms(4000)).unwrap());
+        assert!(store.mark_used("once", from_ms(9000)).unwrap());
+        assert!(!store.mark_used("once", from_ms(9000)).unwrap());
+        // Derived records work on the upgraded file, and opening it again changes nothing.
+        store
+            .record_checked(
+                &live("child", "ci", Timestamp::now()).with_parent("old"),
+                None,
+                10,
+            )
+            .unwrap();
+        drop(store);
+        let store = SqliteStore::open(&path).unwrap();
+        store.revoke("old", Timestamp::now()).unwrap();
+        assert!(store.is_revoked("child", "ci", Timestamp::now()).unwrap());
+    }
+
+    #[test]
+    fn revoking_a_token_revokes_its_descendants_transitively() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir);
+        let other = open(&dir);
+        let now = Timestamp::now();
+        store.record(&live("root", "ci", ago(10))).unwrap();
+        for (jti, parent) in [
+            ("child", "root"),
+            ("grandchild", "child"),
+            ("sibling", "root"),
+        ] {
+            store
+                .record_checked(&live(jti, "ci", now).with_parent(parent), None, 100)
+                .unwrap();
+        }
+        store.record(&live("unrelated", "ci", ago(10))).unwrap();
+        // Answers reused while nothing commits...
+        for _ in 0..3 {
+            assert!(!store.is_revoked("grandchild", "ci", now).unwrap());
+        }
+        // ...until another handle revokes the middle of the line.
+        assert!(other.revoke("child", now).unwrap());
+        let revoked = |jti: &str| store.is_revoked(jti, "ci", now).unwrap();
+        assert!(revoked("child") && revoked("grandchild"));
+        assert!(!revoked("root") && !revoked("sibling") && !revoked("unrelated"));
+        other.revoke("root", now).unwrap();
+        assert!(revoked("root") && revoked("sibling"));
+        assert!(!revoked("unrelated"));
+        // A record made later without checks still inherits its parent's revocation.
+        store
+            .record(&live("late", "ci", now).with_parent("sibling"))
+            .unwrap();
+        assert!(revoked("late"));
+        let listed = store.list(now).unwrap();
+        let late = listed.iter().find(|r| r.jti == "late").unwrap();
+        assert_eq!(late.parent.as_deref(), Some("sibling"));
+        assert!(late.revoked);
+    }
+
+    #[test]
+    fn a_cut_off_covers_the_whole_line_of_a_derived_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir);
+        let cut = ago(5);
+        let ms_after = cut + jiff::SignedDuration::from_millis(1);
+        let ms_before = cut - jiff::SignedDuration::from_millis(1);
+        store.record(&live("before", "ci", ms_before)).unwrap();
+        store.record(&live("after", "ci", ms_after)).unwrap();
+        store.revoke_subject("ci", cut).unwrap();
+        let second = Timestamp::from_second(cut.as_second()).unwrap();
+        // Millisecond precision for recorded tokens, whatever second the caller passes.
+        assert!(store.is_revoked("before", "ci", second).unwrap());
+        assert!(!store.is_revoked("after", "ci", second).unwrap());
+        // A token derived after the cut-off from one minted before it (recorded without the
+        // checks, as if it had raced the revocation) is covered by the cut-off.
+        store
+            .record(&live("raced", "ci", Timestamp::now()).with_parent("before"))
+            .unwrap();
+        assert!(store.is_revoked("raced", "ci", Timestamp::now()).unwrap());
+        // A token derived from one minted after it is not.
+        store
+            .record_checked(
+                &live("fine", "ci", Timestamp::now()).with_parent("after"),
+                None,
+                100,
+            )
+            .unwrap();
+        assert!(!store.is_revoked("fine", "ci", Timestamp::now()).unwrap());
+        // The same for `--all`, and the counts of `revoke` include derived tokens.
+        assert_eq!(
+            store.revoke_all(Timestamp::now()).unwrap(),
+            2,
+            "after and fine"
+        );
+    }
+
+    #[test]
+    fn record_checked_refuses_what_would_escape_the_parent() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir);
+        let now = Timestamp::now();
+        let child = |jti: &str, parent: &str| live(jti, "ci", now).with_parent(parent);
+        let mut once = live("once", "ci", ago(10));
+        once.single_use = true;
+        store.record(&once).unwrap();
+        assert!(matches!(
+            store.record_checked(&child("c1", "once"), None, 100),
+            Err(IssueError::ParentSingleUse)
+        ));
+        store.record(&live("revoked", "ci", ago(10))).unwrap();
+        store.revoke("revoked", now).unwrap();
+        assert!(matches!(
+            store.record_checked(&child("c2", "revoked"), None, 100),
+            Err(IssueError::ParentRevoked)
+        ));
+        // A parent that is not recorded is judged by the `iat` given, like `is_revoked` does.
+        store.revoke_subject("ci", ago(60)).unwrap();
+        assert!(matches!(
+            store.record_checked(&child("c3", "elsewhere"), Some(ago(120)), 100),
+            Err(IssueError::ParentRevoked)
+        ));
+        store
+            .record_checked(&child("c4", "elsewhere2"), Some(ago(30)), 100)
+            .unwrap();
+        // ...and its line starts at that `iat`: a cut-off between it and the child covers both.
+        store.revoke_subject("ci", ago(20)).unwrap();
+        assert!(store.is_revoked("c4", "ci", now).unwrap());
+        for jti in ["c1", "c2", "c3"] {
+            assert!(
+                !store.list(now).unwrap().iter().any(|r| r.jti == jti),
+                "{jti}"
+            );
+        }
+    }
+
+    #[test]
+    fn record_checked_bounds_the_unexpired_tokens_of_a_subject() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir);
+        let now = Timestamp::now();
+        let mut expired = live("expired", "ci", ago(7200));
+        expired.expires_at = Some(ago(3600));
+        store.record(&expired).unwrap();
+        store.record(&live("p", "ci", ago(10))).unwrap();
+        store
+            .record_checked(&live("a", "ci", now).with_parent("p"), None, 3)
+            .unwrap();
+        // Revoked tokens count until they expire: revoking does not make room.
+        store.revoke("a", now).unwrap();
+        store
+            .record_checked(&live("b", "ci", now).with_parent("p"), None, 3)
+            .unwrap();
+        match store.record_checked(&live("c", "ci", now).with_parent("p"), None, 3) {
+            Err(IssueError::TooMany { subject, limit }) => {
+                assert_eq!((subject.as_str(), limit), ("ci", 3));
+            }
+            other => panic!("{other:?}"),
+        }
+        // Another subject has its own count; a token without a parent is counted too.
+        store
+            .record_checked(&live("d", "bot", now), None, 3)
+            .unwrap();
+    }
+
+    #[test]
+    fn every_write_prunes_a_bounded_batch_and_prune_keeps_the_leeway() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir);
+        {
+            let conn = store.conn();
+            for i in 0..250 {
+                conn.execute(
+                    "INSERT INTO tokens (jti, subject, scopes, issued_at, expires_at) VALUES (?1, 'ci', '', ?2, ?3)",
+                    params![format!("old{i}"), ms(ago(7200)), ms(ago(3600))],
+                )
+                .unwrap();
+                conn.execute(
+                    "INSERT INTO revoked_jtis VALUES (?1, ?2, ?3)",
+                    params![format!("old{i}"), ms(ago(7000)), ms(ago(3600))],
+                )
+                .unwrap();
+            }
+        }
+        store.record(&live("new", "ci", Timestamp::now())).unwrap();
+        assert_eq!(rows(&store, "tokens"), 150 + 1);
+        assert_eq!(rows(&store, "revoked_jtis"), 150);
+        store
+            .record_checked(&live("new2", "ci", Timestamp::now()), None, 1000)
+            .unwrap();
+        assert_eq!(rows(&store, "tokens"), 50 + 2);
+        // Within the verification leeway an expired token is still accepted: its revocation
+        // stays until the leeway is over.
+        let mut just = live("just", "ci", ago(600));
+        just.expires_at = Some(ago(30));
+        store.record(&just).unwrap();
+        store.revoke("just", Timestamp::now()).unwrap();
+        store.prune(Timestamp::now()).unwrap();
+        assert!(store.is_revoked("just", "ci", ago(600)).unwrap());
+        assert_eq!(rows(&store, "tokens"), 3);
+        store
+            .prune(Timestamp::now() + jiff::SignedDuration::from_secs(31 + 60))
+            .unwrap();
+        assert_eq!(rows(&store, "tokens"), 2);
+    }
+
+    #[test]
+    fn a_pending_line_with_a_parent_inherits_its_revocation() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir);
+        let now = Timestamp::now();
+        store.record(&live("p", "ci", ago(10))).unwrap();
+        store.revoke("p", now).unwrap();
+        let line = format!(
+            "{{\"jti\":\"c\",\"subject\":\"ci\",\"scopes\":\"\",\"issued_at\":{},\"expires_at\":null,\"parent\":\"p\"}}\n",
+            ms(now)
+        );
+        std::fs::write(pending_file(store.path()), line).unwrap();
+        let listed = store.list(now).unwrap();
+        let c = listed.iter().find(|r| r.jti == "c").unwrap();
+        assert_eq!(c.parent.as_deref(), Some("p"));
+        assert!(c.revoked);
+    }
+
+    /// The statements of every write, the limit check and the revocation of a line go through
+    /// indexes: their work is bounded by what they touch, not by the size of the store.
+    #[test]
+    fn upkeep_statements_use_indexes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir);
+        let conn = store.conn();
+        for sql in [
+            "DELETE FROM tokens WHERE rowid IN (SELECT rowid FROM tokens WHERE expires_at < 1 LIMIT 100)",
+            "DELETE FROM revoked_jtis WHERE rowid IN (SELECT rowid FROM revoked_jtis WHERE expires_at < 1 LIMIT 100)",
+            &COUNT_LIVE_SQL.replace("?1", "'ci'").replace("?2", "1"),
+            &REVOKE_DESCENDANTS_SQL
+                .replace("?1", "'x'")
+                .replace("?2", "1"),
+        ] {
+            let plan: Vec<String> = conn
+                .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .unwrap()
+                .query_map([], |r| r.get::<_, String>(3))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            assert!(
+                plan.iter().all(|step| !step.starts_with("SCAN ")
+                    || step == "SCAN line"
+                    || step == "SCAN CONSTANT ROW"),
+                "{sql}: {plan:?}"
+            );
+        }
     }
 }

@@ -15,6 +15,14 @@
 //! different SQLite versions share it. So "same header" means "no transaction committed
 //! since", and a revocation by another process is seen by the next check, as without reuse.
 //!
+//! Invariant that keeps the reuse correct: an answer depends on the database alone (the
+//! token's id revocation, the cut-offs, and its recorded issue time or that of its line), never
+//! on anything outside it. Derived tokens keep to it: revoking an ancestor writes revocations of
+//! its descendants in the same transaction, and a derived token is recorded (with its line's
+//! issue time) before it is handed out (invariants 1 to 3 in [`super`]). So a revocation of a
+//! parent is, like every other, a commit that changes the header, and no answer about one of
+//! its descendants is reused after it.
+//!
 //! The header is read with `pread` (no mapping, so a truncated file is an error, never a
 //! signal). Reads can race with a writer: any difference, including between the two copies,
 //! counts as a change, and the store is asked.

@@ -190,10 +190,22 @@ pub enum MintError {
 /// Mints an HS256 token signed with `keys.current`.
 ///
 /// The subject must be non-empty, at most [`MAX_SUBJECT_LEN`] bytes, without control
-/// characters and without leading or trailing whitespace.
+/// characters and without leading or trailing whitespace. `iat` and `nbf` are `req.now` in
+/// whole seconds (as JWTs carry them); give `req.now` to the full precision of the clock and
+/// record that instant, so that a revocation cut-off in the same second is told apart.
 pub fn mint(keys: &KeyRing, req: &MintRequest<'_>) -> Result<Minted, MintError> {
+    mint_until(keys, req, None)
+}
+
+/// [`mint`], with an expiry of at most `not_after` (for a token derived from another, which
+/// never outlives it; see [`latest_expiry`]).
+pub fn mint_until(
+    keys: &KeyRing,
+    req: &MintRequest<'_>,
+    not_after: Option<Timestamp>,
+) -> Result<Minted, MintError> {
     check_subject(req.subject)?;
-    let exp = req.expiry.after(req.now)?.map(|t| t.as_second());
+    let exp = earliest(req.expiry.after(req.now)?, not_after).map(|t| t.as_second());
     let mut random = [0u8; JTI_BYTES];
     getrandom::fill(&mut random)
         .map_err(|e| MintError::Sign(format!("no randomness for the token id: {e}")))?;
@@ -215,6 +227,32 @@ pub fn mint(keys: &KeyRing, req: &MintRequest<'_>) -> Result<Minted, MintError> 
         token: SecretString::from(token),
         claims,
     })
+}
+
+/// The earlier of two expiries, where `None` is never.
+fn earliest(a: Option<Timestamp>, b: Option<Timestamp>) -> Option<Timestamp> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, None) => a,
+        (None, b) => b,
+    }
+}
+
+/// The latest expiry a token issued at `now` may get under `max` (`auth.max_token_expiry`;
+/// never = no cap) and, for a token derived from another, under its parent's `exp`
+/// (`parent_exp`: `None` for no parent or a parent that never expires, which still leaves the
+/// cap). `None` means no limit at all. Give it to [`mint_until`] with the normal expiry.
+pub fn latest_expiry(
+    now: Timestamp,
+    max: HumanDuration,
+    parent_exp: Option<i64>,
+) -> Result<Option<Timestamp>, crate::duration::DurationError> {
+    let cap = if max.is_never() {
+        None
+    } else {
+        max.after(now)?
+    };
+    Ok(earliest(cap, parent_exp.map(timestamp)))
 }
 
 fn check_subject(subject: &str) -> Result<(), MintError> {
@@ -823,5 +861,48 @@ mod tests {
             let r = verify(&keys, &format!("{}.{p}.{}", parts[0], parts[2]), &opts(now()));
             proptest::prop_assert!(r.is_err() || p == parts[1]);
         }
+    }
+
+    #[test]
+    fn a_derived_expiry_is_cut_to_the_parent_and_the_cap() {
+        let never = HumanDuration::parse("0").unwrap();
+        let hour = HumanDuration::parse("1h").unwrap();
+        let parent_exp = at(600).as_second();
+        // No cap, no parent: no limit.
+        assert_eq!(latest_expiry(now(), never, None).unwrap(), None);
+        // A parent that never expires still leaves the cap.
+        assert_eq!(latest_expiry(now(), hour, None).unwrap(), Some(at(3600)));
+        assert_eq!(
+            latest_expiry(now(), hour, Some(parent_exp)).unwrap(),
+            Some(at(600))
+        );
+        assert_eq!(
+            latest_expiry(now(), never, Some(at(7200).as_second())).unwrap(),
+            Some(at(7200))
+        );
+        let scopes = scopes();
+        let req = MintRequest {
+            issuer: "tessera",
+            subject: "ci",
+            scopes: &scopes,
+            expiry: HumanDuration::parse("30d").unwrap(),
+            audience: None,
+            now: now() + jiff::SignedDuration::from_millis(750),
+        };
+        let m = mint_until(&ring(), &req, Some(at(600))).unwrap();
+        assert_eq!(m.claims.exp, Some(parent_exp));
+        assert_eq!(m.claims.iat, now().as_second(), "iat keeps the second");
+        let m = mint_until(&ring(), &req, Some(at(90 * 86400))).unwrap();
+        assert_eq!(m.claims.exp, Some(at(30 * 86400).as_second()));
+        // A token that never expires, cut: it gets the cut.
+        let req = MintRequest {
+            expiry: never,
+            ..req
+        };
+        assert_eq!(mint_until(&ring(), &req, None).unwrap().claims.exp, None);
+        assert_eq!(
+            mint_until(&ring(), &req, Some(at(60))).unwrap().claims.exp,
+            Some(at(60).as_second())
+        );
     }
 }

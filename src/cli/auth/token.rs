@@ -106,9 +106,12 @@ pub fn run(ctx: &Context, cmd: TokenCommand) -> Result<(), CliError> {
     }
 }
 
-/// Now, to the second (tokens carry whole seconds).
+/// Now, to the millisecond: the precision of the token store. A token records the instant
+/// it was minted (its `iat` keeps the second) and a cut-off the instant of the revocation, so
+/// a token minted right after `revoke --subject`, in the same second, is valid.
 pub(crate) fn now() -> Timestamp {
-    Timestamp::from_second(Timestamp::now().as_second()).unwrap_or_else(|_| Timestamp::now())
+    let now = Timestamp::now();
+    Timestamp::from_millisecond(now.as_millisecond()).unwrap_or(now)
 }
 
 fn ts(secs: i64) -> Option<String> {
