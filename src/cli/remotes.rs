@@ -335,10 +335,12 @@ fn list(ctx: &Context) -> Result<(), CliError> {
         } else {
             " "
         };
+        // remotes.toml can be edited by hand: never let it drive the terminal.
+        let url = crate::cli::term::safe(&r.url);
         let url = if r.insecure {
-            format!("{} (insecure)", r.url)
+            format!("{url} (insecure)")
         } else {
-            r.url.clone()
+            url.into_owned()
         };
         ctx.out.line(&format!(
             "{mark} {name:<20} {url:<40} {}",
