@@ -1,0 +1,494 @@
+//! A new user's first hour, through the real binary in a scratch HOME: the README's order of
+//! steps, `init` and backends, login against a server, what reaches the terminal, durations,
+//! `--help` examples and the credential helper's installation.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command as StdCommand;
+
+use assert_cmd::Command;
+use serde_json::Value;
+
+/// A scratch user: HOME, config and data folders of its own, and extra variables.
+struct User {
+    home: tempfile::TempDir,
+    vars: Vec<(String, PathBuf)>,
+}
+
+impl User {
+    fn new() -> Self {
+        User {
+            home: tempfile::tempdir().unwrap(),
+            vars: Vec::new(),
+        }
+    }
+
+    fn home(&self) -> &Path {
+        self.home.path()
+    }
+
+    fn cmd(&self) -> Command {
+        let mut c = Command::cargo_bin("tessera").unwrap();
+        c.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", self.home());
+        for (k, v) in &self.vars {
+            c.env(k, v);
+        }
+        c
+    }
+
+    fn std_cmd(&self) -> StdCommand {
+        let mut c = StdCommand::new(assert_cmd::cargo::cargo_bin("tessera"));
+        c.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", self.home());
+        for (k, v) in &self.vars {
+            c.env(k, v);
+        }
+        c
+    }
+
+    fn config_file(&self) -> PathBuf {
+        self.home().join(".config/tessera/tessera.toml")
+    }
+
+    fn plain_secret(&self) -> PathBuf {
+        self.home()
+            .join(".local/share/tessera/secrets/tessera/auth/token_secret")
+    }
+
+    /// Runs tessera with `args`, expecting success; returns (stdout, stderr).
+    fn ok(&self, args: &[&str]) -> (String, String) {
+        let out = self.cmd().args(args).output().unwrap();
+        let (o, e) = texts(&out);
+        assert!(out.status.success(), "{args:?} failed: {e}");
+        (o, e)
+    }
+
+    /// Runs tessera with `args` and `stdin`, expecting exit code `code`; returns stderr.
+    fn fails(&self, args: &[&str], stdin: &str, code: i32) -> String {
+        let out = self.cmd().args(args).write_stdin(stdin).output().unwrap();
+        let (_, e) = texts(&out);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {e}");
+        e
+    }
+
+    fn mint(&self, args: &[&str]) -> String {
+        let mut all = vec!["auth", "token", "generate"];
+        all.extend_from_slice(args);
+        let (o, _) = self.ok(&all);
+        o.trim().to_owned()
+    }
+
+    fn verifies(&self, token: &str) -> bool {
+        self.cmd()
+            .args(["auth", "token", "verify", token])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    }
+}
+
+fn texts(out: &std::process::Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn mode(p: &Path) -> u32 {
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+/// Whether `program` runs; locally a missing tool skips the test, with `CI=true` it fails.
+fn have(program: &str, arg: &str) -> bool {
+    if StdCommand::new(program).arg(arg).output().is_ok() {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "`{program}` is not installed and CI=true"
+    );
+    eprintln!("skipping: `{program}` is not installed (this would fail with CI=true)");
+    false
+}
+
+// ---- item 11: the README order keeps tokens valid; secrets move between backends -------
+
+#[test]
+fn init_with_age_after_a_first_token_carries_the_secret_over() {
+    let u = User::new();
+    // README step 1: no config, the default `unsafe` backend creates the secret.
+    let token = u.mint(&["--subject", "ci", "--scopes", "push,pull"]);
+    let plain = std::fs::read_to_string(u.plain_secret()).unwrap();
+    // Quick start: init with another backend.
+    let (_, err) = u.ok(&["init", "--backend", "age"]);
+    assert!(
+        err.contains("carried over from the unsafe backend"),
+        "init says what it did: {err}"
+    );
+    assert!(
+        err.contains("tessera secrets move --from unsafe tessera/auth/token_secret"),
+        "and how to remove the plain copy: {err}"
+    );
+    assert!(u.verifies(&token), "a token minted before init still verifies");
+    let (o, _) = u.ok(&["secrets", "get", "tessera/auth/token_secret"]);
+    assert_eq!(o, plain, "the age backend holds the same secret");
+    // The command init named removes the plain copy, and tokens keep verifying.
+    let (_, err) = u.ok(&["secrets", "move", "--from", "unsafe", "tessera/auth/token_secret"]);
+    assert!(err.contains("already in the age backend with the same value"), "{err}");
+    assert!(!u.plain_secret().exists(), "the plaintext file is gone");
+    assert!(u.verifies(&token));
+    // A second init keeps everything.
+    let (_, err) = u.ok(&["init"]);
+    assert!(err.contains("(kept)"), "{err}");
+    assert!(u.verifies(&token));
+
+    // copy the other way, with JSON, and a conflict.
+    u.cmd()
+        .args(["secrets", "set", "app/db"])
+        .write_stdin("in-age\n")
+        .assert()
+        .success();
+    let (o, _) = u.ok(&["--json", "secrets", "copy", "--from", "age", "--to", "unsafe", "app"]);
+    let v: Value = serde_json::from_str(&o).unwrap();
+    assert_eq!(v["copied"], serde_json::json!(["app/db"]));
+    let copy = u.home().join(".local/share/tessera/secrets/app/db");
+    assert_eq!(std::fs::read_to_string(&copy).unwrap(), "in-age\n");
+    assert_eq!(mode(&copy), 0o600);
+    u.cmd()
+        .args(["secrets", "set", "app/db"])
+        .write_stdin("changed\n")
+        .assert()
+        .success();
+    let err = u.fails(
+        &["secrets", "copy", "--from", "age", "--to", "unsafe"],
+        "",
+        1,
+    );
+    assert!(
+        err.contains("`app/db` already holds a different value") && err.contains("--overwrite"),
+        "{err}"
+    );
+    assert!(
+        !u.home()
+            .join(".local/share/tessera/secrets/tessera/auth/token_secret")
+            .exists(),
+        "a refused copy writes nothing"
+    );
+    u.ok(&["secrets", "copy", "--from", "age", "--to", "unsafe", "--overwrite"]);
+    assert_eq!(std::fs::read_to_string(&copy).unwrap(), "changed\n");
+    // Usage errors.
+    let err = u.fails(&["secrets", "copy", "--from", "age"], "", 2);
+    assert!(err.contains("--to"), "{err}");
+    let err = u.fails(&["secrets", "copy", "--from", "nope"], "", 2);
+    assert!(err.contains("valid backends"), "{err}");
+    let err = u.fails(&["secrets", "copy", "--from", "unsafe", "missing/key"], "", 1);
+    assert!(err.contains("no key `missing/key`"), "{err}");
+}
+
+/// A throwaway gpg key without passphrase and a pass store, in `u`'s home.
+fn pass_store(u: &mut User) {
+    let gnupg = u.home().join("gnupg");
+    let store = u.home().join("store");
+    std::fs::create_dir_all(&gnupg).unwrap();
+    std::fs::set_permissions(&gnupg, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let run = |args: &[&str]| {
+        let out = StdCommand::new(args[0])
+            .args(&args[1..])
+            .env("GNUPGHOME", &gnupg)
+            .env("PASSWORD_STORE_DIR", &store)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {}", texts(&out).1);
+        String::from_utf8(out.stdout).unwrap()
+    };
+    run(&[
+        "gpg",
+        "--batch",
+        "--passphrase",
+        "",
+        "--quick-gen-key",
+        "tessera first run <t@example.invalid>",
+        "future-default",
+        "default",
+        "never",
+    ]);
+    let listing = run(&["gpg", "--list-keys", "--with-colons"]);
+    let fpr = listing
+        .lines()
+        .find_map(|l| l.strip_prefix("fpr:").map(|r| r.trim_matches(':').to_owned()))
+        .unwrap();
+    run(&["pass", "init", &fpr]);
+    u.vars.push(("GNUPGHOME".into(), gnupg));
+    u.vars.push(("PASSWORD_STORE_DIR".into(), store));
+}
+
+fn stop_agent(u: &User) {
+    if let Some((_, g)) = u.vars.iter().find(|(k, _)| k == "GNUPGHOME") {
+        let _ = StdCommand::new("gpgconf")
+            .args(["--kill", "gpg-agent"])
+            .env("GNUPGHOME", g)
+            .status();
+    }
+}
+
+#[test]
+fn init_with_real_pass_after_a_first_token_carries_the_secret_over() {
+    if !have("pass", "version") || !have("gpg", "--version") {
+        return;
+    }
+    let mut u = User::new();
+    pass_store(&mut u);
+    let token = u.mint(&["--subject", "ci", "--scopes", "push,pull"]);
+    u.cmd()
+        .args(["secrets", "set", "app/db"])
+        .write_stdin("plain-value\n")
+        .assert()
+        .success();
+    let (_, err) = u.ok(&["init", "--backend", "pass"]);
+    assert!(err.contains("carried over from the unsafe backend"), "{err}");
+    assert!(
+        err.contains("1 other key(s)") && err.contains("tessera secrets copy --from unsafe"),
+        "init points at the keys it did not take: {err}"
+    );
+    assert!(u.verifies(&token), "bad signature after init --backend pass");
+    let store = u.home().join("store");
+    assert!(store.join("tessera/auth/token_secret.gpg").exists());
+    // Move the rest out of the plain files into pass.
+    let (_, err) = u.ok(&["secrets", "move", "--from", "unsafe"]);
+    assert!(err.contains("copied app/db: unsafe -> pass"), "{err}");
+    assert!(err.contains("removed 2 key(s) from the unsafe backend"), "{err}");
+    assert!(!u.plain_secret().exists());
+    assert!(!u.home().join(".local/share/tessera/secrets/app/db").exists());
+    let (o, _) = u.ok(&["secrets", "get", "app/db"]);
+    assert_eq!(o, "plain-value\n");
+    let gpg_file = std::fs::read(store.join("app/db.gpg")).unwrap();
+    assert!(!String::from_utf8_lossy(&gpg_file).contains("plain-value"));
+    assert!(u.verifies(&token));
+    stop_agent(&u);
+}
+
+// ---- item 15: init --force and --rotate-secret keep backups ----------------------------
+
+#[test]
+fn init_force_backs_up_the_config_and_keeps_the_secret() {
+    let u = User::new();
+    u.ok(&["init"]);
+    let custom = std::fs::read_to_string(u.config_file())
+        .unwrap()
+        .replace("token_expiry = \"30d\"", "token_expiry = \"7d\"");
+    std::fs::write(u.config_file(), &custom).unwrap();
+    let token = u.mint(&["--subject", "ci"]);
+    let secret = std::fs::read_to_string(u.plain_secret()).unwrap();
+
+    let (_, err) = u.ok(&["init", "--force"]);
+    assert!(err.contains("the old file is kept as"), "{err}");
+    assert!(err.contains("(kept; --rotate-secret replaces it)"), "{err}");
+    assert!(u.verifies(&token), "--force alone never replaces the secret");
+    assert_eq!(std::fs::read_to_string(u.plain_secret()).unwrap(), secret);
+    let dir = u.home().join(".config/tessera");
+    let backups: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().contains("tessera.toml.bak-"))
+        .collect();
+    assert_eq!(backups.len(), 1, "{backups:?}");
+    assert_eq!(std::fs::read_to_string(&backups[0]).unwrap(), custom);
+    assert_eq!(mode(&backups[0]), 0o600);
+    assert!(err.contains(&backups[0].display().to_string()), "{err}");
+
+    let (o, err) = u.ok(&["--json", "init", "--rotate-secret"]);
+    assert!(!u.verifies(&token), "--rotate-secret replaces it");
+    let v: Value = serde_json::from_str(&o).unwrap();
+    let backup = v["token_secret_backup"].as_str().unwrap().to_owned();
+    assert!(
+        backup.starts_with("tessera/auth/token_secret.bak-"),
+        "{backup}"
+    );
+    assert!(err.contains(&backup), "stderr names where the old secret is: {err}");
+    let (old, _) = u.ok(&["secrets", "get", &backup]);
+    assert_eq!(old, secret, "the old secret is kept under the backup key");
+    // Listing the backup key as a previous secret accepts the old tokens again.
+    let cfg = std::fs::read_to_string(u.config_file()).unwrap().replace(
+        "previous_token_secrets = []",
+        &format!("previous_token_secrets = [\"{backup}\"]"),
+    );
+    std::fs::write(u.config_file(), cfg).unwrap();
+    assert!(u.verifies(&token));
+}
+
+// ---- item 13: the Quick start's login, and the server's reason -------------------------
+
+#[test]
+fn quick_start_login_works_and_the_servers_reason_reaches_the_user() {
+    let u = User::new();
+    // Without a username, the server says password login is off, and the user sees that.
+    u.ok(&["init"]);
+    let log = u.home().join("serve.log");
+    let (mut srv, addr) = common::spawn_serve(u.std_cmd(), &log, "http");
+    let url = format!("http://{addr}");
+    u.ok(&["remotes", "add", "prod", &url]);
+    let err = u.fails(
+        &["auth", "login", "--remote", "prod", "--username", "deploy", "--password-stdin"],
+        "pw-for-deploy-123\n",
+        1,
+    );
+    assert!(
+        err.contains("password login is not enabled on this server"),
+        "the server's reason: {err}"
+    );
+    let _ = srv.kill();
+    let _ = srv.wait();
+
+    // The Quick start: init --username, password hash --store, serve, login.
+    let u = User::new();
+    let (_, err) = u.ok(&["init", "--username", "deploy"]);
+    assert!(err.contains("created"), "{err}");
+    u.cmd()
+        .args(["auth", "password", "hash", "--stdin", "--store"])
+        .write_stdin("pw-for-deploy-123\n")
+        .assert()
+        .success();
+    let (mut srv, addr) = common::spawn_serve(u.std_cmd(), &log, "http");
+    u.ok(&["remotes", "add", "prod", &format!("http://{addr}")]);
+    u.cmd()
+        .args(["auth", "login", "--remote", "prod", "--username", "deploy", "--password-stdin"])
+        .write_stdin("pw-for-deploy-123\n")
+        .assert()
+        .success();
+    let (o, _) = u.ok(&["auth", "status", "--remote", "prod"]);
+    assert!(o.contains("subject: deploy"), "{o}");
+    let err = u.fails(
+        &["auth", "login", "--remote", "prod", "--username", "deploy", "--password-stdin"],
+        "wrong-password-456\n",
+        1,
+    );
+    assert!(err.contains("the username or password is wrong"), "{err}");
+    let _ = srv.kill();
+    let _ = srv.wait();
+
+    // init --username on an existing config adds it, and refuses to change it silently.
+    let u = User::new();
+    u.ok(&["init"]);
+    u.ok(&["init", "--username", "deploy"]);
+    let (o, _) = u.ok(&["secrets", "check"]);
+    assert!(o.contains("tessera/auth/password_hash"), "{o}");
+    let err = u.fails(&["init", "--username", "other"], "", 2);
+    assert!(err.contains("already sets auth.username = `deploy`"), "{err}");
+}
+
+// ---- item 6: text from a remote or a token cannot drive the terminal -------------------
+
+/// A fake tessera server whose every answer carries terminal escape sequences.
+fn hostile_server() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request_line = String::new();
+            if reader.read_line(&mut request_line).is_err() {
+                continue;
+            }
+            let mut length = 0usize;
+            loop {
+                let mut h = String::new();
+                if reader.read_line(&mut h).is_err() || h == "\r\n" || h.is_empty() {
+                    break;
+                }
+                if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; length];
+            let _ = reader.read_exact(&mut body);
+            let (status, json) = if request_line.starts_with("GET /health") {
+                ("200 OK", serde_json::json!({"status": "ok"}))
+            } else if request_line.starts_with("GET /auth/verify") {
+                (
+                    "200 OK",
+                    serde_json::json!({
+                        "subject": "evil\u{1b}[2J\u{1b}]0;pwned\u{7}",
+                        "scopes": ["repository:x:pull\u{9b}31m"],
+                        "jti": "abc\u{1b}[1A",
+                        "issued_at": "2026-01-01T00:00:00Z",
+                        "expires_at": null,
+                    }),
+                )
+            } else {
+                (
+                    "401 Unauthorized",
+                    serde_json::json!({
+                        "error": "go away\u{1b}[2J\u{1b}[31m",
+                        "code": "INVALID_CREDENTIALS",
+                    }),
+                )
+            };
+            let body = json.to_string();
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    format!("http://{addr}")
+}
+
+fn assert_no_escape(what: &str, text: &str) {
+    assert!(
+        !text
+            .chars()
+            .any(|c| matches!(c, '\u{1b}' | '\u{7}' | '\u{7f}'..='\u{9f}')),
+        "{what} reached the terminal raw: {text:?}"
+    );
+}
+
+#[test]
+fn remote_text_is_escaped_before_it_reaches_the_terminal() {
+    let u = User::new();
+    let url = hostile_server();
+    u.ok(&["remotes", "add", "evil", &url]);
+    let out = u
+        .cmd()
+        .args(["auth", "login", "--remote", "evil", "--token-stdin"])
+        .write_stdin("eyJhbGciOiJIUzI1NiJ9.e30.c2ln\n")
+        .output()
+        .unwrap();
+    let (o, e) = texts(&out);
+    assert!(out.status.success(), "{e}");
+    assert_no_escape("auth login", &(o + &e));
+    assert!(e.contains("evil\\u{1b}[2J"), "shown, escaped: {e}");
+
+    let (o, e) = u.ok(&["auth", "status", "--remote", "evil"]);
+    assert_no_escape("auth status", &(o.clone() + &e));
+    assert!(o.contains("subject: evil\\u{1b}[2J"), "{o}");
+    assert!(o.contains("\\u{9b}31m"), "{o}");
+
+    let e = u.fails(
+        &["auth", "login", "--remote", "evil", "--username", "x", "--password-stdin"],
+        "pw\n",
+        1,
+    );
+    assert_no_escape("login refusal", &e);
+    assert!(e.contains("go away\\u{1b}[2J"), "the server's reason, escaped: {e}");
+
+    // remotes.toml edited by hand.
+    let file = u.home().join(".config/tessera/remotes.toml");
+    let text = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace(&url, &format!("{url}/\\u001b[2J"));
+    std::fs::write(&file, text).unwrap();
+    if let Ok(out) = u.cmd().args(["remotes", "list"]).output() {
+        let (o, e) = texts(&out);
+        assert_no_escape("remotes list", &(o + &e));
+    }
+}
