@@ -492,3 +492,36 @@ fn remote_text_is_escaped_before_it_reaches_the_terminal() {
         assert_no_escape("remotes list", &(o + &e));
     }
 }
+
+// ---- item 18: durations say their unit, and refusals say why -----------------------------
+
+#[test]
+fn expiry_summary_spells_the_unit_and_refusals_say_why() {
+    let u = User::new();
+    let out = u
+        .cmd()
+        .args(["auth", "token", "generate", "--subject", "ci", "--expiry", "6m"])
+        .output()
+        .unwrap();
+    let (_, e) = texts(&out);
+    assert!(out.status.success(), "{e}");
+    assert!(e.contains("(6 minutes from now)"), "{e}");
+    let (_, e) = u.ok(&["auth", "token", "generate", "--subject", "ci", "--expiry", "6M"]);
+    assert!(e.contains("(6 months from now)"), "{e}");
+    for (bad, reason) in [
+        ("1.5h", "fractions are not accepted; write `1h30m`"),
+        ("6M1y", "units must go from largest to smallest"),
+        ("1d1d", "`d` appears twice"),
+        ("1q", "unknown unit `q`; units are y M w d h m s (m = minutes, M = months)"),
+        ("-1d", "durations cannot be negative"),
+        ("", "it is empty"),
+        ("99999999999y", "too large"),
+    ] {
+        let e = u.fails(
+            &["auth", "token", "generate", "--subject", "ci", &format!("--expiry={bad}")],
+            "",
+            2,
+        );
+        assert!(e.contains(reason), "{bad:?}: {e}");
+    }
+}

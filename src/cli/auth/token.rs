@@ -50,8 +50,10 @@ pub struct GenerateArgs {
     /// Repositories that `push`, `pull` and `*` apply to, e.g. `team/*`.
     #[arg(long, value_name = "PATTERN", default_value = "*")]
     pub repo: String,
-    /// Lifetime: `30s`, `15m`, `1h30m`, `7d`, `2w3d`, `1y6M`, or `0` for never
-    /// (default: `auth.token_expiry`, 30d).
+    /// Lifetime: an integer and a unit, several from largest to smallest: y years, M months,
+    /// w weeks, d days, h hours, m minutes, s seconds (`m` is minutes, `M` months), e.g.
+    /// `30s`, `15m`, `1h30m`, `7d`, `2w3d`, `1y6M`; `0` for never (default:
+    /// `auth.token_expiry`, 30d).
     #[arg(long, value_name = "DUR")]
     pub expiry: Option<String>,
     /// Audience (the `aud` claim).
@@ -121,7 +123,9 @@ fn generate(ctx: &Context, args: GenerateArgs) -> Result<(), CliError> {
         let want = expiry.after(now)?;
         if want.is_none() || want > cap {
             return Err(CliError::usage(format!(
-                "expiry `{expiry}` is longer than `auth.max_token_expiry` ({max}); choose a shorter --expiry"
+                "expiry `{expiry}` ({}) is longer than `auth.max_token_expiry` ({max}: {}); choose a shorter --expiry",
+                expiry.words(),
+                max.words()
             )));
         }
     }
@@ -171,7 +175,7 @@ fn generate(ctx: &Context, args: GenerateArgs) -> Result<(), CliError> {
         "minted a token for `{}`\n  scopes:  {scope_text}\n  expires: {}\n  id:      {}",
         c.sub,
         match &expires {
-            Some(t) => format!("{t} ({expiry} from now)"),
+            Some(t) => format!("{t} ({} from now)", expiry.words()),
             None => "never".to_owned(),
         },
         c.jti
