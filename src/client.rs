@@ -41,7 +41,12 @@ pub enum ClientError {
     NotTessera { url: String, status: u16 },
     /// The server refused the request.
     /// (`message` and `code` are the server's words: shown with control characters escaped.)
-    #[error("{}: {} ({})", crate::cli::term::safe(url), crate::cli::term::safe(message), crate::cli::term::safe(code))]
+    #[error(
+        "{}: {} ({})",
+        crate::cli::term::safe(url),
+        crate::cli::term::safe(message),
+        crate::cli::term::safe(code)
+    )]
     Api {
         url: String,
         status: u16,

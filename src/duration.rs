@@ -115,13 +115,18 @@ fn parts(s: &str) -> Result<Vec<(&str, char)>, String> {
         if digits.is_empty() {
             return Err(match next {
                 '-' if out.is_empty() => "durations cannot be negative".to_owned(),
-                '+' if out.is_empty() => format!("no sign is accepted; write `{}`", quote(&rest[1..])),
+                '+' if out.is_empty() => {
+                    format!("no sign is accepted; write `{}`", quote(&rest[1..]))
+                }
                 c if c.is_whitespace() => "spaces and line breaks are not accepted".to_owned(),
                 c if c.is_alphabetic() && UNITS.contains(&c) => {
                     format!("the unit `{c}` has no number before it")
                 }
                 c if c.is_ascii_alphabetic() => {
-                    let word: String = after.chars().take_while(char::is_ascii_alphabetic).collect();
+                    let word: String = after
+                        .chars()
+                        .take_while(char::is_ascii_alphabetic)
+                        .collect();
                     format!("unknown unit `{}`; {unit_list}", quote(&word))
                 }
                 c => format!("unexpected character `{}`", quote(&c.to_string())),
@@ -145,7 +150,10 @@ fn parts(s: &str) -> Result<Vec<(&str, char)>, String> {
         }
         if !UNITS.contains(&next) {
             if next.is_ascii_alphabetic() {
-                let word: String = after.chars().take_while(char::is_ascii_alphabetic).collect();
+                let word: String = after
+                    .chars()
+                    .take_while(char::is_ascii_alphabetic)
+                    .collect();
                 let lower = next.to_ascii_lowercase();
                 let hint = if word.len() == 1 && UNITS.contains(&lower) && lower != next {
                     format!(" (did you mean `{lower}`?)")
@@ -165,13 +173,13 @@ fn parts(s: &str) -> Result<Vec<(&str, char)>, String> {
                 quote(&next.to_string())
             ));
         }
-        let word: String = after.chars().take_while(char::is_ascii_alphabetic).collect();
+        let word: String = after
+            .chars()
+            .take_while(char::is_ascii_alphabetic)
+            .collect();
         if word.len() > 1 {
             // `1mo`, `1min`, `2days`: one unit letter each.
-            return Err(format!(
-                "unknown unit `{}`; {unit_list}",
-                quote(&word)
-            ));
+            return Err(format!("unknown unit `{}`; {unit_list}", quote(&word)));
         }
         out.push((digits, next));
         rest = &after[next.len_utf8()..];
@@ -389,14 +397,23 @@ mod tests {
             ("1.5h", "fractions are not accepted; write `1h30m`"),
             ("0.5h", "write `30m`"),
             ("2.25d", "write `2d6h`"),
-            ("1.5y", "fractions are not accepted; write it in a smaller unit"),
+            (
+                "1.5y",
+                "fractions are not accepted; write it in a smaller unit",
+            ),
             ("1,5h", "fractions are not accepted"),
             ("-1d", "durations cannot be negative"),
             ("+1d", "no sign is accepted; write `1d`"),
-            ("6M1y", "units must go from largest to smallest (`y` comes before `M`)"),
+            (
+                "6M1y",
+                "units must go from largest to smallest (`y` comes before `M`)",
+            ),
             ("1m1h", "units must go from largest to smallest"),
             ("1d1d", "`d` appears twice"),
-            ("1q", "unknown unit `q`; units are y M w d h m s (m = minutes, M = months)"),
+            (
+                "1q",
+                "unknown unit `q`; units are y M w d h m s (m = minutes, M = months)",
+            ),
             ("1D", "unknown unit `D` (did you mean `d`?)"),
             ("1mo", "unknown unit `mo`"),
             ("2days", "unknown unit `days`"),

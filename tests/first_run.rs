@@ -137,12 +137,24 @@ fn init_with_age_after_a_first_token_carries_the_secret_over() {
         err.contains("tessera secrets move --from unsafe tessera/auth/token_secret"),
         "and how to remove the plain copy: {err}"
     );
-    assert!(u.verifies(&token), "a token minted before init still verifies");
+    assert!(
+        u.verifies(&token),
+        "a token minted before init still verifies"
+    );
     let (o, _) = u.ok(&["secrets", "get", "tessera/auth/token_secret"]);
     assert_eq!(o, plain, "the age backend holds the same secret");
     // The command init named removes the plain copy, and tokens keep verifying.
-    let (_, err) = u.ok(&["secrets", "move", "--from", "unsafe", "tessera/auth/token_secret"]);
-    assert!(err.contains("already in the age backend with the same value"), "{err}");
+    let (_, err) = u.ok(&[
+        "secrets",
+        "move",
+        "--from",
+        "unsafe",
+        "tessera/auth/token_secret",
+    ]);
+    assert!(
+        err.contains("already in the age backend with the same value"),
+        "{err}"
+    );
     assert!(!u.plain_secret().exists(), "the plaintext file is gone");
     assert!(u.verifies(&token));
     // A second init keeps everything.
@@ -156,7 +168,9 @@ fn init_with_age_after_a_first_token_carries_the_secret_over() {
         .write_stdin("in-age\n")
         .assert()
         .success();
-    let (o, _) = u.ok(&["--json", "secrets", "copy", "--from", "age", "--to", "unsafe", "app"]);
+    let (o, _) = u.ok(&[
+        "--json", "secrets", "copy", "--from", "age", "--to", "unsafe", "app",
+    ]);
     let v: Value = serde_json::from_str(&o).unwrap();
     assert_eq!(v["copied"], serde_json::json!(["app/db"]));
     let copy = u.home().join(".local/share/tessera/secrets/app/db");
@@ -182,14 +196,26 @@ fn init_with_age_after_a_first_token_carries_the_secret_over() {
             .exists(),
         "a refused copy writes nothing"
     );
-    u.ok(&["secrets", "copy", "--from", "age", "--to", "unsafe", "--overwrite"]);
+    u.ok(&[
+        "secrets",
+        "copy",
+        "--from",
+        "age",
+        "--to",
+        "unsafe",
+        "--overwrite",
+    ]);
     assert_eq!(std::fs::read_to_string(&copy).unwrap(), "changed\n");
     // Usage errors.
     let err = u.fails(&["secrets", "copy", "--from", "age"], "", 2);
     assert!(err.contains("--to"), "{err}");
     let err = u.fails(&["secrets", "copy", "--from", "nope"], "", 2);
     assert!(err.contains("valid backends"), "{err}");
-    let err = u.fails(&["secrets", "copy", "--from", "unsafe", "missing/key"], "", 1);
+    let err = u.fails(
+        &["secrets", "copy", "--from", "unsafe", "missing/key"],
+        "",
+        1,
+    );
     assert!(err.contains("no key `missing/key`"), "{err}");
 }
 
@@ -223,7 +249,10 @@ fn pass_store(u: &mut User) {
     let listing = run(&["gpg", "--list-keys", "--with-colons"]);
     let fpr = listing
         .lines()
-        .find_map(|l| l.strip_prefix("fpr:").map(|r| r.trim_matches(':').to_owned()))
+        .find_map(|l| {
+            l.strip_prefix("fpr:")
+                .map(|r| r.trim_matches(':').to_owned())
+        })
         .unwrap();
     run(&["pass", "init", &fpr]);
     u.vars.push(("GNUPGHOME".into(), gnupg));
@@ -253,20 +282,33 @@ fn init_with_real_pass_after_a_first_token_carries_the_secret_over() {
         .assert()
         .success();
     let (_, err) = u.ok(&["init", "--backend", "pass"]);
-    assert!(err.contains("carried over from the unsafe backend"), "{err}");
+    assert!(
+        err.contains("carried over from the unsafe backend"),
+        "{err}"
+    );
     assert!(
         err.contains("1 other key(s)") && err.contains("tessera secrets copy --from unsafe"),
         "init points at the keys it did not take: {err}"
     );
-    assert!(u.verifies(&token), "bad signature after init --backend pass");
+    assert!(
+        u.verifies(&token),
+        "bad signature after init --backend pass"
+    );
     let store = u.home().join("store");
     assert!(store.join("tessera/auth/token_secret.gpg").exists());
     // Move the rest out of the plain files into pass.
     let (_, err) = u.ok(&["secrets", "move", "--from", "unsafe"]);
     assert!(err.contains("copied app/db: unsafe -> pass"), "{err}");
-    assert!(err.contains("removed 2 key(s) from the unsafe backend"), "{err}");
+    assert!(
+        err.contains("removed 2 key(s) from the unsafe backend"),
+        "{err}"
+    );
     assert!(!u.plain_secret().exists());
-    assert!(!u.home().join(".local/share/tessera/secrets/app/db").exists());
+    assert!(
+        !u.home()
+            .join(".local/share/tessera/secrets/app/db")
+            .exists()
+    );
     let (o, _) = u.ok(&["secrets", "get", "app/db"]);
     assert_eq!(o, "plain-value\n");
     let gpg_file = std::fs::read(store.join("app/db.gpg")).unwrap();
@@ -291,7 +333,10 @@ fn init_force_backs_up_the_config_and_keeps_the_secret() {
     let (_, err) = u.ok(&["init", "--force"]);
     assert!(err.contains("the old file is kept as"), "{err}");
     assert!(err.contains("(kept; --rotate-secret replaces it)"), "{err}");
-    assert!(u.verifies(&token), "--force alone never replaces the secret");
+    assert!(
+        u.verifies(&token),
+        "--force alone never replaces the secret"
+    );
     assert_eq!(std::fs::read_to_string(u.plain_secret()).unwrap(), secret);
     let dir = u.home().join(".config/tessera");
     let backups: Vec<_> = std::fs::read_dir(&dir)
@@ -312,7 +357,10 @@ fn init_force_backs_up_the_config_and_keeps_the_secret() {
         backup.starts_with("tessera/auth/token_secret.bak-"),
         "{backup}"
     );
-    assert!(err.contains(&backup), "stderr names where the old secret is: {err}");
+    assert!(
+        err.contains(&backup),
+        "stderr names where the old secret is: {err}"
+    );
     let (old, _) = u.ok(&["secrets", "get", &backup]);
     assert_eq!(old, secret, "the old secret is kept under the backup key");
     // Listing the backup key as a previous secret accepts the old tokens again.
@@ -336,7 +384,15 @@ fn quick_start_login_works_and_the_servers_reason_reaches_the_user() {
     let url = format!("http://{addr}");
     u.ok(&["remotes", "add", "prod", &url]);
     let err = u.fails(
-        &["auth", "login", "--remote", "prod", "--username", "deploy", "--password-stdin"],
+        &[
+            "auth",
+            "login",
+            "--remote",
+            "prod",
+            "--username",
+            "deploy",
+            "--password-stdin",
+        ],
         "pw-for-deploy-123\n",
         1,
     );
@@ -359,14 +415,30 @@ fn quick_start_login_works_and_the_servers_reason_reaches_the_user() {
     let (mut srv, addr) = common::spawn_serve(u.std_cmd(), &log, "http");
     u.ok(&["remotes", "add", "prod", &format!("http://{addr}")]);
     u.cmd()
-        .args(["auth", "login", "--remote", "prod", "--username", "deploy", "--password-stdin"])
+        .args([
+            "auth",
+            "login",
+            "--remote",
+            "prod",
+            "--username",
+            "deploy",
+            "--password-stdin",
+        ])
         .write_stdin("pw-for-deploy-123\n")
         .assert()
         .success();
     let (o, _) = u.ok(&["auth", "status", "--remote", "prod"]);
     assert!(o.contains("subject: deploy"), "{o}");
     let err = u.fails(
-        &["auth", "login", "--remote", "prod", "--username", "deploy", "--password-stdin"],
+        &[
+            "auth",
+            "login",
+            "--remote",
+            "prod",
+            "--username",
+            "deploy",
+            "--password-stdin",
+        ],
         "wrong-password-456\n",
         1,
     );
@@ -381,7 +453,10 @@ fn quick_start_login_works_and_the_servers_reason_reaches_the_user() {
     let (o, _) = u.ok(&["secrets", "check"]);
     assert!(o.contains("tessera/auth/password_hash"), "{o}");
     let err = u.fails(&["init", "--username", "other"], "", 2);
-    assert!(err.contains("already sets auth.username = `deploy`"), "{err}");
+    assert!(
+        err.contains("already sets auth.username = `deploy`"),
+        "{err}"
+    );
 }
 
 // ---- item 6: text from a remote or a token cannot drive the terminal -------------------
@@ -474,12 +549,23 @@ fn remote_text_is_escaped_before_it_reaches_the_terminal() {
     assert!(o.contains("\\u{9b}31m"), "{o}");
 
     let e = u.fails(
-        &["auth", "login", "--remote", "evil", "--username", "x", "--password-stdin"],
+        &[
+            "auth",
+            "login",
+            "--remote",
+            "evil",
+            "--username",
+            "x",
+            "--password-stdin",
+        ],
         "pw\n",
         1,
     );
     assert_no_escape("login refusal", &e);
-    assert!(e.contains("go away\\u{1b}[2J"), "the server's reason, escaped: {e}");
+    assert!(
+        e.contains("go away\\u{1b}[2J"),
+        "the server's reason, escaped: {e}"
+    );
 
     // remotes.toml edited by hand.
     let file = u.home().join(".config/tessera/remotes.toml");
@@ -500,28 +586,210 @@ fn expiry_summary_spells_the_unit_and_refusals_say_why() {
     let u = User::new();
     let out = u
         .cmd()
-        .args(["auth", "token", "generate", "--subject", "ci", "--expiry", "6m"])
+        .args([
+            "auth",
+            "token",
+            "generate",
+            "--subject",
+            "ci",
+            "--expiry",
+            "6m",
+        ])
         .output()
         .unwrap();
     let (_, e) = texts(&out);
     assert!(out.status.success(), "{e}");
     assert!(e.contains("(6 minutes from now)"), "{e}");
-    let (_, e) = u.ok(&["auth", "token", "generate", "--subject", "ci", "--expiry", "6M"]);
+    let (_, e) = u.ok(&[
+        "auth",
+        "token",
+        "generate",
+        "--subject",
+        "ci",
+        "--expiry",
+        "6M",
+    ]);
     assert!(e.contains("(6 months from now)"), "{e}");
     for (bad, reason) in [
         ("1.5h", "fractions are not accepted; write `1h30m`"),
         ("6M1y", "units must go from largest to smallest"),
         ("1d1d", "`d` appears twice"),
-        ("1q", "unknown unit `q`; units are y M w d h m s (m = minutes, M = months)"),
+        (
+            "1q",
+            "unknown unit `q`; units are y M w d h m s (m = minutes, M = months)",
+        ),
         ("-1d", "durations cannot be negative"),
         ("", "it is empty"),
         ("99999999999y", "too large"),
     ] {
         let e = u.fails(
-            &["auth", "token", "generate", "--subject", "ci", &format!("--expiry={bad}")],
+            &[
+                "auth",
+                "token",
+                "generate",
+                "--subject",
+                "ci",
+                &format!("--expiry={bad}"),
+            ],
             "",
             2,
         );
         assert!(e.contains(reason), "{bad:?}: {e}");
     }
+}
+
+// ---- item 20: every command's --help has examples; the credential helper's installation ---
+
+/// Every subcommand path, from `tessera --help` down (clap's own `help` left out).
+fn subcommands(u: &User, prefix: &[String], out: &mut Vec<Vec<String>>) {
+    let mut args = prefix.to_vec();
+    args.push("--help".into());
+    let (help, _) = u.ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let mut in_commands = false;
+    for line in help.lines() {
+        if line == "Commands:" {
+            in_commands = true;
+            continue;
+        }
+        if in_commands {
+            let Some(name) = line
+                .strip_prefix("  ")
+                .and_then(|l| l.split_whitespace().next())
+            else {
+                in_commands = false;
+                continue;
+            };
+            if line.starts_with("   ") || name == "help" {
+                continue;
+            }
+            let mut path = prefix.to_vec();
+            path.push(name.trim_end_matches(',').to_owned());
+            out.push(path.clone());
+            subcommands(u, &path, out);
+        }
+    }
+}
+
+#[test]
+fn every_command_help_has_examples() {
+    let u = User::new();
+    let mut all = vec![Vec::new()];
+    subcommands(&u, &[], &mut all);
+    assert!(
+        all.len() >= 39,
+        "found only {} commands: {all:?}",
+        all.len()
+    );
+    let mut missing = Vec::new();
+    for path in &all {
+        let mut args: Vec<&str> = path.iter().map(String::as_str).collect();
+        args.push("--help");
+        let (help, _) = u.ok(&args);
+        let examples = help
+            .split_once("EXAMPLES:\n")
+            .map(|(_, rest)| rest)
+            .unwrap_or("");
+        // At least one example line that runs this very command.
+        let this = if path.is_empty() {
+            "tessera ".to_owned()
+        } else {
+            format!("tessera {}", path.join(" "))
+        };
+        let has = examples
+            .lines()
+            .take_while(|l| l.starts_with("  "))
+            .any(|l| {
+                l.contains(&this) || (path.is_empty() && l.trim_start().starts_with("tessera "))
+            });
+        if !has {
+            missing.push(this.clone());
+        }
+        // No example is wrapped by the help formatter: each line can be copied as it is.
+        for line in examples.lines().take_while(|l| !l.is_empty()) {
+            let ok = [
+                "  tessera ",
+                "  printf ",
+                "  echo ",
+                "  # ",
+                "  TESSERA_TOKEN=",
+                "  RUST_LOG=",
+                "    | ",
+            ]
+            .iter()
+            .any(|p| line.starts_with(p));
+            assert!(
+                ok,
+                "{this}: an example line was wrapped or is not a command: {line:?}"
+            );
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "no EXAMPLES with the command itself: {missing:?}"
+    );
+}
+
+#[test]
+fn credential_helper_install_warns_off_path_and_creates_only_when_asked() {
+    let u = User::new();
+    let bin = u.home().join("bin");
+    // A missing folder that was named is refused, not created.
+    let e = u.fails(
+        &["credential-helper", "install", bin.to_str().unwrap()],
+        "",
+        2,
+    );
+    assert!(
+        e.contains("does not exist") && e.contains("--create"),
+        "{e}"
+    );
+    assert!(!bin.exists());
+    // --create creates it, says so, and warns that it is not on PATH, with the line to add.
+    let (_, e) = u.ok(&[
+        "credential-helper",
+        "install",
+        "--create",
+        bin.to_str().unwrap(),
+    ]);
+    assert!(
+        e.contains(&format!("created the folder {}", bin.display())),
+        "{e}"
+    );
+    assert!(e.contains("is not on PATH"), "{e}");
+    assert!(
+        e.contains(&format!("export PATH=\"{}:$PATH\"", bin.display())),
+        "{e}"
+    );
+    let link = bin.join("docker-credential-tessera");
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    // On PATH: no warning.
+    let out = u
+        .cmd()
+        .env(
+            "PATH",
+            format!(
+                "{}:{}",
+                bin.display(),
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        )
+        .args(["credential-helper", "install", bin.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let (_, e) = texts(&out);
+    assert!(out.status.success(), "{e}");
+    assert!(!e.contains("not on PATH"), "{e}");
+    // The default folder (~/.local/bin) is created when missing, and the output says so.
+    let (_, e) = u.ok(&["credential-helper", "install"]);
+    assert!(e.contains("created the folder"), "{e}");
+    assert!(
+        u.home()
+            .join(".local/bin/docker-credential-tessera")
+            .exists()
+    );
 }

@@ -26,10 +26,12 @@ use crate::keyring::random_secret;
 #[derive(Debug, Args)]
 #[command(after_help = "\
 EXAMPLES:
-  tessera init                                  # plain files (the `unsafe` backend)
-  tessera init --backend pass --username deploy # pass, and password login for `deploy`
-  tessera init --force --backend age            # rewrite the config; the old one is kept as a backup
-  tessera init --rotate-secret                  # new token secret; the old one is kept as KEY.bak-TIMESTAMP")]
+  tessera init                                   # plain files (the `unsafe` backend)
+  tessera init --backend pass --username deploy  # pass, and password login for `deploy`
+  # rewrite the config; the old one is kept as tessera.toml.bak-TIMESTAMP
+  tessera init --force --backend age
+  # a new token secret; the old one is kept as KEY.bak-TIMESTAMP
+  tessera init --rotate-secret")]
 pub struct InitArgs {
     /// Backend to write into the new config: pass, sops, unsafe or age (default: unsafe).
     /// A token secret found in the previous backend is carried over into it.
@@ -149,7 +151,9 @@ pub fn load_config(
 
 /// A UTC time stamp for backup names: `20261202T101500Z`.
 fn stamp() -> String {
-    jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ").to_string()
+    jiff::Timestamp::now()
+        .strftime("%Y%m%dT%H%M%SZ")
+        .to_string()
 }
 
 /// Copies the config file to `tessera.toml.bak-TIMESTAMP` (mode 0600) and returns its path.
@@ -453,7 +457,10 @@ fn warn_about_other_secret(
         let Ok(from) = open_backend_kind(&cfg, kind) else {
             continue;
         };
-        if !from.list(Some(&old_key)).is_ok_and(|k| k.contains(&old_key)) {
+        if !from
+            .list(Some(&old_key))
+            .is_ok_and(|k| k.contains(&old_key))
+        {
             continue;
         }
         let (Ok(old), Ok(current)) = (from.get(&old_key), to.get(key)) else {

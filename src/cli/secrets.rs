@@ -13,16 +13,31 @@ use crate::keyring::random_secret;
 #[derive(Debug, Subcommand)]
 pub enum SecretsCommand {
     /// Print the value stored under KEY.
+    #[command(after_help = "EXAMPLES:
+  tessera secrets get app/db
+  tessera --json secrets get app/db  # {\"key\":\"app/db\",\"value\":\"...\"}")]
     Get(KeyArg),
     /// Store a value under KEY: read from stdin (one trailing newline removed), prompted
     /// without echo on a terminal, or generated with --generate.
+    #[command(after_help = "EXAMPLES:
+  tessera secrets set app/db                              # prompts twice, no echo
+  printf '%s\\n' \"$VALUE\" | tessera secrets set app/db
+  tessera secrets set app/api-key --generate 32           # 32 random bytes")]
     Set(SetArgs),
     /// List stored key names (never values), optionally only those under PREFIX.
+    #[command(after_help = "EXAMPLES:
+  tessera secrets list
+  tessera secrets list app  # app/db, app/api-key, not apple/x")]
     List(ListArgs),
     /// Remove KEY.
     #[command(visible_alias = "delete")]
+    #[command(after_help = "EXAMPLES:
+  tessera secrets rm app/db")]
     Rm(KeyArg),
     /// Check that the backend is usable and which configured keys are present.
+    #[command(after_help = "EXAMPLES:
+  tessera secrets check
+  tessera --json secrets check")]
     Check,
     /// Copy keys from another backend into the configured one (or into --to).
     ///
@@ -30,22 +45,20 @@ pub enum SecretsCommand {
     /// is left as it was. A key that already holds a different value in the destination is
     /// refused unless --overwrite (nothing is written then). Settings of both backends come
     /// from the config's `[secrets.NAME]` sections, else their defaults.
-    ///
-    /// Examples:
-    ///   tessera secrets copy --from unsafe                      # every key, into the configured backend
-    ///   tessera secrets copy --from unsafe --to pass tessera/auth/token_secret
-    ///   tessera secrets copy --from pass --to age app           # every key under app/
-    #[command(verbatim_doc_comment)]
+    #[command(after_help = "EXAMPLES:
+  # every key, into the configured backend
+  tessera secrets copy --from unsafe
+  tessera secrets copy --from unsafe --to pass tessera/auth/token_secret
+  tessera secrets copy --from pass --to age app                           # every key under app/")]
     Copy(CopyArgs),
     /// Like `copy`, then remove each key from the source once the destination holds it.
     ///
     /// Use it to leave the unencrypted `unsafe` backend: the plain files are removed only after
     /// the encrypted copy has been read back and matches.
-    ///
-    /// Examples:
-    ///   tessera secrets move --from unsafe                      # everything, into the configured backend
-    ///   tessera secrets move --from unsafe --to pass tessera/auth/token_secret
-    #[command(verbatim_doc_comment)]
+    #[command(after_help = "EXAMPLES:
+  # everything, into the configured backend
+  tessera secrets move --from unsafe
+  tessera secrets move --from unsafe --to pass tessera/auth/token_secret")]
     Move(CopyArgs),
 }
 
@@ -330,8 +343,9 @@ fn copy(ctx: &Context, args: CopyArgs, remove_source: bool) -> Result<(), CliErr
         keys.dedup();
     }
     if keys.is_empty() {
-        ctx.out
-            .note(&format!("the {from_kind} backend holds no keys; nothing to {verb}"));
+        ctx.out.note(&format!(
+            "the {from_kind} backend holds no keys; nothing to {verb}"
+        ));
         if ctx.out.json {
             return ctx.out.json(&json!({
                 "from": from_kind.as_str(), "to": to_kind.as_str(),

@@ -9,11 +9,11 @@ use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
 use crate::cli::Context;
-use crate::cli::term::safe;
 use crate::cli::io::{prompt_hidden, read_stdin_line, read_stdin_secret, stdin_is_terminal};
 use crate::cli::remotes::{
     check_token_text, client_for, forget_token, load_token, save_token, select, select_token,
 };
+use crate::cli::term::safe;
 use crate::client::ClientError;
 use crate::error::{CliError, EXIT_FAILURE};
 

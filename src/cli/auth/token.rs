@@ -16,25 +16,36 @@ use crate::token::{self, Claims, MintRequest, ScopeSet, VerifyOptions};
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
     /// Mint a token. The token alone goes to stdout (one line); a summary goes to stderr.
-    ///
-    /// Examples:
-    ///   tessera auth token generate --subject ci --scopes push,pull --expiry 1y6M
-    ///   tessera auth token generate --subject team --scopes pull --repo 'team/*' --expiry 2w3d
-    #[command(verbatim_doc_comment)]
+    #[command(after_help = "EXAMPLES:
+  tessera auth token generate --subject ci --scopes push,pull --expiry 1y6M
+  tessera auth token generate --subject team --scopes pull --repo 'team/*' --expiry 2w3d
+  # 15 minutes (15M = months)
+  tessera auth token generate --subject job --scopes pull --expiry 15m")]
     Generate(GenerateArgs),
     /// Check a token (argument, or stdin when absent or `-`): exit 0 and a summary when
     /// valid; exit 1 and the reason (expired, bad signature, revoked, malformed, not yet
     /// valid, wrong issuer) when not.
+    #[command(after_help = "EXAMPLES:
+  tessera auth token verify \"$TOKEN\"
+  printf '%s\\n' \"$TOKEN\" | tessera --json auth token verify")]
     Verify(VerifyArgs),
     /// List recorded tokens that have not expired (ids and claims, never the tokens).
+    #[command(after_help = "EXAMPLES:
+  tessera auth token list
+  tessera --json auth token list")]
     List,
     /// Revoke one token by id, every token of a subject, or every token.
+    #[command(after_help = "EXAMPLES:
+  # an id from `tessera auth token list`
+  tessera auth token revoke 3f0c9a6e2b7d41c8a5e0f1d2c3b4a596
+  tessera auth token revoke --subject ci
+  tessera auth token revoke --all")]
     Revoke(RevokeArgs),
     /// Print the token of a remote alone on stdout (TESSERA_TOKEN, else the stored one).
-    ///
-    /// Example:
-    ///   tessera auth token show --remote prod | docker login registry.example.com -u ci --password-stdin
-    #[command(verbatim_doc_comment)]
+    #[command(after_help = "EXAMPLES:
+  # -u: the token's subject (`tessera auth status` shows it)
+  tessera auth token show --remote prod \\
+    | docker login -u deploy --password-stdin registry.example.com")]
     Show(super::login::RemoteArg),
 }
 
