@@ -48,10 +48,22 @@ pub struct HumanDuration {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DurationError {
     /// Not in the grammar; `reason` says what exactly is wrong, and how to write it.
-    #[error("invalid duration `{input}`: {reason}; {GRAMMAR}")]
+    #[error("invalid duration `{input}`: {reason}; {}", grammar_after(reason))]
     Syntax { input: String, reason: String },
     #[error("duration `{input}` is too large")]
     Overflow { input: String },
+}
+
+/// The list of units, named in the reasons that are about units.
+const UNIT_LIST: &str = "units are y M w d h m s (m = minutes, M = months)";
+
+/// What follows a reason: the grammar, without listing the units a second time.
+fn grammar_after(reason: &str) -> &'static str {
+    if reason.contains(UNIT_LIST) {
+        "several in descending order, e.g. `30d`, `1h30m`, `1y6M`, or `0` for never"
+    } else {
+        GRAMMAR
+    }
 }
 
 /// Quotes user input for an error message: control characters escaped, long input cut.
@@ -98,7 +110,7 @@ fn parts(s: &str) -> Result<Vec<(&str, char)>, String> {
     if s.is_empty() {
         return Err("it is empty".to_owned());
     }
-    let unit_list = "units are y M w d h m s (m = minutes, M = months)";
+    let unit_list = UNIT_LIST;
     let mut out = Vec::new();
     let mut rest = s;
     while !rest.is_empty() {
@@ -108,7 +120,7 @@ fn parts(s: &str) -> Result<Vec<(&str, char)>, String> {
         let (digits, after) = rest.split_at(digits_end);
         let Some(next) = after.chars().next() else {
             return Err(format!(
-                "`{}` has no unit; add one ({unit_list})",
+                "`{}` has no unit; add one: {unit_list}",
                 quote(digits)
             ));
         };
@@ -385,7 +397,11 @@ mod tests {
                 "{bad:?} gave {err:?}"
             );
             let msg = err.to_string();
-            assert!(msg.contains(GRAMMAR), "{msg}");
+            assert!(
+                msg.contains(GRAMMAR)
+                    || (msg.contains(UNIT_LIST) && msg.contains("descending order, e.g. `30d`")),
+                "{msg}"
+            );
             assert!(msg.contains(&format!("`{}`", quote(bad))), "{msg}");
         }
     }
@@ -431,7 +447,8 @@ mod tests {
         ] {
             let msg = HumanDuration::parse(bad).unwrap_err().to_string();
             assert!(msg.contains(reason), "{bad:?}: {msg}");
-            assert!(msg.contains(GRAMMAR), "{bad:?}: {msg}");
+            assert!(msg.contains("descending order"), "{bad:?}: {msg}");
+            assert_eq!(msg.matches("minutes").count(), 1, "units listed once: {msg}");
         }
     }
 
