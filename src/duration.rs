@@ -94,7 +94,7 @@ fn without_fraction(whole: &str, frac: &str, unit: char) -> Option<String> {
     let whole: u64 = whole.parse().ok()?;
     let num: u64 = frac.parse().ok()?;
     let den = 10u64.pow(u32::try_from(frac.len()).ok()?);
-    if (num * factor) % den != 0 {
+    if !(num * factor).is_multiple_of(den) {
         return None;
     }
     let part = num * factor / den;
@@ -448,7 +448,11 @@ mod tests {
             let msg = HumanDuration::parse(bad).unwrap_err().to_string();
             assert!(msg.contains(reason), "{bad:?}: {msg}");
             assert!(msg.contains("descending order"), "{bad:?}: {msg}");
-            assert_eq!(msg.matches("minutes").count(), 1, "units listed once: {msg}");
+            assert_eq!(
+                msg.matches("minutes").count(),
+                1,
+                "units listed once: {msg}"
+            );
         }
     }
 
