@@ -793,3 +793,37 @@ fn credential_helper_install_warns_off_path_and_creates_only_when_asked() {
             .exists()
     );
 }
+
+#[test]
+fn token_verify_escapes_the_claims_of_a_token_minted_elsewhere() {
+    // Another program holding the same secret can put anything in `sub` and `scope`.
+    let secret = "a-shared-secret-for-another-minting-program-0123";
+    let key = tessera::token::SigningKey::new(&secret.to_owned().into(), "").unwrap();
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+    header.kid = Some(key.kid().to_owned());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let claims = serde_json::json!({
+        "iss": "tessera", "sub": "evil\u{1b}[2J\u{9b}1m", "jti": "0123456789abcdef0123456789abcdef",
+        "iat": now, "nbf": now, "exp": now + 600, "scope": "repository:x:pull",
+    });
+    let token = jsonwebtoken::encode(
+        &header,
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap();
+    let u = User::new();
+    let out = u
+        .cmd()
+        .env("TESSERA_AUTH_TOKEN_SECRET", secret)
+        .args(["auth", "token", "verify", &token])
+        .output()
+        .unwrap();
+    let (o, e) = texts(&out);
+    assert!(out.status.success(), "{e}");
+    assert_no_escape("token verify", &(o.clone() + &e));
+    assert!(o.contains("valid token for `evil\\u{1b}[2J\\u{9b}1m`"), "{o}");
+}
