@@ -585,6 +585,21 @@ mod tests {
         }
 
         #[test]
+        fn every_refusal_is_one_clean_line_with_a_reason(s in "[0-9yMwdhmsqD+.,  -]{0,12}|\\PC{0,8}") {
+            if let Err(e) = HumanDuration::parse(&s) {
+                let msg = e.to_string();
+                prop_assert!(!msg.chars().any(char::is_control), "{}", msg);
+                match e {
+                    DurationError::Syntax { reason, .. } => {
+                        prop_assert!(!reason.is_empty());
+                        prop_assert!(msg.contains("descending order"), "{}", msg);
+                    }
+                    DurationError::Overflow { .. } => prop_assert!(msg.contains("too large")),
+                }
+            }
+        }
+
+        #[test]
         fn never_panics_near_the_grammar(s in "[0-9yMwdhms+. -]{0,30}") {
             if let Ok(d) = HumanDuration::parse(&s) {
                 prop_assert_eq!(d.to_string(), s);
