@@ -825,5 +825,8 @@ fn token_verify_escapes_the_claims_of_a_token_minted_elsewhere() {
     let (o, e) = texts(&out);
     assert!(out.status.success(), "{e}");
     assert_no_escape("token verify", &(o.clone() + &e));
-    assert!(o.contains("valid token for `evil\\u{1b}[2J\\u{9b}1m`"), "{o}");
+    assert!(
+        o.contains("valid token for `evil\\u{1b}[2J\\u{9b}1m`"),
+        "{o}"
+    );
 }
