@@ -573,9 +573,18 @@ fn remote_text_is_escaped_before_it_reaches_the_terminal() {
         .unwrap()
         .replace(&url, &format!("{url}/\\u001b[2J"));
     std::fs::write(&file, text).unwrap();
-    if let Ok(out) = u.cmd().args(["remotes", "list"]).output() {
+    let out = u.cmd().args(["remotes", "list"]).output().unwrap();
+    let (o, e) = texts(&out);
+    assert!(out.status.success(), "{e}");
+    assert!(o.contains("\\u{1b}[2J"), "shown, escaped: {o}");
+    assert_no_escape("remotes list", &(o + &e));
+    for args in [
+        &["auth", "status", "--remote", "evil"][..],
+        &["auth", "logout", "--remote", "evil", "--revoke"][..],
+    ] {
+        let out = u.cmd().args(args).output().unwrap();
         let (o, e) = texts(&out);
-        assert_no_escape("remotes list", &(o + &e));
+        assert_no_escape(&args.join(" "), &(o + &e));
     }
 }
 

@@ -224,11 +224,13 @@ pub(crate) fn select_token(
     }
     match load_token(ctx, name, remote)? {
         Some(t) => Ok((t, token_place(remote).unwrap_or_default())),
-        None => Err(
-            CliError::new(format!("not logged in to remote `{name}` ({})", remote.url)).with_hint(
-                format!("run `tessera auth login --remote {name}`, or set TESSERA_TOKEN"),
-            ),
-        ),
+        None => Err(CliError::new(format!(
+            "not logged in to remote `{name}` ({})",
+            crate::cli::term::safe(&remote.url)
+        ))
+        .with_hint(format!(
+            "run `tessera auth login --remote {name}`, or set TESSERA_TOKEN"
+        ))),
     }
 }
 
