@@ -730,6 +730,10 @@ fn every_command_help_has_examples() {
                 ok,
                 "{this}: an example line was wrapped or is not a command: {line:?}"
             );
+            assert!(
+                !line.contains("\\\""),
+                "{this}: a stray backslash: {line:?}"
+            );
         }
     }
     assert!(

@@ -56,7 +56,7 @@ pub enum HelperCommand {
     /// when DIR is not on PATH. A missing DIR is created only with --create (the default
     /// ~/.local/bin is created when missing, and the output says so).
     #[command(after_help = "EXAMPLES:
-  tessera credential-helper install                 # into ~/.local/bin
+  tessera credential-helper install  # into ~/.local/bin
   tessera credential-helper install --create ~/bin")]
     Install(InstallArgs),
 }

@@ -85,7 +85,7 @@ pub enum Command {
         subcommand,
         after_help = "EXAMPLES:
   tessera auth token generate --subject ci --scopes pull
-  tessera auth token verify \\\"$TOKEN\\\"
+  tessera auth token verify \"$TOKEN\"
   tessera auth login --remote prod
   tessera auth status"
     )]
@@ -127,8 +127,7 @@ pub enum Command {
         subcommand,
         name = "credential-helper",
         after_help = "EXAMPLES:
-  # link docker-credential-tessera into ~/.local/bin
-  tessera credential-helper install
+  tessera credential-helper install  # link docker-credential-tessera into ~/.local/bin
   echo registry.example.com | tessera credential-helper get
   tessera credential-helper list"
     )]
@@ -136,7 +135,7 @@ pub enum Command {
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     #[command(after_help = "EXAMPLES:
   tessera completions bash > ~/.local/share/bash-completion/completions/tessera
-  tessera completions zsh > \\\"${fpath[1]}/_tessera\\\"
+  tessera completions zsh > \"${fpath[1]}/_tessera\"
   tessera completions fish > ~/.config/fish/completions/tessera.fish")]
     Completions(completions::CompletionsArgs),
     /// Print the man page (roff) on stdout.

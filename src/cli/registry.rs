@@ -29,8 +29,7 @@ pub enum RegistryCommand {
     /// the old key expire within `registry.token_ttl`; after that grace period, run
     /// `--rotate` again later or `--force` to drop the old certificate.
     #[command(after_help = "EXAMPLES:
-  # prints the auth: block for the registry's config.yml
-  tessera registry init
+  tessera registry init  # prints the auth: block for the registry's config.yml
   tessera registry init --realm https://auth.example.com/token
   tessera registry init --rotate")]
     Init(InitArgs),

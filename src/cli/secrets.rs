@@ -20,9 +20,9 @@ pub enum SecretsCommand {
     /// Store a value under KEY: read from stdin (one trailing newline removed), prompted
     /// without echo on a terminal, or generated with --generate.
     #[command(after_help = "EXAMPLES:
-  tessera secrets set app/db                              # prompts twice, no echo
+  tessera secrets set app/db                     # prompts twice, no echo
   printf '%s\\n' \"$VALUE\" | tessera secrets set app/db
-  tessera secrets set app/api-key --generate 32           # 32 random bytes")]
+  tessera secrets set app/api-key --generate 32  # 32 random bytes")]
     Set(SetArgs),
     /// List stored key names (never values), optionally only those under PREFIX.
     #[command(after_help = "EXAMPLES:
@@ -46,18 +46,16 @@ pub enum SecretsCommand {
     /// refused unless --overwrite (nothing is written then). Settings of both backends come
     /// from the config's `[secrets.NAME]` sections, else their defaults.
     #[command(after_help = "EXAMPLES:
-  # every key, into the configured backend
-  tessera secrets copy --from unsafe
+  tessera secrets copy --from unsafe             # every key, into the configured backend
   tessera secrets copy --from unsafe --to pass tessera/auth/token_secret
-  tessera secrets copy --from pass --to age app                           # every key under app/")]
+  tessera secrets copy --from pass --to age app  # every key under app/")]
     Copy(CopyArgs),
     /// Like `copy`, then remove each key from the source once the destination holds it.
     ///
     /// Use it to leave the unencrypted `unsafe` backend: the plain files are removed only after
     /// the encrypted copy has been read back and matches.
     #[command(after_help = "EXAMPLES:
-  # everything, into the configured backend
-  tessera secrets move --from unsafe
+  tessera secrets move --from unsafe  # everything, into the configured backend
   tessera secrets move --from unsafe --to pass tessera/auth/token_secret")]
     Move(CopyArgs),
 }

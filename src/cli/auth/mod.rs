@@ -30,8 +30,7 @@ pub enum AuthCommand {
     /// stores a token you already have, once the remote confirms it is valid. The token is
     /// kept in the secrets backend for pass, sops and age, else in remotes.toml (mode 0600).
     #[command(after_help = "EXAMPLES:
-  # prompts for username and password
-  tessera auth login --remote prod
+  tessera auth login --remote prod  # prompts for username and password
   printf '%s\\n' \"$PW\" | tessera auth login --remote prod --username deploy --password-stdin
   tessera auth token generate --subject ci | tessera auth login --remote prod --token-stdin")]
     Login(login::LoginArgs),

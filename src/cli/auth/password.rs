@@ -15,8 +15,7 @@ pub enum PasswordCommand {
     /// stdin with --stdin). The hash is accepted by htpasswd-compatible servers. Passwords
     /// over 72 bytes are refused, never truncated.
     #[command(after_help = "EXAMPLES:
-  # prompts twice, prints the hash
-  tessera auth password hash
+  tessera auth password hash  # prompts twice, prints the hash
   printf '%s\\n' \"$PW\" | tessera auth password hash --stdin --store")]
     Hash(HashArgs),
 }
