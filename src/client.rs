@@ -12,6 +12,8 @@ use reqwest::blocking::{Client as Http, Response};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 
+use crate::cli::term::safe;
+
 /// Connection timeout.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Timeout for a whole request.
@@ -23,24 +25,30 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 pub enum ClientError {
     /// Nothing answered.
     #[error(
-        "cannot reach {url}: {reason}; check the URL (`tessera remotes list`) and that the server is running"
+        "cannot reach {}: {}; check the URL (`tessera remotes list`) and that the server is running",
+        safe(url),
+        safe(reason)
     )]
     Unreachable { url: String, reason: String },
     /// The TLS handshake failed (usually the certificate).
     #[error(
-        "TLS with {url} failed: {reason}; if the server uses a private CA, add it to the system's trust store (or SSL_CERT_FILE), or add the remote with --insecure to skip certificate checks"
+        "TLS with {} failed: {}; if the server uses a private CA, add it to the system's trust store (or SSL_CERT_FILE), or add the remote with --insecure to skip certificate checks",
+        safe(url),
+        safe(reason)
     )]
     Tls { url: String, reason: String },
     /// No answer in time.
-    #[error("{url} did not answer within {} s; check that the server is running and reachable", REQUEST_TIMEOUT.as_secs())]
+    #[error("{} did not answer within {} s; check that the server is running and reachable", safe(url), REQUEST_TIMEOUT.as_secs())]
     Timeout { url: String },
     /// Something answered, but not like a tessera server.
     #[error(
-        "{url} answered with HTTP {status} and no tessera JSON; check that the URL points at a tessera server (`tessera serve`)"
+        "{} answered with HTTP {status} and no tessera JSON; check that the URL points at a tessera server (`tessera serve`)",
+        safe(url)
     )]
     NotTessera { url: String, status: u16 },
     /// The server refused the request.
-    #[error("{url}: {message} ({code})")]
+    /// (`message` and `code` are the server's words: shown with control characters escaped.)
+    #[error("{}: {} ({})", safe(url), safe(message), safe(code))]
     Api {
         url: String,
         status: u16,

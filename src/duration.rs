@@ -14,18 +14,23 @@
 //!   past the year 9999 is an error too, never a token that does not expire.
 
 use jiff::{Span, Timestamp, tz::TimeZone};
-use nom::{
-    IResult, Parser,
-    character::complete::{digit1, one_of},
-    combinator::all_consuming,
-    multi::many1,
-};
 
 /// The grammar, quoted in every parse error.
-pub const GRAMMAR: &str = "an integer and a unit, several in descending order (y, M, w, d, h, m, s), e.g. `30d`, `1h30m`, `1y6M`, or `0` for never";
+pub const GRAMMAR: &str = "durations are an integer and a unit, several in descending order (y years, M months, w weeks, d days, h hours, m minutes, s seconds), e.g. `30d`, `1h30m`, `1y6M`, or `0` for never";
 
 /// Units, largest first.
 const UNITS: [char; 7] = ['y', 'M', 'w', 'd', 'h', 'm', 's'];
+
+/// Unit names, singular and plural, in the order of [`UNITS`].
+const UNIT_WORDS: [(&str, &str); 7] = [
+    ("year", "years"),
+    ("month", "months"),
+    ("week", "weeks"),
+    ("day", "days"),
+    ("hour", "hours"),
+    ("minute", "minutes"),
+    ("second", "seconds"),
+];
 
 /// A parsed duration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -42,15 +47,23 @@ pub struct HumanDuration {
 /// Why a duration was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DurationError {
-    #[error("invalid duration `{input}`: expected {GRAMMAR}")]
-    Syntax { input: String },
+    /// Not in the grammar; `reason` says what exactly is wrong, and how to write it.
+    #[error("invalid duration `{input}`: {reason}; {}", grammar_after(reason))]
+    Syntax { input: String, reason: String },
     #[error("duration `{input}` is too large")]
     Overflow { input: String },
 }
 
-/// `INTEGER UNIT` parts, as written.
-fn parts(input: &str) -> IResult<&str, Vec<(&str, char)>> {
-    all_consuming(many1((digit1, one_of("yMwdhms")))).parse(input)
+/// The list of units, named in the reasons that are about units.
+const UNIT_LIST: &str = "units are y M w d h m s (m = minutes, M = months)";
+
+/// What follows a reason: the grammar, without listing the units a second time.
+fn grammar_after(reason: &str) -> &'static str {
+    if reason.contains(UNIT_LIST) {
+        "several in descending order, e.g. `30d`, `1h30m`, `1y6M`, or `0` for never"
+    } else {
+        GRAMMAR
+    }
 }
 
 /// Quotes user input for an error message: control characters escaped, long input cut.
@@ -66,25 +79,167 @@ fn quote(input: &str) -> String {
     out
 }
 
+/// `1.5h` written without a fraction (`1h30m`), when the next smaller unit holds it exactly.
+fn without_fraction(whole: &str, frac: &str, unit: char) -> Option<String> {
+    let (smaller, factor) = match unit {
+        'w' => ('d', 7u64),
+        'd' => ('h', 24),
+        'h' => ('m', 60),
+        'm' => ('s', 60),
+        _ => return None,
+    };
+    if frac.is_empty() || frac.len() > 6 {
+        return None;
+    }
+    let whole: u64 = whole.parse().ok()?;
+    let num: u64 = frac.parse().ok()?;
+    let den = 10u64.pow(u32::try_from(frac.len()).ok()?);
+    if !(num * factor).is_multiple_of(den) {
+        return None;
+    }
+    let part = num * factor / den;
+    Some(match (whole, part) {
+        (0, p) => format!("{p}{smaller}"),
+        (w, 0) => format!("{w}{unit}"),
+        (w, p) => format!("{w}{unit}{p}{smaller}"),
+    })
+}
+
+/// Splits `s` into `INTEGER UNIT` parts, or says exactly why it cannot.
+fn parts(s: &str) -> Result<Vec<(&str, char)>, String> {
+    if s.is_empty() {
+        return Err("it is empty".to_owned());
+    }
+    let unit_list = UNIT_LIST;
+    let mut out = Vec::new();
+    let mut rest = s;
+    while !rest.is_empty() {
+        let digits_end = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let (digits, after) = rest.split_at(digits_end);
+        let Some(next) = after.chars().next() else {
+            return Err(format!(
+                "`{}` has no unit; add one: {unit_list}",
+                quote(digits)
+            ));
+        };
+        if digits.is_empty() {
+            return Err(match next {
+                '-' if out.is_empty() => "durations cannot be negative".to_owned(),
+                '+' if out.is_empty() => {
+                    format!("no sign is accepted; write `{}`", quote(&rest[1..]))
+                }
+                c if c.is_whitespace() => "spaces and line breaks are not accepted".to_owned(),
+                c if c.is_alphabetic() && UNITS.contains(&c) => {
+                    format!("the unit `{c}` has no number before it")
+                }
+                c if c.is_ascii_alphabetic() => {
+                    let word: String = after
+                        .chars()
+                        .take_while(char::is_ascii_alphabetic)
+                        .collect();
+                    format!("unknown unit `{}`; {unit_list}", quote(&word))
+                }
+                c => format!("unexpected character `{}`", quote(&c.to_string())),
+            });
+        }
+        if next == '.' || next == ',' {
+            let frac_end = after[1..]
+                .find(|c: char| !c.is_ascii_digit())
+                .map_or(after.len(), |i| i + 1);
+            let frac = &after[1..frac_end];
+            let unit = after[frac_end..].chars().next();
+            if !frac.is_empty() || next == '.' {
+                let hint = unit
+                    .and_then(|u| without_fraction(digits, frac, u))
+                    .map_or_else(
+                        || "write it in a smaller unit, e.g. `1h30m` for 1.5 hours".to_owned(),
+                        |w| format!("write `{w}`"),
+                    );
+                return Err(format!("fractions are not accepted; {hint}"));
+            }
+        }
+        if !UNITS.contains(&next) {
+            if next.is_ascii_alphabetic() {
+                let word: String = after
+                    .chars()
+                    .take_while(char::is_ascii_alphabetic)
+                    .collect();
+                let lower = next.to_ascii_lowercase();
+                let hint = if word.len() == 1 && UNITS.contains(&lower) && lower != next {
+                    format!(" (did you mean `{lower}`?)")
+                } else {
+                    String::new()
+                };
+                return Err(format!(
+                    "unknown unit `{}`{hint}; {unit_list}",
+                    quote(&word)
+                ));
+            }
+            if next.is_whitespace() {
+                return Err("spaces and line breaks are not accepted".to_owned());
+            }
+            return Err(format!(
+                "unexpected character `{}`",
+                quote(&next.to_string())
+            ));
+        }
+        let word: String = after
+            .chars()
+            .take_while(char::is_ascii_alphabetic)
+            .collect();
+        if word.len() > 1 {
+            // `1mo`, `1min`, `2days`: one unit letter each.
+            return Err(format!("unknown unit `{}`; {unit_list}", quote(&word)));
+        }
+        out.push((digits, next));
+        rest = &after[next.len_utf8()..];
+    }
+    Ok(out)
+}
+
 impl HumanDuration {
     /// Parses `s` strictly (see the module docs).
     pub fn parse(s: &str) -> Result<Self, DurationError> {
-        let syntax = || DurationError::Syntax { input: quote(s) };
+        let syntax = |reason: String| DurationError::Syntax {
+            input: quote(s),
+            reason,
+        };
         let overflow = || DurationError::Overflow { input: quote(s) };
         if s == "0" {
             return Ok(HumanDuration::default());
         }
-        let (_, parts) = parts(s).map_err(|_| syntax())?;
+        let parts = parts(s).map_err(syntax)?;
         let mut d = HumanDuration::default();
         let mut last: Option<usize> = None;
         for (digits, unit) in parts {
-            let rank = UNITS.iter().position(|u| *u == unit).ok_or_else(syntax)?;
-            if last.is_some_and(|l| rank <= l) {
-                return Err(syntax());
+            let rank = UNITS
+                .iter()
+                .position(|u| *u == unit)
+                .ok_or_else(|| syntax(format!("unknown unit `{unit}`")))?;
+            if let Some(l) = last {
+                if rank == l {
+                    return Err(syntax(format!("`{unit}` appears twice")));
+                }
+                if rank < l {
+                    return Err(syntax(format!(
+                        "units must go from largest to smallest (`{unit}` comes before `{}`)",
+                        UNITS[l]
+                    )));
+                }
             }
             last = Some(rank);
+            if digits.bytes().all(|b| b == b'0') {
+                return Err(syntax(format!(
+                    "`{digits}{unit}` is a zero part; leave it out (`0` alone means never)"
+                )));
+            }
             if digits.starts_with('0') {
-                return Err(syntax());
+                return Err(syntax(format!(
+                    "no leading zeros; write `{}{unit}`",
+                    digits.trim_start_matches('0')
+                )));
             }
             let value: u32 = digits.parse().map_err(|_| overflow())?;
             *d.field_mut(rank) = value;
@@ -93,6 +248,20 @@ impl HumanDuration {
             return Err(overflow());
         }
         Ok(d)
+    }
+
+    /// The duration in words, e.g. `1 year 6 months`, `6 minutes`, `never`.
+    pub fn words(&self) -> String {
+        if self.is_never() {
+            return "never".to_owned();
+        }
+        self.fields()
+            .into_iter()
+            .zip(UNIT_WORDS)
+            .filter(|(v, _)| *v != 0)
+            .map(|(v, (one, many))| format!("{v} {}", if v == 1 { one } else { many }))
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 
     fn field_mut(&mut self, rank: usize) -> &mut u32 {
@@ -228,9 +397,74 @@ mod tests {
                 "{bad:?} gave {err:?}"
             );
             let msg = err.to_string();
-            assert!(msg.contains(GRAMMAR), "{msg}");
+            assert!(
+                msg.contains(GRAMMAR)
+                    || (msg.contains(UNIT_LIST) && msg.contains("descending order, e.g. `30d`")),
+                "{msg}"
+            );
             assert!(msg.contains(&format!("`{}`", quote(bad))), "{msg}");
         }
+    }
+
+    #[test]
+    fn each_refusal_says_what_is_wrong() {
+        for (bad, reason) in [
+            ("", "it is empty"),
+            ("1.5h", "fractions are not accepted; write `1h30m`"),
+            ("0.5h", "write `30m`"),
+            ("2.25d", "write `2d6h`"),
+            (
+                "1.5y",
+                "fractions are not accepted; write it in a smaller unit",
+            ),
+            ("1,5h", "fractions are not accepted"),
+            ("-1d", "durations cannot be negative"),
+            ("+1d", "no sign is accepted; write `1d`"),
+            (
+                "6M1y",
+                "units must go from largest to smallest (`y` comes before `M`)",
+            ),
+            ("1m1h", "units must go from largest to smallest"),
+            ("1d1d", "`d` appears twice"),
+            (
+                "1q",
+                "unknown unit `q`; units are y M w d h m s (m = minutes, M = months)",
+            ),
+            ("1D", "unknown unit `D` (did you mean `d`?)"),
+            ("1mo", "unknown unit `mo`"),
+            ("2days", "unknown unit `days`"),
+            ("1h30", "`30` has no unit"),
+            ("10", "`10` has no unit"),
+            ("d", "the unit `d` has no number before it"),
+            ("07d", "no leading zeros; write `7d`"),
+            ("0d", "`0d` is a zero part"),
+            ("1h0m", "`0m` is a zero part"),
+            (" 1d", "spaces and line breaks are not accepted"),
+            ("1 d", "spaces and line breaks are not accepted"),
+            ("1d\n", "spaces and line breaks are not accepted"),
+            ("１d", "unexpected character `１`"),
+            ("∞", "unexpected character `∞`"),
+        ] {
+            let msg = HumanDuration::parse(bad).unwrap_err().to_string();
+            assert!(msg.contains(reason), "{bad:?}: {msg}");
+            assert!(msg.contains("descending order"), "{bad:?}: {msg}");
+            assert_eq!(
+                msg.matches("minutes").count(),
+                1,
+                "units listed once: {msg}"
+            );
+        }
+    }
+
+    #[test]
+    fn words_spell_out_the_units() {
+        let w = |s: &str| HumanDuration::parse(s).unwrap().words();
+        assert_eq!(w("6m"), "6 minutes");
+        assert_eq!(w("6M"), "6 months");
+        assert_eq!(w("1y6M"), "1 year 6 months");
+        assert_eq!(w("2w3d"), "2 weeks 3 days");
+        assert_eq!(w("1h1m1s"), "1 hour 1 minute 1 second");
+        assert_eq!(w("0"), "never");
     }
 
     #[test]
@@ -348,6 +582,21 @@ mod tests {
         #[test]
         fn never_panics(s in "\\PC*") {
             let _ = HumanDuration::parse(&s);
+        }
+
+        #[test]
+        fn every_refusal_is_one_clean_line_with_a_reason(s in "[0-9yMwdhmsqD+.,  -]{0,12}|\\PC{0,8}") {
+            if let Err(e) = HumanDuration::parse(&s) {
+                let msg = e.to_string();
+                prop_assert!(!msg.chars().any(char::is_control), "{}", msg);
+                match e {
+                    DurationError::Syntax { reason, .. } => {
+                        prop_assert!(!reason.is_empty());
+                        prop_assert!(msg.contains("descending order"), "{}", msg);
+                    }
+                    DurationError::Overflow { .. } => prop_assert!(msg.contains("too large")),
+                }
+            }
         }
 
         #[test]

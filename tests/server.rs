@@ -225,7 +225,10 @@ fn round_trip_through_the_binary_and_no_secret_in_the_log() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("refused the username or password"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("refused the login: the username or password is wrong")
+    );
 
     let out = h.cmd().args(["--json", "auth", "status"]).output().unwrap();
     assert!(

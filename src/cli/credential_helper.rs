@@ -31,17 +31,33 @@ const MAX_INPUT: u64 = 64 * 1024;
 pub enum HelperCommand {
     /// Print `{"ServerURL","Username","Secret"}` for the server URL read on stdin; exit 1 with
     /// `credentials not found in native keychain` when there are none.
+    #[command(after_help = "EXAMPLES:
+  echo registry.example.com | tessera credential-helper get")]
     Get,
     /// Store `{"ServerURL","Username","Secret"}` read on stdin in the secrets backend.
+    #[command(after_help = "EXAMPLES:
+  printf '{\"ServerURL\":\"registry.example.com\",\"Username\":\"ci\",\"Secret\":\"%s\"}' \"$TOKEN\" \\
+    | tessera credential-helper store")]
     Store,
     /// Forget the credentials of the server URL read on stdin.
+    #[command(after_help = "EXAMPLES:
+  echo registry.example.com | tessera credential-helper erase")]
     Erase,
     /// Print `{"SERVER_URL":"username",...}` for every stored server.
+    #[command(after_help = "EXAMPLES:
+  tessera credential-helper list")]
     List,
     /// Print the helper's version.
+    #[command(after_help = "EXAMPLES:
+  tessera credential-helper version")]
     Version,
     /// Create the `docker-credential-tessera` link to this program in DIR (default
-    /// ~/.local/bin), so that `credHelpers` can find it on PATH.
+    /// ~/.local/bin), so that `credHelpers` can find it on PATH. Warns, with the line to add,
+    /// when DIR is not on PATH. A missing DIR is created only with --create (the default
+    /// ~/.local/bin is created when missing, and the output says so).
+    #[command(after_help = "EXAMPLES:
+  tessera credential-helper install  # into ~/.local/bin
+  tessera credential-helper install --create ~/bin")]
     Install(InstallArgs),
 }
 
@@ -51,6 +67,17 @@ pub struct InstallArgs {
     /// Folder for the link (it should be on PATH).
     #[arg(value_name = "DIR")]
     pub dir: Option<PathBuf>,
+    /// Create DIR (and its parents) when it does not exist.
+    #[arg(long)]
+    pub create: bool,
+}
+
+/// Whether `dir` is one of the folders of `path` (a PATH value), comparing resolved paths.
+fn on_path(dir: &std::path::Path, path: &std::ffi::OsStr) -> bool {
+    let want = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    std::env::split_paths(path)
+        .filter(|p| p.is_absolute())
+        .any(|p| std::fs::canonicalize(&p).unwrap_or(p) == want)
 }
 
 /// Parses the action of a `docker-credential-tessera ACTION` invocation.
@@ -246,19 +273,36 @@ pub fn run(ctx: &Context, cmd: HelperCommand) -> Result<(), CliError> {
 }
 
 fn install(ctx: &Context, args: InstallArgs) -> Result<(), CliError> {
-    let dir = match args.dir {
-        Some(d) => d,
+    let (dir, is_default) = match args.dir {
+        Some(d) => (d, false),
         None => {
             let home = std::env::var_os("HOME")
                 .filter(|h| !h.is_empty())
                 .ok_or_else(|| CliError::usage("HOME is not set; give the folder as DIR"))?;
-            PathBuf::from(home).join(".local/bin")
+            (PathBuf::from(home).join(".local/bin"), true)
         }
     };
+    let dir = std::path::absolute(&dir).unwrap_or(dir);
     let exe = std::env::current_exe()
         .map_err(|e| CliError::new(format!("cannot find this program's path: {e}")))?;
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| CliError::new(format!("cannot create {}: {e}", dir.display())))?;
+    if !dir.is_dir() {
+        if dir.exists() {
+            return Err(CliError::usage(format!(
+                "{} is not a folder; give a folder as DIR",
+                dir.display()
+            )));
+        }
+        if !is_default && !args.create {
+            return Err(CliError::usage(format!(
+                "{} does not exist; check the name, or pass --create to create it",
+                dir.display()
+            )));
+        }
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| CliError::new(format!("cannot create {}: {e}", dir.display())))?;
+        ctx.out
+            .note(&format!("created the folder {}", dir.display()));
+    }
     let link = dir.join(HELPER_NAME);
     if link.symlink_metadata().is_ok() {
         std::fs::remove_file(&link)
@@ -275,6 +319,14 @@ fn install(ctx: &Context, args: InstallArgs) -> Result<(), CliError> {
         link.display(),
         exe.display()
     ));
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    if !on_path(&dir, &path) {
+        ctx.out.warn(&format!(
+            "{} is not on PATH, so docker, podman and skopeo will not find {HELPER_NAME}; add it, e.g. with this line in ~/.profile (then log in again):\n  export PATH=\"{}:$PATH\"",
+            dir.display(),
+            dir.display()
+        ));
+    }
     Ok(())
 }
 

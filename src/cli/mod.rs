@@ -9,6 +9,7 @@ mod registry;
 mod remotes;
 mod secrets;
 mod serve;
+pub(crate) mod term;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -22,6 +23,12 @@ use crate::error::CliError;
 pub use io::{Output, write_stderr, write_stdout};
 
 const AFTER_HELP: &str = "\
+EXAMPLES:
+  tessera auth token generate --subject ci --scopes push,pull --expiry 30d
+  tessera init --backend pass --username deploy
+  tessera secrets list
+  tessera serve
+
 ENVIRONMENT:
   TESSERA_CONFIG              config file (else $XDG_CONFIG_HOME/tessera/tessera.toml)
   TESSERA_SECRETS_BACKEND     overrides [secrets] backend
@@ -64,22 +71,51 @@ pub enum Command {
     /// Write a config file and create the token signing secret, if missing.
     Init(init::InitArgs),
     /// Read and write secrets in the configured backend.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "EXAMPLES:
+  tessera secrets set app/db --generate 32  # a random value
+  tessera secrets get app/db
+  tessera secrets check                     # is the backend usable
+  tessera secrets move --from unsafe        # out of the plain files"
+    )]
     Secrets(secrets::SecretsCommand),
     /// Tokens, passwords, and logins to remote tessera servers.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "EXAMPLES:
+  tessera auth token generate --subject ci --scopes pull
+  tessera auth token verify \"$TOKEN\"
+  tessera auth login --remote prod
+  tessera auth status"
+    )]
     Auth(auth::AuthCommand),
     /// Manage the remote tessera servers this machine logs in to.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "EXAMPLES:
+  tessera remotes add prod https://tessera.example.com
+  tessera remotes list
+  tessera remotes use prod"
+    )]
     Remotes(remotes::RemotesCommand),
     /// Run the HTTP server: password login, token verification, refresh, revocation and the
     /// admin API for tokens.
     ///
     /// Logs go to stderr (RUST_LOG sets the filter, default `info`); mutating requests get one
     /// audit line each. SIGINT or SIGTERM stops it after open requests finish.
+    #[command(after_help = "EXAMPLES:
+  tessera serve                      # on server.bind (127.0.0.1:7390)
+  tessera serve --bind 0.0.0.0:7390  # every interface (set tls_cert and tls_key)
+  RUST_LOG=debug tessera serve       # more detail in the log")]
     Serve(serve::ServeArgs),
     /// The Docker registry token service: signing key, certificate and registry config.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "EXAMPLES:
+  tessera registry init           # key, certificate and the registry's auth: block
+  tessera registry init --rotate  # a new key; the old certificate stays in the bundle"
+    )]
     Registry(registry::RegistryCommand),
     /// The Docker credential-helper protocol (also run as `docker-credential-tessera ACTION`).
     ///
@@ -87,11 +123,25 @@ pub enum Command {
     /// ~/.docker/config.json or the containers auth file. Point a registry at it with
     /// `{"credHelpers": {"HOST:PORT": "tessera"}}` and put `docker-credential-tessera` on PATH
     /// (`tessera credential-helper install`).
-    #[command(subcommand, name = "credential-helper")]
+    #[command(
+        subcommand,
+        name = "credential-helper",
+        after_help = "EXAMPLES:
+  tessera credential-helper install  # link docker-credential-tessera into ~/.local/bin
+  echo registry.example.com | tessera credential-helper get
+  tessera credential-helper list"
+    )]
     CredentialHelper(credential_helper::HelperCommand),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(after_help = "EXAMPLES:
+  tessera completions bash > ~/.local/share/bash-completion/completions/tessera
+  tessera completions zsh > \"${fpath[1]}/_tessera\"
+  tessera completions fish > ~/.config/fish/completions/tessera.fish")]
     Completions(completions::CompletionsArgs),
     /// Print the man page (roff) on stdout.
+    #[command(after_help = "EXAMPLES:
+  tessera man | man -l -                         # read it now
+  tessera man --out-dir ~/.local/share/man/man1  # one page per command")]
     Man(completions::ManArgs),
 }
 

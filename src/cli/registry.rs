@@ -38,6 +38,10 @@ pub enum RegistryCommand {
     /// a restart, as it reads `rootcertbundle` at start) accepts tokens of both keys. Tokens of
     /// the old key expire within `registry.token_ttl`; after that grace period, run
     /// `--rotate` again later or `--force` to drop the old certificate.
+    #[command(after_help = "EXAMPLES:
+  tessera registry init  # prints the auth: block for the registry's config.yml
+  tessera registry init --realm https://auth.example.com/token
+  tessera registry init --rotate")]
     Init(InitArgs),
 }
 

@@ -24,19 +24,29 @@ pub enum RemotesCommand {
     ///
     /// Plain http is accepted for loopback addresses only; elsewhere use https, or pass
     /// --insecure, which also turns off certificate checks for this remote.
-    ///
-    /// Example:
-    ///   tessera remotes add prod https://tessera.example.com
-    #[command(verbatim_doc_comment)]
+    #[command(after_help = "EXAMPLES:
+  tessera remotes add prod https://tessera.example.com
+  tessera remotes add dev http://127.0.0.1:7390             # plain http: loopback only
+  tessera remotes add lab https://10.0.0.5:7390 --insecure  # self-signed certificate")]
     Add(AddArgs),
     /// List the remotes: name, URL, whether it is active and where its token is.
+    #[command(after_help = "EXAMPLES:
+  tessera remotes list
+  tessera --json remotes list")]
     List,
     /// Remove a remote and its stored token.
+    #[command(after_help = "EXAMPLES:
+  tessera remotes remove dev")]
     Remove(NameArg),
     /// Make NAME the active remote (used when neither --remote nor TESSERA_REMOTE is given).
+    #[command(after_help = "EXAMPLES:
+  tessera remotes use prod")]
     Use(NameArg),
     /// Store a token for a remote without asking the server (TOKEN, or stdin when absent or
     /// `-`). Prefer stdin: a token in the arguments is visible to other processes.
+    #[command(after_help = "EXAMPLES:
+  tessera remotes set-token prod < token.txt
+  printf '%s\\n' \"$TOKEN\" | tessera remotes set-token prod")]
     SetToken(SetTokenArgs),
 }
 
@@ -231,13 +241,14 @@ pub(crate) fn select_token(
     }
     match load_token(ctx, name, remote)? {
         Some(t) => Ok((t, token_place(remote).unwrap_or_default())),
-        None => Err(
-            CliError::new(format!("not logged in to remote `{name}` ({})", remote.url))
-                .with_code(ErrorCode::NotFound)
-                .with_hint(format!(
-                    "run `tessera auth login --remote {name}`, or set TESSERA_TOKEN"
-                )),
-        ),
+        None => Err(CliError::new(format!(
+            "not logged in to remote `{name}` ({})",
+            crate::cli::term::safe(&remote.url)
+        ))
+        .with_code(ErrorCode::NotFound)
+        .with_hint(format!(
+            "run `tessera auth login --remote {name}`, or set TESSERA_TOKEN"
+        ))),
     }
 }
 
@@ -359,10 +370,12 @@ fn list(ctx: &Context) -> Result<(), CliError> {
         } else {
             " "
         };
+        // remotes.toml can be edited by hand: never let it drive the terminal.
+        let url = crate::cli::term::safe(&r.url);
         let url = if r.insecure {
-            format!("{} (insecure)", r.url)
+            format!("{url} (insecure)")
         } else {
-            r.url.clone()
+            url.into_owned()
         };
         ctx.out.line(&format!(
             "{mark} {name:<20} {url:<40} {}",

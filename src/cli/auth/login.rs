@@ -13,6 +13,7 @@ use crate::cli::io::{prompt_hidden, read_stdin_line, read_stdin_secret, stdin_is
 use crate::cli::remotes::{
     check_token_text, client_for, forget_token, load_token, save_token, select, select_token,
 };
+use crate::cli::term::safe;
 use crate::client::ClientError;
 use crate::error::{CliError, EXIT_FAILURE};
 
@@ -116,11 +117,13 @@ fn summary(v: &Value) -> String {
         })
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "(none)".to_owned());
+    // Everything here came from the remote: shown with control characters escaped.
     format!(
-        "  subject: {}\n  scopes:  {scopes}\n  expires: {}\n  id:      {}",
-        v["subject"].as_str().unwrap_or("?"),
-        v["expires_at"].as_str().unwrap_or("never"),
-        v["jti"].as_str().unwrap_or("?"),
+        "  subject: {}\n  scopes:  {}\n  expires: {}\n  id:      {}",
+        safe(v["subject"].as_str().unwrap_or("?")),
+        safe(&scopes),
+        safe(v["expires_at"].as_str().unwrap_or("never")),
+        safe(v["jti"].as_str().unwrap_or("?")),
     )
 }
 
@@ -151,12 +154,17 @@ pub fn login(ctx: &Context, args: LoginArgs) -> Result<(), CliError> {
                 ));
             };
             let issued = client.login(&username, &password).map_err(|e| match e {
-                ClientError::Api { ref code, .. } if code == "INVALID_CREDENTIALS" => {
-                    CliError::new(format!(
-                        "remote `{name}` ({}) refused the username or password",
-                        remote.url
-                    ))
-                }
+                // The server's own reason ("the username or password is wrong", "password
+                // login is not enabled on this server ..."), escaped.
+                ClientError::Api {
+                    ref code,
+                    ref message,
+                    ..
+                } if code == "INVALID_CREDENTIALS" => CliError::new(format!(
+                    "remote `{name}` ({}) refused the login: {}",
+                    safe(&remote.url),
+                    safe(message)
+                )),
                 other => other.into(),
             })?;
             let info = json!({
@@ -176,9 +184,9 @@ pub fn login(ctx: &Context, args: LoginArgs) -> Result<(), CliError> {
     }
     ctx.out.note(&format!(
         "logged in to `{name}` ({}) as `{}`; token stored in {place}, expires {}",
-        remote.url,
-        info["subject"].as_str().unwrap_or("?"),
-        info["expires_at"].as_str().unwrap_or("never"),
+        safe(&remote.url),
+        safe(info["subject"].as_str().unwrap_or("?")),
+        safe(info["expires_at"].as_str().unwrap_or("never")),
     ));
     Ok(())
 }
@@ -246,7 +254,7 @@ pub fn status(ctx: &Context, args: RemoteArg) -> Result<(), CliError> {
             }
             ctx.out.line(&format!(
                 "logged in to `{name}` ({})\n{}\n  token:   from {source}",
-                remote.url,
+                safe(&remote.url),
                 summary(&v)
             ))
         }
@@ -259,7 +267,9 @@ pub fn status(ctx: &Context, args: RemoteArg) -> Result<(), CliError> {
                 return Err(CliError::silent(EXIT_FAILURE));
             }
             Err(CliError::new(format!(
-                "the token for `{name}` (from {source}) is not valid: {message} ({code})"
+                "the token for `{name}` (from {source}) is not valid: {} ({})",
+                safe(&message),
+                safe(&code)
             ))
             .with_hint(format!(
                 "log in again with `tessera auth login --remote {name}`"

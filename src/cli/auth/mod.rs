@@ -13,9 +13,15 @@ use crate::error::CliError;
 pub enum AuthCommand {
     /// Mint, verify, list and revoke tokens.
     #[command(subcommand)]
+    #[command(after_help = "EXAMPLES:
+  tessera auth token generate --subject ci --scopes push,pull --expiry 30d
+  tessera auth token list
+  tessera auth token revoke --subject ci")]
     Token(token::TokenCommand),
     /// bcrypt password hashes for password login.
     #[command(subcommand)]
+    #[command(after_help = "EXAMPLES:
+  tessera auth password hash --store  # prompts twice; enables login with auth.username")]
     Password(password::PasswordCommand),
     /// Log in to a remote tessera server and store its token for that remote.
     ///
@@ -23,17 +29,21 @@ pub enum AuthCommand {
     /// exchanges them at the remote for a token. With --token-stdin, --token-file or --token,
     /// stores a token you already have, once the remote confirms it is valid. The token is
     /// kept in the secrets backend for pass, sops and age, else in remotes.toml (mode 0600).
-    ///
-    /// Examples:
-    ///   tessera auth login --remote prod
-    ///   printf '%s\n' "$PASSWORD" | tessera auth login --remote prod --username deploy --password-stdin
-    ///   tessera auth token generate --subject ci | tessera auth login --remote prod --token-stdin
-    #[command(verbatim_doc_comment)]
+    #[command(after_help = "EXAMPLES:
+  tessera auth login --remote prod  # prompts for username and password
+  printf '%s\\n' \"$PW\" | tessera auth login --remote prod --username deploy --password-stdin
+  tessera auth token generate --subject ci | tessera auth login --remote prod --token-stdin")]
     Login(login::LoginArgs),
     /// Forget the stored token of a remote; with --revoke, revoke it on the server first.
+    #[command(after_help = "EXAMPLES:
+  tessera auth logout --remote prod
+  tessera auth logout --remote prod --revoke  # revoke it on the server first")]
     Logout(login::LogoutArgs),
     /// Ask the remote about the token (TESSERA_TOKEN, else the stored one): its real
     /// subject, scopes and expiry. Exit 1 when the remote refuses it.
+    #[command(after_help = "EXAMPLES:
+  tessera auth status --remote prod
+  TESSERA_TOKEN=\"$TOKEN\" tessera --json auth status --remote prod")]
     Status(login::RemoteArg),
 }
 

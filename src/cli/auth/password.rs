@@ -14,6 +14,9 @@ pub enum PasswordCommand {
     /// Print a bcrypt hash of a password (prompted twice without echo, or one line from
     /// stdin with --stdin). The hash is accepted by htpasswd-compatible servers. Passwords
     /// over 72 bytes are refused, never truncated.
+    #[command(after_help = "EXAMPLES:
+  tessera auth password hash  # prompts twice, prints the hash
+  printf '%s\\n' \"$PW\" | tessera auth password hash --stdin --store")]
     Hash(HashArgs),
 }
 

@@ -16,25 +16,36 @@ use crate::token::{self, Claims, MintRequest, ScopeSet, VerifyOptions};
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
     /// Mint a token. The token alone goes to stdout (one line); a summary goes to stderr.
-    ///
-    /// Examples:
-    ///   tessera auth token generate --subject ci --scopes push,pull --expiry 1y6M
-    ///   tessera auth token generate --subject team --scopes pull --repo 'team/*' --expiry 2w3d
-    #[command(verbatim_doc_comment)]
+    #[command(after_help = "EXAMPLES:
+  tessera auth token generate --subject ci --scopes push,pull --expiry 1y6M
+  tessera auth token generate --subject team --scopes pull --repo 'team/*' --expiry 2w3d
+  # 15 minutes (15M = months)
+  tessera auth token generate --subject job --scopes pull --expiry 15m")]
     Generate(GenerateArgs),
     /// Check a token (argument, or stdin when absent or `-`): exit 0 and a summary when
     /// valid; exit 1 and the reason (expired, bad signature, revoked, malformed, not yet
     /// valid, wrong issuer) when not.
+    #[command(after_help = "EXAMPLES:
+  tessera auth token verify \"$TOKEN\"
+  printf '%s\\n' \"$TOKEN\" | tessera --json auth token verify")]
     Verify(VerifyArgs),
     /// List recorded tokens that have not expired (ids and claims, never the tokens).
+    #[command(after_help = "EXAMPLES:
+  tessera auth token list
+  tessera --json auth token list")]
     List,
     /// Revoke one token by id, every token of a subject, or every token.
+    #[command(after_help = "EXAMPLES:
+  # an id from `tessera auth token list`
+  tessera auth token revoke 3f0c9a6e2b7d41c8a5e0f1d2c3b4a596
+  tessera auth token revoke --subject ci
+  tessera auth token revoke --all")]
     Revoke(RevokeArgs),
     /// Print the token of a remote alone on stdout (TESSERA_TOKEN, else the stored one).
-    ///
-    /// Example:
-    ///   tessera auth token show --remote prod | docker login registry.example.com -u ci --password-stdin
-    #[command(verbatim_doc_comment)]
+    #[command(after_help = "EXAMPLES:
+  # -u: the token's subject (`tessera auth status` shows it)
+  tessera auth token show --remote prod \\
+    | docker login -u deploy --password-stdin registry.example.com")]
     Show(super::login::RemoteArg),
 }
 
@@ -50,8 +61,10 @@ pub struct GenerateArgs {
     /// Repositories that `push`, `pull` and `*` apply to, e.g. `team/*`.
     #[arg(long, value_name = "PATTERN", default_value = "*")]
     pub repo: String,
-    /// Lifetime: `30s`, `15m`, `1h30m`, `7d`, `2w3d`, `1y6M`, or `0` for never
-    /// (default: `auth.token_expiry`, 30d).
+    /// Lifetime: an integer and a unit, several from largest to smallest: y years, M months,
+    /// w weeks, d days, h hours, m minutes, s seconds (`m` is minutes, `M` months), e.g.
+    /// `30s`, `15m`, `1h30m`, `7d`, `2w3d`, `1y6M`; `0` for never (default:
+    /// `auth.token_expiry`, 30d).
     #[arg(long, value_name = "DUR")]
     pub expiry: Option<String>,
     /// Audience (the `aud` claim).
@@ -138,7 +151,9 @@ fn generate(ctx: &Context, args: GenerateArgs) -> Result<(), CliError> {
         let want = expiry.after(now)?;
         if want.is_none() || want > cap {
             return Err(CliError::usage(format!(
-                "expiry `{expiry}` is longer than `auth.max_token_expiry` ({max}); choose a shorter --expiry"
+                "expiry `{expiry}` ({}) is longer than `auth.max_token_expiry` ({max}: {}); choose a shorter --expiry",
+                expiry.words(),
+                max.words()
             )));
         }
     }
@@ -188,7 +203,7 @@ fn generate(ctx: &Context, args: GenerateArgs) -> Result<(), CliError> {
         "minted a token for `{}`\n  scopes:  {scope_text}\n  expires: {}\n  id:      {}",
         c.sub,
         match &expires {
-            Some(t) => format!("{t} ({expiry} from now)"),
+            Some(t) => format!("{t} ({} from now)", expiry.words()),
             None => "never".to_owned(),
         },
         c.jti
@@ -254,9 +269,11 @@ fn verify(ctx: &Context, args: VerifyArgs) -> Result<(), CliError> {
             } else {
                 c.scope.as_str()
             };
+            // Claims of a token from anywhere: control characters escaped.
             ctx.out.line(&format!(
-                "valid token for `{}`\n  scopes:  {scope_text}\n  issued:  {}\n  expires: {}\n  id:      {}",
-                c.sub,
+                "valid token for `{}`\n  scopes:  {}\n  issued:  {}\n  expires: {}\n  id:      {}",
+                crate::cli::term::safe(&c.sub),
+                crate::cli::term::safe(scope_text),
                 ts(c.iat).unwrap_or_default(),
                 c.exp.and_then(ts).unwrap_or_else(|| "never".into()),
                 c.jti
