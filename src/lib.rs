@@ -12,6 +12,7 @@ pub mod keyring;
 pub mod password;
 pub mod registry;
 pub mod remotes;
+pub mod scope;
 pub mod server;
 pub mod store;
 pub mod token;

@@ -439,9 +439,9 @@ proptest! {
                     .iter()
                     .any(|r| r.kind == a.kind && r.name == a.name && r.actions.contains(action)));
                 let scope = if a.kind == "repository" {
-                    Scope::Repository { name: a.name.clone(), action: action.clone() }
+                    Scope::Repository { name: a.name.clone(), action: action.parse().unwrap() }
                 } else {
-                    Scope::Registry { name: a.name.clone(), action: action.clone() }
+                    Scope::Registry { name: a.name.clone(), action: action.parse().unwrap() }
                 };
                 prop_assert!(granted.allows(&scope), "{} not allowed", scope);
             }

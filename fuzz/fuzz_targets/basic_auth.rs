@@ -110,11 +110,11 @@ fuzz_target!(|data: &[u8]| {
                     let scope = match a.kind.as_str() {
                         "repository" => Scope::Repository {
                             name: a.name.clone(),
-                            action: action.clone(),
+                            action: action.parse().unwrap(),
                         },
                         "registry" => Scope::Registry {
                             name: a.name.clone(),
-                            action: action.clone(),
+                            action: action.parse().unwrap(),
                         },
                         other => panic!("granted an unknown type {other}"),
                     };

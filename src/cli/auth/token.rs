@@ -195,9 +195,9 @@ fn generate(ctx: &Context, args: GenerateArgs) -> Result<(), CliError> {
         ctx.out.line(minted.token.expose_secret())?;
     }
     let scope_text = if c.scope.is_empty() {
-        "(none)"
+        "(none)".to_owned()
     } else {
-        c.scope.as_str()
+        c.scope.to_string()
     };
     ctx.out.note(&format!(
         "minted a token for `{}`\n  scopes:  {scope_text}\n  expires: {}\n  id:      {}",
@@ -212,7 +212,7 @@ fn generate(ctx: &Context, args: GenerateArgs) -> Result<(), CliError> {
 }
 
 fn claims_json(c: &Claims) -> Value {
-    let scopes: Vec<&str> = c.scope.split_whitespace().collect();
+    let scopes = c.scope.to_strings();
     json!({
         "subject": c.sub,
         "scopes": scopes,
@@ -265,15 +265,15 @@ fn verify(ctx: &Context, args: VerifyArgs) -> Result<(), CliError> {
                 return ctx.out.json(&v);
             }
             let scope_text = if c.scope.is_empty() {
-                "(none)"
+                "(none)".to_owned()
             } else {
-                c.scope.as_str()
+                c.scope.to_string()
             };
             // Claims of a token from anywhere: control characters escaped.
             ctx.out.line(&format!(
                 "valid token for `{}`\n  scopes:  {}\n  issued:  {}\n  expires: {}\n  id:      {}",
                 crate::cli::term::safe(&c.sub),
-                crate::cli::term::safe(scope_text),
+                crate::cli::term::safe(&scope_text),
                 ts(c.iat).unwrap_or_default(),
                 c.exp.and_then(ts).unwrap_or_else(|| "never".into()),
                 c.jti
