@@ -10,7 +10,7 @@ use proptest::prelude::*;
 use secrecy::{ExposeSecret, SecretString};
 use tessera::backends::{KeyPath, MAX_KEY_PATH_LEN};
 use tessera::config::{Config, ConfigError, Env};
-use tessera::registry::endpoint::basic;
+use tessera::http::extract::basic;
 use tessera::registry::token::{MAX_SCOPES, grant, parse_scope};
 use tessera::remotes::{Remote, RemotesError, RemotesFile, RemotesStore, StoredToken};
 use tessera::token::{Scope, ScopeSet};

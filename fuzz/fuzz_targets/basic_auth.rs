@@ -16,7 +16,7 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use base64::Engine;
 use libfuzzer_sys::fuzz_target;
 use secrecy::ExposeSecret;
-use tessera::registry::endpoint::basic;
+use tessera::http::extract::basic;
 use tessera::registry::token::{grant, parse_scope};
 use tessera::token::{Scope, ScopeSet};
 

@@ -5,13 +5,15 @@ use jiff::Timestamp;
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 
+use crate::auth::Settings;
+use crate::auth::issue::{self, Expiry, IssueRequest, Origin};
 use crate::cli::Context;
 use crate::cli::io::read_stdin_secret;
 use crate::duration::HumanDuration;
 use crate::error::{CliError, ErrorCode};
 use crate::keyring::{SecretOrigin, load_keyring};
-use crate::store::{SqliteStore, TokenRecord, TokenState, TokenStore};
-use crate::token::{self, Claims, MintRequest, ScopeSet, VerifyOptions};
+use crate::store::{SqliteStore, TokenState, TokenStore};
+use crate::token::{self, Claims, ScopeSet, VerifyOptions};
 
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
@@ -145,38 +147,32 @@ fn generate(ctx: &Context, args: GenerateArgs) -> Result<(), CliError> {
         None => ctx.config.auth.token_expiry,
     };
     let now = now();
-    let max = ctx.config.auth.max_token_expiry;
-    if !max.is_never() {
-        let cap = max.after(now)?;
-        let want = expiry.after(now)?;
-        if want.is_none() || want > cap {
-            return Err(CliError::usage(format!(
-                "expiry `{expiry}` ({}) is longer than `auth.max_token_expiry` ({max}: {}); choose a shorter --expiry",
-                expiry.words(),
-                max.words()
-            )));
-        }
-    }
+    // Checked before the keys are loaded, so that no secret is created for a refused token.
+    issue::check_cap(ctx.config.auth.max_token_expiry, expiry, now)?;
     let (keys, origin) = load_keyring(&ctx.config, &ctx.env, &|| ctx.backend(), true)?;
     if let SecretOrigin::Created(place) = &origin {
         ctx.out.note(&format!(
             "created a new token signing secret at {place} (mode 0600)"
         ));
     }
-    let minted = token::mint(
+    let issued = issue::prepare(
         &keys,
-        &MintRequest {
-            issuer: &ctx.config.auth.issuer,
+        &Settings::from_config(&ctx.config),
+        &IssueRequest {
             subject: &args.subject,
             scopes: &scopes,
-            expiry,
             audience: args.audience.as_deref(),
+            origin: Origin::Granted {
+                expiry: Expiry::Asked(expiry),
+                single_use: false,
+            },
             now,
         },
+        &|_| false,
     )?;
+    let minted = &issued.minted;
     let c = &minted.claims;
-    let record = TokenRecord::minted(c, now, false);
-    if let Err(e) = SqliteStore::record_pending(&ctx.config.token_store_path(), &record) {
+    if let Err(e) = SqliteStore::record_pending(&ctx.config.token_store_path(), &issued.record) {
         ctx.out.warn(&format!(
             "the token was minted but not recorded, so `tessera auth token list` will not show it: {e}"
         ));
