@@ -2,6 +2,7 @@
 //! token flow): the signature and claims (or the table of tokens already verified, with the
 //! time checked again), the audience rule of the entry point, the subject when a username
 //! came with the token, then revocation and single use, asked of the store every time.
+//! [`check_offline`] is the same check where no server runs (the CLI).
 
 use std::sync::Arc;
 
@@ -9,7 +10,8 @@ use jiff::Timestamp;
 
 use super::verified::VerifiedToken;
 use super::{Auth, AuthError, Method, Principal};
-use crate::token::{self, VerifyOptions};
+use crate::store::{StoreError, TokenStore};
+use crate::token::{self, Claims, KeyRing, VerifyError, VerifyOptions};
 
 /// Which audiences an entry point accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,4 +160,35 @@ impl Auth {
             token: Some(token),
         })
     }
+}
+
+/// Why [`check_offline`] did not accept a token.
+#[derive(Debug, thiserror::Error)]
+pub enum OfflineError {
+    /// The token was refused (the reason is the token's).
+    #[error(transparent)]
+    Refused(#[from] VerifyError),
+    /// The token store cannot say whether it was revoked (not a property of the token).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Checks a token where no server runs (the CLI's `auth token verify`): signature and claims
+/// under `opts` (with the audience asked for, if any), then, when `open_store` gives a store
+/// (it is called only for a token that verified), whether the token or one it was derived
+/// from has been revoked. Nothing is recorded: a single-use token is not used up.
+pub fn check_offline(
+    keys: &KeyRing,
+    raw: &str,
+    opts: &VerifyOptions<'_>,
+    open_store: impl FnOnce() -> Result<Option<Arc<dyn TokenStore>>, StoreError>,
+) -> Result<Claims, OfflineError> {
+    let claims = token::verify(keys, raw, opts)?;
+    if let Some(store) = open_store()? {
+        let iat = Timestamp::from_second(claims.iat).unwrap_or(Timestamp::MIN);
+        if store.is_revoked(&claims.jti, &claims.sub, iat)? {
+            return Err(VerifyError::Revoked.into());
+        }
+    }
+    Ok(claims)
 }

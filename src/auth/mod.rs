@@ -18,7 +18,7 @@ use std::sync::{Arc, RwLock};
 use jiff::Timestamp;
 use sha2::{Digest, Sha256};
 
-pub use authenticate::{AudienceRule, Purpose};
+pub use authenticate::{AudienceRule, OfflineError, Purpose, check_offline};
 pub use issue::{Expiry, IssueRequest, Origin};
 pub use login::{LoginError, PasswordChecks, PasswordLogin};
 pub use ratelimit::RateLimiter;

@@ -322,3 +322,40 @@ async fn anonymous_only_when_auth_is_off() {
         Err(AuthError::InvalidCredentials)
     ));
 }
+
+#[tokio::test]
+async fn the_offline_check_asks_the_store_only_for_good_tokens() {
+    let f = fixture("0");
+    let s = scopes("pull");
+    let minted = f.auth.issue(granted("ci", &s, true)).await.unwrap();
+    let key = SigningKey::new(&SecretString::from(SECRET), "").unwrap();
+    let keys = KeyRing::single(key);
+    let opts = crate::token::VerifyOptions {
+        issuer: "tessera",
+        audience: None,
+        now: Timestamp::now(),
+    };
+    let raw = minted.token.expose_secret();
+    let store = Arc::clone(f.auth.store());
+    let with_store = || Ok(Some(Arc::clone(&store)));
+    assert_eq!(
+        check_offline(&keys, raw, &opts, with_store).unwrap().jti,
+        minted.claims.jti
+    );
+    // Not used up: the single-use token still works once on the server.
+    assert!(use_token(&f.auth, &minted).await.is_ok());
+    // A bad token never opens the store.
+    let never = || -> Result<Option<Arc<dyn TokenStore>>, StoreError> {
+        panic!("the store was opened for a bad token")
+    };
+    assert!(matches!(
+        check_offline(&keys, "garbage", &opts, never),
+        Err(OfflineError::Refused(VerifyError::Malformed(_)))
+    ));
+    store.revoke(&minted.claims.jti, Timestamp::now()).unwrap();
+    assert!(matches!(
+        check_offline(&keys, raw, &opts, with_store),
+        Err(OfflineError::Refused(VerifyError::Revoked))
+    ));
+    assert!(check_offline(&keys, raw, &opts, || Ok(None)).is_ok());
+}

@@ -1,19 +1,21 @@
 //! `tessera auth token generate|verify|list|revoke`.
 
+use std::sync::Arc;
+
 use clap::{Args, Subcommand};
 use jiff::Timestamp;
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 
-use crate::auth::Settings;
 use crate::auth::issue::{self, Expiry, IssueRequest, Origin};
+use crate::auth::{OfflineError, Settings, check_offline};
 use crate::cli::Context;
 use crate::cli::io::read_stdin_secret;
 use crate::duration::HumanDuration;
 use crate::error::{CliError, ErrorCode};
 use crate::keyring::{SecretOrigin, load_keyring};
-use crate::store::{SqliteStore, TokenState, TokenStore};
-use crate::token::{self, Claims, ScopeSet, VerifyOptions};
+use crate::store::{SqliteStore, StoreError, TokenState, TokenStore};
+use crate::token::{Claims, ScopeSet, VerifyOptions};
 
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
@@ -231,26 +233,21 @@ fn verify(ctx: &Context, args: VerifyArgs) -> Result<(), CliError> {
     };
     // A token store that cannot answer is not a property of the token: it is an error of its
     // own (naming the file and the fix), never reported as "invalid token: malformed".
-    let result = match token::verify(&keys, raw.expose_secret().trim(), &opts) {
-        Ok(claims) => {
-            let path = ctx.config.token_store_path();
-            let revoked = if SqliteStore::exists(&path) {
-                let iat = Timestamp::from_second(claims.iat).unwrap_or(Timestamp::MIN);
-                SqliteStore::open(&path)
-                    .and_then(|s| s.is_revoked(&claims.jti, &claims.sub, iat))
-                    .map_err(|e| {
-                        CliError::from(e).context("cannot check whether the token has been revoked")
-                    })?
-            } else {
-                false
-            };
-            if revoked {
-                Err(token::VerifyError::Revoked)
-            } else {
-                Ok(claims)
-            }
+    let path = ctx.config.token_store_path();
+    let open_store = || -> Result<Option<Arc<dyn TokenStore>>, StoreError> {
+        if !SqliteStore::exists(&path) {
+            return Ok(None);
         }
-        Err(e) => Err(e),
+        Ok(Some(Arc::new(SqliteStore::open(&path)?)))
+    };
+    let result = match check_offline(&keys, raw.expose_secret().trim(), &opts, open_store) {
+        Ok(claims) => Ok(claims),
+        Err(OfflineError::Refused(e)) => Err(e),
+        Err(OfflineError::Store(e)) => {
+            return Err(
+                CliError::from(e).context("cannot check whether the token has been revoked")
+            );
+        }
     };
     match result {
         Ok(c) => {
