@@ -151,7 +151,7 @@ pub(crate) async fn login(
     ))
 }
 
-/// The body of `GET /auth/verify`, serialized straight from borrowed fields (no intermediate
+/// The body of `GET /auth/verify`, serialized straight from the claims (no intermediate
 /// `serde_json::Value` map). Fields in alphabetical order: the bytes `json!` gave.
 #[derive(serde::Serialize)]
 struct VerifyBody<'a> {

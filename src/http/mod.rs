@@ -1,5 +1,5 @@
-//! The one HTTP adapter (`tessera serve`): the API of `/auth/*` ([`api`]) and the Docker
-//! registry token endpoints ([`registry`]) side by side on one router, over the transport-free
+//! The one HTTP adapter (`tessera serve`): the API of `/auth/*` (`api`) and the Docker
+//! registry token endpoints (`registry`) side by side on one router, over the transport-free
 //! core in `crate::auth` and `crate::registry`.
 //!
 //! Everything is a library: [`ServerState::load`] does the start-up work, [`router`] builds
