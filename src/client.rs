@@ -103,7 +103,7 @@ impl Client {
     /// A client for the remote at `base` (normalised, no trailing `/`); `insecure` accepts
     /// invalid certificates.
     pub fn new(base: &str, insecure: bool) -> Result<Client, ClientError> {
-        crate::server::install_crypto_provider();
+        crate::tls::install_crypto_provider();
         let http = Http::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(REQUEST_TIMEOUT)

@@ -6,9 +6,13 @@ use std::fmt;
 
 use tessera_backends::{BackendError, KeyPathError};
 
+use crate::auth::{AuthError, LoginError};
 use crate::config::ConfigError;
 use crate::duration::DurationError;
+use crate::http::StartError;
+use crate::keyring::KeyringError;
 use crate::password::PasswordError;
+use crate::registry::RegistryError;
 use crate::store::StoreError;
 use crate::token::{KeyError, MintError, ScopeError};
 
@@ -270,5 +274,96 @@ impl From<std::io::Error> for CliError {
             return CliError::silent(0);
         }
         CliError::new(e.to_string()).with_code(ErrorCode::Io)
+    }
+}
+
+impl From<KeyringError> for CliError {
+    fn from(e: KeyringError) -> Self {
+        let hint = e.hint();
+        let err = match e {
+            KeyringError::Config(e) => e.into(),
+            KeyringError::Key(e) => e.into(),
+            KeyringError::Backend(e) => e.into(),
+            KeyringError::ReadSecret(e) => {
+                CliError::from(e).context("cannot read the token signing secret")
+            }
+            KeyringError::ReadPrevious(e) => {
+                CliError::from(e).context("cannot read a previous token secret")
+            }
+            other => CliError::new(other.to_string()),
+        };
+        match hint {
+            Some(h) => err.with_hint(h),
+            None => err,
+        }
+    }
+}
+
+impl From<LoginError> for CliError {
+    fn from(e: LoginError) -> Self {
+        let hint = e.hint();
+        let err = match e {
+            LoginError::Backend(e) => e.into(),
+            LoginError::ReadHash(e) => CliError::from(e).context("cannot read the password hash"),
+            LoginError::Random(e) => e.into(),
+            LoginError::Hash(e) => e.into(),
+            other => CliError::new(other.to_string()),
+        };
+        match hint {
+            Some(h) => err.with_hint(h),
+            None => err,
+        }
+    }
+}
+
+impl From<RegistryError> for CliError {
+    fn from(e: RegistryError) -> Self {
+        let hint = e.hint();
+        let err = match e {
+            RegistryError::Backend(e) => e.into(),
+            RegistryError::ReadKey(e) => {
+                CliError::from(e).context("cannot read the registry signing key")
+            }
+            other => CliError::new(other.to_string()),
+        };
+        match hint {
+            Some(h) => err.with_hint(h),
+            None => err,
+        }
+    }
+}
+
+impl From<StartError> for CliError {
+    fn from(e: StartError) -> Self {
+        let hint = e.hint();
+        let err = match e {
+            StartError::Keyring(e) => return e.into(),
+            StartError::Login(e) => return e.into(),
+            StartError::Registry(e) => return e.into(),
+            StartError::Backend(e) => e.into(),
+            StartError::OpenStore(e) => CliError::from(e).context("cannot open the token store"),
+            StartError::ReadStore(e) => CliError::from(e).context("cannot read the token store"),
+            other => CliError::new(other.to_string()),
+        };
+        match hint {
+            Some(h) => err.with_hint(h),
+            None => err,
+        }
+    }
+}
+
+impl From<AuthError> for CliError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::ExpiryTooLong { asked, max } => CliError::usage(format!(
+                "expiry `{asked}` ({}) is longer than `auth.max_token_expiry` ({max}: {}); choose a shorter --expiry",
+                asked.words(),
+                max.words()
+            )),
+            AuthError::Duration(e) => e.into(),
+            AuthError::Mint(e) => e.into(),
+            AuthError::StoreUnavailable(e) => e.into(),
+            other => CliError::new(other.to_string()),
+        }
     }
 }

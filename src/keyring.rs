@@ -3,19 +3,56 @@
 
 use base64::Engine;
 use secrecy::SecretString;
-use tessera_backends::{BackendKind, KeyPath, SecretsBackend};
+use tessera_backends::{BackendError, BackendKind, KeyPath, SecretsBackend};
 use zeroize::Zeroizing;
 
-use crate::config::{Config, Env, vars};
-use crate::error::CliError;
-use crate::token::{KeyRing, SigningKey};
+use crate::config::{Config, ConfigError, Env, vars};
+use crate::token::{KeyError, KeyRing, SigningKey};
+
+/// Why the signing keys cannot be loaded (or a random secret made). Never carries a secret.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyringError {
+    /// The environment (`TESSERA_AUTH_TOKEN_SECRET`) cannot be read.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A secret is unusable (too short).
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// The secrets backend cannot be opened or written.
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    /// No current signing secret in the backend.
+    #[error("no token signing secret at `{key}` in the {backend} backend")]
+    NoSecret { key: KeyPath, backend: BackendKind },
+    /// The current signing secret cannot be read.
+    #[error("cannot read the token signing secret: {0}")]
+    ReadSecret(BackendError),
+    /// A previous signing secret cannot be read.
+    #[error("cannot read a previous token secret: {0}")]
+    ReadPrevious(BackendError),
+    /// The system's random number generator failed.
+    #[error("the system random number generator failed: {0}")]
+    Random(String),
+}
+
+impl KeyringError {
+    /// What to do about it, where there is something to say.
+    pub fn hint(&self) -> Option<&'static str> {
+        match self {
+            KeyringError::NoSecret { .. } => {
+                Some("run `tessera init` to create one, or set TESSERA_AUTH_TOKEN_SECRET")
+            }
+            _ => None,
+        }
+    }
+}
 
 /// A new random secret of `bytes` random bytes, base64url-encoded without padding
 /// (32 bytes give 43 characters).
-pub fn random_secret(bytes: usize) -> Result<SecretString, CliError> {
+pub fn random_secret(bytes: usize) -> Result<SecretString, KeyringError> {
     let mut buf = Zeroizing::new(vec![0u8; bytes]);
-    getrandom::fill(&mut buf)
-        .map_err(|e| CliError::new(format!("the system random number generator failed: {e}")))?;
+    getrandom::fill(&mut buf).map_err(|e| KeyringError::Random(e.to_string()))?;
     Ok(SecretString::from(
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&*buf),
     ))
@@ -42,9 +79,9 @@ pub enum SecretOrigin {
 pub fn load_keyring<'a>(
     config: &Config,
     env: &Env,
-    backend: &dyn Fn() -> Result<&'a dyn SecretsBackend, CliError>,
+    backend: &dyn Fn() -> Result<&'a dyn SecretsBackend, BackendError>,
     create_missing: bool,
-) -> Result<(KeyRing, SecretOrigin), CliError> {
+) -> Result<(KeyRing, SecretOrigin), KeyringError> {
     let key = &config.auth.token_secret;
     let (current, origin) = match env.tessera_var(vars::TOKEN_SECRET)? {
         Some(raw) => (
@@ -66,25 +103,20 @@ pub fn load_keyring<'a>(
                         SecretOrigin::Created(place.display().to_string()),
                     )
                 } else {
-                    return Err(CliError::new(format!(
-                        "no token signing secret at `{key}` in the {} backend",
-                        config.secrets.backend
-                    ))
-                    .with_hint(
-                        "run `tessera init` to create one, or set TESSERA_AUTH_TOKEN_SECRET",
-                    ));
+                    return Err(KeyringError::NoSecret {
+                        key: key.clone(),
+                        backend: config.secrets.backend,
+                    });
                 }
             }
             Err(e) => {
-                return Err(CliError::from(e).context("cannot read the token signing secret"));
+                return Err(KeyringError::ReadSecret(e));
             }
         },
     };
     let mut previous = Vec::new();
     for k in &config.auth.previous_token_secrets {
-        let secret = backend()?
-            .get(k)
-            .map_err(|e| CliError::from(e).context("cannot read a previous token secret"))?;
+        let secret = backend()?.get(k).map_err(KeyringError::ReadPrevious)?;
         previous.push(SigningKey::new(&secret, &format!(" at `{k}`"))?);
     }
     Ok((KeyRing { current, previous }, origin))

@@ -3,17 +3,20 @@
 //! The binary is a thin shell over this library: `main` parses arguments and calls
 //! [`cli::run`], which returns an exit code.
 
+pub mod auth;
 pub mod cli;
 pub mod client;
 pub mod config;
 pub mod duration;
 pub mod error;
+pub mod http;
 pub mod keyring;
 pub mod password;
 pub mod registry;
 pub mod remotes;
-pub mod server;
+pub mod scope;
 pub mod store;
+pub mod tls;
 pub mod token;
 
 pub use tessera_backends as backends;

@@ -29,9 +29,9 @@ fn store_hash(home: &Home, value: &str) {
 /// The server's start-up error for the current configuration (panics when it starts).
 fn start_error(home: &Home) -> String {
     let (config, env) = home.config();
-    match tessera::server::ServerState::load(&config, &env) {
+    match tessera::http::ServerState::load(&config, &env) {
         Ok(_) => panic!("the server started"),
-        Err(e) => format!("{e:?}"),
+        Err(e) => format!("{e}; hint: {:?}", e.hint()),
     }
 }
 
@@ -91,7 +91,7 @@ fn the_server_refuses_the_longer_of_two_passwords_sharing_72_bytes() {
     let h = password::hash(&secret(&p72), 10).unwrap();
     store_hash(&home, h.expose_secret());
     let server = home.serve();
-    tessera::server::install_crypto_provider();
+    tessera::http::install_crypto_provider();
     let http = Client::new();
     let login = |pw: &str| {
         http.post(format!("http://{}/auth/login", server.addr()))
@@ -231,5 +231,5 @@ fn the_server_refuses_a_stored_hash_cheaper_than_cost_10() {
     let h = password::hash(&secret("pw"), 10).unwrap();
     store_hash(&home, h.expose_secret());
     let (config, env) = home.config();
-    assert!(tessera::server::ServerState::load(&config, &env).is_ok());
+    assert!(tessera::http::ServerState::load(&config, &env).is_ok());
 }

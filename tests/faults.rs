@@ -567,7 +567,7 @@ impl Drop for BinServer {
 }
 
 fn http() -> reqwest::blocking::Client {
-    tessera::server::install_crypto_provider();
+    tessera::http::install_crypto_provider();
     reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()

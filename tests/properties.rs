@@ -10,7 +10,7 @@ use proptest::prelude::*;
 use secrecy::{ExposeSecret, SecretString};
 use tessera::backends::{KeyPath, MAX_KEY_PATH_LEN};
 use tessera::config::{Config, ConfigError, Env};
-use tessera::registry::endpoint::basic;
+use tessera::http::extract::basic;
 use tessera::registry::token::{MAX_SCOPES, grant, parse_scope};
 use tessera::remotes::{Remote, RemotesError, RemotesFile, RemotesStore, StoredToken};
 use tessera::token::{Scope, ScopeSet};
@@ -439,9 +439,9 @@ proptest! {
                     .iter()
                     .any(|r| r.kind == a.kind && r.name == a.name && r.actions.contains(action)));
                 let scope = if a.kind == "repository" {
-                    Scope::Repository { name: a.name.clone(), action: action.clone() }
+                    Scope::Repository { name: a.name.clone(), action: action.parse().unwrap() }
                 } else {
-                    Scope::Registry { name: a.name.clone(), action: action.clone() }
+                    Scope::Registry { name: a.name.clone(), action: action.parse().unwrap() }
                 };
                 prop_assert!(granted.allows(&scope), "{} not allowed", scope);
             }

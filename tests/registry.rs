@@ -12,7 +12,7 @@ use serde_json::Value;
 
 struct Fixture {
     home: Home,
-    server: tessera::server::RunningServer,
+    server: tessera::http::RunningServer,
     http: Client,
 }
 
@@ -20,7 +20,7 @@ impl Fixture {
     fn new() -> Fixture {
         let home = Home::new();
         let server = home.serve();
-        tessera::server::install_crypto_provider();
+        tessera::http::install_crypto_provider();
         Fixture {
             home,
             server,
@@ -360,7 +360,7 @@ fn jwks_publishes_the_key_and_registry_off_is_404() {
     let home = Home::new();
     std::fs::remove_file(home.certificate()).unwrap();
     let server = home.serve();
-    tessera::server::install_crypto_provider();
+    tessera::http::install_crypto_provider();
     let r = Client::new()
         .get(format!("http://{}/token", server.addr()))
         .send()
@@ -378,11 +378,11 @@ fn certificate_without_key_refuses_to_start() {
     )
     .unwrap();
     let (config, env) = home.config();
-    let err = tessera::server::ServerState::load(&config, &env).unwrap_err();
+    let err = tessera::http::ServerState::load(&config, &env).unwrap_err();
     assert!(
-        err.message().contains("no registry signing key"),
+        err.to_string().contains("no registry signing key"),
         "{}",
-        err.message()
+        err.to_string()
     );
 }
 
@@ -437,7 +437,7 @@ fn jwks_header_mode_for_distribution_3() {
     assert!(!file_kid.contains(':'));
 
     let server = home.serve();
-    tessera::server::install_crypto_provider();
+    tessera::http::install_crypto_provider();
     let http = Client::new();
     let tok = home.token(&["--subject", "ci", "--scopes", "pull"]);
     let r = http
@@ -539,11 +539,11 @@ fn a_server_with_a_certificate_but_no_service_refuses_to_start() {
     let config = config.replace(&format!("service = \"{SERVICE}\"\n"), "");
     std::fs::write(home.config_file(), config).unwrap();
     let (config, env) = home.config();
-    let err = tessera::server::ServerState::load(&config, &env).unwrap_err();
+    let err = tessera::http::ServerState::load(&config, &env).unwrap_err();
     assert!(
-        err.message().contains("`[registry] service`"),
+        err.to_string().contains("`[registry] service`"),
         "{}",
-        err.message()
+        err.to_string()
     );
 }
 

@@ -15,7 +15,7 @@ use reqwest::blocking::Client;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use tessera::config::{Config, Env};
-use tessera::server::{self, ServerState};
+use tessera::http::{self as server, ServerState};
 use tessera::store::{StoreError, TokenRecord, TokenState, TokenStore};
 use tessera::token::{self, KeyRing, MintRequest, ScopeSet, SigningKey};
 
@@ -173,7 +173,7 @@ impl BinServer {
 }
 
 fn http() -> Client {
-    tessera::server::install_crypto_provider();
+    tessera::http::install_crypto_provider();
     Client::builder().build().unwrap()
 }
 
@@ -854,7 +854,7 @@ fn https_with_a_certificate_made_in_the_test() {
         .success()
         .stdout(predicates::str::contains("subject: ci"));
     // And a Rust client trusting the certificate.
-    tessera::server::install_crypto_provider();
+    tessera::http::install_crypto_provider();
     let c = Client::builder()
         .tls_certs_only([reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap()])
         .build()

@@ -16,7 +16,7 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use base64::Engine;
 use libfuzzer_sys::fuzz_target;
 use secrecy::ExposeSecret;
-use tessera::registry::endpoint::basic;
+use tessera::http::extract::basic;
 use tessera::registry::token::{grant, parse_scope};
 use tessera::token::{Scope, ScopeSet};
 
@@ -110,11 +110,11 @@ fuzz_target!(|data: &[u8]| {
                     let scope = match a.kind.as_str() {
                         "repository" => Scope::Repository {
                             name: a.name.clone(),
-                            action: action.clone(),
+                            action: action.parse().unwrap(),
                         },
                         "registry" => Scope::Registry {
                             name: a.name.clone(),
-                            action: action.clone(),
+                            action: action.parse().unwrap(),
                         },
                         other => panic!("granted an unknown type {other}"),
                     };

@@ -155,7 +155,7 @@ pub struct Context {
 
 impl Context {
     /// The configured secrets backend, opened on first use.
-    pub fn backend(&self) -> Result<&dyn SecretsBackend, CliError> {
+    pub fn backend(&self) -> Result<&dyn SecretsBackend, tessera_backends::BackendError> {
         if let Some(b) = self.backend.get() {
             return Ok(b.as_ref());
         }

@@ -7,7 +7,7 @@ use clap::Args;
 
 use crate::cli::Context;
 use crate::error::CliError;
-use crate::server::{self, ServerState, TlsFiles};
+use crate::http::{self, ServerState, TlsFiles};
 
 /// Arguments of `tessera serve`.
 #[derive(Debug, Args)]
@@ -74,7 +74,7 @@ pub fn run(ctx: &Context, args: ServeArgs) -> Result<(), CliError> {
     let bind = args.bind.as_deref().unwrap_or(&config.server.bind);
     let addr = resolve(bind)?;
     let tls = TlsFiles::from_config(config);
-    if let Some(warning) = server::check_bind(config, &addr, tls.is_some())? {
+    if let Some(warning) = http::check_bind(config, &addr, tls.is_some())? {
         tracing::warn!("{warning}");
     }
     let state = ServerState::load(config, &ctx.env)?;
@@ -97,7 +97,7 @@ pub fn run(ctx: &Context, args: ServeArgs) -> Result<(), CliError> {
             "off"
         }
     );
-    runtime.block_on(server::serve(
+    runtime.block_on(http::serve(
         Arc::new(state),
         listener,
         tls,

@@ -6,7 +6,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 
 use super::key::RegistryKey;
-use crate::token::{Scope, ScopeSet};
+use crate::scope::{Action, Scope, ScopeSet};
 
 /// The most `scope` parameters one token request may carry (400 beyond).
 pub const MAX_SCOPES: usize = 64;
@@ -97,10 +97,10 @@ pub fn grant(scopes: &ScopeSet, requested: &[Requested]) -> Vec<Access> {
                 .actions
                 .iter()
                 .filter(|a| a.as_str() == "*")
-                .filter(|a| {
+                .filter(|_| {
                     scopes.allows(&Scope::Registry {
                         name: r.name.clone(),
-                        action: (*a).clone(),
+                        action: Action::Any,
                     })
                 })
                 .cloned()

@@ -55,7 +55,7 @@ impl TokenRecord {
         TokenRecord {
             jti: claims.jti.clone(),
             subject: claims.sub.clone(),
-            scopes: claims.scope.clone(),
+            scopes: claims.scope.to_string(),
             issued_at,
             expires_at: claims.exp.and_then(|e| Timestamp::from_second(e).ok()),
             single_use,

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
 use tessera::config::{Config, Env};
-use tessera::server::{self, RunningServer, ServerState};
+use tessera::http::{self as server, RunningServer, ServerState};
 
 pub const SECRET: &str = "registry-test-signing-secret-0123456789-abcdef";
 pub const PASSWORD: &str = "pass:word with a colon";

@@ -1,17 +1,21 @@
 //! `tessera auth token generate|verify|list|revoke`.
 
+use std::sync::Arc;
+
 use clap::{Args, Subcommand};
 use jiff::Timestamp;
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 
+use crate::auth::issue::{self, Expiry, IssueRequest, Origin};
+use crate::auth::{OfflineError, Settings, check_offline};
 use crate::cli::Context;
 use crate::cli::io::read_stdin_secret;
 use crate::duration::HumanDuration;
 use crate::error::{CliError, ErrorCode};
 use crate::keyring::{SecretOrigin, load_keyring};
-use crate::store::{SqliteStore, TokenRecord, TokenState, TokenStore};
-use crate::token::{self, Claims, MintRequest, ScopeSet, VerifyOptions};
+use crate::store::{SqliteStore, StoreError, TokenState, TokenStore};
+use crate::token::{Claims, ScopeSet, VerifyOptions};
 
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
@@ -145,38 +149,32 @@ fn generate(ctx: &Context, args: GenerateArgs) -> Result<(), CliError> {
         None => ctx.config.auth.token_expiry,
     };
     let now = now();
-    let max = ctx.config.auth.max_token_expiry;
-    if !max.is_never() {
-        let cap = max.after(now)?;
-        let want = expiry.after(now)?;
-        if want.is_none() || want > cap {
-            return Err(CliError::usage(format!(
-                "expiry `{expiry}` ({}) is longer than `auth.max_token_expiry` ({max}: {}); choose a shorter --expiry",
-                expiry.words(),
-                max.words()
-            )));
-        }
-    }
+    // Checked before the keys are loaded, so that no secret is created for a refused token.
+    issue::check_cap(ctx.config.auth.max_token_expiry, expiry, now)?;
     let (keys, origin) = load_keyring(&ctx.config, &ctx.env, &|| ctx.backend(), true)?;
     if let SecretOrigin::Created(place) = &origin {
         ctx.out.note(&format!(
             "created a new token signing secret at {place} (mode 0600)"
         ));
     }
-    let minted = token::mint(
+    let issued = issue::prepare(
         &keys,
-        &MintRequest {
-            issuer: &ctx.config.auth.issuer,
+        &Settings::from_config(&ctx.config),
+        &IssueRequest {
             subject: &args.subject,
             scopes: &scopes,
-            expiry,
             audience: args.audience.as_deref(),
+            origin: Origin::Granted {
+                expiry: Expiry::Asked(expiry),
+                single_use: false,
+            },
             now,
         },
+        &|_| false,
     )?;
+    let minted = &issued.minted;
     let c = &minted.claims;
-    let record = TokenRecord::minted(c, now, false);
-    if let Err(e) = SqliteStore::record_pending(&ctx.config.token_store_path(), &record) {
+    if let Err(e) = SqliteStore::record_pending(&ctx.config.token_store_path(), &issued.record) {
         ctx.out.warn(&format!(
             "the token was minted but not recorded, so `tessera auth token list` will not show it: {e}"
         ));
@@ -195,9 +193,9 @@ fn generate(ctx: &Context, args: GenerateArgs) -> Result<(), CliError> {
         ctx.out.line(minted.token.expose_secret())?;
     }
     let scope_text = if c.scope.is_empty() {
-        "(none)"
+        "(none)".to_owned()
     } else {
-        c.scope.as_str()
+        c.scope.to_string()
     };
     ctx.out.note(&format!(
         "minted a token for `{}`\n  scopes:  {scope_text}\n  expires: {}\n  id:      {}",
@@ -212,7 +210,7 @@ fn generate(ctx: &Context, args: GenerateArgs) -> Result<(), CliError> {
 }
 
 fn claims_json(c: &Claims) -> Value {
-    let scopes: Vec<&str> = c.scope.split_whitespace().collect();
+    let scopes = c.scope.to_strings();
     json!({
         "subject": c.sub,
         "scopes": scopes,
@@ -235,26 +233,21 @@ fn verify(ctx: &Context, args: VerifyArgs) -> Result<(), CliError> {
     };
     // A token store that cannot answer is not a property of the token: it is an error of its
     // own (naming the file and the fix), never reported as "invalid token: malformed".
-    let result = match token::verify(&keys, raw.expose_secret().trim(), &opts) {
-        Ok(claims) => {
-            let path = ctx.config.token_store_path();
-            let revoked = if SqliteStore::exists(&path) {
-                let iat = Timestamp::from_second(claims.iat).unwrap_or(Timestamp::MIN);
-                SqliteStore::open(&path)
-                    .and_then(|s| s.is_revoked(&claims.jti, &claims.sub, iat))
-                    .map_err(|e| {
-                        CliError::from(e).context("cannot check whether the token has been revoked")
-                    })?
-            } else {
-                false
-            };
-            if revoked {
-                Err(token::VerifyError::Revoked)
-            } else {
-                Ok(claims)
-            }
+    let path = ctx.config.token_store_path();
+    let open_store = || -> Result<Option<Arc<dyn TokenStore>>, StoreError> {
+        if !SqliteStore::exists(&path) {
+            return Ok(None);
         }
-        Err(e) => Err(e),
+        Ok(Some(Arc::new(SqliteStore::open(&path)?)))
+    };
+    let result = match check_offline(&keys, raw.expose_secret().trim(), &opts, open_store) {
+        Ok(claims) => Ok(claims),
+        Err(OfflineError::Refused(e)) => Err(e),
+        Err(OfflineError::Store(e)) => {
+            return Err(
+                CliError::from(e).context("cannot check whether the token has been revoked")
+            );
+        }
     };
     match result {
         Ok(c) => {
@@ -265,15 +258,15 @@ fn verify(ctx: &Context, args: VerifyArgs) -> Result<(), CliError> {
                 return ctx.out.json(&v);
             }
             let scope_text = if c.scope.is_empty() {
-                "(none)"
+                "(none)".to_owned()
             } else {
-                c.scope.as_str()
+                c.scope.to_string()
             };
             // Claims of a token from anywhere: control characters escaped.
             ctx.out.line(&format!(
                 "valid token for `{}`\n  scopes:  {}\n  issued:  {}\n  expires: {}\n  id:      {}",
                 crate::cli::term::safe(&c.sub),
-                crate::cli::term::safe(scope_text),
+                crate::cli::term::safe(&scope_text),
                 ts(c.iat).unwrap_or_default(),
                 c.exp.and_then(ts).unwrap_or_else(|| "never".into()),
                 c.jti

@@ -1,39 +1,36 @@
-//! The HTTP server (`tessera serve`, CONTRACT section 7): password login, token verification,
-//! refresh and revocation, and an admin API for tokens.
+//! The one HTTP adapter (`tessera serve`): the API of `/auth/*` (`api`) and the Docker
+//! registry token endpoints (`registry`) side by side on one router, over the transport-free
+//! core in `crate::auth` and `crate::registry`.
 //!
 //! Everything is a library: [`ServerState::load`] does the start-up work, [`router`] builds
 //! the axum application, [`serve`] runs it on a listener (HTTP or HTTPS) until a shutdown
 //! future completes, and [`spawn`] runs it on a background thread (for tests and embedding).
 
+mod api;
 mod connection;
 mod error;
+pub mod extract;
 mod guard;
-mod ratelimit;
-mod routes;
+mod middleware;
+mod registry;
 mod state;
-mod verified;
 
 use std::future::Future;
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, FromRequestParts, MatchedPath, Request};
-use axum::http::request::Parts;
-use axum::http::{HeaderValue, Method, header};
-use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post};
 
+pub use crate::auth::PasswordChecks;
+pub use crate::tls::install_crypto_provider;
 pub use error::ApiError;
-pub use ratelimit::RateLimiter;
-pub use state::{PasswordChecks, ServerState};
+pub use state::{ServerState, StartError};
 
 use crate::config::Config;
-use crate::error::CliError;
 
 /// Largest request body accepted (413 beyond).
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -57,164 +54,30 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 /// How long open connections get to finish after a shutdown signal.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-const REQUEST_ID: &str = "x-request-id";
-
-/// Installs the `ring` rustls provider for this process (once; later calls do nothing).
-pub fn install_crypto_provider() {
-    static ONCE: OnceLock<()> = OnceLock::new();
-    ONCE.get_or_init(|| {
-        // Err means another provider is already installed, which is fine.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    });
-}
-
-/// Per-request audit information that handlers fill in (who, and on what).
-#[derive(Clone, Default)]
-pub(crate) struct AuditSlot(Arc<Mutex<AuditInfo>>);
-
-#[derive(Default, Clone)]
-struct AuditInfo {
-    principal: Option<String>,
-    target: Option<String>,
-}
-
-impl AuditSlot {
-    fn with<R>(&self, f: impl FnOnce(&mut AuditInfo) -> R) -> R {
-        match self.0.lock() {
-            Ok(mut g) => f(&mut g),
-            Err(p) => f(&mut p.into_inner()),
-        }
-    }
-    pub(crate) fn set_principal(&self, who: &str) {
-        self.with(|i| i.principal = Some(who.to_owned()));
-    }
-    pub(crate) fn set_target(&self, what: &str) {
-        self.with(|i| i.target = Some(what.to_owned()));
-    }
-    fn get(&self) -> AuditInfo {
-        self.with(|i| i.clone())
-    }
-}
-
-impl<S: Send + Sync> FromRequestParts<S> for AuditSlot {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(parts
-            .extensions
-            .get::<AuditSlot>()
-            .cloned()
-            .unwrap_or_default())
-    }
-}
-
-/// The request id of a request (a request extension set by the middleware), for log lines
-/// written by handlers.
-#[derive(Debug, Clone)]
-pub(crate) struct RequestId(pub String);
-
-/// A request id: the client's `x-request-id` when it is short and plain, else a new one.
-fn request_id(req: &Request) -> String {
-    static PREFIX: OnceLock<String> = OnceLock::new();
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    if let Some(given) = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok())
-        && !given.is_empty()
-        && given.len() <= 64
-        && given
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-    {
-        return given.to_owned();
-    }
-    let prefix = PREFIX.get_or_init(|| {
-        let mut b = [0u8; 4];
-        let _ = getrandom::fill(&mut b);
-        hex::encode(b)
-    });
-    format!("{prefix}-{:06}", COUNTER.fetch_add(1, Ordering::Relaxed))
-}
-
-/// Around every request: request id, timeout, `Cache-Control: no-store`, and the audit line
-/// for mutating requests. Logs method, route and outcome, never headers or bodies.
-async fn around(mut req: Request, next: Next) -> Response {
-    let id = request_id(&req);
-    let method = req.method().clone();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "(no such route)".to_owned(), |p| p.as_str().to_owned());
-    let slot = AuditSlot::default();
-    req.extensions_mut().insert(slot.clone());
-    req.extensions_mut().insert(RequestId(id.clone()));
-    let mut response = match tokio::time::timeout(REQUEST_TIMEOUT, next.run(req)).await {
-        Ok(r) => r,
-        Err(_) => ApiError::unavailable(format!(
-            "the request took longer than {} s",
-            REQUEST_TIMEOUT.as_secs()
-        ))
-        .into_response(),
-    };
-    let status = response.status().as_u16();
-    let code = response
-        .extensions()
-        .get::<error::ErrorCode>()
-        .map_or("OK", |c| c.0);
-    let headers = response.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&id) {
-        headers.insert(REQUEST_ID, v);
-    }
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    let info = slot.get();
-    let principal = info.principal.as_deref().unwrap_or("-");
-    let target = info.target.as_deref().unwrap_or("-");
-    if matches!(
-        method,
-        Method::POST | Method::DELETE | Method::PUT | Method::PATCH
-    ) {
-        tracing::info!(
-            target: "tessera::audit",
-            request_id = %id,
-            principal = ?principal,
-            method = %method,
-            path = ?route,
-            target = ?target,
-            status,
-            result = code,
-            "audit"
-        );
-    } else {
-        tracing::debug!(request_id = %id, principal = ?principal, method = %method, path = ?route, status, result = code, "request");
-    }
-    response
-}
-
-/// The application: every route of section 7, JSON errors for everything else, and the
-/// common middleware.
+/// The application: the API routes and the registry routes, JSON errors for everything else,
+/// and the common middleware.
 pub fn router(state: Arc<ServerState>) -> Router {
     Router::new()
-        .route("/health", get(routes::health))
-        .route("/auth/login", post(routes::login))
-        .route("/auth/verify", get(routes::verify))
-        .route("/auth/refresh", post(routes::refresh))
-        .route("/auth/token", delete(routes::revoke_self))
+        .route("/health", get(api::health))
+        .route("/auth/login", post(api::login))
+        .route("/auth/verify", get(api::verify))
+        .route("/auth/refresh", post(api::refresh))
+        .route("/auth/token", delete(api::revoke_self))
         .route(
             "/auth/tokens",
-            get(routes::list_tokens).post(routes::create_token),
+            get(api::list_tokens).post(api::create_token),
         )
-        .route("/auth/tokens/{jti}", delete(routes::revoke_token))
+        .route("/auth/tokens/{jti}", delete(api::revoke_token))
         .route(
             "/token",
-            get(crate::registry::endpoint::token_get).post(crate::registry::endpoint::token_post),
+            get(registry::token_get).post(registry::token_post),
         )
-        .route(
-            "/.well-known/jwks.json",
-            get(crate::registry::endpoint::jwks),
-        )
-        .fallback(routes::not_found)
-        .method_not_allowed_fallback(routes::method_not_allowed)
+        .route("/.well-known/jwks.json", get(registry::jwks))
+        .fallback(api::not_found)
+        .method_not_allowed_fallback(api::method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(middleware::from_fn(guard::guard))
-        .layer(middleware::from_fn(around))
+        .layer(axum::middleware::from_fn(guard::guard))
+        .layer(axum::middleware::from_fn(middleware::around))
         .with_state(state)
 }
 
@@ -251,15 +114,12 @@ pub fn check_bind(
     config: &Config,
     addr: &SocketAddr,
     tls: bool,
-) -> Result<Option<String>, CliError> {
+) -> Result<Option<String>, StartError> {
     if is_loopback(addr) {
         return Ok(None);
     }
     if !config.auth.enabled {
-        return Err(CliError::new(format!(
-            "refusing to listen on {addr}: `auth.enabled = false` is only allowed on a loopback address"
-        ))
-        .with_hint("bind to 127.0.0.1 or ::1, or set `auth.enabled = true`"));
+        return Err(StartError::NoAuthOffLoopback { addr: *addr });
     }
     if !tls {
         return Ok(Some(format!(
@@ -283,10 +143,9 @@ pub async fn serve(
     listener: TcpListener,
     tls: Option<TlsFiles>,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), CliError> {
+) -> Result<(), StartError> {
     let app = router(state);
-    let socket_error =
-        |e: std::io::Error| CliError::new(format!("cannot use the listening socket: {e}"));
+    let socket_error = StartError::Socket;
     listener.set_nonblocking(true).map_err(socket_error)?;
     let listener = tokio::net::TcpListener::from_std(listener).map_err(socket_error)?;
     let bound = guard::Bound {
@@ -345,17 +204,14 @@ pub async fn serve(
 
 /// The rustls server configuration for `files`: the certificate chain, the private key, and
 /// HTTP/1.1 as the only protocol offered by ALPN.
-fn tls_config(files: &TlsFiles) -> Result<rustls::ServerConfig, CliError> {
+fn tls_config(files: &TlsFiles) -> Result<rustls::ServerConfig, StartError> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     install_crypto_provider();
-    let failed = |reason: String| {
-        CliError::new(format!(
-            "cannot load the TLS certificate {} and key {}: {reason}",
-            files.cert.display(),
-            files.key.display()
-        ))
-        .with_hint("both must be PEM files; the key PKCS#8, PKCS#1 or SEC1")
+    let failed = |reason: String| StartError::Tls {
+        cert: files.cert.clone(),
+        key: files.key.clone(),
+        reason,
     };
     let certs = CertificateDer::pem_file_iter(&files.cert)
         .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
@@ -382,7 +238,7 @@ pub struct RunningServer {
     addr: SocketAddr,
     state: Arc<ServerState>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<Result<(), CliError>>>,
+    thread: Option<std::thread::JoinHandle<Result<(), StartError>>>,
 }
 
 impl RunningServer {
@@ -394,21 +250,21 @@ impl RunningServer {
     /// How many password checks may run at once and the most that did (for tests).
     #[doc(hidden)]
     pub fn password_checks(&self) -> PasswordChecks {
-        self.state.hashing.stats()
+        self.state.auth.password_checks()
     }
 
     /// Stops the server and waits for it.
-    pub fn stop(mut self) -> Result<(), CliError> {
+    pub fn stop(mut self) -> Result<(), StartError> {
         self.shutdown()
     }
 
-    fn shutdown(&mut self) -> Result<(), CliError> {
+    fn shutdown(&mut self) -> Result<(), StartError> {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
         }
         match self.thread.take().map(|t| t.join()) {
             Some(Ok(r)) => r,
-            Some(Err(_)) => Err(CliError::new("the server thread panicked")),
+            Some(Err(_)) => Err(StartError::Panicked),
             None => Ok(()),
         }
     }
@@ -426,16 +282,14 @@ pub fn spawn(
     state: ServerState,
     listener: TcpListener,
     tls: Option<TlsFiles>,
-) -> Result<RunningServer, CliError> {
-    let addr = listener
-        .local_addr()
-        .map_err(|e| CliError::new(format!("cannot read the listening address: {e}")))?;
+) -> Result<RunningServer, StartError> {
+    let addr = listener.local_addr().map_err(StartError::Address)?;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .map_err(|e| CliError::new(format!("cannot start the async runtime: {e}")))?;
+        .map_err(StartError::Runtime)?;
     let state = Arc::new(state);
     let served = Arc::clone(&state);
     let thread = std::thread::spawn(move || {

@@ -1,8 +1,14 @@
-//! The one place that maps server errors to an HTTP status and `{"error", "code"}`.
+//! The one place that maps errors to an HTTP status and `{"error", "code"}`: the typed
+//! errors of the core ([`AuthError`], the store's, [`RegistryError`]) become an [`ApiError`]
+//! here and nowhere else.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
+
+use crate::auth::AuthError;
+use crate::registry::RegistryError;
+use crate::token::MintError;
 
 /// An API error: status, stable code, one readable sentence, and for 403 the scope that was
 /// missing. Never carries a secret.
@@ -21,7 +27,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         ApiError {
             status,
             code,
@@ -33,7 +39,7 @@ impl ApiError {
 
     /// 503 `UNAVAILABLE` for a token store that cannot answer: tokens cannot be checked, so
     /// none is accepted (fail closed). The cause goes to the log, not to the client.
-    pub(crate) fn store_unavailable(e: impl std::fmt::Display) -> Self {
+    fn store_unavailable(e: impl std::fmt::Display) -> Self {
         tracing::error!(error = %e, "token store failed");
         ApiError::unavailable(
             "the token store cannot answer right now, so tokens cannot be checked; try again later",
@@ -175,6 +181,57 @@ impl ApiError {
             "INTERNAL",
             "the server failed to handle the request; the server log has the details",
         )
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        let message = e.to_string();
+        match e {
+            AuthError::Invalid(_) => ApiError::invalid_token(message),
+            AuthError::Expired { .. } => ApiError::token_expired(message),
+            AuthError::Revoked | AuthError::AlreadyUsed => ApiError::token_revoked(message),
+            AuthError::SingleUse => Self::new(StatusCode::FORBIDDEN, "SINGLE_USE", message),
+            AuthError::SubjectMismatch { .. } => {
+                Self::new(StatusCode::UNAUTHORIZED, "INVALID_CREDENTIALS", message)
+            }
+            AuthError::InvalidCredentials => ApiError::invalid_credentials(),
+            AuthError::Forbidden { required } => ApiError::forbidden(required),
+            AuthError::RateLimited { retry_after } => ApiError::rate_limited(retry_after),
+            AuthError::TooMany { .. } => {
+                Self::new(StatusCode::TOO_MANY_REQUESTS, "TOO_MANY_TOKENS", message)
+            }
+            AuthError::ExpiryTooLong { .. } | AuthError::Duration(_) => {
+                ApiError::bad_request(message)
+            }
+            AuthError::Mint(MintError::Sign(msg)) => {
+                tracing::error!(error = %msg, "signing failed");
+                ApiError::internal()
+            }
+            AuthError::Mint(_) => ApiError::bad_request(message),
+            AuthError::StoreUnavailable(e) => ApiError::store_unavailable(e),
+            AuthError::TaskFailed(e) => ApiError::store_unavailable(e),
+            AuthError::Unavailable(_) => ApiError::unavailable(message),
+            AuthError::Internal(why) => {
+                tracing::error!(error = %why, "internal error");
+                ApiError::internal()
+            }
+        }
+    }
+}
+
+impl From<RegistryError> for ApiError {
+    fn from(e: RegistryError) -> Self {
+        match e {
+            RegistryError::WrongService { .. } => {
+                Self::new(StatusCode::BAD_REQUEST, "WRONG_SERVICE", e.to_string())
+            }
+            RegistryError::Scope(_) => ApiError::bad_request(e.to_string()),
+            other => {
+                tracing::error!(error = %other, "cannot make a registry token");
+                ApiError::internal()
+            }
+        }
     }
 }
 

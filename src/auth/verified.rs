@@ -5,8 +5,9 @@
 //! signing keys are fixed for the life of the server and the claims are the token's own
 //! bytes. So a token that passed [`crate::token::verify`] is kept here with its claims, and
 //! the next time the same text arrives only what depends on the time (`exp`, `nbf`, `iat`) is
-//! checked again; the revocation check is never skipped. The body of `GET /auth/verify`,
-//! which depends on the claims alone, is kept with them once made.
+//! checked again; the revocation check is never skipped. A rendering of the claims that
+//! depends on them alone (the HTTP adapter keeps the body of `GET /auth/verify` there) is
+//! kept with them once made.
 //!
 //! Invariant: what is kept depends on the token's text alone. Revocation, of the token or of
 //! a token it was derived from, is not (the claims do not name a parent; the store links it
@@ -21,8 +22,6 @@
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, RwLock};
 
-use axum::body::Bytes;
-
 use crate::token::Claims;
 
 /// Most tokens kept.
@@ -30,22 +29,28 @@ const MAX_TOKENS: usize = 1024;
 
 /// The claims of a token that verified, and what was derived from them alone.
 #[derive(Debug)]
-pub(crate) struct VerifiedToken {
+pub struct VerifiedToken {
     claims: Claims,
-    verify_body: OnceLock<Bytes>,
+    rendered: OnceLock<Arc<[u8]>>,
 }
 
 impl VerifiedToken {
     pub(crate) fn new(claims: Claims) -> Self {
         VerifiedToken {
             claims,
-            verify_body: OnceLock::new(),
+            rendered: OnceLock::new(),
         }
     }
 
-    /// The body of `GET /auth/verify` for this token, made by `make` the first time.
-    pub(crate) fn verify_body(&self, make: impl FnOnce(&Claims) -> Bytes) -> Bytes {
-        self.verify_body.get_or_init(|| make(&self.claims)).clone()
+    /// The claims.
+    pub fn claims(&self) -> &Claims {
+        &self.claims
+    }
+
+    /// A rendering of the claims (bytes that depend on them alone), made by `make` the first
+    /// time and kept.
+    pub fn rendered(&self, make: impl FnOnce(&Claims) -> Vec<u8>) -> Arc<[u8]> {
+        Arc::clone(self.rendered.get_or_init(|| make(&self.claims).into()))
     }
 }
 
@@ -64,14 +69,14 @@ pub(crate) struct Verified {
 impl Verified {
     /// The verified token whose text is exactly `token`, if it verified before.
     pub(crate) fn get(&self, token: &str) -> Option<Arc<VerifiedToken>> {
-        let key = super::state::digest(token.as_bytes());
+        let key = super::digest(token.as_bytes());
         let tokens = self.tokens.read().unwrap_or_else(|e| e.into_inner());
         tokens.get(&key).cloned()
     }
 
     /// Keeps `verified`, which [`crate::token::verify`] returned for `token`.
     pub(crate) fn insert(&self, token: &str, verified: Arc<VerifiedToken>) {
-        let key = super::state::digest(token.as_bytes());
+        let key = super::digest(token.as_bytes());
         let mut tokens = self.tokens.write().unwrap_or_else(|e| e.into_inner());
         if tokens.len() >= MAX_TOKENS {
             tokens.clear();

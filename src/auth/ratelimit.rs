@@ -154,7 +154,7 @@ impl RateLimiter {
         if self.per_minute == 0 {
             return Ok(Attempt { key: None });
         }
-        let account = super::state::digest(account.as_bytes());
+        let account = super::digest(account.as_bytes());
         let net = Net::of(ip);
         let mut guard = match self.tables.lock() {
             Ok(t) => t,

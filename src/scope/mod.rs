@@ -1,4 +1,6 @@
-//! Scopes: parsing, canonical form, `allows` and `intersect`.
+//! Scopes: parsing, canonical form, `allows` and `intersect`. A scope's action is a typed
+//! [`Action`]; the set is parsed once (from the CLI list or the token claim) and carried as
+//! a [`ScopeSet`].
 //!
 //! Written forms (CLI `--scopes`, comma-separated): `push`, `pull`, `*` (= push and pull) bound
 //! to `--repo PATTERN` (default `*`); `repository:NAME:ACTION`; `admin:RESOURCE:ACTION`; bare
@@ -27,10 +29,112 @@ use std::fmt;
 /// The longest repository name the distribution spec allows.
 const MAX_NAME_LEN: usize = 255;
 /// Repository actions a `*` stands for.
-const REPOSITORY_ACTIONS: [&str; 3] = ["pull", "push", "delete"];
+const REPOSITORY_ACTIONS: [Action; 3] = [Action::Pull, Action::Push, Action::Delete];
 
 /// What `--scopes` and full scopes accept, quoted in errors.
 const LIST_GRAMMAR: &str = "expected `push`, `pull`, `*`, `admin`, `repository:NAME:ACTION` (ACTION pull, push, delete or *), `admin:RESOURCE:ACTION` or `registry:catalog:*`";
+
+/// The action part of a scope.
+///
+/// Ordered by its written form, so that the canonical claim (sorted scopes) is the same
+/// whatever the variant names.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Action {
+    /// `*`: every action on the resource.
+    Any,
+    /// `pull` (repositories).
+    Pull,
+    /// `push` (repositories).
+    Push,
+    /// `delete` (repositories).
+    Delete,
+    /// `read` (admin resources).
+    Read,
+    /// `write` (admin resources).
+    Write,
+    /// Any other admin action (`[a-z0-9_-]+`).
+    Other(String),
+}
+
+impl Action {
+    /// The action named `s`: `*`, a known word, or another `[a-z0-9_-]+` word; `None` for
+    /// anything else.
+    pub fn parse(s: &str) -> Option<Action> {
+        Some(match s {
+            "*" => Action::Any,
+            "pull" => Action::Pull,
+            "push" => Action::Push,
+            "delete" => Action::Delete,
+            "read" => Action::Read,
+            "write" => Action::Write,
+            _ if is_admin_segment(s) => Action::Other(s.to_owned()),
+            _ => return None,
+        })
+    }
+
+    /// The written form.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Action::Any => "*",
+            Action::Pull => "pull",
+            Action::Push => "push",
+            Action::Delete => "delete",
+            Action::Read => "read",
+            Action::Write => "write",
+            Action::Other(s) => s,
+        }
+    }
+
+    /// Whether this action is one a repository scope may carry (`pull`, `push`, `delete`, `*`).
+    pub fn is_repository_action(&self) -> bool {
+        matches!(
+            self,
+            Action::Any | Action::Pull | Action::Push | Action::Delete
+        )
+    }
+
+    /// Whether granting `self` grants `requested`: `*` grants every action.
+    pub fn covers(&self, requested: &Action) -> bool {
+        *self == Action::Any || self == requested
+    }
+
+    /// The more specific of two actions when one covers the other.
+    fn meet(&self, other: &Action) -> Option<Action> {
+        if self.covers(other) {
+            Some(other.clone())
+        } else if other.covers(self) {
+            Some(self.clone())
+        } else {
+            None
+        }
+    }
+}
+
+impl PartialOrd for Action {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Action {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_str().cmp(other.as_str())
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Action {
+    type Err = ScopeError;
+
+    fn from_str(s: &str) -> Result<Action, ScopeError> {
+        Action::parse(s).ok_or_else(|| invalid(s, "an action is `*` or a word of `[a-z0-9_-]`"))
+    }
+}
 
 /// One granted (or requested) permission.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -38,11 +142,11 @@ pub enum Scope {
     /// Bare `admin`: every scope.
     Admin,
     /// `repository:NAME:ACTION` (ACTION is `pull`, `push`, `delete` or `*`).
-    Repository { name: String, action: String },
+    Repository { name: String, action: Action },
     /// `admin:RESOURCE:ACTION`.
-    AdminResource { resource: String, action: String },
+    AdminResource { resource: String, action: Action },
     /// `registry:catalog:*` and other `registry:` scopes of the distribution spec.
-    Registry { name: String, action: String },
+    Registry { name: String, action: Action },
 }
 
 /// A validated, canonical set of scopes.
@@ -190,7 +294,7 @@ fn meet(a: &Scope, b: &Scope) -> Option<Scope> {
             },
         ) => Some(Scope::Repository {
             name: name_meet(n1, n2)?.to_owned(),
-            action: segment_meet(a1, a2)?.to_owned(),
+            action: a1.meet(a2)?,
         }),
         (
             Scope::AdminResource {
@@ -203,7 +307,7 @@ fn meet(a: &Scope, b: &Scope) -> Option<Scope> {
             },
         ) => Some(Scope::AdminResource {
             resource: segment_meet(r1, r2)?.to_owned(),
-            action: segment_meet(a1, a2)?.to_owned(),
+            action: a1.meet(a2)?,
         }),
         (
             Scope::Registry {
@@ -216,7 +320,7 @@ fn meet(a: &Scope, b: &Scope) -> Option<Scope> {
             },
         ) => Some(Scope::Registry {
             name: segment_meet(n1, n2)?.to_owned(),
-            action: segment_meet(a1, a2)?.to_owned(),
+            action: a1.meet(a2)?,
         }),
         _ => None,
     }
@@ -235,7 +339,7 @@ fn covers(granted: &Scope, requested: &Scope) -> bool {
                 name: rn,
                 action: ra,
             },
-        ) => name_covers(gn, rn) && segment_covers(ga, ra),
+        ) => name_covers(gn, rn) && ga.covers(ra),
         (
             Scope::AdminResource {
                 resource: gr,
@@ -245,7 +349,7 @@ fn covers(granted: &Scope, requested: &Scope) -> bool {
                 resource: rr,
                 action: ra,
             },
-        ) => segment_covers(gr, rr) && segment_covers(ga, ra),
+        ) => segment_covers(gr, rr) && ga.covers(ra),
         (
             Scope::Registry {
                 name: gn,
@@ -255,7 +359,7 @@ fn covers(granted: &Scope, requested: &Scope) -> bool {
                 name: rn,
                 action: ra,
             },
-        ) => segment_covers(gn, rn) && segment_covers(ga, ra),
+        ) => segment_covers(gn, rn) && ga.covers(ra),
         _ => false,
     }
 }
@@ -283,7 +387,8 @@ impl Scope {
                         ),
                     ));
                 }
-                if action != "*" && !REPOSITORY_ACTIONS.contains(&action) {
+                let Some(action) = Action::parse(action).filter(Action::is_repository_action)
+                else {
                     return Err(invalid(
                         s,
                         format!(
@@ -291,10 +396,10 @@ impl Scope {
                             quote(action)
                         ),
                     ));
-                }
+                };
                 Ok(Scope::Repository {
                     name: name.to_owned(),
-                    action: action.to_owned(),
+                    action,
                 })
             }
             "admin" => {
@@ -304,9 +409,12 @@ impl Scope {
                         "admin scopes are `admin:RESOURCE:ACTION` with `[a-z0-9_-]+` or `*` in each part, e.g. `admin:tokens:read`",
                     ));
                 }
+                let Some(action) = Action::parse(action) else {
+                    return Err(invalid(s, "admin actions are `[a-z0-9_-]+` or `*`"));
+                };
                 Ok(Scope::AdminResource {
                     resource: name.to_owned(),
-                    action: action.to_owned(),
+                    action,
                 })
             }
             "registry" => {
@@ -315,7 +423,7 @@ impl Scope {
                 }
                 Ok(Scope::Registry {
                     name: name.to_owned(),
-                    action: action.to_owned(),
+                    action: Action::Any,
                 })
             }
             _ => Err(invalid(
@@ -329,11 +437,14 @@ impl Scope {
     /// actions is known (repositories); `allows` checks each part.
     fn split_actions(&self) -> Vec<Scope> {
         match self {
-            Scope::Repository { name, action } if action == "*" => REPOSITORY_ACTIONS
+            Scope::Repository {
+                name,
+                action: Action::Any,
+            } => REPOSITORY_ACTIONS
                 .iter()
                 .map(|a| Scope::Repository {
                     name: name.clone(),
-                    action: (*a).to_owned(),
+                    action: a.clone(),
                 })
                 .collect(),
             other => vec![other.clone()],
@@ -354,9 +465,9 @@ impl ScopeSet {
             ));
         }
         let mut set = BTreeSet::new();
-        let shorthand = |action: &str| Scope::Repository {
+        let shorthand = |action: Action| Scope::Repository {
             name: repo.to_owned(),
-            action: action.to_owned(),
+            action,
         };
         // `repository:app:pull,push` reads like "pull and push on app" but would grant push on
         // `--repo`: refuse a shorthand right after a full repository scope rather than guess.
@@ -382,12 +493,15 @@ impl ScopeSet {
                         format!("empty item in a comma-separated list; {LIST_GRAMMAR}"),
                     ));
                 }
-                "pull" | "push" => {
-                    set.insert(shorthand(item));
+                "pull" => {
+                    set.insert(shorthand(Action::Pull));
+                }
+                "push" => {
+                    set.insert(shorthand(Action::Push));
                 }
                 "*" => {
-                    set.insert(shorthand("pull"));
-                    set.insert(shorthand("push"));
+                    set.insert(shorthand(Action::Pull));
+                    set.insert(shorthand(Action::Push));
                 }
                 _ if !item.contains(':') && item != "admin" => {
                     return Err(invalid(item, LIST_GRAMMAR));
@@ -454,13 +568,15 @@ impl ScopeSet {
         }
         let mut out: Vec<String> = Vec::new();
         for action in wanted {
-            let known = *action == "*" || REPOSITORY_ACTIONS.contains(action);
-            if !known || out.iter().any(|a| a == action) {
+            let Some(parsed) = Action::parse(action).filter(Action::is_repository_action) else {
+                continue;
+            };
+            if out.iter().any(|a| a == action) {
                 continue;
             }
             let requested = Scope::Repository {
                 name: name.to_owned(),
-                action: (*action).to_owned(),
+                action: parsed,
             };
             if self.allows(&requested) {
                 out.push((*action).to_owned());
@@ -719,15 +835,15 @@ mod tests {
             1 => Just(Scope::Admin),
             6 => (names, actions).prop_map(|(n, a)| Scope::Repository {
                 name: n.to_owned(),
-                action: a.to_owned(),
+                action: a.parse().unwrap(),
             }),
             2 => (segs, admin_actions).prop_map(|(r, a)| Scope::AdminResource {
                 resource: r.to_owned(),
-                action: a.to_owned(),
+                action: a.parse().unwrap(),
             }),
             1 => prop::sample::select(vec!["*", "catalog"]).prop_map(|n| Scope::Registry {
                 name: n.to_owned(),
-                action: "*".to_owned(),
+                action: Action::Any,
             }),
         ]
     }
@@ -766,7 +882,7 @@ mod tests {
             wanted in prop::collection::vec(prop::sample::select(vec!["pull", "push", "delete", "*", "x"]), 0..4),
         ) {
             for action in a.repository_actions(name, &wanted) {
-                let s = Scope::Repository { name: name.to_owned(), action: action.clone() };
+                let s = Scope::Repository { name: name.to_owned(), action: action.parse().unwrap() };
                 prop_assert!(a.allows(&s), "{} granted by {}", s, a);
                 prop_assert!(wanted.contains(&action.as_str()));
             }

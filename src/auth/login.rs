@@ -1,0 +1,289 @@
+//! Password login: the configured user, checked in constant time against a bcrypt hash on a
+//! bounded pool of threads, with failures rate-limited.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use secrecy::{ExposeSecret, SecretString};
+use tessera_backends::{BackendError, BackendKind, KeyPath, SecretsBackend};
+
+use super::{Auth, AuthError, Principal, digest};
+use crate::config::Config;
+use crate::keyring::KeyringError;
+use crate::password::PasswordError;
+use crate::scope::{ScopeError, ScopeSet};
+
+/// Password login settings, loaded once at start-up.
+pub struct PasswordLogin {
+    /// The configured username (not secret; for the audit line and the token subject).
+    username: String,
+    /// SHA-256 of the username, compared in constant time with the digest of the one sent.
+    username_digest: [u8; 32],
+    /// The bcrypt hash from the backend.
+    hash: SecretString,
+    /// A bcrypt hash of a random password with the same cost, checked for unknown users so
+    /// that they cost as much as a wrong password.
+    dummy_hash: SecretString,
+    /// Scopes of tokens issued by password login.
+    scopes: ScopeSet,
+}
+
+impl std::fmt::Debug for PasswordLogin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PasswordLogin")
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why password login cannot be set up. Never carries a secret.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoginError {
+    /// The secrets backend cannot be opened.
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    /// `auth.username` is set but the backend holds no hash.
+    #[error(
+        "`auth.username` is set to `{username}` but there is no password hash at `{key}` in the {backend} backend"
+    )]
+    NoHash {
+        username: String,
+        key: KeyPath,
+        backend: BackendKind,
+    },
+    /// The hash cannot be read.
+    #[error("cannot read the password hash: {0}")]
+    ReadHash(BackendError),
+    /// The stored value is not a bcrypt hash.
+    #[error("the value at `{key}` is not a bcrypt hash ($2a$, $2b$ or $2y$, 60 characters)")]
+    NotBcrypt { key: KeyPath },
+    /// The stored hash's cost is out of range.
+    #[error("the password hash at `{key}` {why}")]
+    Cost { key: KeyPath, why: String },
+    /// No randomness for the dummy password.
+    #[error(transparent)]
+    Random(#[from] KeyringError),
+    /// The dummy hash cannot be made.
+    #[error(transparent)]
+    Hash(#[from] PasswordError),
+    /// `auth.login_scopes` is not a scope list.
+    #[error("`auth.login_scopes`: {0}")]
+    Scopes(ScopeError),
+}
+
+impl LoginError {
+    /// What to do about it, where there is something to say.
+    pub fn hint(&self) -> Option<&'static str> {
+        match self {
+            LoginError::NoHash { .. } => Some(
+                "store one with `tessera auth password hash --store`, or remove `auth.username` to turn password login off",
+            ),
+            LoginError::NotBcrypt { .. } => {
+                Some("store one with `tessera auth password hash --store`")
+            }
+            LoginError::Cost { .. } => Some(
+                "store a new hash with `tessera auth password hash --store` (cost 12 by default)",
+            ),
+            _ => None,
+        }
+    }
+}
+
+impl PasswordLogin {
+    /// The password login of `[auth]`: `None` when `auth.username` is not set; else the hash
+    /// from `backend` (an error when it is missing or not a usable bcrypt hash) and a dummy
+    /// hash of the same cost.
+    pub fn load<'a>(
+        config: &Config,
+        backend: &dyn Fn() -> Result<&'a dyn SecretsBackend, BackendError>,
+    ) -> Result<Option<PasswordLogin>, LoginError> {
+        let Some(username) = &config.auth.username else {
+            return Ok(None);
+        };
+        let key = &config.auth.password_hash;
+        let hash = match backend()?.get(key) {
+            Ok(h) => h,
+            Err(e) if e.is_not_found() => {
+                return Err(LoginError::NoHash {
+                    username: username.clone(),
+                    key: key.clone(),
+                    backend: config.secrets.backend,
+                });
+            }
+            Err(e) => return Err(LoginError::ReadHash(e)),
+        };
+        let hash = SecretString::from(hash.expose_secret().trim().to_owned());
+        let cost = crate::password::hash_cost(&hash)
+            .map_err(|_| LoginError::NotBcrypt { key: key.clone() })?;
+        if let Err(why) = crate::password::check_stored_cost(cost) {
+            return Err(LoginError::Cost {
+                key: key.clone(),
+                why,
+            });
+        }
+        let dummy_password = crate::keyring::random_secret(32).map_err(LoginError::Random)?;
+        let dummy_hash = crate::password::hash(&dummy_password, cost).map_err(LoginError::Hash)?;
+        let scopes =
+            ScopeSet::parse_list(&config.auth.login_scopes, "*").map_err(LoginError::Scopes)?;
+        Ok(Some(PasswordLogin {
+            username: username.clone(),
+            username_digest: digest(username.as_bytes()),
+            hash,
+            dummy_hash,
+            scopes,
+        }))
+    }
+
+    /// The configured username: the subject of the tokens password login issues.
+    pub fn username(&self) -> &str {
+        &self.username
+    }
+}
+
+impl Auth {
+    /// Checks a username and password against `[auth]`: failures rate-limited per client
+    /// address and per account (see `ratelimit`), the username compared in constant time,
+    /// bcrypt on a thread of its own with at most all cores but one at once, and an unknown
+    /// user checked against a dummy hash of the same cost, so it costs what a wrong password
+    /// costs. The principal of the configured user, or `InvalidCredentials` (also when
+    /// password login is off), `RateLimited`, or `Unavailable` for a server shutting down.
+    pub async fn login(
+        &self,
+        peer: std::net::IpAddr,
+        username: &str,
+        password: SecretString,
+    ) -> Result<Principal, AuthError> {
+        let Some(login) = &self.login else {
+            return Err(AuthError::InvalidCredentials);
+        };
+        let attempt = self
+            .limiter
+            .begin(username, peer, std::time::Instant::now())
+            .map_err(|retry_after| AuthError::RateLimited { retry_after })?;
+        let user_ok: bool = subtle::ConstantTimeEq::ct_eq(
+            &login.username_digest[..],
+            &digest(username.as_bytes())[..],
+        )
+        .into();
+        let hash = SecretString::from(
+            if user_ok {
+                login.hash.expose_secret()
+            } else {
+                login.dummy_hash.expose_secret()
+            }
+            .to_owned(),
+        );
+        let password_ok = self.hashing.check(password, hash).await?;
+        if !(user_ok && password_ok) {
+            return Err(AuthError::InvalidCredentials);
+        }
+        self.limiter.succeeded(attempt, std::time::Instant::now());
+        Ok(Principal::password(&login.username, login.scopes.clone()))
+    }
+}
+
+/// At most all cores but one bcrypt checks at once, so that a flood of logins cannot starve
+/// token verification. A check holds its slot until the hash is done, even when the request
+/// that asked for it is gone (the client hung up, or the request timed out): the slot moves
+/// into the hashing thread with the work.
+#[derive(Debug)]
+pub(crate) struct Hashing {
+    slots: Arc<tokio::sync::Semaphore>,
+    limit: usize,
+    running: Arc<AtomicUsize>,
+    peak: Arc<AtomicUsize>,
+}
+
+/// How many password checks may run at once, and the most that ever did (for tests).
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PasswordChecks {
+    /// The limit.
+    pub limit: usize,
+    /// The most hashes that ran at the same time since the server started.
+    pub peak: usize,
+}
+
+impl Hashing {
+    pub(crate) fn new() -> Hashing {
+        let limit = std::thread::available_parallelism()
+            .map_or(1, |n| n.get().saturating_sub(1))
+            .max(1);
+        Hashing {
+            slots: Arc::new(tokio::sync::Semaphore::new(limit)),
+            limit,
+            running: Default::default(),
+            peak: Default::default(),
+        }
+    }
+
+    pub(crate) fn stats(&self) -> PasswordChecks {
+        PasswordChecks {
+            limit: self.limit,
+            peak: self.peak.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Waits for a slot, then checks `password` against `hash` on a thread of its own that
+    /// keeps the slot until it is done.
+    async fn check(&self, password: SecretString, hash: SecretString) -> Result<bool, AuthError> {
+        let slot = Arc::clone(&self.slots)
+            .acquire_owned()
+            .await
+            .map_err(|_| AuthError::Unavailable("the server is shutting down".to_owned()))?;
+        let running = Arc::clone(&self.running);
+        let peak = Arc::clone(&self.peak);
+        bcrypt_in_background(move || {
+            let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+            peak.fetch_max(now, Ordering::SeqCst);
+            let ok = crate::password::verify(&password, &hash).unwrap_or(false);
+            running.fetch_sub(1, Ordering::SeqCst);
+            drop(slot);
+            ok
+        })
+        .await
+    }
+}
+
+/// Runs a password check on a thread of its own with a lower scheduling
+/// priority (nice 10 on Linux). A bcrypt check is a quarter of a second of CPU that cannot
+/// yield: at the default priority, a flood of logins took whole time slices from the runtime
+/// threads and delayed token checks queued behind them by tens of milliseconds. At nice 10 the
+/// scheduler lets a runtime thread with work preempt it at once; logins get the CPU the token
+/// checks leave (and at least a tenth of a core each when both compete).
+async fn bcrypt_in_background(
+    check: impl FnOnce() -> bool + Send + 'static,
+) -> Result<bool, AuthError> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("tessera-bcrypt".to_owned())
+        .spawn(move || {
+            lower_thread_priority();
+            let _ = tx.send(check());
+        })
+        .map_err(|e| {
+            tracing::error!(error = %e, "cannot start a thread for a password check");
+            AuthError::Unavailable(
+                "the server cannot check passwords right now; try again".to_owned(),
+            )
+        })?;
+    Ok(rx.await.unwrap_or(false))
+}
+
+/// Lowers the calling thread's priority to nice 10 (best effort).
+#[cfg(target_os = "linux")]
+fn lower_thread_priority() {
+    // SAFETY: gettid and setpriority take no pointers and have no preconditions; on Linux,
+    // PRIO_PROCESS with a thread id changes the priority of that one thread.
+    let result = unsafe {
+        let tid = libc::gettid();
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 10)
+    };
+    if result != 0 {
+        tracing::debug!("cannot lower the priority of the password check thread");
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn lower_thread_priority() {}

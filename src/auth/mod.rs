@@ -1,0 +1,309 @@
+//! The authentication core, free of any transport: who is calling ([`Auth::authenticate`],
+//! [`Auth::login`]), and new tokens ([`issue`]). The HTTP adapter (`crate::http`) and the
+//! CLI call it; it knows nothing of HTTP.
+//!
+//! [`Auth`] is what a server holds: the signing keys, the token store, the `[auth]` settings,
+//! the password login, the login rate limiter, the pool of password checks and the table of
+//! tokens already verified.
+
+pub mod authenticate;
+pub mod issue;
+pub mod login;
+mod ratelimit;
+mod verified;
+
+use std::collections::HashSet;
+use std::sync::{Arc, RwLock};
+
+use jiff::Timestamp;
+use sha2::{Digest, Sha256};
+
+pub use authenticate::{AudienceRule, OfflineError, Purpose, check_offline};
+pub use issue::{Expiry, IssueRequest, Origin};
+pub use login::{LoginError, PasswordChecks, PasswordLogin};
+pub use ratelimit::RateLimiter;
+pub use verified::VerifiedToken;
+
+use crate::config::Config;
+use crate::duration::{DurationError, HumanDuration};
+use crate::scope::{Scope, ScopeSet};
+use crate::store::{StoreError, TokenStore};
+use crate::token::{KeyRing, MintError, VerifyError};
+
+/// The `[auth]` settings the core applies.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `auth.issuer`: the `iss` of every token.
+    pub issuer: String,
+    /// `auth.enabled`: when false (loopback only), a request without credentials is let
+    /// through with every scope.
+    pub enabled: bool,
+    /// `auth.token_expiry`: the expiry of tokens issued without one asked for.
+    pub token_expiry: HumanDuration,
+    /// `auth.max_token_expiry`: the longest expiry issued (never = no cap).
+    pub max_token_expiry: HumanDuration,
+}
+
+impl Settings {
+    /// The settings of `config`.
+    pub fn from_config(config: &Config) -> Settings {
+        Settings {
+            issuer: config.auth.issuer.clone(),
+            enabled: config.auth.enabled,
+            token_expiry: config.auth.token_expiry,
+            max_token_expiry: config.auth.max_token_expiry,
+        }
+    }
+}
+
+/// What a server holds to authenticate callers and issue tokens.
+#[derive(Debug)]
+pub struct Auth {
+    keys: KeyRing,
+    store: Arc<dyn TokenStore>,
+    settings: Settings,
+    login: Option<PasswordLogin>,
+    limiter: RateLimiter,
+    /// Ids of single-use tokens (read from the store at start, extended when this server
+    /// issues one): a token listed here is marked used in the store when it is used, and
+    /// cannot be the parent of a derived token. Other tokens skip the store write.
+    single_use: RwLock<HashSet<String>>,
+    hashing: login::Hashing,
+    verified: verified::Verified,
+}
+
+impl Auth {
+    /// The core from its parts. Reads the ids of single-use tokens from `store`.
+    /// `login_attempts_per_minute` is `server.login_attempts_per_minute`.
+    pub fn new(
+        settings: Settings,
+        keys: KeyRing,
+        store: Arc<dyn TokenStore>,
+        login: Option<PasswordLogin>,
+        login_attempts_per_minute: u32,
+    ) -> Result<Auth, StoreError> {
+        let single_use = store
+            .list(Timestamp::now())?
+            .into_iter()
+            .filter(|r| r.single_use && !r.revoked)
+            .map(|r| r.jti)
+            .collect();
+        Ok(Auth {
+            keys,
+            store,
+            settings,
+            login,
+            limiter: RateLimiter::new(login_attempts_per_minute),
+            single_use: RwLock::new(single_use),
+            hashing: login::Hashing::new(),
+            verified: Default::default(),
+        })
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The token store.
+    pub fn store(&self) -> &Arc<dyn TokenStore> {
+        &self.store
+    }
+
+    /// The password login, when `auth.username` is set.
+    pub fn password_login(&self) -> Option<&PasswordLogin> {
+        self.login.as_ref()
+    }
+
+    /// How many password checks may run at once and the most that did (for tests).
+    #[doc(hidden)]
+    pub fn password_checks(&self) -> PasswordChecks {
+        self.hashing.stats()
+    }
+
+    /// Whether `jti` is known here as a single-use token.
+    pub fn is_single_use(&self, jti: &str) -> bool {
+        match self.single_use.read() {
+            Ok(set) => set.contains(jti),
+            Err(p) => p.into_inner().contains(jti),
+        }
+    }
+
+    fn remember_single_use(&self, jti: &str) {
+        match self.single_use.write() {
+            Ok(mut set) => set.insert(jti.to_owned()),
+            Err(p) => p.into_inner().insert(jti.to_owned()),
+        };
+    }
+
+    /// The caller without credentials when `auth.enabled = false`: every scope. `None` when
+    /// authentication is on.
+    pub fn anonymous(&self) -> Option<Principal> {
+        (!self.settings.enabled).then(|| Principal {
+            subject: "anonymous (auth disabled)".to_owned(),
+            scopes: std::iter::once(Scope::Admin).collect(),
+            method: Method::Anonymous,
+            token: None,
+        })
+    }
+
+    /// Runs a store call on a blocking thread.
+    pub async fn with_store<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn TokenStore) -> Result<R, StoreError> + Send + 'static,
+    ) -> Result<R, AuthError> {
+        let store = Arc::clone(&self.store);
+        match tokio::task::spawn_blocking(move || f(store.as_ref())).await {
+            Ok(r) => r.map_err(AuthError::StoreUnavailable),
+            Err(e) => Err(AuthError::TaskFailed(e.to_string())),
+        }
+    }
+}
+
+/// How a caller proved who it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// A tessera token.
+    Token,
+    /// The `[auth]` username and password.
+    Password,
+    /// Nothing: `auth.enabled = false` on loopback.
+    Anonymous,
+}
+
+/// Who is calling: the subject, what it may do, and how it proved it.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    /// The subject (`sub` of the token, or the configured username).
+    pub subject: String,
+    /// What the caller may do.
+    pub scopes: ScopeSet,
+    /// How it authenticated.
+    pub method: Method,
+    /// The token presented, for [`Method::Token`].
+    pub token: Option<Arc<VerifiedToken>>,
+}
+
+impl Principal {
+    fn password(subject: &str, scopes: ScopeSet) -> Principal {
+        Principal {
+            subject: subject.to_owned(),
+            scopes,
+            method: Method::Password,
+            token: None,
+        }
+    }
+
+    /// The id of the token presented, if one was.
+    pub fn token_id(&self) -> Option<&str> {
+        self.token.as_ref().map(|t| t.claims().jti.as_str())
+    }
+
+    /// `Ok` when the caller's scopes allow `needed`, else [`AuthError::Forbidden`].
+    pub fn require(&self, needed: &Scope) -> Result<(), AuthError> {
+        if self.scopes.allows(needed) {
+            Ok(())
+        } else {
+            Err(AuthError::Forbidden {
+                required: needed.to_string(),
+            })
+        }
+    }
+}
+
+/// Why a caller was refused or a token not issued. Never carries a secret.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthError {
+    /// The token is not valid (bad signature, malformed, wrong issuer or audience, ...):
+    /// the sentence says which.
+    #[error("{0}")]
+    Invalid(String),
+    /// The token expired at `at`. With `deriving`, something was to be derived from it.
+    #[error("the token expired at {at}{}", if *deriving { ", so nothing can be derived from it" } else { "" })]
+    Expired { at: Timestamp, deriving: bool },
+    /// The token, or one it was derived from, has been revoked.
+    #[error("the token has been revoked")]
+    Revoked,
+    /// A single-use token presented again.
+    #[error("the single-use token has already been used")]
+    AlreadyUsed,
+    /// A single-use token cannot be the parent of a derived token.
+    #[error(
+        "a single-use token cannot be refreshed or exchanged for an offline token; use it once as it is, or ask for a token that is not single-use"
+    )]
+    SingleUse,
+    /// The username given is not the token's subject.
+    #[error("the username does not match the token's subject `{subject}`; log in with that name")]
+    SubjectMismatch { subject: String },
+    /// Wrong username or password (or password login is off).
+    #[error("the username or password is wrong")]
+    InvalidCredentials,
+    /// The caller lacks the scope `required`.
+    #[error("this request needs a token with scope `{required}`")]
+    Forbidden { required: String },
+    /// Too many failed logins; try again in `retry_after` seconds.
+    #[error("too many failed logins; try again in {retry_after} s")]
+    RateLimited { retry_after: u64 },
+    /// The subject holds as many unexpired tokens as are issued on request.
+    #[error(
+        "`{}` already holds {limit} unexpired tokens, the most the server issues through refresh and offline tokens; use one of them, or wait until some expire",
+        shown(subject)
+    )]
+    TooMany { subject: String, limit: usize },
+    /// The expiry asked for is longer than `auth.max_token_expiry`.
+    #[error("expiry `{asked}` is longer than the server's maximum ({max})")]
+    ExpiryTooLong {
+        asked: HumanDuration,
+        max: HumanDuration,
+    },
+    /// An expiry that cannot be computed (it overflows).
+    #[error(transparent)]
+    Duration(#[from] DurationError),
+    /// The token cannot be minted (bad subject, expiry out of range, signing failure).
+    #[error(transparent)]
+    Mint(#[from] MintError),
+    /// The token store cannot answer: nothing can be decided (fail closed).
+    #[error("the token store cannot answer: {0}")]
+    StoreUnavailable(StoreError),
+    /// The thread running a store call failed.
+    #[error("the token store call failed: {0}")]
+    TaskFailed(String),
+    /// The server cannot do it now (shutting down, no thread).
+    #[error("{0}")]
+    Unavailable(String),
+    /// A bug: what should not happen did.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<VerifyError> for AuthError {
+    fn from(e: VerifyError) -> Self {
+        match e {
+            VerifyError::Expired(at) => AuthError::Expired {
+                at,
+                deriving: false,
+            },
+            VerifyError::Revoked => AuthError::Revoked,
+            other => AuthError::Invalid(format!("the token is not valid: {}", other.reason())),
+        }
+    }
+}
+
+/// A subject for a message: control characters escaped, cut at 40 characters.
+fn shown(subject: &str) -> String {
+    subject
+        .chars()
+        .take(40)
+        .flat_map(char::escape_debug)
+        .collect()
+}
+
+/// SHA-256 of a username (so that constant-time comparison sees equal lengths) or of a token
+/// (so that the table of verified tokens never holds one).
+pub(crate) fn digest(s: &[u8]) -> [u8; 32] {
+    Sha256::digest(s).into()
+}
+
+#[cfg(test)]
+mod tests;
