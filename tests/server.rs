@@ -16,7 +16,7 @@ use secrecy::SecretString;
 use serde_json::{Value, json};
 use tessera::config::{Config, Env};
 use tessera::server::{self, ServerState};
-use tessera::store::{StoreError, TokenRecord, TokenState, TokenStore};
+use tessera::store::{Standing, StoreError, TokenRecord, TokenState, TokenStore};
 use tessera::token::{self, KeyRing, MintRequest, ScopeSet, SigningKey};
 
 const SECRET: &str = "test-signing-secret-0123456789-abcdefghijklmnop";
@@ -667,7 +667,7 @@ struct BrokenStore;
 impl BrokenStore {
     fn err() -> StoreError {
         StoreError::Unavailable {
-            path: "broken".into(),
+            location: "broken".into(),
             message: "disk on fire".into(),
             hint: "test",
         }
@@ -687,6 +687,9 @@ impl TokenStore for BrokenStore {
         Err(Self::err().into())
     }
     fn is_revoked(&self, _: &str, _: &str, _: Timestamp) -> Result<bool, StoreError> {
+        Err(Self::err())
+    }
+    fn check(&self, _: &str, _: &str, _: Timestamp) -> Result<Standing, StoreError> {
         Err(Self::err())
     }
     fn token_state(&self, _: &str) -> Result<TokenState, StoreError> {

@@ -258,10 +258,7 @@ async fn verify_token(
             ),
         ));
     }
-    if offline && state.is_single_use(&claims.jti) {
-        return Err(ApiError::single_use());
-    }
-    let refusal = state.refusal(&claims).await?;
+    let refusal = state.refusal(&claims, offline).await?;
     if let Some(msg) = refusal {
         return Err(unauthorized("TOKEN_REVOKED", msg));
     }

@@ -225,10 +225,7 @@ async fn authenticate(
         ));
     }
     audit.set_principal(&claims.sub);
-    if purpose == Purpose::Derive && state.is_single_use(&claims.jti) {
-        return Err(ApiError::single_use());
-    }
-    let refusal = state.refusal(&claims).await?;
+    let refusal = state.refusal(&claims, purpose == Purpose::Derive).await?;
     match refusal {
         Some(msg) => Err(ApiError::token_revoked(msg)),
         None => Ok(claims),
@@ -337,12 +334,6 @@ async fn issue(
     .map_err(mint_error)?;
     let c = &minted.claims;
     let record = TokenRecord::minted(c, now, single_use);
-    if single_use {
-        match state.single_use.write() {
-            Ok(mut set) => set.insert(c.jti.clone()),
-            Err(p) => p.into_inner().insert(c.jti.clone()),
-        };
-    }
     with_store(state, move |s| s.record(&record)).await?;
     Ok(minted)
 }
@@ -380,14 +371,6 @@ impl ApiError {
 }
 
 impl ServerState {
-    /// Whether this server knows `jti` as a single-use token.
-    pub(crate) fn is_single_use(&self, jti: &str) -> bool {
-        match self.single_use.read() {
-            Ok(set) => set.contains(jti),
-            Err(p) => p.into_inner().contains(jti),
-        }
-    }
-
     /// Mints and records a token that a holder asks for with a credential it already has: a
     /// token derived from `parent` (`POST /auth/refresh`; a registry offline token for a
     /// tessera token, or its renewal), or a registry offline token for a password login
@@ -420,9 +403,6 @@ impl ServerState {
                 .map_err(|_| ApiError::invalid_token("the token's scopes cannot be read"))?;
             if let Some(missing) = scopes.iter().find(|s| !held.allows(s)) {
                 return Err(ApiError::forbidden(missing.to_string()));
-            }
-            if self.is_single_use(&p.jti) {
-                return Err(ApiError::single_use());
             }
             if let Some(exp) = p.exp
                 && exp <= now.as_second()

@@ -1,8 +1,7 @@
 //! What the server loads at start-up: signing keys, token store, password login.
 
 use std::cell::OnceCell;
-use std::collections::HashSet;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use jiff::Timestamp;
 use secrecy::{ExposeSecret, SecretString};
@@ -14,7 +13,7 @@ use crate::config::{Config, Env};
 use crate::duration::HumanDuration;
 use crate::error::CliError;
 use crate::keyring::load_keyring;
-use crate::store::{SqliteStore, TokenStore};
+use crate::store::{Standing, TokenStore};
 use crate::token::{KeyRing, ScopeSet};
 
 /// Password login settings, loaded once at start-up.
@@ -51,9 +50,6 @@ pub struct ServerState {
     pub(crate) max_token_expiry: HumanDuration,
     pub(crate) login: Option<PasswordLogin>,
     pub(crate) limiter: RateLimiter,
-    /// Ids of single-use tokens (loaded from the store at start, extended when this server
-    /// mints one); their use is recorded in the store with `mark_used`.
-    pub(crate) single_use: RwLock<HashSet<String>>,
     /// The Docker registry token service, when configured (see `crate::registry`).
     pub(crate) registry: Option<Arc<crate::registry::RegistryState>>,
     /// The bounded pool of password checks.
@@ -213,41 +209,35 @@ fn lower_thread_priority() {}
 
 impl ServerState {
     /// Why a token that verified may still not be used now: revoked (by id, by subject or by
-    /// `revoke --all`), or a single-use token used before (this use is recorded). The store is
-    /// asked every time (no cache, so a revocation made with the CLI is seen at once); a store
-    /// that cannot answer is 503 (fail closed).
+    /// `revoke --all`), or a single-use token used before (this use is recorded in the store,
+    /// which every server sharing it sees). The store is asked every time (it reuses an answer
+    /// only while nothing has changed in it, so a revocation made with the CLI is seen at
+    /// once); a store that cannot answer is 503 (fail closed). With `derive`, the token is
+    /// about to be the parent of a derived token: a single-use token is refused (403
+    /// `SINGLE_USE`) before it is used up.
     pub(crate) async fn refusal(
         &self,
         claims: &crate::token::Claims,
+        derive: bool,
     ) -> Result<Option<&'static str>, super::ApiError> {
-        let single = match self.single_use.read() {
-            Ok(set) => set.contains(&claims.jti),
-            Err(p) => p.into_inner().contains(&claims.jti),
-        };
         let iat = Timestamp::from_second(claims.iat).unwrap_or(Timestamp::MIN);
-        if !single {
-            // A read on the store's own read connections, which never wait for a writer, and
-            // it takes microseconds: inline, since a hop to the blocking pool costs more.
-            return match self.store.is_revoked(&claims.jti, &claims.sub, iat) {
-                Ok(true) => Ok(Some("the token has been revoked")),
-                Ok(false) => Ok(None),
-                Err(e) => Err(super::ApiError::store_unavailable(e)),
-            };
+        // A read on the store's own read connections, which never wait for a writer, and it
+        // takes microseconds: inline, since a hop to the blocking pool costs more.
+        match self.store.check(&claims.jti, &claims.sub, iat) {
+            Ok(Standing::Valid) => return Ok(None),
+            Ok(Standing::Revoked) => return Ok(Some("the token has been revoked")),
+            Ok(Standing::SingleUse) if derive => return Err(super::ApiError::single_use()),
+            Ok(Standing::SingleUse) => {}
+            Err(e) => return Err(super::ApiError::store_unavailable(e)),
         }
-        let (jti, sub) = (claims.jti.clone(), claims.sub.clone());
+        // Marking the use is a write, which may wait for another writer: off the runtime.
+        let jti = claims.jti.clone();
         let store = Arc::clone(&self.store);
-        tokio::task::spawn_blocking(move || -> Result<_, crate::store::StoreError> {
-            if store.is_revoked(&jti, &sub, iat)? {
-                return Ok(Some("the token has been revoked"));
-            }
-            if !store.mark_used(&jti, Timestamp::now())? {
-                return Ok(Some("the single-use token has already been used"));
-            }
-            Ok(None)
-        })
-        .await
-        .map_err(super::ApiError::store_unavailable)?
-        .map_err(super::ApiError::store_unavailable)
+        let first = tokio::task::spawn_blocking(move || store.mark_used(&jti, Timestamp::now()))
+            .await
+            .map_err(super::ApiError::store_unavailable)?
+            .map_err(super::ApiError::store_unavailable)?;
+        Ok((!first).then_some("the single-use token has already been used"))
     }
 }
 
@@ -271,7 +261,7 @@ impl ServerState {
             Ok(backend_cell.get_or_init(|| b).as_ref())
         };
         let (keys, _) = load_keyring(config, env, &backend, false)?;
-        let store = SqliteStore::open(&config.token_store_path())
+        let store = crate::store::open(config)
             .map_err(|e| CliError::from(e).context("cannot open the token store"))?;
         let login = match &config.auth.username {
             None => None,
@@ -318,7 +308,7 @@ impl ServerState {
                 })
             }
         };
-        let mut state = ServerState::new(keys, Arc::new(store), config, login)?;
+        let mut state = ServerState::new(keys, store, config, login)?;
         state.registry = crate::registry::RegistryState::load(config, &backend)?.map(Arc::new);
         Ok(state)
     }
@@ -340,13 +330,6 @@ impl ServerState {
         config: &Config,
         login: Option<PasswordLogin>,
     ) -> Result<ServerState, CliError> {
-        let single_use = store
-            .list(Timestamp::now())
-            .map_err(|e| CliError::from(e).context("cannot read the token store"))?
-            .into_iter()
-            .filter(|r| r.single_use && !r.revoked)
-            .map(|r| r.jti)
-            .collect();
         Ok(ServerState {
             keys,
             store,
@@ -356,7 +339,6 @@ impl ServerState {
             max_token_expiry: config.auth.max_token_expiry,
             login,
             limiter: RateLimiter::new(config.server.login_attempts_per_minute),
-            single_use: RwLock::new(single_use),
             registry: None,
             hashing: Hashing::new(),
             verified: Default::default(),

@@ -10,7 +10,7 @@ use crate::cli::io::read_stdin_secret;
 use crate::duration::HumanDuration;
 use crate::error::{CliError, ErrorCode};
 use crate::keyring::{SecretOrigin, load_keyring};
-use crate::store::{SqliteStore, TokenRecord, TokenState, TokenStore};
+use crate::store::{self, TokenRecord, TokenState, TokenStore};
 use crate::token::{self, Claims, MintRequest, ScopeSet, VerifyOptions};
 
 #[derive(Debug, Subcommand)]
@@ -131,8 +131,8 @@ fn ts(secs: i64) -> Option<String> {
     Timestamp::from_second(secs).ok().map(|t| t.to_string())
 }
 
-fn open_store(ctx: &Context) -> Result<SqliteStore, CliError> {
-    Ok(SqliteStore::open(&ctx.config.token_store_path())?)
+fn open_store(ctx: &Context) -> Result<std::sync::Arc<dyn TokenStore>, CliError> {
+    Ok(store::open(&ctx.config)?)
 }
 
 fn generate(ctx: &Context, args: GenerateArgs) -> Result<(), CliError> {
@@ -176,7 +176,7 @@ fn generate(ctx: &Context, args: GenerateArgs) -> Result<(), CliError> {
     )?;
     let c = &minted.claims;
     let record = TokenRecord::minted(c, now, false);
-    if let Err(e) = SqliteStore::record_pending(&ctx.config.token_store_path(), &record) {
+    if let Err(e) = store::open_lazily(&ctx.config).record_minted(&record) {
         ctx.out.warn(&format!(
             "the token was minted but not recorded, so `tessera auth token list` will not show it: {e}"
         ));
@@ -237,17 +237,15 @@ fn verify(ctx: &Context, args: VerifyArgs) -> Result<(), CliError> {
     // own (naming the file and the fix), never reported as "invalid token: malformed".
     let result = match token::verify(&keys, raw.expose_secret().trim(), &opts) {
         Ok(claims) => {
-            let path = ctx.config.token_store_path();
-            let revoked = if SqliteStore::exists(&path) {
-                let iat = Timestamp::from_second(claims.iat).unwrap_or(Timestamp::MIN);
-                SqliteStore::open(&path)
-                    .and_then(|s| s.is_revoked(&claims.jti, &claims.sub, iat))
-                    .map_err(|e| {
-                        CliError::from(e).context("cannot check whether the token has been revoked")
-                    })?
-            } else {
-                false
-            };
+            let iat = Timestamp::from_second(claims.iat).unwrap_or(Timestamp::MIN);
+            let revoked = store::open_existing(&ctx.config)
+                .and_then(|s| match s {
+                    Some(s) => s.is_revoked(&claims.jti, &claims.sub, iat),
+                    None => Ok(false),
+                })
+                .map_err(|e| {
+                    CliError::from(e).context("cannot check whether the token has been revoked")
+                })?;
             if revoked {
                 Err(token::VerifyError::Revoked)
             } else {
@@ -298,13 +296,12 @@ fn verify(ctx: &Context, args: VerifyArgs) -> Result<(), CliError> {
 }
 
 fn list(ctx: &Context) -> Result<(), CliError> {
-    let path = ctx.config.token_store_path();
-    let records = if SqliteStore::exists(&path) {
-        let store = SqliteStore::open(&path)?;
-        store.prune(now())?;
-        store.list(now())?
-    } else {
-        Vec::new()
+    let records = match store::open_existing(&ctx.config)? {
+        Some(store) => {
+            store.prune(now())?;
+            store.list(now())?
+        }
+        None => Vec::new(),
     };
     if ctx.out.json {
         let records = serde_json::to_value(&records)
@@ -393,12 +390,11 @@ fn revoke(ctx: &Context, args: RevokeArgs) -> Result<(), CliError> {
 /// success) unless `unrecorded` says it is a token minted elsewhere; an id already revoked is
 /// reported as such with exit 0 (the wanted state holds, as for a second `docker rm -f`).
 fn revoke_id(ctx: &Context, jti: &str, unrecorded: bool, now: Timestamp) -> Result<(), CliError> {
-    let path = ctx.config.token_store_path();
     // No store yet: nothing is known, and an unknown id must not create one.
-    let store = if SqliteStore::exists(&path) || unrecorded {
-        Some(SqliteStore::open(&path)?)
+    let store = if unrecorded {
+        Some(store::open(&ctx.config)?)
     } else {
-        None
+        store::open_existing(&ctx.config)?
     };
     let state = match &store {
         Some(s) => s.token_state(jti)?,
