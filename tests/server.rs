@@ -1433,3 +1433,33 @@ fn a_single_use_token_minted_by_another_server_cannot_be_refreshed() {
     assert_eq!(get_verify(&base, &once).0, 200);
     assert_eq!(get_verify(&base, &once).0, 401);
 }
+
+/// Single-use marks live in the store, not in a server's memory: a single-use token minted on
+/// one server is used once across every server sharing the store.
+#[test]
+fn a_single_use_token_is_used_once_across_servers() {
+    let h = Home::new("");
+    let first = h.start();
+    let second = h.start();
+    let (admin, _) = h.mint("root", "admin");
+    let r = http()
+        .post(format!("http://{}/auth/tokens", first.addr()))
+        .bearer_auth(&admin)
+        .json(&json!({"subject": "ci", "scopes": "pull", "single_use": true}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let once = r.json::<Value>().unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (one, two) = (
+        format!("http://{}", first.addr()),
+        format!("http://{}", second.addr()),
+    );
+    assert_eq!(get_verify(&two, &once).0, 200, "the first use");
+    for base in [&one, &two] {
+        let (s, v) = get_verify(base, &once);
+        assert_eq!((s, v["code"].as_str()), (401, Some("TOKEN_REVOKED")), "{v}");
+    }
+}
