@@ -163,6 +163,8 @@ const CHECK_SQL: &str = "SELECT EXISTS (SELECT 1 FROM revoked_jtis WHERE jti = ?
     MAX(t.single_use), MAX(COALESCE(t.root_issued_at, t.issued_at))
     FROM tokens t WHERE t.jti = ?1";
 
+/// The SQLite engine: one store file, shared by every process on the host that opens it.
+/// Callers open it through [`crate::store::open`].
 pub struct SqliteStore {
     path: PathBuf,
     conn: Mutex<Connection>,
@@ -268,7 +270,7 @@ impl SqliteStore {
     }
 
     /// Whether there is a store at `path`: the database, or records waiting to enter it.
-    pub fn exists(path: &Path) -> bool {
+    pub(super) fn exists(path: &Path) -> bool {
         path.exists() || pending::path(path).exists()
     }
 
