@@ -342,7 +342,6 @@ impl From<StartError> for CliError {
             StartError::Registry(e) => return e.into(),
             StartError::Backend(e) => e.into(),
             StartError::OpenStore(e) => CliError::from(e).context("cannot open the token store"),
-            StartError::ReadStore(e) => CliError::from(e).context("cannot read the token store"),
             other => CliError::new(other.to_string()),
         };
         match hint {

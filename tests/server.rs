@@ -16,7 +16,7 @@ use secrecy::SecretString;
 use serde_json::{Value, json};
 use tessera::config::{Config, Env};
 use tessera::http::{self as server, ServerState};
-use tessera::store::{StoreError, TokenRecord, TokenState, TokenStore};
+use tessera::store::{Standing, StoreError, TokenRecord, TokenState, TokenStore};
 use tessera::token::{self, KeyRing, MintRequest, ScopeSet, SigningKey};
 
 const SECRET: &str = "test-signing-secret-0123456789-abcdefghijklmnop";
@@ -667,7 +667,7 @@ struct BrokenStore;
 impl BrokenStore {
     fn err() -> StoreError {
         StoreError::Unavailable {
-            path: "broken".into(),
+            location: "broken".into(),
             message: "disk on fire".into(),
             hint: "test",
         }
@@ -687,6 +687,9 @@ impl TokenStore for BrokenStore {
         Err(Self::err().into())
     }
     fn is_revoked(&self, _: &str, _: &str, _: Timestamp) -> Result<bool, StoreError> {
+        Err(Self::err())
+    }
+    fn check(&self, _: &str, _: &str, _: Timestamp) -> Result<Standing, StoreError> {
         Err(Self::err())
     }
     fn token_state(&self, _: &str) -> Result<TokenState, StoreError> {
@@ -717,7 +720,7 @@ fn a_store_that_cannot_answer_fails_closed_with_503() {
     let h = Home::new("");
     let keys =
         KeyRing::single(SigningKey::new(&SecretString::from(SECRET.to_owned()), "").unwrap());
-    let state = ServerState::from_parts(&h.config(), keys, Arc::new(BrokenStore)).unwrap();
+    let state = ServerState::from_parts(&h.config(), keys, Arc::new(BrokenStore));
     let srv = server::spawn(state, TcpListener::bind("127.0.0.1:0").unwrap(), None).unwrap();
     let (tok, _) = h.mint("ci", "pull");
     let (s, v) = get_verify(&format!("http://{}", srv.addr()), &tok);
@@ -1429,4 +1432,34 @@ fn a_single_use_token_minted_by_another_server_cannot_be_refreshed() {
     let base = format!("http://{}", first.addr());
     assert_eq!(get_verify(&base, &once).0, 200);
     assert_eq!(get_verify(&base, &once).0, 401);
+}
+
+/// Single-use marks live in the store, not in a server's memory: a single-use token minted on
+/// one server is used once across every server sharing the store.
+#[test]
+fn a_single_use_token_is_used_once_across_servers() {
+    let h = Home::new("");
+    let first = h.start();
+    let second = h.start();
+    let (admin, _) = h.mint("root", "admin");
+    let r = http()
+        .post(format!("http://{}/auth/tokens", first.addr()))
+        .bearer_auth(&admin)
+        .json(&json!({"subject": "ci", "scopes": "pull", "single_use": true}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let once = r.json::<Value>().unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (one, two) = (
+        format!("http://{}", first.addr()),
+        format!("http://{}", second.addr()),
+    );
+    assert_eq!(get_verify(&two, &once).0, 200, "the first use");
+    for base in [&one, &two] {
+        let (s, v) = get_verify(base, &once);
+        assert_eq!((s, v["code"].as_str()), (401, Some("TOKEN_REVOKED")), "{v}");
+    }
 }

@@ -10,7 +10,7 @@ use jiff::Timestamp;
 
 use super::verified::VerifiedToken;
 use super::{Auth, AuthError, Method, Principal};
-use crate::store::{StoreError, TokenStore};
+use crate::store::{Standing, StoreError, TokenStore};
 use crate::token::{self, Claims, KeyRing, VerifyError, VerifyOptions};
 
 /// Which audiences an entry point accepts.
@@ -125,32 +125,26 @@ impl Auth {
         purpose: Purpose,
     ) -> Result<Principal, AuthError> {
         let claims = token.claims();
-        let single = self.is_single_use(&claims.jti);
-        if purpose == Purpose::Derive && single {
-            return Err(AuthError::SingleUse);
-        }
         let iat = Timestamp::from_second(claims.iat).unwrap_or(Timestamp::MIN);
-        if single {
-            let (jti, sub) = (claims.jti.clone(), claims.sub.clone());
-            let outcome = self
-                .with_store(move |store| {
-                    if store.is_revoked(&jti, &sub, iat)? {
-                        return Ok(Err(AuthError::Revoked));
-                    }
-                    if !store.mark_used(&jti, Timestamp::now())? {
-                        return Ok(Err(AuthError::AlreadyUsed));
-                    }
-                    Ok(Ok(()))
-                })
-                .await?;
-            outcome?;
-        } else {
-            // A read on the store's own read connections, which never wait for a writer, and
-            // it takes microseconds: inline, since a hop to the blocking pool costs more.
-            match self.store.is_revoked(&claims.jti, &claims.sub, iat) {
-                Ok(true) => return Err(AuthError::Revoked),
-                Ok(false) => {}
-                Err(e) => return Err(AuthError::StoreUnavailable(e)),
+        // A read on the store's own read connections, which never wait for a writer, and it
+        // takes microseconds: inline, since a hop to the blocking pool costs more.
+        let standing = self
+            .store
+            .check(&claims.jti, &claims.sub, iat)
+            .map_err(AuthError::StoreUnavailable)?;
+        match standing {
+            Standing::Valid => {}
+            Standing::Revoked => return Err(AuthError::Revoked),
+            // Refused before it is used up, so the token still works once afterwards.
+            Standing::SingleUse if purpose == Purpose::Derive => return Err(AuthError::SingleUse),
+            Standing::SingleUse => {
+                let jti = claims.jti.clone();
+                let first = self
+                    .with_store(move |store| store.mark_used(&jti, Timestamp::now()))
+                    .await?;
+                if !first {
+                    return Err(AuthError::AlreadyUsed);
+                }
             }
         }
         Ok(Principal {

@@ -83,13 +83,13 @@ pub fn check_cap(
     Ok(())
 }
 
-/// Applies the rules to `req` and mints the token; nothing is recorded. `is_single_use` says
-/// whether a parent is a single-use token.
+/// Applies the rules to `req` and mints the token; nothing is recorded. A single-use parent
+/// is refused by [`Auth::admit`] (for [`crate::auth::Purpose::Derive`]) and again, inside the
+/// store's write transaction, by [`record`].
 pub fn prepare(
     keys: &KeyRing,
     settings: &Settings,
     req: &IssueRequest<'_>,
-    is_single_use: &dyn Fn(&str) -> bool,
 ) -> Result<Issued, AuthError> {
     let now = req.now;
     let (expiry, not_after, single_use, checked) = match req.origin {
@@ -109,7 +109,7 @@ pub fn prepare(
         }
         Origin::OnRequest { parent } => {
             if let Some(p) = parent {
-                check_parent(p, req, is_single_use)?;
+                check_parent(p, req)?;
             }
             let not_after =
                 token::latest_expiry(now, settings.max_token_expiry, parent.and_then(|p| p.exp))?;
@@ -141,13 +141,9 @@ pub fn prepare(
     })
 }
 
-/// A derived token keeps its parent's subject, at most its scopes, and needs a parent that is
-/// neither single-use nor expired.
-fn check_parent(
-    parent: &Claims,
-    req: &IssueRequest<'_>,
-    is_single_use: &dyn Fn(&str) -> bool,
-) -> Result<(), AuthError> {
+/// A derived token keeps its parent's subject, at most its scopes, and needs a parent that has
+/// not expired (single-use parents are refused by the store; see [`prepare`]).
+fn check_parent(parent: &Claims, req: &IssueRequest<'_>) -> Result<(), AuthError> {
     if parent.sub != req.subject {
         return Err(AuthError::Internal(
             "a derived token was asked for another subject than its parent's".to_owned(),
@@ -157,9 +153,6 @@ fn check_parent(
         return Err(AuthError::Forbidden {
             required: missing.to_string(),
         });
-    }
-    if is_single_use(&parent.jti) {
-        return Err(AuthError::SingleUse);
     }
     if let Some(exp) = parent.exp
         && exp <= req.now.as_second()
@@ -194,12 +187,7 @@ impl Auth {
     /// Issues a token under the rules of this module and records it in the store (a failure
     /// to record is an error: the server does not hand out tokens it cannot list or mark).
     pub async fn issue(&self, req: IssueRequest<'_>) -> Result<Minted, AuthError> {
-        let issued = prepare(&self.keys, &self.settings, &req, &|jti| {
-            self.is_single_use(jti)
-        })?;
-        if issued.record.single_use {
-            self.remember_single_use(&issued.record.jti);
-        }
+        let issued = prepare(&self.keys, &self.settings, &req)?;
         let store = Arc::clone(&self.store);
         let issued = match tokio::task::spawn_blocking(move || {
             record(store.as_ref(), &issued).map(|()| issued)

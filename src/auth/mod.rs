@@ -12,8 +12,7 @@ pub mod login;
 mod ratelimit;
 mod verified;
 
-use std::collections::HashSet;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use jiff::Timestamp;
 use sha2::{Digest, Sha256};
@@ -64,40 +63,31 @@ pub struct Auth {
     settings: Settings,
     login: Option<PasswordLogin>,
     limiter: RateLimiter,
-    /// Ids of single-use tokens (read from the store at start, extended when this server
-    /// issues one): a token listed here is marked used in the store when it is used, and
-    /// cannot be the parent of a derived token. Other tokens skip the store write.
-    single_use: RwLock<HashSet<String>>,
     hashing: login::Hashing,
     verified: verified::Verified,
 }
 
 impl Auth {
-    /// The core from its parts. Reads the ids of single-use tokens from `store`.
-    /// `login_attempts_per_minute` is `server.login_attempts_per_minute`.
+    /// The core from its parts. Nothing is read from `store` here: whether a token is
+    /// single-use, used or revoked is asked of the store when the token is presented, so
+    /// several servers sharing one store agree. `login_attempts_per_minute` is
+    /// `server.login_attempts_per_minute`.
     pub fn new(
         settings: Settings,
         keys: KeyRing,
         store: Arc<dyn TokenStore>,
         login: Option<PasswordLogin>,
         login_attempts_per_minute: u32,
-    ) -> Result<Auth, StoreError> {
-        let single_use = store
-            .list(Timestamp::now())?
-            .into_iter()
-            .filter(|r| r.single_use && !r.revoked)
-            .map(|r| r.jti)
-            .collect();
-        Ok(Auth {
+    ) -> Auth {
+        Auth {
             keys,
             store,
             settings,
             login,
             limiter: RateLimiter::new(login_attempts_per_minute),
-            single_use: RwLock::new(single_use),
             hashing: login::Hashing::new(),
             verified: Default::default(),
-        })
+        }
     }
 
     /// The settings.
@@ -119,21 +109,6 @@ impl Auth {
     #[doc(hidden)]
     pub fn password_checks(&self) -> PasswordChecks {
         self.hashing.stats()
-    }
-
-    /// Whether `jti` is known here as a single-use token.
-    pub fn is_single_use(&self, jti: &str) -> bool {
-        match self.single_use.read() {
-            Ok(set) => set.contains(jti),
-            Err(p) => p.into_inner().contains(jti),
-        }
-    }
-
-    fn remember_single_use(&self, jti: &str) {
-        match self.single_use.write() {
-            Ok(mut set) => set.insert(jti.to_owned()),
-            Err(p) => p.into_inner().insert(jti.to_owned()),
-        };
     }
 
     /// The caller without credentials when `auth.enabled = false`: every scope. `None` when

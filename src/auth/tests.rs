@@ -6,14 +6,13 @@ use jiff::Timestamp;
 use secrecy::{ExposeSecret, SecretString};
 
 use super::*;
-use crate::store::SqliteStore;
+use crate::store::MemoryStore;
 use crate::token::{Claims, Minted, SigningKey};
 
 const SECRET: &str = "auth-core-test-secret-0123456789-abcdef";
 const SERVICE: &str = "registry.test";
 
 struct Fixture {
-    _dir: tempfile::TempDir,
     auth: Auth,
 }
 
@@ -27,18 +26,15 @@ fn settings(max: &str) -> Settings {
 }
 
 fn fixture(max: &str) -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("tokens.db")).unwrap();
     let key = SigningKey::new(&SecretString::from(SECRET), "").unwrap();
     let auth = Auth::new(
         settings(max),
         KeyRing::single(key),
-        Arc::new(store),
+        Arc::new(MemoryStore::new()),
         None,
         10,
-    )
-    .unwrap();
-    Fixture { _dir: dir, auth }
+    );
+    Fixture { auth }
 }
 
 fn scopes(list: &str) -> ScopeSet {
@@ -301,10 +297,9 @@ async fn anonymous_only_when_auth_is_off() {
     assert!(f.auth.anonymous().is_none());
     let mut off = settings("0");
     off.enabled = false;
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("tokens.db")).unwrap();
+    let store = MemoryStore::new();
     let key = SigningKey::new(&SecretString::from(SECRET), "").unwrap();
-    let auth = Auth::new(off, KeyRing::single(key), Arc::new(store), None, 10).unwrap();
+    let auth = Auth::new(off, KeyRing::single(key), Arc::new(store), None, 10);
     let who = auth.anonymous().unwrap();
     assert_eq!(who.method, Method::Anonymous);
     assert!(

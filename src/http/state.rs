@@ -9,7 +9,7 @@ use crate::auth::{Auth, LoginError, PasswordLogin, Settings};
 use crate::config::{Config, Env};
 use crate::keyring::{KeyringError, load_keyring};
 use crate::registry::{RegistryError, RegistryService};
-use crate::store::{SqliteStore, StoreError, TokenStore};
+use crate::store::{self, StoreError, TokenStore};
 use crate::token::KeyRing;
 
 /// Everything the request handlers share: the authentication core and, when configured, the
@@ -33,9 +33,6 @@ pub enum StartError {
     /// The token store cannot be opened.
     #[error("cannot open the token store: {0}")]
     OpenStore(StoreError),
-    /// The token store cannot be read.
-    #[error("cannot read the token store: {0}")]
-    ReadStore(StoreError),
     /// Password login is misconfigured.
     #[error(transparent)]
     Login(#[from] LoginError),
@@ -101,20 +98,16 @@ impl ServerState {
             Ok(backend_cell.get_or_init(|| b).as_ref())
         };
         let (keys, _) = load_keyring(config, env, &backend, false)?;
-        let store = SqliteStore::open(&config.token_store_path()).map_err(StartError::OpenStore)?;
+        let store = store::open(config).map_err(StartError::OpenStore)?;
         let login = PasswordLogin::load(config, &backend)?;
-        let mut state = ServerState::new(config, keys, Arc::new(store), login)?;
+        let mut state = ServerState::new(config, keys, store, login);
         state.registry = RegistryService::load(config, &backend)?;
         Ok(state)
     }
 
     /// A state without password login and without the registry token service, from a key
     /// ring and any token store (for embedding, and for tests with a store that fails).
-    pub fn from_parts(
-        config: &Config,
-        keys: KeyRing,
-        store: Arc<dyn TokenStore>,
-    ) -> Result<ServerState, StartError> {
+    pub fn from_parts(config: &Config, keys: KeyRing, store: Arc<dyn TokenStore>) -> ServerState {
         ServerState::new(config, keys, store, None)
     }
 
@@ -123,19 +116,18 @@ impl ServerState {
         keys: KeyRing,
         store: Arc<dyn TokenStore>,
         login: Option<PasswordLogin>,
-    ) -> Result<ServerState, StartError> {
+    ) -> ServerState {
         let auth = Auth::new(
             Settings::from_config(config),
             keys,
             store,
             login,
             config.server.login_attempts_per_minute,
-        )
-        .map_err(StartError::ReadStore)?;
-        Ok(ServerState {
+        );
+        ServerState {
             auth,
             registry: None,
-        })
+        }
     }
 
     /// The authentication core.

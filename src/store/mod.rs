@@ -1,29 +1,45 @@
-//! The token store: issued token ids (never tokens), revocations and single-use marks.
+//! The token store: issued token ids (never tokens), revocations, parent links and single-use
+//! marks. Everything the server remembers about a token lives here, so that several processes
+//! (the CLI and one or more servers) sharing one store agree.
+//!
+//! Every caller goes through the [`TokenStore`] trait, and [`open`] (with [`open_existing`] and
+//! [`open_lazily`]) is the one place that picks an engine: SQLite ([`SqliteStore`]) today; an
+//! in-memory engine ([`MemoryStore`]) serves unit tests and embedders. Both pass the same
+//! contract test suite (`contract.rs`). What an engine keeps to itself (SQLite's pending file
+//! and its cache of answers) is described in its own module.
 //!
 //! Derived tokens (`POST /auth/refresh`, registry offline tokens and their renewals) are
 //! recorded with the id of the token they were derived from (`parent`). The invariants that
-//! keep the revocation check of every token, derived or not, a single indexed lookup:
+//! keep the revocation check of every token, derived or not, a lookup of the token's own id
+//! and the cut-offs:
 //!
 //! 1. A derived token is recorded, with its parent, before it is handed out, and only if its
-//!    parent is not revoked at that moment (checked in the same write transaction, so a
-//!    revocation either comes first and refuses the child, or comes after and finds it).
-//! 2. Revoking a token by id revokes its recorded descendants in the same transaction
-//!    (they are listed by id), so "revoked by id" already covers every ancestor.
+//!    parent is not revoked at that moment (checked atomically with the write, so a revocation
+//!    either comes first and refuses the child, or comes after and finds it).
+//! 2. Revoking a token by id revokes its recorded descendants atomically (they are listed by
+//!    id), so "revoked by id" already covers every ancestor.
 //! 3. A derived token has its parent's subject, and carries the issue time of the first token
-//!    of its line (`root_issued_at`): subject and `--all` cut-offs compare that time, so a
+//!    of its line (its "line issue time"): subject and `--all` cut-offs compare that time, so a
 //!    cut-off that covers an ancestor covers the descendants too, even ones recorded after
 //!    the cut-off.
 //! 4. A derived token never expires after its parent, so pruning expired records never removes
 //!    a parent whose descendants are still live.
+//!
+//! Times are kept to the millisecond: a recorded token is judged by its recorded issue time,
+//! a token that is not recorded by the `iat` second it carries (in doubt, revoked).
 
-mod pending;
-pub mod sqlite;
-mod unchanged;
+#[cfg(test)]
+mod contract;
+mod memory;
+mod sqlite;
 
-use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use jiff::Timestamp;
 
+use crate::config::Config;
+
+pub use memory::MemoryStore;
 pub use sqlite::SqliteStore;
 
 /// One issued token, as recorded.
@@ -77,6 +93,18 @@ impl TokenRecord {
 /// get around it. Tokens minted by an admin or with the CLI are not limited.
 pub const MAX_LIVE_TOKENS_PER_SUBJECT: usize = 1000;
 
+/// Most expired token records (and, separately, id revocations) an engine deletes on the way
+/// of one write ([`TokenStore::record`], [`TokenStore::record_checked`]), so that the work of a
+/// write is bounded whatever the size of the store.
+pub(crate) const PRUNE_BATCH: usize = 100;
+
+/// The time (Unix ms) before which a token's record may be pruned: `now` less the
+/// verification leeway, during which an expired token is still accepted and its revocation
+/// must still be known.
+pub(crate) fn prune_before(now_ms: i64) -> i64 {
+    now_ms.saturating_sub(i64::try_from(crate::token::LEEWAY_SECS * 1000).unwrap_or(i64::MAX))
+}
+
 /// Why [`TokenStore::record_checked`] did not record a token.
 #[derive(Debug, thiserror::Error)]
 pub enum IssueError {
@@ -104,17 +132,107 @@ pub enum TokenState {
     Revoked,
 }
 
+/// What the store says about a token presented for use ([`TokenStore::check`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    /// Not revoked, and not recorded as single-use: it may be used any number of times.
+    Valid,
+    /// Not revoked, and recorded as single-use: it may be used only when
+    /// [`TokenStore::mark_used`] says this is its first use, and nothing may be derived from it.
+    SingleUse,
+    /// Revoked: by id, by one of the tokens it was derived from, by its subject's cut-off or
+    /// by `revoke --all`.
+    Revoked,
+}
+
+/// Why the store could not do what it was asked. Every variant names where the store is
+/// (`location`: a file, or a database address without its password) and carries a hint that
+/// names the fix; none carries a token or a secret.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StoreError {
-    #[error("token store {path}: {message}; {hint}")]
+    /// The store cannot answer right now, for a reason its engine names.
+    #[error("token store {location}: {message}; {hint}")]
     Unavailable {
-        path: String,
+        location: String,
+        message: String,
+        hint: &'static str,
+    },
+    /// Another process holds the store's write lock for longer than the store waits.
+    #[error("token store {location}: {message}; {hint}")]
+    Busy {
+        location: String,
+        message: String,
+        hint: &'static str,
+    },
+    /// The store is damaged, or is not a tessera token store at all.
+    #[error("token store {location}: {message}; {hint}")]
+    Corrupt {
+        location: String,
+        message: String,
+        hint: &'static str,
+    },
+    /// The store was written by a newer tessera (its schema version is higher than ours).
+    #[error("token store {location}: schema version {found}, this tessera knows {known}; {hint}")]
+    NewerSchema {
+        location: String,
+        found: i64,
+        known: i64,
+        hint: &'static str,
+    },
+    /// The store cannot be created, opened, read or written (a missing folder, permissions,
+    /// a full or failing disk).
+    #[error("token store {location}: {message}; {hint}")]
+    Io {
+        location: String,
+        message: String,
+        hint: &'static str,
+    },
+    /// A token id was recorded twice (ids are random: a caller's mistake, not the store's).
+    #[error("token store {location}: {message}; {hint}")]
+    Conflict {
+        location: String,
         message: String,
         hint: &'static str,
     },
 }
 
-/// Storage of token ids and revocations, shared by the CLI and the server on one host.
+impl StoreError {
+    /// Whether the store could not decide (it is busy, unreachable, damaged or of a newer
+    /// schema): what depends on its answer must fail closed, and a server answers 503 (try
+    /// again later). False only for [`StoreError::Conflict`], where the store answered and
+    /// the caller was wrong.
+    pub fn is_unavailable(&self) -> bool {
+        !matches!(self, StoreError::Conflict { .. })
+    }
+
+    /// Where the store is, as the message names it.
+    pub fn location(&self) -> &str {
+        match self {
+            StoreError::Unavailable { location, .. }
+            | StoreError::Busy { location, .. }
+            | StoreError::Corrupt { location, .. }
+            | StoreError::NewerSchema { location, .. }
+            | StoreError::Io { location, .. }
+            | StoreError::Conflict { location, .. } => location,
+        }
+    }
+
+    /// The fix the message names.
+    pub fn hint(&self) -> &'static str {
+        match self {
+            StoreError::Unavailable { hint, .. }
+            | StoreError::Busy { hint, .. }
+            | StoreError::Corrupt { hint, .. }
+            | StoreError::NewerSchema { hint, .. }
+            | StoreError::Io { hint, .. }
+            | StoreError::Conflict { hint, .. } => hint,
+        }
+    }
+}
+
+/// Storage of token ids, revocations, parent links and single-use marks, shared by every
+/// process that opens the same store (the CLI, and any number of servers).
 ///
 /// Revocation by subject and of all tokens is recorded as a cut-off time, so it also covers
 /// tokens minted elsewhere with the same secret and never recorded here.
@@ -122,54 +240,121 @@ pub trait TokenStore: Send + Sync + std::fmt::Debug {
     /// Records an issued token. Give `issued_at` the precise mint instant
     /// (`MintRequest::now`), not the `iat` second, so that a token minted just after a
     /// `revoke --subject`/`--all` in the same second is not caught by that cut-off.
-    /// Recording the same `jti` twice is an error. No checks: a token derived on request goes
-    /// through [`TokenStore::record_checked`].
+    /// Recording the same `jti` twice is an error ([`StoreError::Conflict`]). No checks: a
+    /// token derived on request goes through [`TokenStore::record_checked`]. When `parent`
+    /// is set and the parent is revoked by id, the record is revoked too. Expired records are
+    /// pruned in bounded batches on the way.
     fn record(&self, record: &TokenRecord) -> Result<(), StoreError>;
+
+    /// Records a token just minted by a short-lived process (`tessera auth token generate`).
+    /// The record may be deferred: it may reach the store only when the store is next opened
+    /// or written, so that minting stays fast. Nothing that decides whether a token is valid
+    /// waits for it: revocation by id needs no record, and a cut-off judges a token that is
+    /// not recorded by its `iat` second. Single-use, revoked and derived records are never
+    /// deferred. The default records at once.
+    fn record_minted(&self, record: &TokenRecord) -> Result<(), StoreError> {
+        self.record(record)
+    }
+
     /// Records a token the server issues on its holder's own request (a derived token when
-    /// `record.parent` is set, or a registry offline token from a password), in one write
-    /// transaction with the checks that keep derived tokens inside their parent: the parent
-    /// is not revoked and not single-use, and the subject holds fewer than `max_live`
-    /// unexpired recorded tokens. `parent_issued_at` is the parent's `iat`, the issue time
-    /// assumed for a parent that is not recorded here. Expired records are pruned in bounded
-    /// batches on the way.
+    /// `record.parent` is set, or a registry offline token from a password), atomically with
+    /// the checks that keep derived tokens inside their parent: the parent is not revoked and
+    /// not single-use, and the subject holds fewer than `max_live` unexpired recorded tokens.
+    /// `parent_issued_at` is the parent's `iat`, the issue time assumed for a parent that is
+    /// not recorded here. Expired records are pruned in bounded batches on the way.
     fn record_checked(
         &self,
         record: &TokenRecord,
         parent_issued_at: Option<Timestamp>,
         max_live: usize,
     ) -> Result<(), IssueError>;
-    /// Whether the token `jti` of `subject`, issued at `issued_at`, has been revoked (by id,
-    /// by subject, or by `revoke --all`), itself or any token it was derived from.
+
+    /// Whether the token `jti` of `subject`, issued at `issued_at`, may be used: revoked (by
+    /// id, by subject, or by `revoke --all`, itself or any token it was derived from), or
+    /// recorded as single-use (the caller then asks [`TokenStore::mark_used`]), or neither.
+    /// Asked on every authenticated request: engines answer it without writing, and without
+    /// waiting for a writer.
+    fn check(&self, jti: &str, subject: &str, issued_at: Timestamp)
+    -> Result<Standing, StoreError>;
+
+    /// Whether the token has been revoked ([`TokenStore::check`] without the single-use
+    /// answer).
     fn is_revoked(
         &self,
         jti: &str,
         subject: &str,
         issued_at: Timestamp,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<bool, StoreError> {
+        Ok(self.check(jti, subject, issued_at)? == Standing::Revoked)
+    }
+
     /// Whether `jti` is recorded or revoked here (so that revoking a mistyped id can be refused
     /// instead of recording a revocation nobody needs).
     fn token_state(&self, jti: &str) -> Result<TokenState, StoreError>;
+
     /// Revokes one token id and every recorded token derived from it, transitively; true when
     /// it was known or newly recorded as revoked.
     fn revoke(&self, jti: &str, now: Timestamp) -> Result<bool, StoreError>;
-    /// Revokes every token of `subject` issued up to `now`; returns how many recorded tokens
-    /// that touched.
+
+    /// Revokes every token of `subject` issued up to `now`; returns how many recorded,
+    /// unexpired tokens that were not revoked yet it revoked. A cut-off never moves back.
     fn revoke_subject(&self, subject: &str, now: Timestamp) -> Result<usize, StoreError>;
-    /// Revokes every token issued up to `now`; returns how many recorded tokens that touched.
+
+    /// Revokes every token issued up to `now`; returns how many recorded, unexpired tokens
+    /// that were not revoked yet it revoked. The cut-off never moves back.
     fn revoke_all(&self, now: Timestamp) -> Result<usize, StoreError>;
-    /// Marks a single-use token as used; false when it had already been used. True for a token
-    /// that is not recorded as single-use, so callers may call it for every token.
+
+    /// Marks a single-use token as used, atomically for every process sharing the store;
+    /// false when it had already been used. True for a token that is not recorded as
+    /// single-use, so callers may call it for every token.
     fn mark_used(&self, jti: &str, now: Timestamp) -> Result<bool, StoreError>;
-    /// Recorded tokens that have not expired, newest first.
+
+    /// Recorded tokens that have not expired at `now`, newest first (ties by id).
     fn list(&self, now: Timestamp) -> Result<Vec<TokenRecord>, StoreError>;
-    /// Deletes records and revocations of tokens that expired before `now` (less the 60 s of
-    /// leeway that verification grants).
+
+    /// Deletes records and id revocations of tokens that expired before `now` (less the 60 s
+    /// of leeway that verification grants); returns how many it deleted. Revocations of tokens
+    /// whose expiry is unknown, and cut-offs, are kept: they may cover tokens that never
+    /// expire.
     fn prune(&self, now: Timestamp) -> Result<usize, StoreError>;
 }
 
-/// The file named like the store at `store` plus `suffix`, beside it (`tokens.db-shm`).
-fn beside(store: &Path, suffix: &str) -> PathBuf {
-    let mut p = store.as_os_str().to_owned();
-    p.push(suffix);
-    p.into()
+/// The engine the configuration names, with its settings.
+enum Engine {
+    /// One SQLite file (`tokens.db` in the data folder).
+    Sqlite(std::path::PathBuf),
+}
+
+impl Engine {
+    fn of(config: &Config) -> Engine {
+        Engine::Sqlite(config.token_store_path())
+    }
+}
+
+/// Opens the store the configuration names, creating it when it does not exist yet.
+pub fn open(config: &Config) -> Result<Arc<dyn TokenStore>, StoreError> {
+    match Engine::of(config) {
+        Engine::Sqlite(path) => Ok(Arc::new(SqliteStore::open(&path)?)),
+    }
+}
+
+/// Opens the store the configuration names when it exists (something was ever recorded or
+/// revoked in it); `None` when it does not, and then nothing is created. For commands that
+/// only read, or that must not create a store for an id nobody knows.
+pub fn open_existing(config: &Config) -> Result<Option<Arc<dyn TokenStore>>, StoreError> {
+    match Engine::of(config) {
+        Engine::Sqlite(path) if SqliteStore::exists(&path) => {
+            Ok(Some(Arc::new(SqliteStore::open(&path)?)))
+        }
+        Engine::Sqlite(_) => Ok(None),
+    }
+}
+
+/// A handle on the store the configuration names that opens it only when first needed:
+/// [`TokenStore::record_minted`] may not open it at all. For a short process that mints one
+/// token. Errors of opening are reported by the first call that needs the store.
+pub fn open_lazily(config: &Config) -> Arc<dyn TokenStore> {
+    match Engine::of(config) {
+        Engine::Sqlite(path) => Arc::new(sqlite::Lazy::new(path)),
+    }
 }

@@ -14,7 +14,7 @@ use crate::cli::io::read_stdin_secret;
 use crate::duration::HumanDuration;
 use crate::error::{CliError, ErrorCode};
 use crate::keyring::{SecretOrigin, load_keyring};
-use crate::store::{SqliteStore, StoreError, TokenState, TokenStore};
+use crate::store::{self, StoreError, TokenState, TokenStore};
 use crate::token::{Claims, ScopeSet, VerifyOptions};
 
 #[derive(Debug, Subcommand)]
@@ -135,8 +135,8 @@ fn ts(secs: i64) -> Option<String> {
     Timestamp::from_second(secs).ok().map(|t| t.to_string())
 }
 
-fn open_store(ctx: &Context) -> Result<SqliteStore, CliError> {
-    Ok(SqliteStore::open(&ctx.config.token_store_path())?)
+fn open_store(ctx: &Context) -> Result<std::sync::Arc<dyn TokenStore>, CliError> {
+    Ok(store::open(&ctx.config)?)
 }
 
 fn generate(ctx: &Context, args: GenerateArgs) -> Result<(), CliError> {
@@ -170,11 +170,10 @@ fn generate(ctx: &Context, args: GenerateArgs) -> Result<(), CliError> {
             },
             now,
         },
-        &|_| false,
     )?;
     let minted = &issued.minted;
     let c = &minted.claims;
-    if let Err(e) = SqliteStore::record_pending(&ctx.config.token_store_path(), &issued.record) {
+    if let Err(e) = store::open_lazily(&ctx.config).record_minted(&issued.record) {
         ctx.out.warn(&format!(
             "the token was minted but not recorded, so `tessera auth token list` will not show it: {e}"
         ));
@@ -233,13 +232,8 @@ fn verify(ctx: &Context, args: VerifyArgs) -> Result<(), CliError> {
     };
     // A token store that cannot answer is not a property of the token: it is an error of its
     // own (naming the file and the fix), never reported as "invalid token: malformed".
-    let path = ctx.config.token_store_path();
-    let open_store = || -> Result<Option<Arc<dyn TokenStore>>, StoreError> {
-        if !SqliteStore::exists(&path) {
-            return Ok(None);
-        }
-        Ok(Some(Arc::new(SqliteStore::open(&path)?)))
-    };
+    let open_store =
+        || -> Result<Option<Arc<dyn TokenStore>>, StoreError> { store::open_existing(&ctx.config) };
     let result = match check_offline(&keys, raw.expose_secret().trim(), &opts, open_store) {
         Ok(claims) => Ok(claims),
         Err(OfflineError::Refused(e)) => Err(e),
@@ -291,13 +285,12 @@ fn verify(ctx: &Context, args: VerifyArgs) -> Result<(), CliError> {
 }
 
 fn list(ctx: &Context) -> Result<(), CliError> {
-    let path = ctx.config.token_store_path();
-    let records = if SqliteStore::exists(&path) {
-        let store = SqliteStore::open(&path)?;
-        store.prune(now())?;
-        store.list(now())?
-    } else {
-        Vec::new()
+    let records = match store::open_existing(&ctx.config)? {
+        Some(store) => {
+            store.prune(now())?;
+            store.list(now())?
+        }
+        None => Vec::new(),
     };
     if ctx.out.json {
         let records = serde_json::to_value(&records)
@@ -386,12 +379,11 @@ fn revoke(ctx: &Context, args: RevokeArgs) -> Result<(), CliError> {
 /// success) unless `unrecorded` says it is a token minted elsewhere; an id already revoked is
 /// reported as such with exit 0 (the wanted state holds, as for a second `docker rm -f`).
 fn revoke_id(ctx: &Context, jti: &str, unrecorded: bool, now: Timestamp) -> Result<(), CliError> {
-    let path = ctx.config.token_store_path();
     // No store yet: nothing is known, and an unknown id must not create one.
-    let store = if SqliteStore::exists(&path) || unrecorded {
-        Some(SqliteStore::open(&path)?)
+    let store = if unrecorded {
+        Some(store::open(&ctx.config)?)
     } else {
-        None
+        store::open_existing(&ctx.config)?
     };
     let state = match &store {
         Some(s) => s.token_state(jti)?,

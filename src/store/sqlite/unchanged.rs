@@ -1,11 +1,12 @@
-//! Answers of the revocation check, reused while the database has not changed at all.
+//! Answers of the token check, reused while the database has not changed at all. Private to
+//! the SQLite engine.
 //!
-//! Every authenticated request of the server asks the store whether its token was revoked.
-//! The query itself is a few index lookups, but each one is a SQLite read transaction: locks
-//! on the shared-memory file (two `fcntl`s and a mutex), a file-size check, and the statement
-//! machinery. That cost more than verifying the token's signature. Instead, an answer is kept
-//! together with the WAL-index header it was computed under, and reused only while the header
-//! is byte for byte the same.
+//! Every authenticated request of the server asks the store whether its token may be used
+//! ([`crate::store::TokenStore::check`]). The query itself is a few index lookups, but each
+//! one is a SQLite read transaction: locks on the shared-memory file (two `fcntl`s and a
+//! mutex), a file-size check, and the statement machinery. That cost more than verifying the
+//! token's signature. Instead, a "valid" answer is kept together with the WAL-index header it
+//! was computed under, and reused only while the header is byte for byte the same.
 //!
 //! The WAL-index header is the first 96 bytes of SQLite's `-shm` file: two copies of a
 //! 48-byte header that every SQLite writer, in any process, rewrites when it commits (it holds
@@ -15,17 +16,23 @@
 //! different SQLite versions share it. So "same header" means "no transaction committed
 //! since", and a revocation by another process is seen by the next check, as without reuse.
 //!
-//! Invariant that keeps the reuse correct: an answer depends on the database alone (the
-//! token's id revocation, the cut-offs, and its recorded issue time or that of its line), never
-//! on anything outside it. Derived tokens keep to it: revoking an ancestor writes revocations of
-//! its descendants in the same transaction, and a derived token is recorded (with its line's
-//! issue time) before it is handed out (invariants 1 to 3 in [`super`]). So a revocation of a
-//! parent is, like every other, a commit that changes the header, and no answer about one of
-//! its descendants is reused after it.
-//!
-//! The header is read with `pread` (no mapping, so a truncated file is an error, never a
-//! signal). Reads can race with a writer: any difference, including between the two copies,
-//! counts as a change, and the store is asked.
+//! Invariants that keep the reuse correct:
+//! - An answer depends on the database alone (the token's id revocation, the cut-offs, and its
+//!   record: single-use or not, and the issue time of its line), never on anything outside
+//!   it. Derived tokens keep to it: revoking an ancestor writes revocations of its descendants
+//!   in the same transaction, and a derived token is recorded (with its line's issue time)
+//!   before it is handed out (invariants 1 to 3 in [`crate::store`]). So a revocation of a
+//!   parent is, like every other, a commit that changes the header, and no answer about one
+//!   of its descendants is reused after it.
+//! - Only "valid" (not revoked, not single-use) answers are kept: a single-use token goes to
+//!   the database at each use, where its use is marked.
+//! - An answer is kept only when the header read before asking is still the header after
+//!   (no commit while asking), and all answers are dropped when the header changes or the
+//!   store is reopened after a fault; no answer is reused while the store is marked broken.
+//! - The header is read with `pread` (no mapping, so a truncated file is an error, never a
+//!   signal). Reads can race with a writer: any difference, including between the two copies,
+//!   counts as a change, and the store is asked.
+//! - At most [`MAX_ANSWERS`] answers are kept; past that the table is emptied and refilled.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -47,22 +54,24 @@ pub(super) struct Unchanged {
     answers: RwLock<Answers>,
 }
 
-/// Tokens known not to be revoked under `header`: token id to subject and `iat` (ms).
+/// Tokens known to be valid (not revoked, not single-use) under `header`: token id to subject
+/// and `iat` (ms).
 #[derive(Debug, Default)]
 struct Answers {
     header: Option<Header>,
-    not_revoked: HashMap<String, (String, i64)>,
+    valid: HashMap<String, (String, i64)>,
 }
 
 /// What [`Unchanged::lookup`] found.
 pub(super) enum Lookup {
-    NotRevoked,
+    /// Known valid: not revoked, not single-use.
+    Valid,
     /// Ask the store; the header read before asking, when there is a usable one.
     Ask(Option<Header>),
 }
 
 impl Unchanged {
-    /// Whether the token is known not to be revoked in the current state of the store at
+    /// Whether the token is known to be valid in the current state of the store at
     /// `store` (opened in `generation`); if not, the header to give [`Unchanged::remember`]
     /// once the store has answered. Takes no lock for longer than a hash lookup.
     pub(super) fn lookup(
@@ -80,17 +89,17 @@ impl Unchanged {
         let answers = read(&self.answers);
         let known = answers.header == Some(h)
             && answers
-                .not_revoked
+                .valid
                 .get(jti)
                 .is_some_and(|(s, i)| s == subject && *i == iat);
         if known {
-            Lookup::NotRevoked
+            Lookup::Valid
         } else {
             Lookup::Ask(header)
         }
     }
 
-    /// Remembers that the token is not revoked, as the store answered after `lookup` gave
+    /// Remembers that the token is valid, as the store answered after `lookup` gave
     /// `before`: kept only when the header is still `before` (no commit while asking).
     pub(super) fn remember(
         &self,
@@ -105,12 +114,12 @@ impl Unchanged {
             return;
         }
         let mut answers = write(&self.answers);
-        if answers.header != Some(before) || answers.not_revoked.len() >= MAX_ANSWERS {
-            answers.not_revoked.clear();
+        if answers.header != Some(before) || answers.valid.len() >= MAX_ANSWERS {
+            answers.valid.clear();
             answers.header = Some(before);
         }
         answers
-            .not_revoked
+            .valid
             .insert(jti.to_owned(), (subject.to_owned(), iat));
     }
 

@@ -1,23 +1,31 @@
-//! Token records waiting to enter the store: one JSON line each in `tokens.db-pending`.
+//! Token records waiting to enter the SQLite store: one JSON line each in `tokens.db-pending`.
+//! Private to the SQLite engine; other engines record at once.
 //!
 //! `tessera auth token generate` is a short process whose whole job is a few microseconds of
 //! HMAC. Recording the token in SQLite (open, schema, locks, shared memory, and the checkpoint
 //! with four fsyncs when the last connection closes) took a third to a half of its time, so it
-//! appends its record here instead, in one `write`, and the next process that opens the store
-//! ([`super::SqliteStore::open`]) moves the lines into the database. Nothing that decides whether a token is valid waits for that: revocation by id
-//! does not need the record, and a revocation by subject or of all tokens judges a token that
-//! is not recorded yet by its `iat` second (in doubt, revoked), as it does for tokens minted
-//! on another host.
+//! appends its record here instead ([`crate::store::TokenStore::record_minted`]), in one
+//! `write`, and the next process that opens the store moves the lines into the database.
 //!
-//! A line may name the token it was derived from (`parent`), so the format carries everything a
-//! record holds; today only tokens that are not derived are appended (a derived token needs
-//! its parent checked in the database at once), and a moved line with a parent inherits the
-//! parent's line and revocation as any record does ([`super::sqlite::insert`]).
-//!
-//! Appenders hold a shared `flock` on the file while they write; the one that moves the lines
-//! holds it exclusively from reading to truncating, so no line is lost or moved twice. Moving
-//! is idempotent (`INSERT OR IGNORE`), so a crash between the commit and the truncation only
-//! leaves lines that the next move skips.
+//! Invariants:
+//! - Only records that may wait are appended: not single-use (its first use is asked of the
+//!   database), not revoked, not derived (a derived token needs its parent checked in the
+//!   database at once). The format can carry a `parent`, and a moved line with one inherits
+//!   the parent's line and revocation as any record does ([`super::insert`]).
+//! - Nothing that decides whether a token is valid waits for a pending record: revocation by
+//!   id does not need the record, and a cut-off (by subject or `--all`) judges a token that is
+//!   not recorded by its `iat` second (in doubt, revoked), as it does for tokens minted on
+//!   another host. A check that finds a token revoked by a cut-off moves the lines in and asks
+//!   again, so that the exact mint time decides.
+//! - Everything that lists, counts or revokes moves the lines in first, so it sees every
+//!   token minted before it started.
+//! - No line is lost or moved twice: appenders hold a shared `flock` on the file while they
+//!   write (one `write` of an `O_APPEND` file, so lines never interleave); the mover holds it
+//!   exclusively from reading to truncating. Moving is idempotent (`INSERT OR IGNORE`), so a
+//!   crash between the commit and the truncation only leaves lines that the next move skips;
+//!   a line cut short by a power loss is skipped.
+//! - The file is 0600, never followed through a symlink, and kept small: past
+//!   [`MOVE_AT_BYTES`] the appender moves the lines itself.
 
 use std::borrow::Cow;
 use std::fs::{File, OpenOptions, TryLockError};
@@ -29,7 +37,7 @@ use std::time::{Duration, Instant};
 use jiff::Timestamp;
 use rusqlite::Connection;
 
-use super::TokenRecord;
+use crate::store::TokenRecord;
 
 /// From this size on, the appender moves the lines into the database itself, so that a file
 /// that no other process ever opens (a CI machine that only mints) stays small. About 6,000
@@ -162,9 +170,7 @@ fn move_locked(file: &mut File, conn: &mut Connection) -> Result<usize, MoveErro
             revoked: false,
             parent: l.parent.map(Cow::into_owned),
         };
-        if super::sqlite::insert(&tx, super::sqlite::INSERT_OR_IGNORE_SQL, &record, None)
-            .map_err(MoveError::Sql)?
-        {
+        if super::insert(&tx, super::INSERT_OR_IGNORE_SQL, &record, None).map_err(MoveError::Sql)? {
             moved += 1;
         }
     }

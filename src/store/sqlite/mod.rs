@@ -1,9 +1,19 @@
 //! The token store in one SQLite file (WAL mode), safe for several processes at once.
 //!
-//! Every call goes to the database, so a revocation made by one process is seen by the next
-//! check of every other; the one reuse, of "not revoked" answers while no transaction has
-//! committed anywhere, is explained in [`super::unchanged`]. Times are stored as Unix
-//! milliseconds. How derived tokens are kept inside their parents is in [`super`].
+//! Invariants of this engine, beside those of every store (in [`crate::store`]):
+//! - Every call that decides whether a token is valid reads the database, so a revocation
+//!   committed by one process is seen by the next check of every other. The one reuse, of
+//!   answers while no transaction has committed anywhere, is explained in [`unchanged`].
+//! - Records of freshly minted tokens may wait in a file beside the database (see
+//!   [`pending`]); every call that lists, counts or revokes moves them in first, and a
+//!   revocation check that finds a token revoked by a cut-off moves them in and asks again.
+//! - Times are stored as Unix milliseconds; the issue time of a token's line is
+//!   `COALESCE(root_issued_at, issued_at)`.
+//! - A store that fails in a way a fresh connection may cure is reopened by the next call,
+//!   but never created again: a store moved aside stays unavailable until it is restored.
+
+mod pending;
+mod unchanged;
 
 use std::fs::{DirBuilder, OpenOptions};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -16,8 +26,12 @@ use std::time::Duration;
 use jiff::Timestamp;
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
 
-use super::unchanged::{Lookup, Unchanged};
-use super::{IssueError, StoreError, TokenRecord, TokenState, TokenStore, pending};
+use unchanged::{Lookup, Unchanged};
+
+use crate::store::{
+    IssueError, PRUNE_BATCH, Standing, StoreError, TokenRecord, TokenState, TokenStore,
+    prune_before,
+};
 
 /// `PRAGMA user_version` of the schema this code writes: one step per entry of [`MIGRATIONS`].
 const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -81,7 +95,7 @@ pub(super) const INSERT_OR_IGNORE_SQL: &str = "INSERT OR IGNORE INTO tokens
         COALESCE(?8, (SELECT COALESCE(p.root_issued_at, p.issued_at) FROM tokens p WHERE p.jti = ?7)))";
 
 /// After a record with a parent (`?4`) is inserted: when the parent is revoked by id, the
-/// record is too (invariant 2 of [`super`] for records made without the checks of
+/// record is too (invariant 2 of [`crate::store`] for records made without the checks of
 /// `record_checked`). `?1` jti, `?2` now, `?3` expiry.
 const INHERIT_REVOCATION_SQL: &str =
     "INSERT OR IGNORE INTO revoked_jtis (jti, revoked_at, expires_at)
@@ -101,15 +115,6 @@ const COUNT_LIVE_SQL: &str = "SELECT
     (SELECT COUNT(*) FROM tokens WHERE subject = ?1 AND expires_at > ?2)
     + (SELECT COUNT(*) FROM tokens WHERE subject = ?1 AND expires_at IS NULL)";
 
-/// Most expired token records (and, separately, id revocations) deleted by one write.
-const PRUNE_BATCH: i64 = 100;
-
-/// The time before which a token's record may be pruned: `now` less the verification leeway,
-/// during which an expired token is still accepted and its revocation must still be known.
-fn prune_before(now: i64) -> i64 {
-    now.saturating_sub(i64::try_from(crate::token::LEEWAY_SECS * 1000).unwrap_or(i64::MAX))
-}
-
 /// Deletes at most [`PRUNE_BATCH`] expired token records and as many expired id revocations
 /// (through the expiry indexes: the work is bounded whatever the size of the store).
 fn prune_some(conn: &Connection, now: i64) -> rusqlite::Result<usize> {
@@ -117,18 +122,18 @@ fn prune_some(conn: &Connection, now: i64) -> rusqlite::Result<usize> {
     let tokens = conn.execute(
         "DELETE FROM tokens WHERE rowid IN
             (SELECT rowid FROM tokens WHERE expires_at < ?1 LIMIT ?2)",
-        params![before, PRUNE_BATCH],
+        params![before, PRUNE_BATCH as i64],
     )?;
     let revoked = conn.execute(
         "DELETE FROM revoked_jtis WHERE rowid IN
             (SELECT rowid FROM revoked_jtis WHERE expires_at < ?1 LIMIT ?2)",
-        params![before, PRUNE_BATCH],
+        params![before, PRUNE_BATCH as i64],
     )?;
     Ok(tokens + revoked)
 }
 
 /// Whether the `tokens` row `t` is revoked: by id (which covers its ancestors, invariant 2 of
-/// [`super`]), by its subject's cut-off or by the global cut-off (the issue time of its line
+/// [`crate::store`]), by its subject's cut-off or by the global cut-off (the issue time of its line
 /// `<=` the cut-off, invariant 3).
 const REVOKED_SQL: &str = "(
     EXISTS (SELECT 1 FROM revoked_jtis r WHERE r.jti = t.jti)
@@ -140,23 +145,26 @@ const HINT_LOCKED: &str = "another tessera process holds the lock; retry";
 const HINT_CORRUPT: &str = "the file is not a tessera token store; move it aside";
 const HINT_NEWER: &str = "it was written by a newer tessera; upgrade, or move it aside";
 const HINT_IO: &str = "check that the folder exists and is writable";
+const HINT_CONFLICT: &str = "a token id is recorded only once";
 
-/// Most read connections kept for [`TokenStore::is_revoked`]; one more is opened only when all
+/// Most read connections kept for [`TokenStore::check`]; one more is opened only when all
 /// open ones are busy at that moment.
 const MAX_READERS: usize = 4;
 
-/// The revocation check, first part: revoked by id, and the cut-offs that apply (the
-/// subject's and the global one). Three index lookups; the common answer (not revoked by id,
-/// no cut-off) needs nothing more. A derived token needs nothing more either: a revoked
-/// ancestor was written down as a revocation of its id (invariants 1 and 2 of [`super`]).
-const REVOCATIONS_SQL: &str = "SELECT EXISTS (SELECT 1 FROM revoked_jtis WHERE jti = ?1),
+/// The check of a token presented for use, in one statement of four index lookups: revoked
+/// by id, the cut-offs that apply (the subject's and the global one), and the token's record
+/// (whether it is single-use, and the issue time of its line, which a cut-off compares:
+/// invariant 3 of [`crate::store`]). A derived token needs nothing more: a revoked ancestor
+/// was written down as a revocation of its id (invariants 1 and 2). The aggregate makes one
+/// row, of NULLs for a token that is not recorded.
+const CHECK_SQL: &str = "SELECT EXISTS (SELECT 1 FROM revoked_jtis WHERE jti = ?1),
     (SELECT revoked_before FROM subject_cutoffs WHERE subject = ?2),
-    (SELECT revoked_before FROM global_cutoff WHERE id = 1)";
+    (SELECT revoked_before FROM global_cutoff WHERE id = 1),
+    MAX(t.single_use), MAX(COALESCE(t.root_issued_at, t.issued_at))
+    FROM tokens t WHERE t.jti = ?1";
 
-/// The revocation check, second part, only when a cut-off applies: the recorded issue time of
-/// the token's line (its own for a token that is not derived; invariant 3 of [`super`]).
-const ISSUED_AT_SQL: &str = "SELECT COALESCE(root_issued_at, issued_at) FROM tokens WHERE jti = ?1";
-
+/// The SQLite engine: one store file, shared by every process on the host that opens it.
+/// Callers open it through [`crate::store::open`].
 pub struct SqliteStore {
     path: PathBuf,
     conn: Mutex<Connection>,
@@ -167,10 +175,10 @@ pub struct SqliteStore {
     /// Bumped each time the write connection is reopened after a fault, so that read
     /// connections opened on the old file are reopened too.
     generation: AtomicU64,
-    /// Read-only connections for `is_revoked`, opened on first use, with the generation they
+    /// Read-only connections for `check`, opened on first use, with the generation they
     /// were opened in.
     readers: [Mutex<Option<(u64, Connection)>>; MAX_READERS],
-    /// "Not revoked" answers, reused while no transaction has committed since.
+    /// "Valid" answers of `check`, reused while no transaction has committed since.
     unchanged: Unchanged,
 }
 
@@ -181,8 +189,8 @@ fn create_folder(path: &Path) -> Result<(), StoreError> {
             .recursive(true)
             .mode(0o700)
             .create(parent)
-            .map_err(|e| StoreError::Unavailable {
-                path: path.display().to_string(),
+            .map_err(|e| StoreError::Io {
+                location: path.display().to_string(),
                 message: format!("cannot create {}: {e}", parent.display()),
                 hint: HINT_IO,
             })?;
@@ -213,11 +221,6 @@ fn from_ms(v: i64) -> Timestamp {
 impl SqliteStore {
     /// Opens (creating with mode 0600 in a 0700 folder) the store at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let unavailable = |message: String, hint| StoreError::Unavailable {
-            path: path.display().to_string(),
-            message,
-            hint,
-        };
         create_folder(path)?;
         // Create the file ourselves so that it is 0600 from the start; SQLite gives its -wal
         // and -shm files the same mode.
@@ -228,7 +231,11 @@ impl SqliteStore {
             .truncate(false)
             .mode(0o600)
             .open(path)
-            .map_err(|e| unavailable(format!("cannot open: {e}"), HINT_IO))?;
+            .map_err(|e| StoreError::Io {
+                location: path.display().to_string(),
+                message: format!("cannot open: {e}"),
+                hint: HINT_IO,
+            })?;
         let store = SqliteStore {
             path: path.to_owned(),
             conn: Mutex::new(connect(path)?),
@@ -242,30 +249,28 @@ impl SqliteStore {
     }
 
     /// Records `record` for the store at `path` without opening the database when it can: a
-    /// token that is neither single-use, nor revoked, nor derived is appended to the pending file (see
-    /// [`super::pending`]), which the next [`SqliteStore::open`] moves into the database.
-    /// This is what `tessera auth token generate` does; it costs one write instead of a
-    /// database transaction.
-    pub fn record_pending(path: &Path, record: &TokenRecord) -> Result<(), StoreError> {
+    /// token that is neither single-use, nor revoked, nor derived is appended to the pending
+    /// file (see [`pending`]), which the next [`SqliteStore::open`] (or the next call that
+    /// needs it) moves into the database. It costs one write instead of a database
+    /// transaction. Returns the size of the pending file after the write, or `None` when the
+    /// record needs the database at once.
+    fn append_pending(path: &Path, record: &TokenRecord) -> Result<Option<u64>, StoreError> {
         // A derived record needs its parent's line and revocation at once (invariants 1 and 2
-        // of [`super`]).
+        // of [`crate::store`]); a single-use one is asked about at its first use.
         if record.single_use || record.revoked || record.parent.is_some() {
-            return SqliteStore::open(path)?.record(record);
+            return Ok(None);
         }
         create_folder(path)?;
-        let size = pending::append(path, record).map_err(|e| StoreError::Unavailable {
-            path: pending::path(path).display().to_string(),
+        let size = pending::append(path, record).map_err(|e| StoreError::Io {
+            location: pending::path(path).display().to_string(),
             message: format!("cannot append: {e}"),
             hint: HINT_IO,
         })?;
-        if size >= pending::MOVE_AT_BYTES {
-            drop(SqliteStore::open(path)?);
-        }
-        Ok(())
+        Ok(Some(size))
     }
 
     /// Whether there is a store at `path`: the database, or records waiting to enter it.
-    pub fn exists(path: &Path) -> bool {
+    pub(super) fn exists(path: &Path) -> bool {
         path.exists() || pending::path(path).exists()
     }
 
@@ -420,11 +425,7 @@ fn init(path: &Path, conn: &mut Connection) -> Result<(), StoreError> {
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .map_err(err)?;
     if version > SCHEMA_VERSION {
-        return Err(StoreError::Unavailable {
-            path: path.display().to_string(),
-            message: format!("schema version {version}, this tessera knows {SCHEMA_VERSION}"),
-            hint: HINT_NEWER,
-        });
+        return Err(newer(path, version));
     }
     let mode: String = conn
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
@@ -445,11 +446,7 @@ fn init(path: &Path, conn: &mut Connection) -> Result<(), StoreError> {
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .map_err(err)?;
         if version > SCHEMA_VERSION {
-            return Err(StoreError::Unavailable {
-                path: path.display().to_string(),
-                message: format!("schema version {version}, this tessera knows {SCHEMA_VERSION}"),
-                hint: HINT_NEWER,
-            });
+            return Err(newer(path, version));
         }
         let done = usize::try_from(version).unwrap_or(0);
         for step in MIGRATIONS.iter().skip(done) {
@@ -511,22 +508,65 @@ pub(super) fn insert(
     Ok(inserted)
 }
 
-/// Maps a SQLite error to a sentence and a hint.
+fn newer(path: &Path, found: i64) -> StoreError {
+    StoreError::NewerSchema {
+        location: path.display().to_string(),
+        found,
+        known: SCHEMA_VERSION,
+        hint: HINT_NEWER,
+    }
+}
+
+/// Maps a SQLite error to its kind, with SQLite's sentence and a hint.
 fn error(path: &Path, e: rusqlite::Error) -> StoreError {
-    let hint = match e.sqlite_error_code() {
-        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => HINT_LOCKED,
-        Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => HINT_CORRUPT,
-        Some(ErrorCode::ReadOnly | ErrorCode::CannotOpen | ErrorCode::PermissionDenied) => HINT_IO,
-        _ => HINT_CORRUPT,
-    };
-    StoreError::Unavailable {
-        path: path.display().to_string(),
-        message: e.to_string(),
-        hint,
+    let location = path.display().to_string();
+    let message = e.to_string();
+    match e.sqlite_error_code() {
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => StoreError::Busy {
+            location,
+            message,
+            hint: HINT_LOCKED,
+        },
+        Some(
+            ErrorCode::ReadOnly
+            | ErrorCode::CannotOpen
+            | ErrorCode::PermissionDenied
+            | ErrorCode::SystemIoFailure
+            | ErrorCode::DiskFull,
+        ) => StoreError::Io {
+            location,
+            message,
+            hint: HINT_IO,
+        },
+        Some(ErrorCode::ConstraintViolation) => StoreError::Conflict {
+            location,
+            message,
+            hint: HINT_CONFLICT,
+        },
+        // Not a database, damaged, or anything else SQLite cannot make sense of.
+        _ => StoreError::Corrupt {
+            location,
+            message,
+            hint: HINT_CORRUPT,
+        },
     }
 }
 
 impl TokenStore for SqliteStore {
+    /// Appends the record to the pending file when it can wait (see [`pending`]); past
+    /// [`pending::MOVE_AT_BYTES`] the file is moved into the database at once, so that a file
+    /// that no other process ever reads stays small.
+    fn record_minted(&self, record: &TokenRecord) -> Result<(), StoreError> {
+        match Self::append_pending(&self.path, record)? {
+            Some(size) if size >= pending::MOVE_AT_BYTES => {
+                self.move_pending(true);
+                Ok(())
+            }
+            Some(_) => Ok(()),
+            None => self.record(record),
+        }
+    }
+
     fn record(&self, record: &TokenRecord) -> Result<(), StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction().map_err(|e| self.err(e))?;
@@ -548,37 +588,36 @@ impl TokenStore for SqliteStore {
     /// in the same second as, but after, a `revoke --subject`/`--all` stays valid. A token not
     /// recorded here is judged by `issued_at` as given (the `iat` second), so it is revoked
     /// when issued in the second of the cut-off: in doubt, revoked.
-    fn is_revoked(
+    fn check(
         &self,
         jti: &str,
         subject: &str,
         issued_at: Timestamp,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Standing, StoreError> {
         let issued_at = ms(issued_at);
         let query = || {
             self.with_reader(|conn| {
                 // Statements cached per connection: this runs on every authenticated request
                 // of the server.
-                let (by_id, subject_cut, global_cut) = conn
-                    .prepare_cached(REVOCATIONS_SQL)?
+                let (by_id, subject_cut, global_cut, single_use, line_issued) = conn
+                    .prepare_cached(CHECK_SQL)?
                     .query_row(params![jti, subject], |r| {
                         Ok((
                             r.get::<_, bool>(0)?,
                             r.get::<_, Option<i64>>(1)?,
                             r.get::<_, Option<i64>>(2)?,
+                            r.get::<_, Option<bool>>(3)?,
+                            r.get::<_, Option<i64>>(4)?,
                         ))
                     })?;
-                let Some(cut) = subject_cut.max(global_cut) else {
-                    return Ok(by_id);
-                };
-                if by_id {
-                    return Ok(true);
-                }
-                let recorded: Option<i64> = conn
-                    .prepare_cached(ISSUED_AT_SQL)?
-                    .query_row([jti], |r| r.get(0))
-                    .optional()?;
-                Ok(recorded.unwrap_or(issued_at) <= cut)
+                let cut = subject_cut.max(global_cut);
+                let revoked =
+                    by_id || cut.is_some_and(|cut| line_issued.unwrap_or(issued_at) <= cut);
+                Ok(match (revoked, single_use) {
+                    (true, _) => Standing::Revoked,
+                    (false, Some(true)) => Standing::SingleUse,
+                    (false, _) => Standing::Valid,
+                })
             })
         };
         // No reuse after a fault: a store that cannot answer must say so.
@@ -587,21 +626,22 @@ impl TokenStore for SqliteStore {
             true => None,
             false => match (self.unchanged).lookup(&self.path, generation, jti, subject, issued_at)
             {
-                Lookup::NotRevoked => return Ok(false),
+                Lookup::Valid => return Ok(Standing::Valid),
                 Lookup::Ask(header) => header,
             },
         };
-        let revoked = query()?;
+        let standing = query()?;
         // A cut-off in the second of `iat` catches a token that is not recorded yet: with its
         // pending record moved in, its exact mint time decides.
-        if revoked && self.has_pending() {
+        if standing == Standing::Revoked && self.has_pending() {
             self.move_pending(false);
             return query();
         }
-        if let (false, Some(before)) = (revoked, before) {
+        // Only "valid" is reused: a single-use token is marked in the database at each use.
+        if let (Standing::Valid, Some(before)) = (standing, before) {
             (self.unchanged).remember(&self.path, generation, before, jti, subject, issued_at);
         }
-        Ok(revoked)
+        Ok(standing)
     }
 
     fn token_state(&self, jti: &str) -> Result<TokenState, StoreError> {
@@ -693,7 +733,7 @@ impl TokenStore for SqliteStore {
         self.move_pending(true);
         let mut conn = self.conn();
         // Immediate: no derived token can be recorded between finding the descendants and
-        // committing (invariant 1 of [`super`]).
+        // committing (invariant 1 of [`crate::store`]).
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(|e| self.err(e))?;
@@ -831,7 +871,7 @@ impl TokenStore for SqliteStore {
     /// verification leeway (an expired token is accepted for that long, so its revocation must
     /// stay). Revocations of tokens whose expiry is unknown, and cut-offs, are kept: they may
     /// cover tokens that never expire. Derived tokens never expire after their parent
-    /// (invariant 4 of [`super`]), so no live descendant loses its parent's record.
+    /// (invariant 4 of [`crate::store`]), so no live descendant loses its parent's record.
     fn prune(&self, now: Timestamp) -> Result<usize, StoreError> {
         self.move_pending(true);
         let now = prune_before(ms(now));
@@ -852,6 +892,93 @@ impl TokenStore for SqliteStore {
         tx.commit().map_err(|e| self.err(e))?;
         Ok(revoked + tokens)
     }
+}
+
+/// The store at `path`, opened when first needed ([`crate::store::open_lazily`]): recording a
+/// freshly minted token only appends to the pending file, without opening (or creating) the
+/// database, which costs a short process more than minting does.
+#[derive(Debug)]
+pub(super) struct Lazy {
+    path: PathBuf,
+    store: Mutex<Option<std::sync::Arc<SqliteStore>>>,
+}
+
+impl Lazy {
+    pub(super) fn new(path: PathBuf) -> Lazy {
+        Lazy {
+            path,
+            store: Mutex::new(None),
+        }
+    }
+
+    fn store(&self) -> Result<std::sync::Arc<SqliteStore>, StoreError> {
+        let mut slot = self.store.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(store) = &*slot {
+            return Ok(std::sync::Arc::clone(store));
+        }
+        let store = std::sync::Arc::new(SqliteStore::open(&self.path)?);
+        *slot = Some(std::sync::Arc::clone(&store));
+        Ok(store)
+    }
+}
+
+impl TokenStore for Lazy {
+    fn record_minted(&self, record: &TokenRecord) -> Result<(), StoreError> {
+        match SqliteStore::append_pending(&self.path, record)? {
+            // Opening the store moves the pending records in.
+            Some(size) if size >= pending::MOVE_AT_BYTES => self.store().map(drop),
+            Some(_) => Ok(()),
+            None => self.store()?.record(record),
+        }
+    }
+    fn record(&self, record: &TokenRecord) -> Result<(), StoreError> {
+        self.store()?.record(record)
+    }
+    fn record_checked(
+        &self,
+        record: &TokenRecord,
+        parent_issued_at: Option<Timestamp>,
+        max_live: usize,
+    ) -> Result<(), IssueError> {
+        self.store()?
+            .record_checked(record, parent_issued_at, max_live)
+    }
+    fn check(
+        &self,
+        jti: &str,
+        subject: &str,
+        issued_at: Timestamp,
+    ) -> Result<Standing, StoreError> {
+        self.store()?.check(jti, subject, issued_at)
+    }
+    fn token_state(&self, jti: &str) -> Result<TokenState, StoreError> {
+        self.store()?.token_state(jti)
+    }
+    fn revoke(&self, jti: &str, now: Timestamp) -> Result<bool, StoreError> {
+        self.store()?.revoke(jti, now)
+    }
+    fn revoke_subject(&self, subject: &str, now: Timestamp) -> Result<usize, StoreError> {
+        self.store()?.revoke_subject(subject, now)
+    }
+    fn revoke_all(&self, now: Timestamp) -> Result<usize, StoreError> {
+        self.store()?.revoke_all(now)
+    }
+    fn mark_used(&self, jti: &str, now: Timestamp) -> Result<bool, StoreError> {
+        self.store()?.mark_used(jti, now)
+    }
+    fn list(&self, now: Timestamp) -> Result<Vec<TokenRecord>, StoreError> {
+        self.store()?.list(now)
+    }
+    fn prune(&self, now: Timestamp) -> Result<usize, StoreError> {
+        self.store()?.prune(now)
+    }
+}
+
+/// The file named like the store at `store` plus `suffix`, beside it (`tokens.db-shm`).
+fn beside(store: &Path, suffix: &str) -> PathBuf {
+    let mut p = store.as_os_str().to_owned();
+    p.push(suffix);
+    p.into()
 }
 
 #[cfg(test)]
@@ -908,256 +1035,6 @@ mod tests {
     }
 
     #[test]
-    fn record_list_and_revoke_by_id() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = open(&dir);
-        let now = t("2026-06-01T00:00:00Z");
-        store
-            .record(&rec(
-                "old",
-                "ci",
-                "2026-01-01T00:00:00Z",
-                Some("2026-02-01T00:00:00Z"),
-            ))
-            .unwrap();
-        store
-            .record(&rec("a", "ci", "2026-05-01T00:00:00Z", None))
-            .unwrap();
-        store
-            .record(&rec(
-                "b",
-                "bot",
-                "2026-05-02T00:00:00Z",
-                Some("2027-01-01T00:00:00Z"),
-            ))
-            .unwrap();
-        assert!(
-            store
-                .record(&rec("a", "ci", "2026-05-01T00:00:00Z", None))
-                .is_err()
-        );
-
-        let listed: Vec<_> = store
-            .list(now)
-            .unwrap()
-            .into_iter()
-            .map(|r| r.jti)
-            .collect();
-        assert_eq!(listed, ["b", "a"], "unexpired, newest first");
-
-        assert!(
-            !store
-                .is_revoked("a", "ci", t("2026-05-01T00:00:00Z"))
-                .unwrap()
-        );
-        assert!(store.revoke("a", now).unwrap());
-        assert!(
-            store
-                .is_revoked("a", "ci", t("2026-05-01T00:00:00Z"))
-                .unwrap()
-        );
-        assert!(
-            !store
-                .is_revoked("b", "bot", t("2026-05-02T00:00:00Z"))
-                .unwrap()
-        );
-        assert!(store.revoke("a", now).unwrap(), "known token");
-        assert!(store.revoke("unknown", now).unwrap(), "newly recorded");
-        assert!(
-            !store.revoke("unknown", now).unwrap(),
-            "already revoked, unknown"
-        );
-        assert!(store.is_revoked("unknown", "x", now).unwrap());
-        let a = store
-            .list(now)
-            .unwrap()
-            .into_iter()
-            .find(|r| r.jti == "a")
-            .unwrap();
-        assert!(a.revoked);
-    }
-
-    #[test]
-    fn cutoffs_revoke_by_subject_and_all() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = open(&dir);
-        store
-            .record(&rec("a1", "ci", "2026-05-01T00:00:00Z", None))
-            .unwrap();
-        store
-            .record(&rec("a2", "ci", "2026-05-02T00:00:00Z", None))
-            .unwrap();
-        store
-            .record(&rec("b1", "bot", "2026-05-01T00:00:00Z", None))
-            .unwrap();
-        let cut = t("2026-05-03T00:00:00.500Z");
-        assert_eq!(store.revoke_subject("ci", cut).unwrap(), 2);
-        assert_eq!(
-            store.revoke_subject("ci", cut).unwrap(),
-            0,
-            "already revoked"
-        );
-        assert!(
-            store
-                .is_revoked("a1", "ci", t("2026-05-01T00:00:00Z"))
-                .unwrap()
-        );
-        // Not recorded here (minted elsewhere with the same secret): covered by the cut-off.
-        assert!(
-            store
-                .is_revoked("zz", "ci", t("2026-05-03T00:00:00Z"))
-                .unwrap()
-        );
-        assert!(
-            !store
-                .is_revoked("zz", "ci", t("2026-05-03T00:00:01Z"))
-                .unwrap()
-        );
-        assert!(
-            !store
-                .is_revoked("b1", "bot", t("2026-05-01T00:00:00Z"))
-                .unwrap()
-        );
-        // Minted after the cut-off within the same second and recorded: still valid, even
-        // when the caller passes the `iat` second.
-        store
-            .record(&rec("a3", "ci", "2026-05-03T00:00:00.900Z", None))
-            .unwrap();
-        assert!(
-            !store
-                .is_revoked("a3", "ci", t("2026-05-03T00:00:00Z"))
-                .unwrap()
-        );
-        // An earlier cut-off never moves the existing one back.
-        store
-            .revoke_subject("ci", t("2026-01-01T00:00:00Z"))
-            .unwrap();
-        assert!(
-            store
-                .is_revoked("a2", "ci", t("2026-05-02T00:00:00Z"))
-                .unwrap()
-        );
-
-        assert_eq!(
-            store.revoke_all(t("2026-05-04T00:00:00Z")).unwrap(),
-            2,
-            "b1 and a3"
-        );
-        assert!(
-            store
-                .is_revoked("b1", "bot", t("2026-05-01T00:00:00Z"))
-                .unwrap()
-        );
-        assert!(
-            store
-                .is_revoked("new", "anyone", t("2026-05-04T00:00:00Z"))
-                .unwrap()
-        );
-        assert!(
-            !store
-                .is_revoked("new", "anyone", t("2026-05-04T00:00:01Z"))
-                .unwrap()
-        );
-        assert!(
-            store
-                .list(t("2026-05-05T00:00:00Z"))
-                .unwrap()
-                .iter()
-                .all(|r| r.revoked)
-        );
-    }
-
-    #[test]
-    fn single_use_tokens_are_used_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = open(&dir);
-        let mut once = rec("once", "ci", "2026-05-01T00:00:00Z", None);
-        once.single_use = true;
-        store.record(&once).unwrap();
-        store
-            .record(&rec("many", "ci", "2026-05-01T00:00:00Z", None))
-            .unwrap();
-        let now = t("2026-05-02T00:00:00Z");
-        assert!(store.mark_used("once", now).unwrap());
-        assert!(!store.mark_used("once", now).unwrap());
-        assert!(store.mark_used("many", now).unwrap());
-        assert!(store.mark_used("many", now).unwrap());
-        assert!(store.mark_used("unrecorded", now).unwrap());
-    }
-
-    #[test]
-    fn prune_drops_expired_records_only() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = open(&dir);
-        store
-            .record(&rec(
-                "gone",
-                "ci",
-                "2026-01-01T00:00:00Z",
-                Some("2026-02-01T00:00:00Z"),
-            ))
-            .unwrap();
-        store
-            .record(&rec(
-                "live",
-                "ci",
-                "2026-01-01T00:00:00Z",
-                Some("2027-02-01T00:00:00Z"),
-            ))
-            .unwrap();
-        store
-            .record(&rec("never", "ci", "2026-01-01T00:00:00Z", None))
-            .unwrap();
-        let now = t("2026-03-01T00:00:00Z");
-        store.revoke("gone", now).unwrap();
-        store.revoke("never", now).unwrap();
-        store.revoke("elsewhere", now).unwrap();
-        assert_eq!(
-            store.prune(now).unwrap(),
-            2,
-            "record and revocation of `gone`"
-        );
-        assert!(
-            store
-                .is_revoked("never", "ci", t("2026-01-01T00:00:00Z"))
-                .unwrap()
-        );
-        assert!(store.is_revoked("elsewhere", "ci", now).unwrap());
-        assert_eq!(store.prune(now).unwrap(), 0);
-        assert_eq!(store.list(now).unwrap().len(), 2);
-    }
-
-    #[test]
-    fn two_handles_see_each_other_at_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let one = open(&dir);
-        let two = open(&dir);
-        let issued = t("2026-05-01T00:00:00Z");
-        one.record(&rec("a", "ci", "2026-05-01T00:00:00Z", None))
-            .unwrap();
-        assert_eq!(two.list(issued).unwrap().len(), 1);
-        assert!(!two.is_revoked("a", "ci", issued).unwrap());
-        one.revoke("a", issued).unwrap();
-        assert!(two.is_revoked("a", "ci", issued).unwrap());
-        two.revoke_all(t("2026-05-02T00:00:00Z")).unwrap();
-        assert!(one.is_revoked("b", "bot", issued).unwrap());
-        // And from threads sharing one handle.
-        let shared = std::sync::Arc::new(one);
-        let handles: Vec<_> = (0..4)
-            .map(|i| {
-                let s = shared.clone();
-                std::thread::spawn(move || {
-                    s.record(&rec(&format!("t{i}"), "ci", "2026-05-03T00:00:00Z", None))
-                })
-            })
-            .collect();
-        for h in handles {
-            h.join().unwrap().unwrap();
-        }
-        assert_eq!(two.list(issued).unwrap().len(), 5);
-    }
-
-    #[test]
     fn corrupt_or_foreign_files_give_a_clear_error() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("tokens.db");
@@ -1167,8 +1044,9 @@ mod tests {
         )
         .unwrap();
         let err = SqliteStore::open(&path).unwrap_err();
-        let StoreError::Unavailable { hint, .. } = &err;
-        assert_eq!(*hint, HINT_CORRUPT);
+        assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
+        assert_eq!(err.hint(), HINT_CORRUPT);
+        assert!(err.is_unavailable());
         let msg = err.to_string();
         assert!(
             msg.contains("tokens.db") && msg.contains("move it aside"),
@@ -1180,7 +1058,12 @@ mod tests {
         let c = Connection::open(&newer).unwrap();
         c.pragma_update(None, "user_version", 99).unwrap();
         drop(c);
-        let err = SqliteStore::open(&newer).unwrap_err().to_string();
+        let err = SqliteStore::open(&newer).unwrap_err();
+        assert!(
+            matches!(err, StoreError::NewerSchema { found: 99, .. }),
+            "{err:?}"
+        );
+        let err = err.to_string();
         assert!(err.contains("newer tessera"), "{err}");
     }
 
@@ -1195,10 +1078,16 @@ mod tests {
             .busy_timeout(Duration::from_millis(50))
             .unwrap();
         let err = store.revoke("x", t("2026-01-01T00:00:00Z")).unwrap_err();
-        let StoreError::Unavailable { hint, .. } = &err;
-        assert_eq!(*hint, HINT_LOCKED, "{err}");
+        assert!(matches!(err, StoreError::Busy { .. }), "{err:?}");
+        assert_eq!(err.hint(), HINT_LOCKED, "{err}");
         other.execute_batch("ROLLBACK").unwrap();
         assert!(store.revoke("x", t("2026-01-01T00:00:00Z")).unwrap());
+    }
+
+    /// What `tessera auth token generate` does: record through a handle that has not opened
+    /// the store.
+    fn record_pending(path: &Path, record: &TokenRecord) -> Result<(), StoreError> {
+        Lazy::new(path.to_owned()).record_minted(record)
     }
 
     fn pending_file(store: &Path) -> PathBuf {
@@ -1210,9 +1099,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("data/tessera/tokens.db");
         let odd = "ci \"quoted\" \\ \u{e9}\u{1F600}\nline";
-        SqliteStore::record_pending(&path, &rec("a", "ci", "2026-05-01T00:00:00.250Z", None))
-            .unwrap();
-        SqliteStore::record_pending(
+        record_pending(&path, &rec("a", "ci", "2026-05-01T00:00:00.250Z", None)).unwrap();
+        record_pending(
             &path,
             &rec(
                 "b",
@@ -1256,7 +1144,7 @@ mod tests {
     fn a_running_store_sees_pending_records_when_listing_and_revoking() {
         let dir = tempfile::tempdir().unwrap();
         let store = open(&dir);
-        SqliteStore::record_pending(
+        record_pending(
             store.path(),
             &rec(
                 "late",
@@ -1270,7 +1158,7 @@ mod tests {
         assert_eq!(listed.len(), 1);
         assert_eq!(listed[0].jti, "late");
 
-        SqliteStore::record_pending(
+        record_pending(
             store.path(),
             &rec("other", "bot", "2026-05-01T00:00:00Z", None),
         )
@@ -1294,13 +1182,13 @@ mod tests {
         let second = t("2026-05-01T00:00:00Z");
         // Not recorded: judged by its `iat` second, which the cut-off covers.
         assert!(store.is_revoked("after", "ci", second).unwrap());
-        SqliteStore::record_pending(
+        record_pending(
             store.path(),
             &rec("after", "ci", "2026-05-01T00:00:00.700Z", None),
         )
         .unwrap();
         assert!(!store.is_revoked("after", "ci", second).unwrap());
-        SqliteStore::record_pending(
+        record_pending(
             store.path(),
             &rec("before", "ci", "2026-05-01T00:00:00.300Z", None),
         )
@@ -1315,7 +1203,7 @@ mod tests {
         store
             .record(&rec("known", "ci", "2026-05-01T00:00:00Z", None))
             .unwrap();
-        SqliteStore::record_pending(
+        record_pending(
             store.path(),
             &rec("known", "someone-else", "2026-05-03T00:00:00Z", None),
         )
@@ -1330,7 +1218,7 @@ mod tests {
             f.write_all(b"{\"jti\":\"cut\",\"subj\n\x00\xff not json\n")
                 .unwrap();
         }
-        SqliteStore::record_pending(
+        record_pending(
             store.path(),
             &rec("good", "ci", "2026-05-02T00:00:00Z", None),
         )
@@ -1357,8 +1245,7 @@ mod tests {
         while size < pending::MOVE_AT_BYTES {
             size = pending::append(&path, &filler).unwrap();
         }
-        SqliteStore::record_pending(&path, &rec("last", "ci", "2026-05-02T00:00:00Z", None))
-            .unwrap();
+        record_pending(&path, &rec("last", "ci", "2026-05-02T00:00:00Z", None)).unwrap();
         assert_eq!(std::fs::metadata(pending_file(&path)).unwrap().len(), 0);
         let conn = Connection::open(&path).unwrap();
         let n: i64 = conn
@@ -1380,7 +1267,7 @@ mod tests {
                 s.spawn(move || {
                     for i in 0..EACH {
                         let r = rec(&format!("t{n}-{i}"), "ci", "2026-05-01T00:00:00Z", None);
-                        SqliteStore::record_pending(path, &r).unwrap();
+                        record_pending(path, &r).unwrap();
                     }
                 });
             }
@@ -1433,30 +1320,6 @@ mod tests {
         b.revoke_all(t("2026-05-02T00:00:00Z")).unwrap();
         assert!(a.is_revoked("z", "other", iat).unwrap());
     }
-    #[test]
-    fn token_state_tells_unknown_active_and_revoked_ids_apart() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = open(&dir);
-        let now = t("2026-06-01T00:00:00Z");
-        store
-            .record(&rec("a", "ci", "2026-05-01T00:00:00Z", None))
-            .unwrap();
-        store
-            .record(&rec("b", "bot", "2026-05-01T00:00:00Z", None))
-            .unwrap();
-        assert_eq!(store.token_state("a").unwrap(), TokenState::Active);
-        assert_eq!(store.token_state("typo").unwrap(), TokenState::Unknown);
-        store.revoke("a", now).unwrap();
-        assert_eq!(store.token_state("a").unwrap(), TokenState::Revoked);
-        // Revoked through a cut-off, and revoked without ever being recorded.
-        store.revoke_subject("bot", now).unwrap();
-        assert_eq!(store.token_state("b").unwrap(), TokenState::Revoked);
-        store.revoke("elsewhere", now).unwrap();
-        assert_eq!(store.token_state("elsewhere").unwrap(), TokenState::Revoked);
-        // Asking records nothing.
-        assert_eq!(store.token_state("typo").unwrap(), TokenState::Unknown);
-    }
-
     // ---- derived tokens, issue times, pruning -------------------------------------------------
 
     fn ago(secs: i64) -> Timestamp {
@@ -1529,151 +1392,6 @@ mod tests {
     }
 
     #[test]
-    fn revoking_a_token_revokes_its_descendants_transitively() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = open(&dir);
-        let other = open(&dir);
-        let now = Timestamp::now();
-        store.record(&live("root", "ci", ago(10))).unwrap();
-        for (jti, parent) in [
-            ("child", "root"),
-            ("grandchild", "child"),
-            ("sibling", "root"),
-        ] {
-            store
-                .record_checked(&live(jti, "ci", now).with_parent(parent), None, 100)
-                .unwrap();
-        }
-        store.record(&live("unrelated", "ci", ago(10))).unwrap();
-        // Answers reused while nothing commits...
-        for _ in 0..3 {
-            assert!(!store.is_revoked("grandchild", "ci", now).unwrap());
-        }
-        // ...until another handle revokes the middle of the line.
-        assert!(other.revoke("child", now).unwrap());
-        let revoked = |jti: &str| store.is_revoked(jti, "ci", now).unwrap();
-        assert!(revoked("child") && revoked("grandchild"));
-        assert!(!revoked("root") && !revoked("sibling") && !revoked("unrelated"));
-        other.revoke("root", now).unwrap();
-        assert!(revoked("root") && revoked("sibling"));
-        assert!(!revoked("unrelated"));
-        // A record made later without checks still inherits its parent's revocation.
-        store
-            .record(&live("late", "ci", now).with_parent("sibling"))
-            .unwrap();
-        assert!(revoked("late"));
-        let listed = store.list(now).unwrap();
-        let late = listed.iter().find(|r| r.jti == "late").unwrap();
-        assert_eq!(late.parent.as_deref(), Some("sibling"));
-        assert!(late.revoked);
-    }
-
-    #[test]
-    fn a_cut_off_covers_the_whole_line_of_a_derived_token() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = open(&dir);
-        let cut = ago(5);
-        let ms_after = cut + jiff::SignedDuration::from_millis(1);
-        let ms_before = cut - jiff::SignedDuration::from_millis(1);
-        store.record(&live("before", "ci", ms_before)).unwrap();
-        store.record(&live("after", "ci", ms_after)).unwrap();
-        store.revoke_subject("ci", cut).unwrap();
-        let second = Timestamp::from_second(cut.as_second()).unwrap();
-        // Millisecond precision for recorded tokens, whatever second the caller passes.
-        assert!(store.is_revoked("before", "ci", second).unwrap());
-        assert!(!store.is_revoked("after", "ci", second).unwrap());
-        // A token derived after the cut-off from one minted before it (recorded without the
-        // checks, as if it had raced the revocation) is covered by the cut-off.
-        store
-            .record(&live("raced", "ci", Timestamp::now()).with_parent("before"))
-            .unwrap();
-        assert!(store.is_revoked("raced", "ci", Timestamp::now()).unwrap());
-        // A token derived from one minted after it is not.
-        store
-            .record_checked(
-                &live("fine", "ci", Timestamp::now()).with_parent("after"),
-                None,
-                100,
-            )
-            .unwrap();
-        assert!(!store.is_revoked("fine", "ci", Timestamp::now()).unwrap());
-        // The same for `--all`, and the counts of `revoke` include derived tokens.
-        assert_eq!(
-            store.revoke_all(Timestamp::now()).unwrap(),
-            2,
-            "after and fine"
-        );
-    }
-
-    #[test]
-    fn record_checked_refuses_what_would_escape_the_parent() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = open(&dir);
-        let now = Timestamp::now();
-        let child = |jti: &str, parent: &str| live(jti, "ci", now).with_parent(parent);
-        let mut once = live("once", "ci", ago(10));
-        once.single_use = true;
-        store.record(&once).unwrap();
-        assert!(matches!(
-            store.record_checked(&child("c1", "once"), None, 100),
-            Err(IssueError::ParentSingleUse)
-        ));
-        store.record(&live("revoked", "ci", ago(10))).unwrap();
-        store.revoke("revoked", now).unwrap();
-        assert!(matches!(
-            store.record_checked(&child("c2", "revoked"), None, 100),
-            Err(IssueError::ParentRevoked)
-        ));
-        // A parent that is not recorded is judged by the `iat` given, like `is_revoked` does.
-        store.revoke_subject("ci", ago(60)).unwrap();
-        assert!(matches!(
-            store.record_checked(&child("c3", "elsewhere"), Some(ago(120)), 100),
-            Err(IssueError::ParentRevoked)
-        ));
-        store
-            .record_checked(&child("c4", "elsewhere2"), Some(ago(30)), 100)
-            .unwrap();
-        // ...and its line starts at that `iat`: a cut-off between it and the child covers both.
-        store.revoke_subject("ci", ago(20)).unwrap();
-        assert!(store.is_revoked("c4", "ci", now).unwrap());
-        for jti in ["c1", "c2", "c3"] {
-            assert!(
-                !store.list(now).unwrap().iter().any(|r| r.jti == jti),
-                "{jti}"
-            );
-        }
-    }
-
-    #[test]
-    fn record_checked_bounds_the_unexpired_tokens_of_a_subject() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = open(&dir);
-        let now = Timestamp::now();
-        let mut expired = live("expired", "ci", ago(7200));
-        expired.expires_at = Some(ago(3600));
-        store.record(&expired).unwrap();
-        store.record(&live("p", "ci", ago(10))).unwrap();
-        store
-            .record_checked(&live("a", "ci", now).with_parent("p"), None, 3)
-            .unwrap();
-        // Revoked tokens count until they expire: revoking does not make room.
-        store.revoke("a", now).unwrap();
-        store
-            .record_checked(&live("b", "ci", now).with_parent("p"), None, 3)
-            .unwrap();
-        match store.record_checked(&live("c", "ci", now).with_parent("p"), None, 3) {
-            Err(IssueError::TooMany { subject, limit }) => {
-                assert_eq!((subject.as_str(), limit), ("ci", 3));
-            }
-            other => panic!("{other:?}"),
-        }
-        // Another subject has its own count; a token without a parent is counted too.
-        store
-            .record_checked(&live("d", "bot", now), None, 3)
-            .unwrap();
-    }
-
-    #[test]
     fn every_write_prunes_a_bounded_batch_and_prune_keeps_the_leeway() {
         let dir = tempfile::tempdir().unwrap();
         let store = open(&dir);
@@ -1732,8 +1450,9 @@ mod tests {
         assert!(c.revoked);
     }
 
-    /// The statements of every write, the limit check and the revocation of a line go through
-    /// indexes: their work is bounded by what they touch, not by the size of the store.
+    /// The check of every request, the statements of every write, the limit check and the
+    /// revocation of a line go through indexes: their work is bounded by what they touch, not
+    /// by the size of the store.
     #[test]
     fn upkeep_statements_use_indexes() {
         let dir = tempfile::tempdir().unwrap();
@@ -1742,6 +1461,7 @@ mod tests {
         for sql in [
             "DELETE FROM tokens WHERE rowid IN (SELECT rowid FROM tokens WHERE expires_at < 1 LIMIT 100)",
             "DELETE FROM revoked_jtis WHERE rowid IN (SELECT rowid FROM revoked_jtis WHERE expires_at < 1 LIMIT 100)",
+            &CHECK_SQL.replace("?1", "'x'").replace("?2", "'ci'"),
             &COUNT_LIVE_SQL.replace("?1", "'ci'").replace("?2", "1"),
             &REVOKE_DESCENDANTS_SQL
                 .replace("?1", "'x'")

@@ -1,0 +1,363 @@
+//! The token store in memory, for unit tests and embedders: the same answers as the SQLite
+//! engine, and nothing kept after the process ends.
+//!
+//! One lock guards the whole state, so every call is atomic (the checks of `record_checked`
+//! with its write, a revocation with the revocation of the descendants: invariants 1 and 2 of
+//! [`crate::store`]); `check` takes it shared. Times are kept as Unix milliseconds, like the
+//! SQLite engine keeps them. Finding the descendants of a revoked token walks every record:
+//! fine for the sizes this engine is meant for.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use jiff::Timestamp;
+
+use super::{
+    IssueError, PRUNE_BATCH, Standing, StoreError, TokenRecord, TokenState, TokenStore,
+    prune_before,
+};
+
+/// A token store that lives in this process only. Cloning a handle is sharing it: wrap it in
+/// an `Arc`.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    state: RwLock<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    tokens: HashMap<String, Row>,
+    /// Revoked ids, with the expiry of the token when known (for pruning).
+    revoked: HashMap<String, Option<i64>>,
+    subject_cutoffs: HashMap<String, i64>,
+    global_cutoff: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+struct Row {
+    subject: String,
+    scopes: String,
+    issued_at: i64,
+    expires_at: Option<i64>,
+    single_use: bool,
+    used: bool,
+    parent: Option<String>,
+    /// The issue time of the first token of its line (invariant 3), or `None`: its own.
+    root_issued_at: Option<i64>,
+}
+
+impl Row {
+    fn line_issued_at(&self) -> i64 {
+        self.root_issued_at.unwrap_or(self.issued_at)
+    }
+
+    fn live_at(&self, now: i64) -> bool {
+        self.expires_at.is_none_or(|e| e > now)
+    }
+}
+
+fn ms(t: Timestamp) -> i64 {
+    t.as_millisecond()
+}
+
+fn from_ms(v: i64) -> Timestamp {
+    Timestamp::from_millisecond(v).unwrap_or(if v < 0 {
+        Timestamp::MIN
+    } else {
+        Timestamp::MAX
+    })
+}
+
+const LOCATION: &str = "(in memory)";
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> MemoryStore {
+        MemoryStore::default()
+    }
+
+    // The state is consistent after every call (each one checks before it changes anything),
+    // so a panic elsewhere while holding the lock leaves it usable.
+    fn read(&self) -> RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl State {
+    /// The cut-off that applies to tokens of `subject`, if any.
+    fn cutoff(&self, subject: &str) -> Option<i64> {
+        self.subject_cutoffs
+            .get(subject)
+            .copied()
+            .max(self.global_cutoff)
+    }
+
+    /// Whether a recorded token is revoked: by id, or by a cut-off of its recorded subject
+    /// that covers the issue time of its line.
+    fn row_revoked(&self, jti: &str, row: &Row) -> bool {
+        self.revoked.contains_key(jti)
+            || self
+                .cutoff(&row.subject)
+                .is_some_and(|cut| row.line_issued_at() <= cut)
+    }
+
+    /// Deletes at most [`PRUNE_BATCH`] expired records and as many expired id revocations.
+    fn prune_some(&mut self, now: i64) {
+        let before = prune_before(now);
+        let tokens: Vec<String> = self
+            .tokens
+            .iter()
+            .filter(|(_, r)| r.expires_at.is_some_and(|e| e < before))
+            .map(|(j, _)| j.clone())
+            .take(PRUNE_BATCH)
+            .collect();
+        for jti in tokens {
+            self.tokens.remove(&jti);
+        }
+        let revoked: Vec<String> = self
+            .revoked
+            .iter()
+            .filter(|(_, e)| e.is_some_and(|e| e < before))
+            .map(|(j, _)| j.clone())
+            .take(PRUNE_BATCH)
+            .collect();
+        for jti in revoked {
+            self.revoked.remove(&jti);
+        }
+    }
+
+    /// Inserts `record` (an error when its id is recorded already), with the issue time of its
+    /// line when known, else its recorded parent's; revoked when its parent is revoked by id.
+    fn insert(
+        &mut self,
+        record: &TokenRecord,
+        line_issued_at: Option<i64>,
+    ) -> Result<(), StoreError> {
+        if self.tokens.contains_key(&record.jti) {
+            return Err(StoreError::Conflict {
+                location: LOCATION.to_owned(),
+                message: format!("token id {} is recorded already", record.jti),
+                hint: "a token id is recorded only once",
+            });
+        }
+        let parent = record.parent.as_deref();
+        let root_issued_at = line_issued_at.or_else(|| {
+            parent
+                .and_then(|p| self.tokens.get(p))
+                .map(Row::line_issued_at)
+        });
+        let expires_at = record.expires_at.map(ms);
+        self.tokens.insert(
+            record.jti.clone(),
+            Row {
+                subject: record.subject.clone(),
+                scopes: record.scopes.clone(),
+                issued_at: ms(record.issued_at),
+                expires_at,
+                single_use: record.single_use,
+                used: false,
+                parent: record.parent.clone(),
+                root_issued_at,
+            },
+        );
+        if parent.is_some_and(|p| self.revoked.contains_key(p)) || record.revoked {
+            self.revoked.entry(record.jti.clone()).or_insert(expires_at);
+        }
+        Ok(())
+    }
+
+    /// Revoked, unexpired records matching `filter`, counted before a cut-off is moved.
+    fn count_live_unrevoked(&self, now: i64, filter: impl Fn(&Row) -> bool) -> usize {
+        self.tokens
+            .iter()
+            .filter(|(j, r)| r.live_at(now) && filter(r) && !self.row_revoked(j, r))
+            .count()
+    }
+}
+
+impl TokenStore for MemoryStore {
+    fn record(&self, record: &TokenRecord) -> Result<(), StoreError> {
+        let mut state = self.write();
+        // Never later than the clock: a wrong issue time must not prune live records.
+        state.prune_some(ms(record.issued_at.min(Timestamp::now())));
+        state.insert(record, None)
+    }
+
+    fn record_checked(
+        &self,
+        record: &TokenRecord,
+        parent_issued_at: Option<Timestamp>,
+        max_live: usize,
+    ) -> Result<(), IssueError> {
+        let now = ms(Timestamp::now());
+        let mut state = self.write();
+        state.prune_some(now);
+        let mut line_issued_at = None;
+        if let Some(parent) = &record.parent {
+            let recorded = state.tokens.get(parent);
+            if recorded.is_some_and(|r| r.single_use) {
+                return Err(IssueError::ParentSingleUse);
+            }
+            // Not recorded: judged by its `iat` second, as `check` judges it.
+            let (issued, subject) = match recorded {
+                Some(r) => (r.line_issued_at(), r.subject.as_str()),
+                None => (
+                    parent_issued_at.map_or(ms(record.issued_at), ms),
+                    record.subject.as_str(),
+                ),
+            };
+            let revoked = state.revoked.contains_key(parent)
+                || state.cutoff(subject).is_some_and(|cut| issued <= cut);
+            if revoked {
+                return Err(IssueError::ParentRevoked);
+            }
+            line_issued_at = Some(issued);
+        }
+        let live = state
+            .tokens
+            .values()
+            .filter(|r| r.subject == record.subject && r.live_at(now))
+            .count();
+        if live >= max_live {
+            return Err(IssueError::TooMany {
+                subject: record.subject.clone(),
+                limit: max_live,
+            });
+        }
+        state.insert(record, line_issued_at)?;
+        Ok(())
+    }
+
+    fn check(
+        &self,
+        jti: &str,
+        subject: &str,
+        issued_at: Timestamp,
+    ) -> Result<Standing, StoreError> {
+        let state = self.read();
+        let row = state.tokens.get(jti);
+        // The cut-offs of the subject the token names, compared with its recorded line issue
+        // time, or with the `iat` given for a token not recorded here (in doubt, revoked).
+        let revoked = state.revoked.contains_key(jti)
+            || state
+                .cutoff(subject)
+                .is_some_and(|cut| row.map_or(ms(issued_at), Row::line_issued_at) <= cut);
+        Ok(match (revoked, row.is_some_and(|r| r.single_use)) {
+            (true, _) => Standing::Revoked,
+            (false, true) => Standing::SingleUse,
+            (false, false) => Standing::Valid,
+        })
+    }
+
+    fn token_state(&self, jti: &str) -> Result<TokenState, StoreError> {
+        let state = self.read();
+        Ok(match state.tokens.get(jti) {
+            Some(row) if state.row_revoked(jti, row) => TokenState::Revoked,
+            Some(_) => TokenState::Active,
+            None if state.revoked.contains_key(jti) => TokenState::Revoked,
+            None => TokenState::Unknown,
+        })
+    }
+
+    fn revoke(&self, jti: &str, _now: Timestamp) -> Result<bool, StoreError> {
+        let mut state = self.write();
+        let known = state.tokens.get(jti).map(|r| r.expires_at);
+        let inserted = match state.revoked.entry(jti.to_owned()) {
+            std::collections::hash_map::Entry::Occupied(_) => false,
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(known.flatten());
+                true
+            }
+        };
+        // Every recorded descendant, transitively (invariant 2).
+        let mut line: HashSet<String> = HashSet::from([jti.to_owned()]);
+        loop {
+            let children: Vec<(String, Option<i64>)> = state
+                .tokens
+                .iter()
+                .filter(|(j, r)| {
+                    !line.contains(*j) && r.parent.as_ref().is_some_and(|p| line.contains(p))
+                })
+                .map(|(j, r)| (j.clone(), r.expires_at))
+                .collect();
+            if children.is_empty() {
+                break;
+            }
+            for (child, expires_at) in children {
+                state.revoked.entry(child.clone()).or_insert(expires_at);
+                line.insert(child);
+            }
+        }
+        Ok(known.is_some() || inserted)
+    }
+
+    fn revoke_subject(&self, subject: &str, now: Timestamp) -> Result<usize, StoreError> {
+        let now = ms(now);
+        let mut state = self.write();
+        let touched =
+            state.count_live_unrevoked(now, |r| r.subject == subject && r.line_issued_at() <= now);
+        let cut = state
+            .subject_cutoffs
+            .entry(subject.to_owned())
+            .or_insert(now);
+        *cut = (*cut).max(now);
+        Ok(touched)
+    }
+
+    fn revoke_all(&self, now: Timestamp) -> Result<usize, StoreError> {
+        let now = ms(now);
+        let mut state = self.write();
+        let touched = state.count_live_unrevoked(now, |r| r.line_issued_at() <= now);
+        state.global_cutoff = Some(state.global_cutoff.map_or(now, |c| c.max(now)));
+        Ok(touched)
+    }
+
+    fn mark_used(&self, jti: &str, _now: Timestamp) -> Result<bool, StoreError> {
+        let mut state = self.write();
+        Ok(match state.tokens.get_mut(jti) {
+            Some(row) if row.single_use => !std::mem::replace(&mut row.used, true),
+            _ => true,
+        })
+    }
+
+    fn list(&self, now: Timestamp) -> Result<Vec<TokenRecord>, StoreError> {
+        let now = ms(now);
+        let state = self.read();
+        let mut records: Vec<TokenRecord> = state
+            .tokens
+            .iter()
+            .filter(|(_, r)| r.live_at(now))
+            .map(|(jti, r)| TokenRecord {
+                jti: jti.clone(),
+                subject: r.subject.clone(),
+                scopes: r.scopes.clone(),
+                issued_at: from_ms(r.issued_at),
+                expires_at: r.expires_at.map(from_ms),
+                single_use: r.single_use,
+                revoked: state.row_revoked(jti, r),
+                parent: r.parent.clone(),
+            })
+            .collect();
+        records.sort_by(|a, b| {
+            b.issued_at
+                .cmp(&a.issued_at)
+                .then_with(|| a.jti.cmp(&b.jti))
+        });
+        Ok(records)
+    }
+
+    fn prune(&self, now: Timestamp) -> Result<usize, StoreError> {
+        let before = prune_before(ms(now));
+        let mut state = self.write();
+        let (tokens, revoked) = (state.tokens.len(), state.revoked.len());
+        state
+            .tokens
+            .retain(|_, r| r.expires_at.is_none_or(|e| e >= before));
+        state.revoked.retain(|_, e| e.is_none_or(|e| e >= before));
+        Ok(tokens - state.tokens.len() + revoked - state.revoked.len())
+    }
+}
