@@ -6,8 +6,8 @@ use secrecy::SecretString;
 use tessera_backends::{BackendKind, KeyPath, SecretsBackend};
 use zeroize::Zeroizing;
 
+use crate::cli::error::CliError;
 use crate::config::{Config, Env, vars};
-use crate::error::CliError;
 use crate::token::{KeyRing, SigningKey};
 
 /// A new random secret of `bytes` random bytes, base64url-encoded without padding

@@ -7,7 +7,6 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod duration;
-pub mod error;
 pub mod keyring;
 pub mod password;
 pub mod registry;

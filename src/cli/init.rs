@@ -19,8 +19,8 @@ use tessera_backends::{BackendKind, KeyPath, fsutil};
 
 use super::Context;
 use super::secrets::{describe_place, open_backend_kind, same_value};
+use crate::cli::error::CliError;
 use crate::config::{Config, Env, template};
-use crate::error::CliError;
 use crate::keyring::random_secret;
 
 #[derive(Debug, Args)]

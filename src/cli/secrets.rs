@@ -7,7 +7,7 @@ use tessera_backends::{BackendKind, KeyPath, SecretsBackend};
 
 use super::Context;
 use super::io::{confirm, prompt_hidden, read_stdin_secret, stdin_is_terminal};
-use crate::error::CliError;
+use crate::cli::error::CliError;
 use crate::keyring::random_secret;
 
 #[derive(Debug, Subcommand)]

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use tessera_backends::SecretsBackend;
 
+use crate::cli::error::CliError;
 use crate::config::Config;
-use crate::error::CliError;
 use key::RegistryKey;
 
 /// What the token endpoint needs, loaded once at server start.

@@ -32,8 +32,8 @@ pub use error::ApiError;
 pub use ratelimit::RateLimiter;
 pub use state::{PasswordChecks, ServerState};
 
+use crate::cli::error::CliError;
 use crate::config::Config;
-use crate::error::CliError;
 
 /// Largest request body accepted (413 beyond).
 pub const BODY_LIMIT: usize = 64 * 1024;

@@ -10,9 +10,9 @@ use sha2::{Digest, Sha256};
 use tessera_backends::SecretsBackend;
 
 use super::ratelimit::RateLimiter;
+use crate::cli::error::CliError;
 use crate::config::{Config, Env};
 use crate::duration::HumanDuration;
-use crate::error::CliError;
 use crate::keyring::load_keyring;
 use crate::store::{SqliteStore, TokenStore};
 use crate::token::{KeyRing, ScopeSet};

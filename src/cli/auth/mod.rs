@@ -7,7 +7,7 @@ mod token;
 use clap::Subcommand;
 
 use super::Context;
-use crate::error::CliError;
+use crate::cli::error::CliError;
 
 #[derive(Debug, Subcommand)]
 pub enum AuthCommand {

@@ -5,8 +5,8 @@ use secrecy::ExposeSecret;
 use serde_json::json;
 
 use crate::cli::Context;
+use crate::cli::error::CliError;
 use crate::cli::io::{prompt_hidden, read_stdin_line, stdin_is_terminal};
-use crate::error::CliError;
 use crate::password::{self, DEFAULT_COST};
 
 #[derive(Debug, Subcommand)]

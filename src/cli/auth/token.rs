@@ -6,9 +6,9 @@ use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 
 use crate::cli::Context;
+use crate::cli::error::{CliError, ErrorCode};
 use crate::cli::io::read_stdin_secret;
 use crate::duration::HumanDuration;
-use crate::error::{CliError, ErrorCode};
 use crate::keyring::{SecretOrigin, load_keyring};
 use crate::store::{SqliteStore, TokenRecord, TokenState, TokenStore};
 use crate::token::{self, Claims, MintRequest, ScopeSet, VerifyOptions};
@@ -287,7 +287,7 @@ fn verify(ctx: &Context, args: VerifyArgs) -> Result<(), CliError> {
                     "subject": null, "scopes": null, "jti": null,
                     "issued_at": null, "expires_at": null,
                 }))?;
-                return Err(CliError::silent(crate::error::EXIT_FAILURE));
+                return Err(CliError::silent(crate::cli::error::EXIT_FAILURE));
             }
             Err(CliError::new(format!(
                 "invalid token: {} ({e})",
