@@ -1,7 +1,7 @@
 //! tessera: scoped tokens, secrets backends and a Docker registry token server.
 //!
-//! The binary is a thin shell over this library: `main` parses arguments and calls
-//! [`cli::run`], which returns an exit code.
+//! The binary is a thin shell over this library: `main` calls [`cli::main`], which parses the
+//! arguments, runs the command and returns the exit code.
 
 pub mod cli;
 pub mod client;
@@ -13,6 +13,7 @@ pub mod registry;
 pub mod remotes;
 pub mod server;
 pub mod store;
+pub(crate) mod term;
 pub mod token;
 
 pub use tessera_backends as backends;

@@ -270,7 +270,7 @@ pub fn run(ctx: &Context, args: InitArgs) -> Result<(), CliError> {
                     return Err(CliError::usage(format!(
                         "{} already sets auth.username = `{}`; edit it there, or rewrite the file with --force",
                         path.display(),
-                        super::term::safe(have)
+                        crate::term::safe(have)
                     )));
                 }
                 (Some(u), None) => {

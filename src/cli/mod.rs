@@ -10,7 +10,6 @@ mod registry;
 mod remotes;
 mod secrets;
 mod serve;
-pub(crate) mod term;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

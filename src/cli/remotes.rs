@@ -209,7 +209,7 @@ pub(crate) fn select_token(
         Some(t) => Ok((t, token_place(remote).unwrap_or_default())),
         None => Err(CliError::new(format!(
             "not logged in to remote `{name}` ({})",
-            crate::cli::term::safe(&remote.url)
+            crate::term::safe(&remote.url)
         ))
         .with_code(ErrorCode::NotFound)
         .with_hint(format!(
@@ -337,7 +337,7 @@ fn list(ctx: &Context) -> Result<(), CliError> {
             " "
         };
         // remotes.toml can be edited by hand: never let it drive the terminal.
-        let url = crate::cli::term::safe(&r.url);
+        let url = crate::term::safe(&r.url);
         let url = if r.insecure {
             format!("{url} (insecure)")
         } else {

@@ -14,8 +14,8 @@ use crate::cli::io::{prompt_hidden, read_stdin_line, read_stdin_secret, stdin_is
 use crate::cli::remotes::{
     check_token_text, client_for, forget_token, load_token, save_token, select, select_token,
 };
-use crate::cli::term::safe;
 use crate::client::ClientError;
+use crate::term::safe;
 
 /// Arguments of `auth login`.
 #[derive(Debug, Args)]

@@ -272,8 +272,8 @@ fn verify(ctx: &Context, args: VerifyArgs) -> Result<(), CliError> {
             // Claims of a token from anywhere: control characters escaped.
             ctx.out.line(&format!(
                 "valid token for `{}`\n  scopes:  {}\n  issued:  {}\n  expires: {}\n  id:      {}",
-                crate::cli::term::safe(&c.sub),
-                crate::cli::term::safe(scope_text),
+                crate::term::safe(&c.sub),
+                crate::term::safe(scope_text),
                 ts(c.iat).unwrap_or_default(),
                 c.exp.and_then(ts).unwrap_or_else(|| "never".into()),
                 c.jti
