@@ -62,8 +62,9 @@ pub fn run(ctx: &Context, cmd: PasswordCommand) -> Result<(), CliError> {
             backend.name()
         ));
         if ctx.config.auth.username.is_none() {
-            ctx.out
-                .note("set `auth.username` in the config to enable password login");
+            ctx.out.note(
+                "password login stays off until a username is set: run `tessera init --username NAME` (or set `auth.username` in the config)",
+            );
         }
         return Ok(());
     }
