@@ -1,4 +1,4 @@
-//! `tessera secrets get|set|list|rm|check`.
+//! `tessera secrets get|set|list|rm|check|copy|move`.
 
 use clap::{Args, Subcommand};
 use secrecy::{ExposeSecret, SecretString};

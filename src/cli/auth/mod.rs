@@ -1,4 +1,4 @@
-//! `tessera auth ...`: tokens and passwords.
+//! `tessera auth ...`: tokens, password hashes, and logins to remote tessera servers.
 
 pub(crate) mod login;
 mod password;
