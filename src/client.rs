@@ -12,7 +12,7 @@ use reqwest::blocking::{Client as Http, Response};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 
-use crate::cli::term::safe;
+use crate::term::safe;
 
 /// Connection timeout.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);

@@ -1,5 +1,6 @@
-//! Configuration: file discovery, defaults, relative paths and environment overrides
-//! (CONTRACT section 3).
+//! Configuration: file discovery, defaults, relative paths and environment overrides (the
+//! user-facing side: the README's "Configuration" section and the commented file `tessera init`
+//! writes).
 //!
 //! Precedence, highest first: command-line flags, environment, the file, the defaults. No file
 //! at all is valid. Relative paths in the file are relative to the file's own folder.

@@ -12,8 +12,19 @@
 //! - values that do not fit (`u32`) or that no calendar can add (more than jiff's span limits,
 //!   e.g. `20000y`) are refused as [`DurationError::Overflow`]; adding a duration that would go
 //!   past the year 9999 is an error too, never a token that does not expire.
+//!
+//! `nom` reads the grammar; where it stops, a small diagnosis of the rest names the exact
+//! reason (a sign, a fraction, a space, a capital unit, ...), and the checks that need the
+//! whole list (order, repeats, zero parts, leading zeros, size) run on the parts it read.
 
 use jiff::{Span, Timestamp, tz::TimeZone};
+use nom::{
+    IResult, Parser,
+    character::complete::{alpha0, digit0, digit1, one_of, satisfy},
+    combinator::not,
+    multi::many0,
+    sequence::terminated,
+};
 
 /// The grammar, quoted in every parse error.
 pub const GRAMMAR: &str = "durations are an integer and a unit, several in descending order (y years, M months, w weeks, d days, h hours, m minutes, s seconds), e.g. `30d`, `1h30m`, `1y6M`, or `0` for never";
@@ -105,98 +116,99 @@ fn without_fraction(whole: &str, frac: &str, unit: char) -> Option<String> {
     })
 }
 
-/// Splits `s` into `INTEGER UNIT` parts, or says exactly why it cannot.
-fn parts(s: &str) -> Result<Vec<(&str, char)>, String> {
-    if s.is_empty() {
-        return Err("it is empty".to_owned());
+/// One `INTEGER UNIT` part as written: ASCII digits, then a unit letter that no other letter
+/// follows (`1mo` and `2days` are not parts).
+fn part(input: &str) -> IResult<&str, (&str, char)> {
+    terminated(
+        (digit1, one_of(&UNITS[..])),
+        not(satisfy(|c| c.is_ascii_alphabetic())),
+    )
+    .parse(input)
+}
+
+/// The grammar: the parts at the start of `s`, and the rest, which is empty when all of `s`
+/// is parts. Whether the units are in order, and the values, are checked afterwards.
+fn parts(s: &str) -> (Vec<(&str, char)>, &str) {
+    // `many0` stops at the first input that is not a part; it cannot fail on complete input
+    // because every part consumes something.
+    many0(part)
+        .parse(s)
+        .map_or((Vec::new(), s), |(rest, parts)| (parts, rest))
+}
+
+/// What a parser that never fails (`digit0`, `alpha0`) takes from the start of `s`, and the
+/// rest.
+fn take<'a>(
+    mut parser: impl Parser<&'a str, Output = &'a str, Error = nom::error::Error<&'a str>>,
+    s: &'a str,
+) -> (&'a str, &'a str) {
+    parser
+        .parse(s)
+        .map_or(("", s), |(rest, taken)| (taken, rest))
+}
+
+/// Why `rest`, where the grammar stopped, is not an `INTEGER UNIT` part: the specific reason
+/// for the refusal. `first` when no part came before it (a sign is only named there).
+fn diagnose(rest: &str, first: bool) -> String {
+    const SPACES: &str = "spaces and line breaks are not accepted";
+    let unexpected = |c: char| format!("unexpected character `{}`", quote(&c.to_string()));
+    if rest.is_empty() {
+        return "it is empty".to_owned();
     }
-    let unit_list = UNIT_LIST;
-    let mut out = Vec::new();
-    let mut rest = s;
-    while !rest.is_empty() {
-        let digits_end = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let (digits, after) = rest.split_at(digits_end);
-        let Some(next) = after.chars().next() else {
-            return Err(format!(
-                "`{}` has no unit; add one: {unit_list}",
-                quote(digits)
-            ));
+    let (digits, after) = take(digit0, rest);
+    let Some(next) = after.chars().next() else {
+        return format!("`{}` has no unit; add one: {UNIT_LIST}", quote(digits));
+    };
+    let (word, _) = take(alpha0, after);
+    if digits.is_empty() {
+        return match next {
+            '-' if first => "durations cannot be negative".to_owned(),
+            '+' if first => format!("no sign is accepted; write `{}`", quote(&rest[1..])),
+            c if c.is_whitespace() => SPACES.to_owned(),
+            c if UNITS.contains(&c) => format!("the unit `{c}` has no number before it"),
+            c if c.is_ascii_alphabetic() => format!("unknown unit `{}`; {UNIT_LIST}", quote(word)),
+            c => unexpected(c),
         };
-        if digits.is_empty() {
-            return Err(match next {
-                '-' if out.is_empty() => "durations cannot be negative".to_owned(),
-                '+' if out.is_empty() => {
-                    format!("no sign is accepted; write `{}`", quote(&rest[1..]))
-                }
-                c if c.is_whitespace() => "spaces and line breaks are not accepted".to_owned(),
-                c if c.is_alphabetic() && UNITS.contains(&c) => {
-                    format!("the unit `{c}` has no number before it")
-                }
-                c if c.is_ascii_alphabetic() => {
-                    let word: String = after
-                        .chars()
-                        .take_while(char::is_ascii_alphabetic)
-                        .collect();
-                    format!("unknown unit `{}`; {unit_list}", quote(&word))
-                }
-                c => format!("unexpected character `{}`", quote(&c.to_string())),
-            });
-        }
-        if next == '.' || next == ',' {
-            let frac_end = after[1..]
-                .find(|c: char| !c.is_ascii_digit())
-                .map_or(after.len(), |i| i + 1);
-            let frac = &after[1..frac_end];
-            let unit = after[frac_end..].chars().next();
-            if !frac.is_empty() || next == '.' {
-                let hint = unit
-                    .and_then(|u| without_fraction(digits, frac, u))
-                    .map_or_else(
-                        || "write it in a smaller unit, e.g. `1h30m` for 1.5 hours".to_owned(),
-                        |w| format!("write `{w}`"),
-                    );
-                return Err(format!("fractions are not accepted; {hint}"));
-            }
-        }
-        if !UNITS.contains(&next) {
-            if next.is_ascii_alphabetic() {
-                let word: String = after
-                    .chars()
-                    .take_while(char::is_ascii_alphabetic)
-                    .collect();
-                let lower = next.to_ascii_lowercase();
-                let hint = if word.len() == 1 && UNITS.contains(&lower) && lower != next {
-                    format!(" (did you mean `{lower}`?)")
-                } else {
-                    String::new()
-                };
-                return Err(format!(
-                    "unknown unit `{}`{hint}; {unit_list}",
-                    quote(&word)
-                ));
-            }
-            if next.is_whitespace() {
-                return Err("spaces and line breaks are not accepted".to_owned());
-            }
-            return Err(format!(
-                "unexpected character `{}`",
-                quote(&next.to_string())
-            ));
-        }
-        let word: String = after
-            .chars()
-            .take_while(char::is_ascii_alphabetic)
-            .collect();
-        if word.len() > 1 {
-            // `1mo`, `1min`, `2days`: one unit letter each.
-            return Err(format!("unknown unit `{}`; {unit_list}", quote(&word)));
-        }
-        out.push((digits, next));
-        rest = &after[next.len_utf8()..];
     }
-    Ok(out)
+    if let Some(reason) = fraction(digits, after) {
+        return reason;
+    }
+    if next.is_ascii_alphabetic() {
+        // A unit letter followed by more letters (`1mo`, `2days`), or a letter that is not a
+        // unit; a capital of a unit gets its lower case suggested (`1D`).
+        let lower = next.to_ascii_lowercase();
+        let hint = if word.len() == 1 && UNITS.contains(&lower) && lower != next {
+            format!(" (did you mean `{lower}`?)")
+        } else {
+            String::new()
+        };
+        return format!("unknown unit `{}`{hint}; {UNIT_LIST}", quote(word));
+    }
+    if next.is_whitespace() {
+        return SPACES.to_owned();
+    }
+    unexpected(next)
+}
+
+/// The reason for `1.5h` or `1,5h` (`after` follows the whole number `whole`), naming the
+/// same length without a fraction when the next smaller unit holds it; `None` when `after`
+/// is not a fraction (`1,d` is a stray comma).
+fn fraction(whole: &str, after: &str) -> Option<String> {
+    let (rest, (separator, frac)) = (one_of::<_, _, nom::error::Error<&str>>(".,"), digit0)
+        .parse(after)
+        .ok()?;
+    if frac.is_empty() && separator == ',' {
+        return None;
+    }
+    let hint = rest
+        .chars()
+        .next()
+        .and_then(|unit| without_fraction(whole, frac, unit))
+        .map_or_else(
+            || "write it in a smaller unit, e.g. `1h30m` for 1.5 hours".to_owned(),
+            |w| format!("write `{w}`"),
+        );
+    Some(format!("fractions are not accepted; {hint}"))
 }
 
 impl HumanDuration {
@@ -210,7 +222,10 @@ impl HumanDuration {
         if s == "0" {
             return Ok(HumanDuration::default());
         }
-        let parts = parts(s).map_err(syntax)?;
+        let (parts, rest) = parts(s);
+        if parts.is_empty() || !rest.is_empty() {
+            return Err(syntax(diagnose(rest, parts.is_empty())));
+        }
         let mut d = HumanDuration::default();
         let mut last: Option<usize> = None;
         for (digits, unit) in parts {

@@ -665,13 +665,20 @@ fn password_hash_is_htpasswd_bcrypt_and_refuses_long_input() {
         .write_stdin("pw\n")
         .assert()
         .code(2);
-    u.cmd()
+    let a = u
+        .cmd()
         .args([
             "auth", "password", "hash", "--stdin", "--cost", "10", "--store",
         ])
         .write_stdin("correct horse\n")
         .assert()
         .success();
+    // No username configured: the note names the command that sets one.
+    assert!(
+        stderr_of(&a).contains("run `tessera init --username NAME`"),
+        "{}",
+        stderr_of(&a)
+    );
     let stored = std::fs::read_to_string(
         u.home()
             .join(".local/share/tessera/secrets/tessera/auth/password_hash"),

@@ -443,6 +443,29 @@ fn quick_start_login_works_and_the_servers_reason_reaches_the_user() {
         1,
     );
     assert!(err.contains("the username or password is wrong"), "{err}");
+    // Under --json the refusal carries the code scripts match on (docs/scripting.md).
+    let err = u.fails(
+        &[
+            "--json",
+            "auth",
+            "login",
+            "--remote",
+            "prod",
+            "--username",
+            "deploy",
+            "--password-stdin",
+        ],
+        "wrong-password-456\n",
+        1,
+    );
+    let line: serde_json::Value = serde_json::from_str(err.trim()).expect("one line of JSON");
+    assert_eq!(line["code"], "INVALID_CREDENTIALS", "{err}");
+    assert!(
+        line["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("the username or password is wrong")),
+        "{err}"
+    );
     let _ = srv.kill();
     let _ = srv.wait();
 

@@ -6,7 +6,7 @@ use clap_complete::Shell;
 use serde_json::json;
 
 use super::{Cli, Output};
-use crate::error::CliError;
+use crate::cli::error::CliError;
 
 #[derive(Debug, Args)]
 pub struct CompletionsArgs {

@@ -16,7 +16,7 @@ use tessera_backends::{KeyPath, SecretsBackend};
 use zeroize::Zeroizing;
 
 use super::Context;
-use crate::error::CliError;
+use crate::cli::error::CliError;
 
 /// The program name Docker, skopeo and podman run for `credHelpers: {HOST: "tessera"}`.
 pub const HELPER_NAME: &str = "docker-credential-tessera";
@@ -151,7 +151,7 @@ fn print(text: &str) -> Result<(), CliError> {
 /// The protocol's miss: exit 1 with the message, which the caller prints on stdout (the
 /// protocol), or under `--json` as a `NOT_FOUND` error on stderr.
 fn not_found() -> CliError {
-    CliError::new(NOT_FOUND).with_code(crate::error::ErrorCode::NotFound)
+    CliError::new(NOT_FOUND).with_code(crate::cli::error::ErrorCode::NotFound)
 }
 
 /// What `store` reads.

@@ -19,8 +19,8 @@ use tessera_backends::{BackendKind, KeyPath, fsutil};
 
 use super::Context;
 use super::secrets::{describe_place, open_backend_kind, same_value};
+use crate::cli::error::CliError;
 use crate::config::{Config, Env, template};
-use crate::error::CliError;
 use crate::keyring::random_secret;
 
 #[derive(Debug, Args)]
@@ -270,7 +270,7 @@ pub fn run(ctx: &Context, args: InitArgs) -> Result<(), CliError> {
                     return Err(CliError::usage(format!(
                         "{} already sets auth.username = `{}`; edit it there, or rewrite the file with --force",
                         path.display(),
-                        super::term::safe(have)
+                        crate::term::safe(have)
                     )));
                 }
                 (Some(u), None) => {

@@ -12,7 +12,7 @@ use std::io::{BufRead, IsTerminal, Read, Write};
 use secrecy::SecretString;
 use zeroize::Zeroizing;
 
-use crate::error::CliError;
+use crate::cli::error::CliError;
 
 /// Largest secret read from stdin.
 pub const MAX_STDIN_SECRET: usize = 1024 * 1024;
@@ -78,7 +78,7 @@ pub fn write_stdout(text: &str) -> Result<(), CliError> {
                 CliError::from(e)
             } else {
                 CliError::new(format!("cannot write to stdout: {e}"))
-                    .with_code(crate::error::ErrorCode::Io)
+                    .with_code(crate::cli::error::ErrorCode::Io)
             }
         })
 }
@@ -98,7 +98,7 @@ pub fn write_stderr(text: &str) {
 /// `--yes` (exit 2, code `CONFIRMATION_REQUIRED`), so a script never destroys anything by
 /// accident.
 pub fn confirm(what: &str, yes: bool) -> Result<(), CliError> {
-    use crate::error::ErrorCode;
+    use crate::cli::error::ErrorCode;
     if yes {
         return Ok(());
     }

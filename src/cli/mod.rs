@@ -3,13 +3,13 @@
 mod auth;
 mod completions;
 mod credential_helper;
+pub mod error;
 mod init;
 mod io;
 mod registry;
 mod remotes;
 mod secrets;
 mod serve;
-pub(crate) mod term;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -17,8 +17,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tessera_backends::SecretsBackend;
 
+use crate::cli::error::CliError;
 use crate::config::{Config, Env};
-use crate::error::CliError;
 
 pub use io::{Output, write_stderr, write_stdout};
 
@@ -218,7 +218,7 @@ fn clap_error(e: &clap::Error, json: bool) -> ExitCode {
         }
         (_, false) => {
             let _ = e.print();
-            return ExitCode::from(crate::error::EXIT_USAGE);
+            return ExitCode::from(crate::cli::error::EXIT_USAGE);
         }
         (_, true) => {}
     }
@@ -229,7 +229,7 @@ fn clap_error(e: &clap::Error, json: bool) -> ExitCode {
         usage_from_clap(e)
     };
     err.report(true);
-    ExitCode::from(crate::error::EXIT_USAGE)
+    ExitCode::from(crate::cli::error::EXIT_USAGE)
 }
 
 /// A clap usage error as one sentence (the lines before `Usage:`, without `error: `), with
@@ -290,7 +290,7 @@ fn helper_main(action: Option<&str>) -> ExitCode {
             "usage: {} get|store|erase|list|version (the Docker credential-helper protocol; input on stdin)\n",
             credential_helper::HELPER_NAME
         ));
-        return ExitCode::from(crate::error::EXIT_USAGE);
+        return ExitCode::from(crate::cli::error::EXIT_USAGE);
     };
     let cli = Cli {
         config: None,
@@ -342,7 +342,7 @@ pub fn run(cli: Cli, env: Env) -> Result<(), CliError> {
             // The protocol reads errors on stdout; stderr still gets the full report, except
             // for the protocol's plain miss.
             let _ = write_stdout(&format!("{}\n", e.message()));
-            if e.code() == crate::error::ErrorCode::NotFound {
+            if e.code() == crate::cli::error::ErrorCode::NotFound {
                 CliError::silent(e.exit_code())
             } else {
                 e
@@ -381,7 +381,7 @@ mod tests {
     fn clap_usage_errors_become_one_sentence_and_a_hint() {
         let e = Cli::try_parse_from(["tessera", "auth", "token", "generate"]).unwrap_err();
         let err = usage_from_clap(&e);
-        assert_eq!(err.exit_code(), crate::error::EXIT_USAGE);
+        assert_eq!(err.exit_code(), crate::cli::error::EXIT_USAGE);
         assert!(err.message().contains("--subject"), "{}", err.message());
         assert!(!err.message().contains("Usage:"), "{}", err.message());
         let v = err.to_json();

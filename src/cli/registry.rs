@@ -8,7 +8,7 @@ use serde_json::json;
 use tessera_backends::fsutil;
 
 use super::Context;
-use crate::error::CliError;
+use crate::cli::error::CliError;
 use crate::registry::key::{self, RegistryKey, TokenHeader};
 
 /// The Docker registry token service.
@@ -66,10 +66,6 @@ pub fn run(ctx: &Context, cmd: RegistryCommand) -> Result<(), CliError> {
     match cmd {
         RegistryCommand::Init(args) => init(ctx, args),
     }
-}
-
-fn key_error(e: key::KeyError) -> CliError {
-    CliError::new(e.to_string())
 }
 
 fn write_bundle(path: &Path, pem: &str) -> Result<(), CliError> {
@@ -145,7 +141,7 @@ fn init(ctx: &Context, args: InitArgs) -> Result<(), CliError> {
                     ))
                     .with_hint("run `tessera registry init --rotate` to make a new key and certificate, or move the certificate file away and run `tessera registry init` to write the key's certificate"));
                 }
-                let pem = key::self_signed_certificate(old, &common_name).map_err(key_error)?;
+                let pem = key::self_signed_certificate(old, &common_name)?;
                 write_bundle(&reg.certificate, &pem)?;
                 what = "wrote the certificate of the existing registry signing key (restart `tessera serve` and the registry)";
             }
@@ -158,12 +154,11 @@ fn init(ctx: &Context, args: InitArgs) -> Result<(), CliError> {
             .with_hint("run `tessera registry init` without --rotate"));
         }
         (old, _, rotate) => {
-            let new_key = key::generate_key().map_err(key_error)?;
-            let mut pem =
-                key::self_signed_certificate(&new_key, &common_name).map_err(key_error)?;
+            let new_key = key::generate_key()?;
+            let mut pem = key::self_signed_certificate(&new_key, &common_name)?;
             if rotate && let (Some(old), Some(b)) = (old, bundle.as_deref()) {
                 // Keep the certificate of the key being replaced (older ones are dropped).
-                let spki = key::public_key_der(old).map_err(key_error)?;
+                let spki = key::public_key_der(old)?;
                 if let Ok(certs) = key::bundle_certificates(b) {
                     for c in certs.iter().filter(|c| key::certificate_has_key(c, &spki)) {
                         pem.push_str(&cert_pem(c));
@@ -199,7 +194,7 @@ fn jwks_path(certificate: &Path) -> PathBuf {
 /// rotation), public like the certificate.
 fn write_jwks(certificate: &Path) -> Result<(), CliError> {
     let bundle = read_bundle(certificate)?.unwrap_or_default();
-    let jwks = key::bundle_jwks(&bundle).map_err(key_error)?;
+    let jwks = key::bundle_jwks(&bundle)?;
     let path = jwks_path(certificate);
     let text = serde_json::to_string_pretty(&jwks)
         .map_err(|e| CliError::new(format!("cannot write {}: {e}", path.display())))?;
@@ -247,9 +242,7 @@ fn print_setup(ctx: &Context, args: &InitArgs, what: &str) -> Result<(), CliErro
     let reg = &config.registry;
     let key_pem: SecretString = ctx.backend()?.get(&reg.signing_key)?;
     let bundle = read_bundle(&reg.certificate)?.unwrap_or_default();
-    let loaded = RegistryKey::new(&key_pem, &bundle)
-        .and_then(|k| k.with_header(reg.header))
-        .map_err(key_error)?;
+    let loaded = RegistryKey::new(&key_pem, &bundle).and_then(|k| k.with_header(reg.header))?;
     let service = crate::registry::service(reg)?;
     let realm = match &args.realm {
         Some(r) => r.clone(),

@@ -7,10 +7,10 @@ use serde_json::json;
 use tessera_backends::BackendKind;
 
 use crate::cli::Context;
+use crate::cli::error::{CliError, ErrorCode};
 use crate::cli::io::read_stdin_secret;
-use crate::client::{Client, ClientError};
+use crate::client::Client;
 use crate::config::vars;
-use crate::error::{CliError, ErrorCode};
 use crate::remotes::{
     self, Remote, RemotesError, RemotesFile, RemotesStore, StoredToken, normalize_url,
     validate_name,
@@ -79,40 +79,6 @@ pub struct SetTokenArgs {
     pub name: String,
     /// The token; read from stdin when absent or `-`.
     pub token: Option<String>,
-}
-
-impl From<RemotesError> for CliError {
-    fn from(e: RemotesError) -> Self {
-        match e {
-            RemotesError::InvalidName(_) | RemotesError::InvalidUrl { .. } => {
-                CliError::usage(e.to_string())
-            }
-            RemotesError::Unknown { .. } => {
-                CliError::new(e.to_string()).with_code(ErrorCode::NotFound)
-            }
-            RemotesError::Exists(_) => {
-                CliError::new(e.to_string()).with_code(ErrorCode::AlreadyExists)
-            }
-            RemotesError::Parse { .. } => CliError::new(e.to_string()).with_code(ErrorCode::Config),
-            RemotesError::Io { .. } => CliError::new(e.to_string()).with_code(ErrorCode::Io),
-        }
-    }
-}
-
-impl From<ClientError> for CliError {
-    fn from(e: ClientError) -> Self {
-        // The remote's own code decides where it says something about the credentials.
-        let code = match &e {
-            ClientError::Api { code, .. } => match code.as_str() {
-                "INVALID_TOKEN" | "TOKEN_EXPIRED" | "TOKEN_REVOKED" => ErrorCode::InvalidToken,
-                "INVALID_CREDENTIALS" => ErrorCode::InvalidCredentials,
-                "NOT_FOUND" => ErrorCode::NotFound,
-                _ => ErrorCode::Remote,
-            },
-            _ => ErrorCode::Remote,
-        };
-        CliError::new(e.to_string()).with_code(code)
-    }
 }
 
 /// The remotes file of this configuration.
@@ -243,7 +209,7 @@ pub(crate) fn select_token(
         Some(t) => Ok((t, token_place(remote).unwrap_or_default())),
         None => Err(CliError::new(format!(
             "not logged in to remote `{name}` ({})",
-            crate::cli::term::safe(&remote.url)
+            crate::term::safe(&remote.url)
         ))
         .with_code(ErrorCode::NotFound)
         .with_hint(format!(
@@ -371,7 +337,7 @@ fn list(ctx: &Context) -> Result<(), CliError> {
             " "
         };
         // remotes.toml can be edited by hand: never let it drive the terminal.
-        let url = crate::cli::term::safe(&r.url);
+        let url = crate::term::safe(&r.url);
         let url = if r.insecure {
             format!("{url} (insecure)")
         } else {

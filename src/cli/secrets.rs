@@ -1,4 +1,4 @@
-//! `tessera secrets get|set|list|rm|check`.
+//! `tessera secrets get|set|list|rm|check|copy|move`.
 
 use clap::{Args, Subcommand};
 use secrecy::{ExposeSecret, SecretString};
@@ -7,7 +7,7 @@ use tessera_backends::{BackendKind, KeyPath, SecretsBackend};
 
 use super::Context;
 use super::io::{confirm, prompt_hidden, read_stdin_secret, stdin_is_terminal};
-use crate::error::CliError;
+use crate::cli::error::CliError;
 use crate::keyring::random_secret;
 
 #[derive(Debug, Subcommand)]

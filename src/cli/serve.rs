@@ -6,7 +6,7 @@ use std::sync::Arc;
 use clap::Args;
 
 use crate::cli::Context;
-use crate::error::CliError;
+use crate::cli::error::CliError;
 use crate::http::{self, ServerState, TlsFiles};
 
 /// Arguments of `tessera serve`.

@@ -1,6 +1,6 @@
-//! The remotes file (`$XDG_CONFIG_HOME/tessera/remotes.toml`, CONTRACT section 6): the active
-//! remote and, per remote, its URL, whether TLS checks are off, and its token or where the
-//! token lives.
+//! The remotes file (`$XDG_CONFIG_HOME/tessera/remotes.toml`, described for users in
+//! docs/remotes.md): the active remote and, per remote, its URL, whether TLS checks are off,
+//! and its token or where the token lives.
 //!
 //! ```toml
 //! active = "prod"

@@ -9,13 +9,13 @@ use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
 use crate::cli::Context;
+use crate::cli::error::{CliError, EXIT_FAILURE, ErrorCode};
 use crate::cli::io::{prompt_hidden, read_stdin_line, read_stdin_secret, stdin_is_terminal};
 use crate::cli::remotes::{
     check_token_text, client_for, forget_token, load_token, save_token, select, select_token,
 };
-use crate::cli::term::safe;
 use crate::client::ClientError;
-use crate::error::{CliError, EXIT_FAILURE};
+use crate::term::safe;
 
 /// Arguments of `auth login`.
 #[derive(Debug, Args)]
@@ -136,7 +136,7 @@ pub fn login(ctx: &Context, args: LoginArgs) -> Result<(), CliError> {
             let info = client.verify(&token).map_err(|e| match e {
                 ClientError::Api { .. } => {
                     CliError::new(format!("remote `{name}` does not accept that token: {e}"))
-                        .with_code(crate::error::ErrorCode::InvalidToken)
+                        .with_code(ErrorCode::InvalidToken)
                 }
                 other => other.into(),
             })?;
@@ -164,7 +164,8 @@ pub fn login(ctx: &Context, args: LoginArgs) -> Result<(), CliError> {
                     "remote `{name}` ({}) refused the login: {}",
                     safe(&remote.url),
                     safe(message)
-                )),
+                ))
+                .with_code(ErrorCode::InvalidCredentials),
                 other => other.into(),
             })?;
             let info = json!({

@@ -1,4 +1,4 @@
-//! `tessera auth ...`: tokens and passwords.
+//! `tessera auth ...`: tokens, password hashes, and logins to remote tessera servers.
 
 pub(crate) mod login;
 mod password;
@@ -7,7 +7,7 @@ mod token;
 use clap::Subcommand;
 
 use super::Context;
-use crate::error::CliError;
+use crate::cli::error::CliError;
 
 #[derive(Debug, Subcommand)]
 pub enum AuthCommand {

@@ -5,8 +5,8 @@ use secrecy::ExposeSecret;
 use serde_json::json;
 
 use crate::cli::Context;
+use crate::cli::error::CliError;
 use crate::cli::io::{prompt_hidden, read_stdin_line, stdin_is_terminal};
-use crate::error::CliError;
 use crate::password::{self, DEFAULT_COST};
 
 #[derive(Debug, Subcommand)]
@@ -62,8 +62,9 @@ pub fn run(ctx: &Context, cmd: PasswordCommand) -> Result<(), CliError> {
             backend.name()
         ));
         if ctx.config.auth.username.is_none() {
-            ctx.out
-                .note("set `auth.username` in the config to enable password login");
+            ctx.out.note(
+                "password login stays off until a username is set: run `tessera init --username NAME` (or set `auth.username` in the config)",
+            );
         }
         return Ok(());
     }

@@ -10,9 +10,9 @@ use serde_json::{Value, json};
 use crate::auth::issue::{self, Expiry, IssueRequest, Origin};
 use crate::auth::{OfflineError, Settings, check_offline};
 use crate::cli::Context;
+use crate::cli::error::{CliError, ErrorCode};
 use crate::cli::io::read_stdin_secret;
 use crate::duration::HumanDuration;
-use crate::error::{CliError, ErrorCode};
 use crate::keyring::{SecretOrigin, load_keyring};
 use crate::store::{self, StoreError, TokenState, TokenStore};
 use crate::token::{Claims, ScopeSet, VerifyOptions};
@@ -259,8 +259,8 @@ fn verify(ctx: &Context, args: VerifyArgs) -> Result<(), CliError> {
             // Claims of a token from anywhere: control characters escaped.
             ctx.out.line(&format!(
                 "valid token for `{}`\n  scopes:  {}\n  issued:  {}\n  expires: {}\n  id:      {}",
-                crate::cli::term::safe(&c.sub),
-                crate::cli::term::safe(&scope_text),
+                crate::term::safe(&c.sub),
+                crate::term::safe(&scope_text),
                 ts(c.iat).unwrap_or_default(),
                 c.exp.and_then(ts).unwrap_or_else(|| "never".into()),
                 c.jti
@@ -274,7 +274,7 @@ fn verify(ctx: &Context, args: VerifyArgs) -> Result<(), CliError> {
                     "subject": null, "scopes": null, "jti": null,
                     "issued_at": null, "expires_at": null,
                 }))?;
-                return Err(CliError::silent(crate::error::EXIT_FAILURE));
+                return Err(CliError::silent(crate::cli::error::EXIT_FAILURE));
             }
             Err(CliError::new(format!(
                 "invalid token: {} ({e})",

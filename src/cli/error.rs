@@ -1,18 +1,25 @@
 //! The one error type at the edge: it decides the exit code and prints one readable sentence
 //! plus, where there is one, a hint (or, under `--json`, one line of JSON with a stable code).
 //! No variant ever carries a secret value.
+//!
+//! The library below `cli/` returns its own typed errors and knows nothing of exit codes or
+//! `tessera ...` hints; the `From` impls at the end of this file are the one place where each
+//! library error becomes what the user reads.
 
 use std::fmt;
 
 use tessera_backends::{BackendError, KeyPathError};
 
 use crate::auth::{AuthError, LoginError};
+use crate::client::ClientError;
 use crate::config::ConfigError;
 use crate::duration::DurationError;
 use crate::http::StartError;
 use crate::keyring::KeyringError;
 use crate::password::PasswordError;
 use crate::registry::RegistryError;
+use crate::registry::key::KeyError as RegistryKeyError;
+use crate::remotes::RemotesError;
 use crate::store::StoreError;
 use crate::token::{KeyError, MintError, ScopeError};
 
@@ -264,6 +271,46 @@ impl From<MintError> for CliError {
             MintError::Subject(_) => CliError::usage(e.to_string()),
             other => CliError::new(other.to_string()),
         }
+    }
+}
+
+impl From<RemotesError> for CliError {
+    fn from(e: RemotesError) -> Self {
+        match e {
+            RemotesError::InvalidName(_) | RemotesError::InvalidUrl { .. } => {
+                CliError::usage(e.to_string())
+            }
+            RemotesError::Unknown { .. } => {
+                CliError::new(e.to_string()).with_code(ErrorCode::NotFound)
+            }
+            RemotesError::Exists(_) => {
+                CliError::new(e.to_string()).with_code(ErrorCode::AlreadyExists)
+            }
+            RemotesError::Parse { .. } => CliError::new(e.to_string()).with_code(ErrorCode::Config),
+            RemotesError::Io { .. } => CliError::new(e.to_string()).with_code(ErrorCode::Io),
+        }
+    }
+}
+
+impl From<ClientError> for CliError {
+    fn from(e: ClientError) -> Self {
+        // The remote's own code decides where it says something about the credentials.
+        let code = match &e {
+            ClientError::Api { code, .. } => match code.as_str() {
+                "INVALID_TOKEN" | "TOKEN_EXPIRED" | "TOKEN_REVOKED" => ErrorCode::InvalidToken,
+                "INVALID_CREDENTIALS" => ErrorCode::InvalidCredentials,
+                "NOT_FOUND" => ErrorCode::NotFound,
+                _ => ErrorCode::Remote,
+            },
+            _ => ErrorCode::Remote,
+        };
+        CliError::new(e.to_string()).with_code(code)
+    }
+}
+
+impl From<RegistryKeyError> for CliError {
+    fn from(e: RegistryKeyError) -> Self {
+        CliError::new(e.to_string())
     }
 }
 
