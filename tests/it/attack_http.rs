@@ -3,17 +3,15 @@
 //! bodies and floods of `scope` parameters. Every answer must be a 4xx with a JSON error (or
 //! hyper's own 4xx where the request never reaches tessera), never a 5xx.
 
-mod registry_common;
-
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::support::{Home, PASSWORD, SERVICE};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use registry_common::{Home, PASSWORD, SERVICE};
 use reqwest::blocking::{Client, Response};
 use reqwest::header::HeaderValue;
 use serde_json::{Value, json};

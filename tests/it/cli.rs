@@ -7,8 +7,6 @@ use assert_cmd::Command;
 use predicates::prelude::*;
 use serde_json::{Value, json};
 
-mod common;
-
 const SECRET: &str = "an-env-secret-that-is-long-enough-0123456789";
 
 /// A scratch user: HOME, config and data folders of its own.
@@ -1089,7 +1087,8 @@ impl Server {
             .env("XDG_CONFIG_HOME", u.home().join(".config"))
             .env("XDG_DATA_HOME", u.home().join(".local/share"));
         let log = tempfile::tempdir().unwrap();
-        let (child, addr) = common::spawn_serve(cmd, &log.path().join("serve.log"), "http");
+        let (child, addr) =
+            crate::support::serve::spawn_serve(cmd, &log.path().join("serve.log"), "http");
         Server {
             child,
             addr,

@@ -5,15 +5,13 @@
 //! The Docker daemon is the one `scripts/test` starts (it exports `DOCKER_HOST`); locally the
 //! Docker tests are skipped when no daemon answers, under `CI=true` that is a failure.
 
-mod registry_common;
-
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
+use crate::support::Home;
+use crate::support::real::{Registry, fails, ok, rootfs_tar, text, tools_present};
 use base64::Engine;
-use registry_common::Home;
-use registry_common::real::{Registry, fails, ok, rootfs_tar, text, tools_present};
 
 /// The Docker daemon's address, when one answers.
 fn docker_daemon() -> Option<String> {

@@ -2,15 +2,13 @@
 //! `skopeo`: login, push, inspect, pull, denials, revocation, password login and the
 //! credential helper. Skipped locally when a tool is missing; a failure under `CI=true`.
 
-mod registry_common;
-
 use std::io::Write;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use registry_common::{Home, PASSWORD, SERVICE};
+use crate::support::{Home, PASSWORD, SERVICE};
 use sha2::{Digest, Sha256};
 
 fn have(tool: &str) -> bool {

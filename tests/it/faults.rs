@@ -12,8 +12,6 @@
 //! or not permitted, and fail instead under `CI=true` (for `mount`, unless
 //! `TESSERA_FAULTS_NO_MOUNT=1` says explicitly that the CI runner cannot mount).
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::net::SocketAddr;
@@ -532,7 +530,7 @@ impl BinServer {
         let log = h.home().join("server.log");
         let mut c = h.cmd(&[]);
         c.env("RUST_LOG", "info");
-        let (child, addr) = common::spawn_serve(c, &log, "http");
+        let (child, addr) = crate::support::serve::spawn_serve(c, &log, "http");
         let addr = addr.parse().unwrap();
         BinServer { child, addr, log }
     }

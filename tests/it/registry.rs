@@ -1,12 +1,10 @@
 //! The token endpoint at the HTTP level: a real tessera server on 127.0.0.1:0, bad input of
 //! every kind, and the registry token's header and claims checked with the published JWK.
 
-mod registry_common;
-
+use crate::support::{Home, PASSWORD, SERVICE};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use registry_common::{Home, PASSWORD, SERVICE};
 use reqwest::blocking::{Client, Response};
 use serde_json::Value;
 
@@ -287,7 +285,7 @@ fn bad_credentials_are_401_never_500() {
     let expired = {
         use secrecy::ExposeSecret;
         let key = tessera::token::SigningKey::new(
-            &secrecy::SecretString::from(registry_common::SECRET),
+            &secrecy::SecretString::from(crate::support::SECRET),
             "",
         )
         .unwrap();

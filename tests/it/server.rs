@@ -1,8 +1,6 @@
 //! HTTP server tests: a real server on 127.0.0.1:0 (in-process or the real binary) and the
 //! real CLI through assert_cmd. Every spawned binary gets its own HOME and XDG folders.
 
-mod common;
-
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -148,7 +146,7 @@ impl BinServer {
         for (k, v) in h.vars() {
             c.env(k, v);
         }
-        let (child, addr) = common::spawn_serve(c, &log, "http");
+        let (child, addr) = crate::support::serve::spawn_serve(c, &log, "http");
         let addr = addr.parse().unwrap();
         BinServer { child, addr, log }
     }
@@ -872,7 +870,7 @@ impl BinServer {
         for (k, v) in h.vars() {
             c.env(k, v);
         }
-        let (child, addr) = common::spawn_serve(c, &log, "https");
+        let (child, addr) = crate::support::serve::spawn_serve(c, &log, "https");
         let addr = addr.parse().unwrap();
         BinServer { child, addr, log }
     }
@@ -1227,7 +1225,7 @@ impl BinServer {
         for (k, v) in h.vars() {
             c.env(k, v);
         }
-        let (child, addr) = common::spawn_serve(c, &log, "http");
+        let (child, addr) = crate::support::serve::spawn_serve(c, &log, "http");
         let addr = addr.parse().unwrap();
         BinServer { child, addr, log }
     }

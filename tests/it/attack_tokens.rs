@@ -4,12 +4,10 @@
 //! with `grant_type=refresh_token`). A hand-built control token signed the right way is
 //! accepted first, so every refusal below is the attack's doing, not a broken builder.
 
-mod registry_common;
-
+use crate::support::{Home, SECRET, SERVICE};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Validation};
-use registry_common::{Home, SECRET, SERVICE};
 use reqwest::blocking::Client;
 use serde_json::{Value, json};
 
@@ -872,7 +870,7 @@ fn registry_refresh_tokens_keep_to_the_cap_and_do_not_renew_themselves() {
     let f = Fixture::with_auth("max_token_expiry = \"20m\"");
     let (status, body) = f.token_get(
         "deploy",
-        registry_common::PASSWORD,
+        crate::support::PASSWORD,
         "&scope=repository:team/app:pull&access_type=offline",
     );
     assert_eq!(status, 200, "{body}");

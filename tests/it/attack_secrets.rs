@@ -6,14 +6,10 @@
 //! environment of every child process, and the `Debug` output of every secret-holding type
 //! (which is what a panic message would print).
 
-mod registry_common;
-
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command as StdCommand, Output};
 
-use registry_common::{Home, PASSWORD, SECRET, SERVICE};
+use crate::support::{Home, PASSWORD, SECRET, SERVICE};
 use reqwest::blocking::Client;
 use secrecy::SecretString;
 use serde_json::{Value, json};
@@ -295,7 +291,7 @@ impl BinServer {
         for (k, v) in home.vars() {
             c.env(k, v);
         }
-        let (child, addr) = common::spawn_serve(c, &log, "http");
+        let (child, addr) = crate::support::serve::spawn_serve(c, &log, "http");
         BinServer { child, addr, log }
     }
 

@@ -3,9 +3,7 @@
 //! broken or weak one stops it with a sentence that names the key and the fix, never the
 //! hash itself.
 
-mod registry_common;
-
-use registry_common::{Home, SERVICE};
+use crate::support::{Home, SERVICE};
 use reqwest::blocking::Client;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;

@@ -2,8 +2,6 @@
 //! steps, `init` and backends, login against a server, what reaches the terminal, durations,
 //! `--help` examples and the credential helper's installation.
 
-mod common;
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
@@ -380,7 +378,7 @@ fn quick_start_login_works_and_the_servers_reason_reaches_the_user() {
     // Without a username, the server says password login is off, and the user sees that.
     u.ok(&["init"]);
     let log = u.home().join("serve.log");
-    let (mut srv, addr) = common::spawn_serve(u.std_cmd(), &log, "http");
+    let (mut srv, addr) = crate::support::serve::spawn_serve(u.std_cmd(), &log, "http");
     let url = format!("http://{addr}");
     u.ok(&["remotes", "add", "prod", &url]);
     let err = u.fails(
@@ -412,7 +410,7 @@ fn quick_start_login_works_and_the_servers_reason_reaches_the_user() {
         .write_stdin("pw-for-deploy-123\n")
         .assert()
         .success();
-    let (mut srv, addr) = common::spawn_serve(u.std_cmd(), &log, "http");
+    let (mut srv, addr) = crate::support::serve::spawn_serve(u.std_cmd(), &log, "http");
     u.ok(&["remotes", "add", "prod", &format!("http://{addr}")]);
     u.cmd()
         .args([
