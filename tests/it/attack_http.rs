@@ -17,13 +17,13 @@ use reqwest::header::HeaderValue;
 use serde_json::{Value, json};
 
 /// A home with the given `[server]` section, and its server.
-fn serve(server_section: &str) -> (Home, tessera::server::RunningServer) {
+fn serve(server_section: &str) -> (Home, crate::support::api::RunningServer) {
     let home = Home::new();
     let mut config = std::fs::read_to_string(home.config_file()).unwrap();
     config.push_str(&format!("\n[server]\n{server_section}\n"));
     std::fs::write(home.config_file(), config).unwrap();
     let server = home.serve();
-    tessera::server::install_crypto_provider();
+    crate::support::api::install_crypto_provider();
     (home, server)
 }
 
@@ -429,7 +429,7 @@ fn a_client_that_never_finishes_its_headers_is_disconnected() {
     s.set_read_timeout(Some(Duration::from_millis(200)))
         .unwrap();
     let request = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Padding: ";
-    let bound = tessera::server::HEADER_READ_TIMEOUT * 3;
+    let bound = crate::support::api::HEADER_READ_TIMEOUT * 3;
     let start = Instant::now();
     let mut answer = Vec::new();
     let mut closed = false;
@@ -507,7 +507,7 @@ impl Held {
 fn tls_server(
     home: &Home,
 ) -> (
-    tessera::server::RunningServer,
+    crate::support::api::RunningServer,
     rcgen::CertifiedKey<rcgen::KeyPair>,
 ) {
     let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
@@ -516,22 +516,12 @@ fn tls_server(
     std::fs::write(&cert_path, cert.cert.pem()).unwrap();
     std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
     let (config, env) = home.config();
-    let state = tessera::server::ServerState::load(&config, &env).unwrap();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let server = tessera::server::spawn(
-        state,
-        listener,
-        Some(tessera::server::TlsFiles {
-            cert: cert_path,
-            key: key_path,
-        }),
-    )
-    .unwrap();
+    let server = crate::support::api::serve(&config, &env, Some((cert_path, key_path)));
     (server, cert)
 }
 
 fn tls_client_config(cert: &rcgen::CertifiedKey<rcgen::KeyPair>) -> Arc<rustls::ClientConfig> {
-    tessera::server::install_crypto_provider();
+    crate::support::api::install_crypto_provider();
     let mut roots = rustls::RootCertStore::empty();
     roots.add(cert.cert.der().clone()).unwrap();
     let mut config = rustls::ClientConfig::builder()
@@ -639,7 +629,8 @@ fn idle_and_half_open_connections_are_closed_and_health_still_answers() {
     health();
 
     // Every held connection is closed by the server: a generous bound, not a timing claim.
-    let bound = (tessera::server::FIRST_REQUEST_TIMEOUT + tessera::server::HEADER_READ_TIMEOUT) * 4;
+    let bound =
+        (crate::support::api::FIRST_REQUEST_TIMEOUT + crate::support::api::HEADER_READ_TIMEOUT) * 4;
     let start = Instant::now();
     let mut last_health = Instant::now();
     while !held.is_empty() && start.elapsed() < bound {
@@ -672,7 +663,7 @@ fn a_client_that_never_reads_its_answers_is_disconnected() {
     let batch = format!("GET /health HTTP/1.1\r\nHost: {}\r\n\r\n", server.addr())
         .repeat(200)
         .into_bytes();
-    let bound = tessera::server::WRITE_TIMEOUT * 6 + Duration::from_secs(60);
+    let bound = crate::support::api::WRITE_TIMEOUT * 6 + Duration::from_secs(60);
     let start = Instant::now();
     let mut closed = false;
     while start.elapsed() < bound {

@@ -24,15 +24,6 @@ fn store_hash(home: &Home, value: &str) {
         .success();
 }
 
-/// The server's start-up error for the current configuration (panics when it starts).
-fn start_error(home: &Home) -> String {
-    let (config, env) = home.config();
-    match tessera::server::ServerState::load(&config, &env) {
-        Ok(_) => panic!("the server started"),
-        Err(e) => format!("{e:?}"),
-    }
-}
-
 /// A 72-byte password with something in every byte.
 fn password_72() -> String {
     let p = "Seventy-two bytes: correct horse battery staple, then padding to the end";
@@ -89,7 +80,7 @@ fn the_server_refuses_the_longer_of_two_passwords_sharing_72_bytes() {
     let h = password::hash(&secret(&p72), 10).unwrap();
     store_hash(&home, h.expose_secret());
     let server = home.serve();
-    tessera::server::install_crypto_provider();
+    crate::support::api::install_crypto_provider();
     let http = Client::new();
     let login = |pw: &str| {
         http.post(format!("http://{}/auth/login", server.addr()))
@@ -185,7 +176,7 @@ fn the_server_refuses_to_start_with_a_malformed_hash_and_does_not_echo_it() {
             continue; // `secrets set` refuses an empty value; covered in the library test.
         }
         store_hash(&home, &bad);
-        let err = start_error(&home);
+        let err = home.start_error();
         assert!(err.contains("not a bcrypt hash"), "{what}: {err}");
         assert!(err.contains(HASH_KEY), "{what} names the key: {err}");
         if bad.len() > 8 {
@@ -203,7 +194,7 @@ fn the_server_refuses_a_stored_hash_cheaper_than_cost_10() {
     for cost in [4, 5, 9] {
         let h = password::hash(&secret("pw"), cost).unwrap();
         store_hash(&home, h.expose_secret());
-        let err = start_error(&home);
+        let err = home.start_error();
         assert!(
             err.contains(&format!("cost {cost}")) && err.contains("below 10"),
             "cost {cost}: {err}"
@@ -229,5 +220,5 @@ fn the_server_refuses_a_stored_hash_cheaper_than_cost_10() {
     let h = password::hash(&secret("pw"), 10).unwrap();
     store_hash(&home, h.expose_secret());
     let (config, env) = home.config();
-    assert!(tessera::server::ServerState::load(&config, &env).is_ok());
+    assert_eq!(crate::support::api::start_error(&config, &env), None);
 }

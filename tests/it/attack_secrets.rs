@@ -313,7 +313,7 @@ fn server_log_and_error_bodies_never_show_a_secret() {
     let pem_body = pem.lines().nth(1).unwrap().to_owned();
     let cli_token = home.token(&["--subject", "ci", "--scopes", "admin"]);
     let server = BinServer::start(&home);
-    tessera::server::install_crypto_provider();
+    crate::support::api::install_crypto_provider();
     let http = Client::new();
     let base = format!("http://{}", server.addr);
     let mut tokens = vec![cli_token.clone()];
@@ -796,7 +796,7 @@ fn debug_output_of_secret_holding_types_shows_no_secret() {
     assert_clean("Env with secrets", &format!("{env2:?}"), &secrets);
 
     // The whole server state: key ring, password login (hash and dummy), registry key.
-    let state = tessera::server::ServerState::load(&config, &env).unwrap();
+    let state = crate::support::api::state(&config, &env);
     let shown = format!("{state:?} {state:#?}");
     assert!(
         shown.contains("deploy"),

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 struct Fixture {
     home: Home,
-    server: tessera::server::RunningServer,
+    server: crate::support::api::RunningServer,
     http: Client,
     /// The `kid` the server's current key has (read from a CLI-minted token).
     kid: String,
@@ -36,7 +36,7 @@ impl Fixture {
         .unwrap();
         let kid = header["kid"].as_str().unwrap().to_owned();
         let server = home.serve();
-        tessera::server::install_crypto_provider();
+        crate::support::api::install_crypto_provider();
         Fixture {
             home,
             server,
@@ -740,7 +740,7 @@ impl Fixture {
             .replace("[auth]\n", &format!("[auth]\n{extra}\n"));
         std::fs::write(home.config_file(), config).unwrap();
         let server = home.serve();
-        tessera::server::install_crypto_provider();
+        crate::support::api::install_crypto_provider();
         let kid = String::new();
         Fixture {
             home,

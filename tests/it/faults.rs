@@ -565,7 +565,7 @@ impl Drop for BinServer {
 }
 
 fn http() -> reqwest::blocking::Client {
-    tessera::server::install_crypto_provider();
+    crate::support::api::install_crypto_provider();
     reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()

@@ -4,14 +4,13 @@
 
 use std::path::{Component, Path};
 
+use crate::support::api::{MAX_SCOPES, grant, parse_basic as basic, parse_scope};
 use axum::http::{HeaderMap, HeaderValue, header};
 use base64::Engine;
 use proptest::prelude::*;
 use secrecy::{ExposeSecret, SecretString};
 use tessera::backends::{KeyPath, MAX_KEY_PATH_LEN};
 use tessera::config::{Config, ConfigError, Env};
-use tessera::registry::endpoint::basic;
-use tessera::registry::token::{MAX_SCOPES, grant, parse_scope};
 use tessera::remotes::{Remote, RemotesError, RemotesFile, RemotesStore, StoredToken};
 use tessera::token::{Scope, ScopeSet};
 

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 struct Fixture {
     home: Home,
-    server: tessera::server::RunningServer,
+    server: crate::support::api::RunningServer,
     http: Client,
 }
 
@@ -18,7 +18,7 @@ impl Fixture {
     fn new() -> Fixture {
         let home = Home::new();
         let server = home.serve();
-        tessera::server::install_crypto_provider();
+        crate::support::api::install_crypto_provider();
         Fixture {
             home,
             server,
@@ -358,7 +358,7 @@ fn jwks_publishes_the_key_and_registry_off_is_404() {
     let home = Home::new();
     std::fs::remove_file(home.certificate()).unwrap();
     let server = home.serve();
-    tessera::server::install_crypto_provider();
+    crate::support::api::install_crypto_provider();
     let r = Client::new()
         .get(format!("http://{}/token", server.addr()))
         .send()
@@ -375,13 +375,8 @@ fn certificate_without_key_refuses_to_start() {
             .join("config/tessera/secrets/tessera/registry/signing_key"),
     )
     .unwrap();
-    let (config, env) = home.config();
-    let err = tessera::server::ServerState::load(&config, &env).unwrap_err();
-    assert!(
-        err.message().contains("no registry signing key"),
-        "{}",
-        err.message()
-    );
+    let err = home.start_error();
+    assert!(err.contains("no registry signing key"), "{err}");
 }
 
 #[test]
@@ -435,7 +430,7 @@ fn jwks_header_mode_for_distribution_3() {
     assert!(!file_kid.contains(':'));
 
     let server = home.serve();
-    tessera::server::install_crypto_provider();
+    crate::support::api::install_crypto_provider();
     let http = Client::new();
     let tok = home.token(&["--subject", "ci", "--scopes", "pull"]);
     let r = http
@@ -536,13 +531,8 @@ fn a_server_with_a_certificate_but_no_service_refuses_to_start() {
     let config = std::fs::read_to_string(home.config_file()).unwrap();
     let config = config.replace(&format!("service = \"{SERVICE}\"\n"), "");
     std::fs::write(home.config_file(), config).unwrap();
-    let (config, env) = home.config();
-    let err = tessera::server::ServerState::load(&config, &env).unwrap_err();
-    assert!(
-        err.message().contains("`[registry] service`"),
-        "{}",
-        err.message()
-    );
+    let err = home.start_error();
+    assert!(err.contains("`[registry] service`"), "{err}");
 }
 
 /// What the Docker CLI sends on `docker login` (registry/client/auth/session.go): GET with

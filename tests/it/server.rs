@@ -3,133 +3,17 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command as StdCommand};
 use std::sync::Arc;
 
-use assert_cmd::Command;
+use crate::support::{Home, PASSWORD, SECRET, WRONG_PASSWORD};
 use jiff::Timestamp;
 use reqwest::blocking::Client;
 use secrecy::SecretString;
 use serde_json::{Value, json};
-use tessera::config::{Config, Env};
-use tessera::server::{self, ServerState};
 use tessera::store::{StoreError, TokenRecord, TokenState, TokenStore};
 use tessera::token::{self, KeyRing, MintRequest, ScopeSet, SigningKey};
-
-const SECRET: &str = "test-signing-secret-0123456789-abcdefghijklmnop";
-const PASSWORD: &str = "correct horse battery staple";
-const WRONG_PASSWORD: &str = "Tr0ub4dor&3-wrong";
-
-/// A temporary HOME with XDG folders and a config file.
-struct Home {
-    dir: tempfile::TempDir,
-}
-
-impl Home {
-    fn new(config: &str) -> Home {
-        let dir = tempfile::tempdir().unwrap();
-        let h = Home { dir };
-        std::fs::create_dir_all(h.config_dir()).unwrap();
-        std::fs::create_dir_all(h.data()).unwrap();
-        std::fs::write(h.config_dir().join("tessera.toml"), config).unwrap();
-        h
-    }
-
-    /// A home with password login for `deploy` (bcrypt cost 10, the server's minimum).
-    fn with_login(extra: &str) -> Home {
-        let h = Home::new(&format!(
-            "[auth]\nusername = \"deploy\"\ntoken_expiry = \"1h\"\nlogin_scopes = \"push,pull\"\n{extra}"
-        ));
-        h.cmd()
-            .args([
-                "auth", "password", "hash", "--stdin", "--cost", "10", "--store",
-            ])
-            .write_stdin(format!("{PASSWORD}\n"))
-            .assert()
-            .success();
-        h
-    }
-
-    fn home(&self) -> &Path {
-        self.dir.path()
-    }
-    fn config_dir(&self) -> PathBuf {
-        self.home().join("config/tessera")
-    }
-    fn data(&self) -> PathBuf {
-        self.home().join("data")
-    }
-    fn remotes(&self) -> PathBuf {
-        self.config_dir().join("remotes.toml")
-    }
-
-    fn vars(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("HOME", self.home().display().to_string()),
-            (
-                "XDG_CONFIG_HOME",
-                self.home().join("config").display().to_string(),
-            ),
-            ("XDG_DATA_HOME", self.data().display().to_string()),
-            ("TESSERA_AUTH_TOKEN_SECRET", SECRET.to_owned()),
-        ]
-    }
-
-    fn cmd(&self) -> Command {
-        let mut c = Command::cargo_bin("tessera").unwrap();
-        c.env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default());
-        for (k, v) in self.vars() {
-            c.env(k, v);
-        }
-        c
-    }
-
-    fn env(&self) -> Env {
-        let vars = self.vars();
-        Env::from_pairs(vars.iter().map(|(k, v)| (*k, v.as_str())))
-    }
-
-    fn config(&self) -> Config {
-        Config::load(None, &self.env()).unwrap()
-    }
-
-    /// The server in this process on 127.0.0.1:0.
-    fn start(&self) -> server::RunningServer {
-        let state = ServerState::load(&self.config(), &self.env()).unwrap();
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        server::spawn(state, l, None).unwrap()
-    }
-
-    /// Mints a token with the CLI; returns (token, jti).
-    fn mint(&self, subject: &str, scopes: &str) -> (String, String) {
-        let out = self
-            .cmd()
-            .args([
-                "--json",
-                "auth",
-                "token",
-                "generate",
-                "--subject",
-                subject,
-                "--scopes",
-                scopes,
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-        (
-            v["token"].as_str().unwrap().to_owned(),
-            v["jti"].as_str().unwrap().to_owned(),
-        )
-    }
-}
 
 /// The real binary serving on 127.0.0.1:0 with its log captured in a file.
 struct BinServer {
@@ -171,7 +55,7 @@ impl BinServer {
 }
 
 fn http() -> Client {
-    tessera::server::install_crypto_provider();
+    crate::support::api::install_crypto_provider();
     Client::builder().build().unwrap()
 }
 
@@ -299,8 +183,8 @@ fn round_trip_through_the_binary_and_no_secret_in_the_log() {
 
 #[test]
 fn cli_minted_token_is_accepted_and_cli_revocation_is_seen_at_once() {
-    let h = Home::new("");
-    let srv = h.start();
+    let h = Home::with_config("");
+    let srv = h.serve();
     let base = format!("http://{}", srv.addr());
     let (tok, jti) = h.mint("ci", "push,pull");
     // Asked several times, so that the server's answer for this token is one it reuses while
@@ -342,8 +226,8 @@ fn cli_minted_token_is_accepted_and_cli_revocation_is_seen_at_once() {
 /// is verified from scratch and refused.
 #[test]
 fn a_token_verified_before_does_not_vouch_for_a_changed_one() {
-    let h = Home::new("");
-    let srv = h.start();
+    let h = Home::with_config("");
+    let srv = h.serve();
     let base = format!("http://{}", srv.addr());
     let (tok, _) = h.mint("ci", "pull");
     for _ in 0..3 {
@@ -369,8 +253,8 @@ fn a_token_verified_before_does_not_vouch_for_a_changed_one() {
 /// server reuses answers only while SQLite's shared WAL-index header is unchanged.
 #[test]
 fn a_revocation_written_by_the_sqlite3_shell_is_seen_at_once() {
-    let h = Home::new("");
-    let srv = h.start();
+    let h = Home::with_config("");
+    let srv = h.serve();
     let base = format!("http://{}", srv.addr());
     let (tok, jti) = h.mint("ci", "pull");
     for _ in 0..3 {
@@ -395,8 +279,8 @@ fn a_revocation_written_by_the_sqlite3_shell_is_seen_at_once() {
 
 #[test]
 fn api_revocation_is_seen_by_the_cli_and_admin_api_works() {
-    let h = Home::new("");
-    let srv = h.start();
+    let h = Home::with_config("");
+    let srv = h.serve();
     let base = format!("http://{}", srv.addr());
     let (admin, _) = h.mint("root", "admin:tokens:read,admin:tokens:write,pull");
     let r = http()
@@ -490,7 +374,7 @@ fn expired_token(h: &Home) -> String {
     let minted = token::mint(
         &keys,
         &MintRequest {
-            issuer: &h.config().auth.issuer,
+            issuer: &h.config().0.auth.issuer,
             subject: "old",
             scopes: &scopes,
             expiry: "1h".parse().unwrap(),
@@ -506,7 +390,7 @@ fn expired_token(h: &Home) -> String {
 #[test]
 fn every_status_code_of_the_contract() {
     let h = Home::with_login("[server]\nlogin_attempts_per_minute = 3\n");
-    let srv = h.start();
+    let srv = h.serve();
     let base = format!("http://{}", srv.addr());
     let c = http();
 
@@ -712,11 +596,10 @@ impl TokenStore for BrokenStore {
 
 #[test]
 fn a_store_that_cannot_answer_fails_closed_with_503() {
-    let h = Home::new("");
+    let h = Home::with_config("");
     let keys =
         KeyRing::single(SigningKey::new(&SecretString::from(SECRET.to_owned()), "").unwrap());
-    let state = ServerState::from_parts(&h.config(), keys, Arc::new(BrokenStore)).unwrap();
-    let srv = server::spawn(state, TcpListener::bind("127.0.0.1:0").unwrap(), None).unwrap();
+    let srv = crate::support::api::serve_with_store(&h.config().0, keys, Arc::new(BrokenStore));
     let (tok, _) = h.mint("ci", "pull");
     let (s, v) = get_verify(&format!("http://{}", srv.addr()), &tok);
     assert_eq!((s, v["code"].as_str()), (503, Some("UNAVAILABLE")));
@@ -727,7 +610,7 @@ fn many_concurrent_logins_into_one_remotes_file_lose_nothing() {
     let h = Arc::new(Home::with_login(
         "[server]\nlogin_attempts_per_minute = 0\n",
     ));
-    let srv = h.start();
+    let srv = h.serve();
     let url = format!("http://{}", srv.addr());
     let threads: Vec<_> = (0..16)
         .map(|i| {
@@ -797,7 +680,7 @@ fn many_concurrent_logins_into_one_remotes_file_lose_nothing() {
 
 #[test]
 fn https_with_a_certificate_made_in_the_test() {
-    let h = Home::new("");
+    let h = Home::with_config("");
     let cert =
         rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
             .unwrap();
@@ -852,7 +735,7 @@ fn https_with_a_certificate_made_in_the_test() {
         .success()
         .stdout(predicates::str::contains("subject: ci"));
     // And a Rust client trusting the certificate.
-    tessera::server::install_crypto_provider();
+    crate::support::api::install_crypto_provider();
     let c = Client::builder()
         .tls_certs_only([reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap()])
         .build()
@@ -878,7 +761,7 @@ impl BinServer {
 
 #[test]
 fn bad_input_from_the_command_line() {
-    let h = Home::new("");
+    let h = Home::with_config("");
     for bad in ["a/b", "..", "../x", ".hidden", "a b", "x..y"] {
         h.cmd()
             .args(["remotes", "add", bad, "http://127.0.0.1:1", "--no-verify"])
@@ -941,13 +824,13 @@ use predicates::prelude::PredicateBooleanExt;
 
 #[test]
 fn start_up_refusals() {
-    let h = Home::new("[auth]\nenabled = false\n");
+    let h = Home::with_config("[auth]\nenabled = false\n");
     h.cmd()
         .args(["serve", "--bind", "0.0.0.0:0"])
         .assert()
         .code(1)
         .stderr(predicates::str::contains("auth.enabled = false"));
-    let h = Home::new("[auth]\nusername = \"deploy\"\n");
+    let h = Home::with_config("[auth]\nusername = \"deploy\"\n");
     h.cmd()
         .args(["serve", "--bind", "127.0.0.1:0"])
         .assert()
@@ -961,13 +844,13 @@ fn start_up_refusals() {
 
 #[test]
 fn with_the_age_backend_the_token_lives_in_the_backend_not_in_remotes_toml() {
-    let h = Home::new("[secrets]\nbackend = \"age\"\n");
+    let h = Home::with_config("[secrets]\nbackend = \"age\"\n");
     std::fs::remove_file(h.config_dir().join("tessera.toml")).unwrap();
     h.cmd()
         .args(["init", "--backend", "age"])
         .assert()
         .success();
-    let srv = h.start();
+    let srv = h.serve();
     let url = format!("http://{}", srv.addr());
     h.cmd()
         .args(["remotes", "add", "a", &url])
@@ -1003,8 +886,8 @@ fn with_the_age_backend_the_token_lives_in_the_backend_not_in_remotes_toml() {
 /// token id that is not UTF-8 in the path, a body that is not JSON.
 #[test]
 fn extractor_rejections_are_json() {
-    let h = Home::new("");
-    let srv = h.start();
+    let h = Home::with_config("");
+    let srv = h.serve();
     let base = format!("http://{}", srv.addr());
     let (admin, _) = h.mint("root", "admin");
     for path in [
@@ -1041,8 +924,8 @@ fn extractor_rejections_are_json() {
 /// server's own name, no `Origin` and JSON still can.
 #[test]
 fn a_loopback_server_refuses_rebinding_cross_origin_and_non_json_writes() {
-    let h = Home::new("[auth]\nenabled = false\n");
-    let srv = h.start();
+    let h = Home::with_config("[auth]\nenabled = false\n");
+    let srv = h.serve();
     let port = srv.addr().port();
     let base = format!("http://{}", srv.addr());
     let c = http();
@@ -1237,7 +1120,7 @@ impl BinServer {
 /// after `revoke --subject` (in the same second, as here nearly every time) is valid.
 #[test]
 fn a_token_minted_right_after_revoke_subject_is_valid() {
-    let h = Home::new("");
+    let h = Home::with_config("");
     for round in 0..25 {
         h.cmd()
             .args(["auth", "token", "revoke", "--subject", "ci"])
@@ -1272,7 +1155,7 @@ fn a_token_minted_right_after_revoke_subject_is_valid() {
 #[test]
 fn a_login_right_after_revoke_subject_gives_a_valid_token() {
     let h = Home::with_login("");
-    let srv = h.start();
+    let srv = h.serve();
     let base = format!("http://{}", srv.addr());
     for round in 0..8 {
         h.cmd()
@@ -1344,7 +1227,7 @@ fn the_server_prunes_expired_records_as_it_issues_tokens() {
         Timestamp::now() + jiff::SignedDuration::from_hours(2),
     );
     assert_eq!(expired_rows(&h), 250);
-    let srv = h.start();
+    let srv = h.serve();
     let base = format!("http://{}", srv.addr());
     let mut left = Vec::new();
     for _ in 0..4 {
@@ -1370,7 +1253,7 @@ fn one_subject_cannot_pile_up_derived_tokens() {
         limit,
         Timestamp::now() + jiff::SignedDuration::from_hours(2),
     );
-    let srv = h.start();
+    let srv = h.serve();
     let base = format!("http://{}", srv.addr());
     let (tok, _) = h.mint("ci", "pull");
     assert_eq!(get_verify(&base, &tok).0, 200, "the token itself is fine");
@@ -1401,9 +1284,9 @@ fn one_subject_cannot_pile_up_derived_tokens() {
 /// one started) still refuses to derive from it: the store knows it is single-use.
 #[test]
 fn a_single_use_token_minted_by_another_server_cannot_be_refreshed() {
-    let h = Home::new("");
-    let first = h.start();
-    let second = h.start();
+    let h = Home::with_config("");
+    let first = h.serve();
+    let second = h.serve();
     let (admin, _) = h.mint("root", "admin");
     let r = http()
         .post(format!("http://{}/auth/tokens", first.addr()))

@@ -1,48 +1,79 @@
-//! Shared set-up of the registry tests: a temporary tessera home with password login and a
-//! registry key, and an in-process tessera server on 127.0.0.1:0.
+//! What the integration tests share: a scratch tessera home (HOME and XDG folders, a
+//! config file, the token secret in the environment), the `tessera` binary run in it, the
+//! server in-process (`api`) or as a real process (`serve`), the real registry and its
+//! clients (`real`), and the constants every test uses.
 #![allow(dead_code)]
 
+pub mod api;
 pub mod real;
 pub mod serve;
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
 use tessera::config::{Config, Env};
-use tessera::server::{self, RunningServer, ServerState};
 
+/// The token signing secret every home gets in `TESSERA_AUTH_TOKEN_SECRET`.
 pub const SECRET: &str = "registry-test-signing-secret-0123456789-abcdef";
+/// The password of `deploy` in homes with password login (a colon, for Basic credentials).
 pub const PASSWORD: &str = "pass:word with a colon";
+/// A password that is not `PASSWORD`.
+pub const WRONG_PASSWORD: &str = "Tr0ub4dor&3-wrong";
+/// The `[registry] service` of registry homes.
 pub const SERVICE: &str = "tessera-test-registry";
 
-/// A temporary HOME with XDG folders, a config file, a password hash and a registry key.
+/// A temporary HOME with XDG folders (`config/`, `data/`) and a config file.
 pub struct Home {
     pub dir: tempfile::TempDir,
 }
 
 impl Home {
+    /// A home with password login for `deploy` and a registry key: what the registry
+    /// tests use.
     pub fn new() -> Home {
+        let h = Home::with_config(&format!(
+            "[secrets.unsafe]\ndir = \"secrets\"\n\n[auth]\nusername = \"deploy\"\ntoken_expiry = \"1h\"\nlogin_scopes = \"push,pull\"\n\n[registry]\nservice = \"{SERVICE}\"\nissuer = \"tessera\"\ncertificate = \"registry-token.crt\"\ntoken_ttl = \"5m\"\n"
+        ));
+        h.store_password();
+        h.cmd().args(["registry", "init"]).assert().success();
+        h
+    }
+
+    /// A home whose config file holds `config`.
+    pub fn with_config(config: &str) -> Home {
         let dir = tempfile::tempdir().unwrap();
         let h = Home { dir };
         std::fs::create_dir_all(h.config_dir()).unwrap();
         std::fs::create_dir_all(h.data()).unwrap();
-        std::fs::write(
-            h.config_file(),
-            format!(
-                "[secrets.unsafe]\ndir = \"secrets\"\n\n[auth]\nusername = \"deploy\"\ntoken_expiry = \"1h\"\nlogin_scopes = \"push,pull\"\n\n[registry]\nservice = \"{SERVICE}\"\nissuer = \"tessera\"\ncertificate = \"registry-token.crt\"\ntoken_ttl = \"5m\"\n"
-            ),
-        )
-        .unwrap();
-        h.cmd()
+        std::fs::write(h.config_file(), config).unwrap();
+        h
+    }
+
+    /// A home with password login for `deploy` and `extra` after the `[auth]` section.
+    pub fn with_login(extra: &str) -> Home {
+        let h = Home::with_config(&format!(
+            "[auth]\nusername = \"deploy\"\ntoken_expiry = \"1h\"\nlogin_scopes = \"push,pull\"\n{extra}"
+        ));
+        h.store_password();
+        h
+    }
+
+    /// Stores the bcrypt hash of `PASSWORD` (cost 10, the server's minimum).
+    pub fn store_password(&self) {
+        self.cmd()
             .args([
                 "auth", "password", "hash", "--stdin", "--cost", "10", "--store",
             ])
             .write_stdin(format!("{PASSWORD}\n"))
             .assert()
             .success();
-        h.cmd().args(["registry", "init"]).assert().success();
-        h
+    }
+
+    /// Appends `text` to the config file.
+    pub fn append_config(&self, text: &str) {
+        let mut config = std::fs::read_to_string(self.config_file()).unwrap();
+        config.push_str(text);
+        std::fs::write(self.config_file(), config).unwrap();
     }
 
     pub fn home(&self) -> &Path {
@@ -60,6 +91,9 @@ impl Home {
     pub fn data(&self) -> PathBuf {
         self.home().join("data")
     }
+    pub fn remotes(&self) -> PathBuf {
+        self.config_dir().join("remotes.toml")
+    }
 
     pub fn vars(&self) -> Vec<(&'static str, String)> {
         vec![
@@ -73,6 +107,21 @@ impl Home {
         ]
     }
 
+    pub fn env(&self) -> Env {
+        let vars = self.vars();
+        Env::from_pairs(vars.iter().map(|(k, v)| (*k, v.as_str())))
+    }
+
+    /// `tessera` as a `std::process::Command` in this home (for a server process).
+    pub fn std_cmd(&self) -> std::process::Command {
+        let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("tessera"));
+        c.env_clear();
+        c.env("PATH", std::env::var_os("PATH").unwrap_or_default());
+        c.envs(self.vars());
+        c
+    }
+
+    /// `tessera` in this home.
     pub fn cmd(&self) -> Command {
         let mut c = Command::cargo_bin("tessera").unwrap();
         c.env_clear();
@@ -107,7 +156,11 @@ impl Home {
             .args(args)
             .output()
             .unwrap();
-        assert!(out.status.success());
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         (
             v["token"].as_str().unwrap().to_owned(),
@@ -116,17 +169,26 @@ impl Home {
     }
 
     pub fn config(&self) -> (Config, Env) {
-        let vars = self.vars();
-        let env = Env::from_pairs(vars.iter().map(|(k, v)| (*k, v.as_str())));
+        let env = self.env();
         let config = Config::load(None, &env).unwrap();
         (config, env)
     }
 
+    /// Mints a token with the CLI for `subject` with `scopes`; returns (token, jti).
+    pub fn mint(&self, subject: &str, scopes: &str) -> (String, String) {
+        self.token_with_jti(&["--subject", subject, "--scopes", scopes])
+    }
+
     /// The tessera server, in-process on 127.0.0.1:0, loaded like `tessera serve`.
-    pub fn serve(&self) -> RunningServer {
+    pub fn serve(&self) -> api::RunningServer {
         let (config, env) = self.config();
-        let state = ServerState::load(&config, &env).unwrap();
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        server::spawn(state, listener, None).unwrap()
+        api::serve(&config, &env, None)
+    }
+
+    /// Why the server refuses to start with this home's configuration (panics when it
+    /// would start).
+    pub fn start_error(&self) -> String {
+        let (config, env) = self.config();
+        api::start_error(&config, &env).expect("the server started")
     }
 }
