@@ -7,7 +7,7 @@
 //! (which is what a panic message would print).
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command as StdCommand, Output};
+use std::process::{Command as StdCommand, Output};
 
 use crate::support::{Home, PASSWORD, SECRET, SERVICE};
 use reqwest::blocking::Client;
@@ -274,37 +274,6 @@ fn form(pairs: &[(&str, &str)]) -> String {
         .finish()
 }
 
-/// `tessera serve` as a real process with its log (at `trace`) in a file.
-struct BinServer {
-    child: Child,
-    addr: String,
-    log: PathBuf,
-}
-
-impl BinServer {
-    fn start(home: &Home) -> BinServer {
-        let log = home.home().join("server.log");
-        let mut c = StdCommand::new(assert_cmd::cargo::cargo_bin("tessera"));
-        c.env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("RUST_LOG", "trace");
-        for (k, v) in home.vars() {
-            c.env(k, v);
-        }
-        let (child, addr) = crate::support::serve::spawn_serve(c, &log, "http");
-        BinServer { child, addr, log }
-    }
-
-    /// SIGTERM, wait, and the whole log.
-    fn stop(mut self) -> String {
-        let _ = StdCommand::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
-        std::fs::read_to_string(&self.log).unwrap()
-    }
-}
-
 #[test]
 fn server_log_and_error_bodies_never_show_a_secret() {
     let home = home();
@@ -312,10 +281,10 @@ fn server_log_and_error_bodies_never_show_a_secret() {
     let pem = get(&home, "tessera/registry/signing_key");
     let pem_body = pem.lines().nth(1).unwrap().to_owned();
     let cli_token = home.token(&["--subject", "ci", "--scopes", "admin"]);
-    let server = BinServer::start(&home);
+    let server = home.serve_process(Some("trace"));
     crate::support::api::install_crypto_provider();
     let http = Client::new();
-    let base = format!("http://{}", server.addr);
+    let base = server.url();
     let mut tokens = vec![cli_token.clone()];
     let mut bodies = Vec::new();
 

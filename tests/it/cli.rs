@@ -1,69 +1,14 @@
 //! The CLI as a user drives it: the real binary, a scratch HOME, the default `unsafe` backend.
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use assert_cmd::Command;
 use predicates::prelude::*;
 use serde_json::{Value, json};
 
+use crate::support::user::User;
+
 const SECRET: &str = "an-env-secret-that-is-long-enough-0123456789";
-
-/// A scratch user: HOME, config and data folders of its own.
-struct User {
-    home: tempfile::TempDir,
-}
-
-impl User {
-    fn new() -> Self {
-        User {
-            home: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn home(&self) -> &Path {
-        self.home.path()
-    }
-
-    fn cmd(&self) -> Command {
-        let mut c = Command::cargo_bin("tessera").unwrap();
-        c.env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", self.home())
-            .env("XDG_CONFIG_HOME", self.home().join(".config"))
-            .env("XDG_DATA_HOME", self.home().join(".local/share"));
-        c
-    }
-
-    fn secret_file(&self) -> PathBuf {
-        self.home()
-            .join(".local/share/tessera/secrets/tessera/auth/token_secret")
-    }
-
-    fn write_config(&self, text: &str) -> PathBuf {
-        let dir = self.home().join(".config/tessera");
-        std::fs::create_dir_all(&dir).unwrap();
-        let p = dir.join("tessera.toml");
-        std::fs::write(&p, text).unwrap();
-        p
-    }
-
-    /// Mints a token and returns it.
-    fn mint(&self, args: &[&str]) -> String {
-        let out = self
-            .cmd()
-            .args(["auth", "token", "generate"])
-            .args(args)
-            .assert()
-            .success()
-            .get_output()
-            .stdout
-            .clone();
-        let s = String::from_utf8(out).unwrap();
-        assert_eq!(s.lines().count(), 1, "the token alone, on one line: {s:?}");
-        s.trim().to_owned()
-    }
-}
 
 fn mode(p: &Path) -> u32 {
     std::fs::metadata(p).unwrap().permissions().mode() & 0o777
@@ -866,7 +811,7 @@ fn every_command_prints_one_json_document_under_json() {
     assert_eq!(v["stored"], "tessera/auth/password_hash");
 
     // Remotes.
-    let srv = Server::start(&u);
+    let srv = u.serve_process();
     let url = format!("http://{}", srv.addr);
     let v = json_ok(&u, &["remotes", "add", "prod", &url], "");
     assert_eq!(
@@ -1071,39 +1016,6 @@ fn errors_under_json_are_one_line_of_json_on_stderr_with_a_stable_code() {
         .stderr(predicate::str::starts_with("error: no secret named"));
 }
 
-/// `tessera serve` on a free loopback port, for the user's HOME; killed on drop.
-struct Server {
-    child: std::process::Child,
-    addr: String,
-    _log: tempfile::TempDir,
-}
-
-impl Server {
-    fn start(u: &User) -> Self {
-        let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("tessera"));
-        cmd.env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", u.home())
-            .env("XDG_CONFIG_HOME", u.home().join(".config"))
-            .env("XDG_DATA_HOME", u.home().join(".local/share"));
-        let log = tempfile::tempdir().unwrap();
-        let (child, addr) =
-            crate::support::serve::spawn_serve(cmd, &log.path().join("serve.log"), "http");
-        Server {
-            child,
-            addr,
-            _log: log,
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Runs the binary with stdout and stderr where the caller says (piped ones are captured).
 fn run_raw(
     u: &User,
@@ -1111,12 +1023,7 @@ fn run_raw(
     stdout: std::process::Stdio,
     stderr: std::process::Stdio,
 ) -> std::process::Output {
-    std::process::Command::new(assert_cmd::cargo::cargo_bin("tessera"))
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", u.home())
-        .env("XDG_CONFIG_HOME", u.home().join(".config"))
-        .env("XDG_DATA_HOME", u.home().join(".local/share"))
+    u.std_cmd()
         .args(args)
         .stdin(std::process::Stdio::null())
         .stdout(stdout)
@@ -1529,5 +1436,5 @@ fn bcrypt_costs_the_server_would_refuse_are_refused_when_hashing() {
         .write_stdin("pw\n")
         .assert()
         .success();
-    drop(Server::start(&u));
+    drop(u.serve_process());
 }

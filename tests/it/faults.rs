@@ -14,11 +14,12 @@
 
 use std::collections::BTreeSet;
 use std::io::Write;
-use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
+
+use crate::support::serve::BinServer;
 
 const SECRET: &str = "test-signing-secret-0123456789-abcdefghijklmnop";
 const PASSWORD: &str = "correct horse battery staple";
@@ -518,50 +519,11 @@ fn kill_9_during_remotes_set_token_and_add() {
     h.ok(&["remotes", "list"], b"");
 }
 
-/// A `tessera serve` child on 127.0.0.1:0, its log in the home.
-struct BinServer {
-    child: Child,
-    addr: SocketAddr,
-    log: PathBuf,
-}
-
-impl BinServer {
-    fn start(h: &Home) -> BinServer {
-        let log = h.home().join("server.log");
-        let mut c = h.cmd(&[]);
-        c.env("RUST_LOG", "info");
-        let (child, addr) = crate::support::serve::spawn_serve(c, &log, "http");
-        let addr = addr.parse().unwrap();
-        BinServer { child, addr, log }
-    }
-    fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-    fn alive(&mut self) {
-        if let Ok(Some(status)) = self.child.try_wait() {
-            panic!(
-                "the server died ({status}): {}",
-                std::fs::read_to_string(&self.log).unwrap_or_default()
-            );
-        }
-    }
-    fn stop(mut self) -> String {
-        self.alive();
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let status = self.child.wait().unwrap();
-        let log = std::fs::read_to_string(&self.log).unwrap();
-        assert!(status.success(), "server did not stop cleanly: {status}");
-        log
-    }
-}
-
-impl Drop for BinServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A `tessera serve` child on 127.0.0.1:0, its log (at `info`) in the home.
+fn start_server(h: &Home) -> BinServer {
+    let mut c = h.cmd(&[]);
+    c.env("RUST_LOG", "info");
+    BinServer::start(c, &h.home().join("server.log"), "http")
 }
 
 fn http() -> reqwest::blocking::Client {
@@ -618,7 +580,7 @@ fn login_home() -> Home {
 #[test]
 fn kill_9_during_auth_login_leaves_old_or_new_token() {
     let h = login_home();
-    let srv = BinServer::start(&h);
+    let srv = start_server(&h);
     h.ok(&["remotes", "add", "r", &srv.url()], b"");
     let login_args = [
         "auth",
@@ -1146,7 +1108,7 @@ fn assert_unavailable(base: &str, token: &str) {
 #[test]
 fn token_store_locked_by_another_process() {
     let h = login_home();
-    let mut srv = BinServer::start(&h);
+    let mut srv = start_server(&h);
     let base = srv.url();
     let token = mint(&h);
     assert_eq!(verify(&base, &token).0, 200);
@@ -1213,7 +1175,7 @@ fn token_store_locked_by_another_process() {
 #[test]
 fn token_store_damaged_then_restored_while_the_server_runs() {
     let h = login_home();
-    let mut srv = BinServer::start(&h);
+    let mut srv = start_server(&h);
     let base = srv.url();
     let token = mint(&h);
     assert_eq!(verify(&base, &token).0, 200);
@@ -1277,7 +1239,7 @@ fn token_store_damaged_then_restored_while_the_server_runs() {
 fn a_server_shares_nothing_with_a_killed_cli() {
     // A CLI killed while it writes to the token store leaves it usable for the server.
     let h = login_home();
-    let srv = BinServer::start(&h);
+    let srv = start_server(&h);
     let base = srv.url();
     let token = mint(&h);
     let mut rng = Rng::new("store kill");

@@ -5,100 +5,12 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command as StdCommand;
 
-use assert_cmd::Command;
 use serde_json::Value;
 
-/// A scratch user: HOME, config and data folders of its own, and extra variables.
-struct User {
-    home: tempfile::TempDir,
-    vars: Vec<(String, PathBuf)>,
-}
-
-impl User {
-    fn new() -> Self {
-        User {
-            home: tempfile::tempdir().unwrap(),
-            vars: Vec::new(),
-        }
-    }
-
-    fn home(&self) -> &Path {
-        self.home.path()
-    }
-
-    fn cmd(&self) -> Command {
-        let mut c = Command::cargo_bin("tessera").unwrap();
-        c.env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", self.home());
-        for (k, v) in &self.vars {
-            c.env(k, v);
-        }
-        c
-    }
-
-    fn std_cmd(&self) -> StdCommand {
-        let mut c = StdCommand::new(assert_cmd::cargo::cargo_bin("tessera"));
-        c.env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", self.home());
-        for (k, v) in &self.vars {
-            c.env(k, v);
-        }
-        c
-    }
-
-    fn config_file(&self) -> PathBuf {
-        self.home().join(".config/tessera/tessera.toml")
-    }
-
-    fn plain_secret(&self) -> PathBuf {
-        self.home()
-            .join(".local/share/tessera/secrets/tessera/auth/token_secret")
-    }
-
-    /// Runs tessera with `args`, expecting success; returns (stdout, stderr).
-    fn ok(&self, args: &[&str]) -> (String, String) {
-        let out = self.cmd().args(args).output().unwrap();
-        let (o, e) = texts(&out);
-        assert!(out.status.success(), "{args:?} failed: {e}");
-        (o, e)
-    }
-
-    /// Runs tessera with `args` and `stdin`, expecting exit code `code`; returns stderr.
-    fn fails(&self, args: &[&str], stdin: &str, code: i32) -> String {
-        let out = self.cmd().args(args).write_stdin(stdin).output().unwrap();
-        let (_, e) = texts(&out);
-        assert_eq!(out.status.code(), Some(code), "{args:?}: {e}");
-        e
-    }
-
-    fn mint(&self, args: &[&str]) -> String {
-        let mut all = vec!["auth", "token", "generate"];
-        all.extend_from_slice(args);
-        let (o, _) = self.ok(&all);
-        o.trim().to_owned()
-    }
-
-    fn verifies(&self, token: &str) -> bool {
-        self.cmd()
-            .args(["auth", "token", "verify", token])
-            .output()
-            .unwrap()
-            .status
-            .success()
-    }
-}
-
-fn texts(out: &std::process::Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use crate::support::user::{User, texts};
 
 fn mode(p: &Path) -> u32 {
     std::fs::metadata(p).unwrap().permissions().mode() & 0o777
@@ -124,7 +36,7 @@ fn init_with_age_after_a_first_token_carries_the_secret_over() {
     let u = User::new();
     // README step 1: no config, the default `unsafe` backend creates the secret.
     let token = u.mint(&["--subject", "ci", "--scopes", "push,pull"]);
-    let plain = std::fs::read_to_string(u.plain_secret()).unwrap();
+    let plain = std::fs::read_to_string(u.secret_file()).unwrap();
     // Quick start: init with another backend.
     let (_, err) = u.ok(&["init", "--backend", "age"]);
     assert!(
@@ -153,7 +65,7 @@ fn init_with_age_after_a_first_token_carries_the_secret_over() {
         err.contains("already in the age backend with the same value"),
         "{err}"
     );
-    assert!(!u.plain_secret().exists(), "the plaintext file is gone");
+    assert!(!u.secret_file().exists(), "the plaintext file is gone");
     assert!(u.verifies(&token));
     // A second init keeps everything.
     let (_, err) = u.ok(&["init"]);
@@ -301,7 +213,7 @@ fn init_with_real_pass_after_a_first_token_carries_the_secret_over() {
         err.contains("removed 2 key(s) from the unsafe backend"),
         "{err}"
     );
-    assert!(!u.plain_secret().exists());
+    assert!(!u.secret_file().exists());
     assert!(
         !u.home()
             .join(".local/share/tessera/secrets/app/db")
@@ -326,7 +238,7 @@ fn init_force_backs_up_the_config_and_keeps_the_secret() {
         .replace("token_expiry = \"30d\"", "token_expiry = \"7d\"");
     std::fs::write(u.config_file(), &custom).unwrap();
     let token = u.mint(&["--subject", "ci"]);
-    let secret = std::fs::read_to_string(u.plain_secret()).unwrap();
+    let secret = std::fs::read_to_string(u.secret_file()).unwrap();
 
     let (_, err) = u.ok(&["init", "--force"]);
     assert!(err.contains("the old file is kept as"), "{err}");
@@ -335,7 +247,7 @@ fn init_force_backs_up_the_config_and_keeps_the_secret() {
         u.verifies(&token),
         "--force alone never replaces the secret"
     );
-    assert_eq!(std::fs::read_to_string(u.plain_secret()).unwrap(), secret);
+    assert_eq!(std::fs::read_to_string(u.secret_file()).unwrap(), secret);
     let dir = u.home().join(".config/tessera");
     let backups: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
@@ -377,9 +289,8 @@ fn quick_start_login_works_and_the_servers_reason_reaches_the_user() {
     let u = User::new();
     // Without a username, the server says password login is off, and the user sees that.
     u.ok(&["init"]);
-    let log = u.home().join("serve.log");
-    let (mut srv, addr) = crate::support::serve::spawn_serve(u.std_cmd(), &log, "http");
-    let url = format!("http://{addr}");
+    let srv = u.serve_process();
+    let url = srv.url();
     u.ok(&["remotes", "add", "prod", &url]);
     let err = u.fails(
         &[
@@ -398,8 +309,7 @@ fn quick_start_login_works_and_the_servers_reason_reaches_the_user() {
         err.contains("password login is not enabled on this server"),
         "the server's reason: {err}"
     );
-    let _ = srv.kill();
-    let _ = srv.wait();
+    drop(srv);
 
     // The Quick start: init --username, password hash --store, serve, login.
     let u = User::new();
@@ -410,8 +320,8 @@ fn quick_start_login_works_and_the_servers_reason_reaches_the_user() {
         .write_stdin("pw-for-deploy-123\n")
         .assert()
         .success();
-    let (mut srv, addr) = crate::support::serve::spawn_serve(u.std_cmd(), &log, "http");
-    u.ok(&["remotes", "add", "prod", &format!("http://{addr}")]);
+    let srv = u.serve_process();
+    u.ok(&["remotes", "add", "prod", &srv.url()]);
     u.cmd()
         .args([
             "auth",
@@ -441,8 +351,7 @@ fn quick_start_login_works_and_the_servers_reason_reaches_the_user() {
         1,
     );
     assert!(err.contains("the username or password is wrong"), "{err}");
-    let _ = srv.kill();
-    let _ = srv.wait();
+    drop(srv);
 
     // init --username on an existing config adds it, and refuses to change it silently.
     let u = User::new();

@@ -2,9 +2,8 @@
 //! real CLI through assert_cmd. Every spawned binary gets its own HOME and XDG folders.
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener};
+use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::{Child, Command as StdCommand};
 use std::sync::Arc;
 
 use crate::support::{Home, PASSWORD, SECRET, WRONG_PASSWORD};
@@ -14,45 +13,6 @@ use secrecy::SecretString;
 use serde_json::{Value, json};
 use tessera::store::{StoreError, TokenRecord, TokenState, TokenStore};
 use tessera::token::{self, KeyRing, MintRequest, ScopeSet, SigningKey};
-
-/// The real binary serving on 127.0.0.1:0 with its log captured in a file.
-struct BinServer {
-    child: Child,
-    addr: SocketAddr,
-    log: PathBuf,
-}
-
-impl BinServer {
-    fn start(h: &Home) -> BinServer {
-        let log = h.home().join("server.log");
-        let mut c = StdCommand::new(assert_cmd::cargo::cargo_bin("tessera"));
-        c.env_clear().env("RUST_LOG", "debug");
-        for (k, v) in h.vars() {
-            c.env(k, v);
-        }
-        let (child, addr) = crate::support::serve::spawn_serve(c, &log, "http");
-        let addr = addr.parse().unwrap();
-        BinServer { child, addr, log }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    /// SIGTERM, wait, and return the whole log.
-    fn stop(mut self) -> String {
-        let _ = StdCommand::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let status = self.child.wait().unwrap();
-        let log = std::fs::read_to_string(&self.log).unwrap();
-        assert!(
-            status.success(),
-            "server did not stop cleanly: {status}\n{log}"
-        );
-        log
-    }
-}
 
 fn http() -> Client {
     crate::support::api::install_crypto_provider();
@@ -80,7 +40,7 @@ fn login(base: &str, user: &str, pw: &str) -> reqwest::blocking::Response {
 #[test]
 fn round_trip_through_the_binary_and_no_secret_in_the_log() {
     let h = Home::with_login("");
-    let srv = BinServer::start(&h);
+    let srv = h.serve_process(Some("debug"));
     let url = srv.url();
     h.cmd()
         .args(["remotes", "add", "local", &url])
@@ -697,7 +657,7 @@ fn https_with_a_certificate_made_in_the_test() {
         ),
     )
     .unwrap();
-    let srv = BinServer::start_tls(&h);
+    let srv = h.serve_process_as(h.std_cmd(), None, "https");
     let url = format!("https://localhost:{}", srv.addr.port());
 
     // Without --insecure the self-signed certificate is refused with a sentence naming the fix.
@@ -743,20 +703,6 @@ fn https_with_a_certificate_made_in_the_test() {
     let r = c.get(format!("{url}/health")).send().unwrap();
     assert_eq!(r.status().as_u16(), 200);
     srv.stop();
-}
-
-impl BinServer {
-    fn start_tls(h: &Home) -> BinServer {
-        let log = h.home().join("server.log");
-        let mut c = StdCommand::new(assert_cmd::cargo::cargo_bin("tessera"));
-        c.env_clear();
-        for (k, v) in h.vars() {
-            c.env(k, v);
-        }
-        let (child, addr) = crate::support::serve::spawn_serve(c, &log, "https");
-        let addr = addr.parse().unwrap();
-        BinServer { child, addr, log }
-    }
 }
 
 #[test]
@@ -1035,7 +981,7 @@ fn refused_token_requests_are_logged_with_the_reason_and_no_credentials() {
         "\n[registry]\nservice = \"svc.test\"\nissuer = \"tessera\"\ncertificate = \"registry-token.crt\"\n",
     );
     h.cmd().args(["registry", "init"]).assert().success();
-    let srv = BinServer::start_with_level(&h, None);
+    let srv = h.serve_process(None);
     let url = srv.url();
     let (token, _) = h.mint("deploy", "pull");
     let typed_username = "Hunter2-typed-into-the-username-field";
@@ -1096,28 +1042,6 @@ fn refused_token_requests_are_logged_with_the_reason_and_no_credentials() {
     }
 }
 
-impl BinServer {
-    /// The real binary with `RUST_LOG` set to `level`, or unset (the default level).
-    fn start_with_level(h: &Home, level: Option<&str>) -> BinServer {
-        let log = h.home().join("server.log");
-        let mut c = StdCommand::new(assert_cmd::cargo::cargo_bin("tessera"));
-        c.env_clear();
-        if let Some(level) = level {
-            c.env("RUST_LOG", level);
-        }
-        for (k, v) in h.vars() {
-            c.env(k, v);
-        }
-        let (child, addr) = crate::support::serve::spawn_serve(c, &log, "http");
-        let addr = addr.parse().unwrap();
-        BinServer { child, addr, log }
-    }
-}
-
-// ---- issue times, pruning and limits of the token store --------------------------------------
-
-/// `docs/tokens.md` promises millisecond precision for recorded tokens: a token minted right
-/// after `revoke --subject` (in the same second, as here nearly every time) is valid.
 #[test]
 fn a_token_minted_right_after_revoke_subject_is_valid() {
     let h = Home::with_config("");

@@ -7,6 +7,7 @@
 pub mod api;
 pub mod real;
 pub mod serve;
+pub mod user;
 
 use std::path::{Path, PathBuf};
 
@@ -183,6 +184,26 @@ impl Home {
     pub fn serve(&self) -> api::RunningServer {
         let (config, env) = self.config();
         api::serve(&config, &env, None)
+    }
+
+    /// `tessera serve` in this home as a real process, its log in `server.log` with
+    /// `RUST_LOG` at `level` (or unset).
+    pub fn serve_process(&self, level: Option<&str>) -> serve::BinServer {
+        self.serve_process_as(self.std_cmd(), level, "http")
+    }
+
+    /// `serve_process` with `cmd` (this home's `std_cmd` with changes) and the scheme the
+    /// server announces.
+    pub fn serve_process_as(
+        &self,
+        mut cmd: std::process::Command,
+        level: Option<&str>,
+        scheme: &'static str,
+    ) -> serve::BinServer {
+        if let Some(level) = level {
+            cmd.env("RUST_LOG", level);
+        }
+        serve::BinServer::start(cmd, &self.home().join("server.log"), scheme)
     }
 
     /// Why the server refuses to start with this home's configuration (panics when it
