@@ -6,6 +6,7 @@ use std::path::Path;
 use predicates::prelude::*;
 use serde_json::{Value, json};
 
+use crate::support::snapshot::{Transcript, redact};
 use crate::support::user::User;
 
 const SECRET: &str = "an-env-secret-that-is-long-enough-0123456789";
@@ -116,6 +117,8 @@ fn generate_json_has_the_contract_fields() {
 #[test]
 fn bad_durations_scopes_and_flags_are_usage_errors() {
     let u = User::new();
+    let mut t = Transcript::new();
+    t.redact(u.home().display().to_string(), "home");
     for bad in [
         "1.5h",
         "-1d",
@@ -132,6 +135,10 @@ fn bad_durations_scopes_and_flags_are_usage_errors() {
             .arg(format!("--expiry={bad}"))
             .assert()
             .code(2);
+        t.record(
+            &format!("tessera auth token generate --subject ci --expiry={bad}"),
+            a.get_output(),
+        );
         let err = stderr_of(&a);
         assert!(
             err.contains("descending order") || err.contains("too large"),
@@ -160,18 +167,25 @@ fn bad_durations_scopes_and_flags_are_usage_errors() {
             ])
             .assert()
             .code(2);
+        t.record(
+            &format!("tessera auth token generate --subject ci --scopes {bad:?}"),
+            a.get_output(),
+        );
         assert!(
             stderr_of(&a).contains("invalid scope"),
             "{bad}: {}",
             stderr_of(&a)
         );
     }
-    u.cmd()
+    let a = u
+        .cmd()
         .env("TESSERA_AUTH_TOKEN_SECRET", SECRET)
         .args(["auth", "token", "generate"])
         .assert()
         .code(2)
         .stderr(predicate::str::contains("--subject"));
+    t.record("tessera auth token generate", a.get_output());
+    insta::assert_snapshot!("bad_durations_scopes_and_flags", t.text());
 }
 
 #[test]
@@ -528,31 +542,50 @@ fn bad_key_paths_are_refused() {
 #[test]
 fn config_errors_name_the_file_and_the_fix() {
     let u = User::new();
-    u.cmd()
+    let mut t = Transcript::new();
+    t.redact(u.home().display().to_string(), "home");
+    let a = u
+        .cmd()
         .args(["--config", "/nonexistent/tessera.toml", "secrets", "list"])
         .assert()
         .code(1)
         .stderr(predicate::str::contains("does not exist"));
+    t.record(
+        "tessera --config /nonexistent/tessera.toml secrets list",
+        a.get_output(),
+    );
     u.write_config("[secrets]\nbackend = \"vault\"\n");
-    u.cmd()
+    let a = u
+        .cmd()
         .args(["secrets", "list"])
         .assert()
         .code(1)
         .stderr(predicate::str::contains(
             "valid backends are pass, sops, unsafe and age",
         ));
+    t.record(
+        "tessera secrets list  # backend = \"vault\"",
+        a.get_output(),
+    );
     u.write_config("[secrets]\nbakend = \"pass\"\n");
-    u.cmd().args(["secrets", "list"]).assert().code(1).stderr(
+    let a = u.cmd().args(["secrets", "list"]).assert().code(1).stderr(
         predicate::str::contains("tessera.toml:2:")
             .and(predicate::str::contains("did you mean `backend`")),
     );
+    t.record("tessera secrets list  # bakend = \"pass\"", a.get_output());
     u.write_config("[secrets]\nbackend = \"unsafe\"\n");
-    u.cmd()
+    let a = u
+        .cmd()
         .env("TESSERA_SECRETS_BACKEND", "")
         .args(["secrets", "list"])
         .assert()
         .code(1)
         .stderr(predicate::str::contains("set but empty"));
+    t.record(
+        "TESSERA_SECRETS_BACKEND= tessera secrets list",
+        a.get_output(),
+    );
+    insta::assert_snapshot!("config_errors", t.text());
 }
 
 #[test]
@@ -626,6 +659,11 @@ fn password_hash_is_htpasswd_bcrypt_and_refuses_long_input() {
 #[test]
 fn help_completions_and_man_page() {
     let u = User::new();
+    let a = u.cmd().arg("--help").assert().success();
+    insta::assert_snapshot!(
+        "top_level_help",
+        String::from_utf8_lossy(&a.get_output().stdout)
+    );
     u.cmd()
         .args(["auth", "token", "generate", "--help"])
         .assert()
@@ -918,6 +956,7 @@ fn every_command_prints_one_json_document_under_json() {
 #[test]
 fn errors_under_json_are_one_line_of_json_on_stderr_with_a_stable_code() {
     let u = User::new();
+    let mut documents = Vec::new();
     let unknown_id = "0123456789abcdef0123456789abcdef";
     for (args, input, exit, code) in [
         (&["nope"][..], "", 2, "USAGE"),
@@ -978,7 +1017,8 @@ fn errors_under_json_are_one_line_of_json_on_stderr_with_a_stable_code() {
             "CONFIG",
         ),
     ] {
-        json_err(&u, args, input, exit, code);
+        let v = json_err(&u, args, input, exit, code);
+        documents.push(json!({"args": args, "exit": exit, "stderr": v}));
     }
     let v = json_err(&u, &["auth", "token", "generate"], "", 2, "USAGE");
     assert!(v["error"].as_str().unwrap().contains("--subject"), "{v}");
@@ -1008,6 +1048,13 @@ fn errors_under_json_are_one_line_of_json_on_stderr_with_a_stable_code() {
         "ALREADY_EXISTS",
     );
     json_err(&u, &["auth", "token", "show"], "", 1, "NOT_FOUND");
+    let home = u.home().display().to_string();
+    let documents: Value = serde_json::from_str(&redact(
+        &Value::from(documents).to_string(),
+        &[(home, "[home]".to_owned())],
+    ))
+    .unwrap();
+    insta::assert_json_snapshot!("json_errors", documents);
     // Without --json, errors stay readable sentences.
     u.cmd()
         .args(["secrets", "get", "app/missing"])
@@ -1128,12 +1175,19 @@ fn revoking_an_unknown_or_malformed_id_is_an_error() {
     } else {
         typo
     };
+    let mut t = Transcript::new();
+    t.redact(u.home().display().to_string(), "home")
+        .redact(&token, "token")
+        .redact(&jti, "id")
+        .redact(jti.to_uppercase(), "ID")
+        .redact(&typo, "typo of id");
     for _ in 0..2 {
         let a = u
             .cmd()
             .args(["auth", "token", "revoke", &typo])
             .assert()
             .code(1);
+        t.record("tessera auth token revoke [typo of id]", a.get_output());
         let err = stderr_of(&a);
         assert!(
             err.contains(&format!("no token with id {typo} in the token store"))
@@ -1149,6 +1203,7 @@ fn revoking_an_unknown_or_malformed_id_is_an_error() {
             .args(["auth", "token", "revoke", bad])
             .assert()
             .code(2);
+        t.record(&format!("tessera auth token revoke {bad}"), a.get_output());
         let err = stderr_of(&a);
         assert!(err.contains("32 hexadecimal characters"), "{err}");
         assert!(!err.contains(&token[..50]), "{err}");
@@ -1163,6 +1218,7 @@ fn revoking_an_unknown_or_malformed_id_is_an_error() {
         .args(["auth", "token", "revoke", &jti.to_uppercase()])
         .assert()
         .success();
+    t.record("tessera auth token revoke [ID]", a.get_output());
     assert!(
         stderr_of(&a).contains(&format!("revoked token {jti}")),
         "{}",
@@ -1173,6 +1229,7 @@ fn revoking_an_unknown_or_malformed_id_is_an_error() {
         .args(["auth", "token", "revoke", &jti])
         .assert()
         .success();
+    t.record("tessera auth token revoke [id]", a.get_output());
     assert!(
         stderr_of(&a).contains("already revoked"),
         "{}",
@@ -1190,6 +1247,7 @@ fn revoking_an_unknown_or_malformed_id_is_an_error() {
         .success();
     let v: Value = serde_json::from_slice(&theirs.get_output().stdout).unwrap();
     let (far_token, far_id) = (v["token"].as_str().unwrap(), v["jti"].as_str().unwrap());
+    t.redact(far_token, "far token").redact(far_id, "far id");
     let verify_far = || {
         u.cmd()
             .env("TESSERA_AUTH_TOKEN_SECRET", SECRET)
@@ -1202,6 +1260,7 @@ fn revoking_an_unknown_or_malformed_id_is_an_error() {
         .args(["auth", "token", "revoke", far_id])
         .assert()
         .code(1);
+    t.record("tessera auth token revoke [far id]", a.get_output());
     assert!(stderr_of(&a).contains("--unrecorded"), "{}", stderr_of(&a));
     verify_far().success();
     let a = u
@@ -1209,14 +1268,23 @@ fn revoking_an_unknown_or_malformed_id_is_an_error() {
         .args(["auth", "token", "revoke", far_id, "--unrecorded"])
         .assert()
         .success();
+    t.record(
+        "tessera auth token revoke [far id] --unrecorded",
+        a.get_output(),
+    );
     assert!(stderr_of(&a).contains("revoked token"), "{}", stderr_of(&a));
     verify_far()
         .code(1)
         .stderr(predicate::str::contains("revoked"));
-    u.cmd()
+    let a = u
+        .cmd()
         .args(["auth", "token", "revoke", "--subject", "ci", "--unrecorded"])
         .assert()
         .code(2);
+    t.record(
+        "tessera auth token revoke --subject ci --unrecorded",
+        a.get_output(),
+    );
 
     // A token revoked through its subject counts as already revoked too.
     let a = u
@@ -1226,6 +1294,7 @@ fn revoking_an_unknown_or_malformed_id_is_an_error() {
         .success();
     let v: Value = serde_json::from_slice(&a.get_output().stdout).unwrap();
     let other = v["jti"].as_str().unwrap().to_owned();
+    t.redact(&other, "other id");
     std::thread::sleep(std::time::Duration::from_millis(5));
     u.cmd()
         .args(["auth", "token", "revoke", "--subject", "bot"])
@@ -1236,11 +1305,13 @@ fn revoking_an_unknown_or_malformed_id_is_an_error() {
         .args(["auth", "token", "revoke", &other])
         .assert()
         .success();
+    t.record("tessera auth token revoke [other id]", a.get_output());
     assert!(
         stderr_of(&a).contains("already revoked"),
         "{}",
         stderr_of(&a)
     );
+    insta::assert_snapshot!("revoke_errors", t.text());
 }
 
 #[test]

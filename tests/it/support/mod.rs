@@ -7,6 +7,7 @@
 pub mod api;
 pub mod real;
 pub mod serve;
+pub mod snapshot;
 pub mod user;
 
 use std::path::{Path, PathBuf};
