@@ -3,6 +3,7 @@
 //! broken or weak one stops it with a sentence that names the key and the fix, never the
 //! hash itself.
 
+use crate::support::Run;
 use crate::support::{Home, SERVICE};
 use reqwest::blocking::Client;
 use secrecy::{ExposeSecret, SecretString};
@@ -17,11 +18,7 @@ fn secret(s: &str) -> SecretString {
 
 /// Replaces the stored password hash with `value` (through the CLI, like a user would).
 fn store_hash(home: &Home, value: &str) {
-    home.cmd()
-        .args(["secrets", "set", HASH_KEY])
-        .write_stdin(format!("{value}\n"))
-        .assert()
-        .success();
+    home.ok_with_stdin(&["secrets", "set", HASH_KEY], format!("{value}\n"));
 }
 
 /// A 72-byte password with something in every byte.

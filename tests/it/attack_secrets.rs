@@ -9,6 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command as StdCommand, Output};
 
+use crate::support::Run;
 use crate::support::{Home, PASSWORD, SECRET, SERVICE};
 use reqwest::blocking::Client;
 use secrecy::SecretString;
@@ -238,11 +239,10 @@ fn cli_output_never_shows_a_secret_it_was_not_asked_for() {
     );
     assert_clean("short env secret", &text(&out), &[short_env]);
     let short_backend = "short-BKSHORT-secret";
-    home.cmd()
-        .args(["secrets", "set", "tessera/auth/token_secret", "--yes"])
-        .write_stdin(format!("{short_backend}\n"))
-        .assert()
-        .success();
+    home.ok_with_stdin(
+        &["secrets", "set", "tessera/auth/token_secret", "--yes"],
+        format!("{short_backend}\n"),
+    );
     let out = home
         .cmd()
         .env_remove("TESSERA_AUTH_TOKEN_SECRET")

@@ -6,6 +6,7 @@ use std::path::Path;
 use predicates::prelude::*;
 use serde_json::{Value, json};
 
+use crate::support::Run;
 use crate::support::snapshot::{Transcript, redact};
 use crate::support::user::User;
 
@@ -427,74 +428,36 @@ fn list_and_revoke_by_id_subject_and_all() {
         v["jti"].as_str().unwrap().to_owned()
     };
     let a_id = jti(&a);
-    u.cmd()
-        .args(["auth", "token", "revoke", &a_id])
-        .assert()
-        .success();
-    u.cmd()
-        .args(["auth", "token", "verify", &a])
-        .assert()
-        .code(1)
-        .stderr(predicate::str::contains("revoked"));
-    u.cmd()
-        .args(["auth", "token", "verify", &b])
-        .assert()
-        .success();
+    u.ok(&["auth", "token", "revoke", &a_id]);
+    u.refuses(&["auth", "token", "verify", &a], 1, "revoked");
+    u.ok(&["auth", "token", "verify", &b]);
 
-    u.cmd()
-        .args(["auth", "token", "revoke", "--subject", "ci"])
-        .assert()
-        .success();
-    u.cmd()
-        .args(["auth", "token", "verify", &b])
-        .assert()
-        .code(1)
-        .stderr(predicate::str::contains("revoked"));
-    u.cmd()
-        .args(["auth", "token", "verify", &c])
-        .assert()
-        .success();
+    u.ok(&["auth", "token", "revoke", "--subject", "ci"]);
+    u.refuses(&["auth", "token", "verify", &b], 1, "revoked");
+    u.ok(&["auth", "token", "verify", &c]);
 
-    u.cmd()
-        .args(["auth", "token", "revoke", "--all", "--yes"])
-        .assert()
-        .success();
-    u.cmd()
-        .args(["auth", "token", "verify", &c])
-        .assert()
-        .code(1)
-        .stderr(predicate::str::contains("revoked"));
-    u.cmd().args(["auth", "token", "revoke"]).assert().code(2);
+    u.ok(&["auth", "token", "revoke", "--all", "--yes"]);
+    u.refuses(&["auth", "token", "verify", &c], 1, "revoked");
+    u.fails(&["auth", "token", "revoke"], "", 2);
 }
 
 #[test]
 fn secrets_roundtrip_on_the_default_backend() {
     let u = User::new();
-    u.cmd()
-        .args(["secrets", "set", "app/db"])
-        .write_stdin("s3cret-value\n")
-        .assert()
-        .success();
+    u.ok_with_stdin(&["secrets", "set", "app/db"], "s3cret-value\n");
     u.cmd()
         .args(["secrets", "get", "app/db"])
         .assert()
         .success()
         .stdout("s3cret-value\n");
     let pem = "-----BEGIN PRIVATE KEY-----\nAAAA\nBBBB\n-----END PRIVATE KEY-----\n";
-    u.cmd()
-        .args(["secrets", "set", "app/key"])
-        .write_stdin(pem)
-        .assert()
-        .success();
+    u.ok_with_stdin(&["secrets", "set", "app/key"], pem);
     u.cmd()
         .args(["secrets", "get", "app/key"])
         .assert()
         .success()
         .stdout(pem);
-    u.cmd()
-        .args(["secrets", "set", "other/x", "--generate", "32"])
-        .assert()
-        .success();
+    u.ok(&["secrets", "set", "other/x", "--generate", "32"]);
     u.cmd()
         .args(["secrets", "list"])
         .assert()
@@ -510,13 +473,9 @@ fn secrets_roundtrip_on_the_default_backend() {
         .assert()
         .success()
         .stdout("[\"app/db\",\"app/key\"]\n");
-    u.cmd().args(["secrets", "rm", "app/db"]).assert().success();
-    u.cmd()
-        .args(["secrets", "get", "app/db"])
-        .assert()
-        .code(1)
-        .stderr(predicate::str::contains("no secret named `app/db`"));
-    u.cmd().args(["secrets", "rm", "app/db"]).assert().code(1);
+    u.ok(&["secrets", "rm", "app/db"]);
+    u.refuses(&["secrets", "get", "app/db"], 1, "no secret named `app/db`");
+    u.fails(&["secrets", "rm", "app/db"], "", 1);
     // Nothing on stdin is refused, not stored as empty.
     u.cmd()
         .args(["secrets", "set", "app/empty"])
@@ -607,11 +566,7 @@ fn init_creates_config_and_secret_and_keeps_them() {
         .stdout(predicate::str::contains(
             "present  tessera/auth/token_secret",
         ));
-    u.cmd()
-        .args(["init", "--backend", "nope"])
-        .assert()
-        .code(2)
-        .stderr(predicate::str::contains("valid backends"));
+    u.refuses(&["init", "--backend", "nope"], 2, "valid backends");
 }
 
 #[test]
@@ -636,18 +591,17 @@ fn password_hash_is_htpasswd_bcrypt_and_refuses_long_input() {
         .assert()
         .code(1);
     assert!(stderr_of(&a).contains("72"), "{}", stderr_of(&a));
-    u.cmd()
-        .args(["auth", "password", "hash", "--stdin", "--cost", "3"])
-        .write_stdin("pw\n")
-        .assert()
-        .code(2);
-    u.cmd()
-        .args([
+    u.fails(
+        &["auth", "password", "hash", "--stdin", "--cost", "3"],
+        "pw\n",
+        2,
+    );
+    u.ok_with_stdin(
+        &[
             "auth", "password", "hash", "--stdin", "--cost", "10", "--store",
-        ])
-        .write_stdin("correct horse\n")
-        .assert()
-        .success();
+        ],
+        "correct horse\n",
+    );
     let stored = std::fs::read_to_string(
         u.home()
             .join(".local/share/tessera/secrets/tessera/auth/password_hash"),
@@ -705,11 +659,7 @@ fn init_with_the_age_backend_creates_an_identity() {
     assert!(!u.secret_file().exists());
     let doc = u.home().join(".local/share/tessera/secrets.age");
     assert_eq!(mode(&doc), 0o600);
-    u.cmd()
-        .args(["secrets", "set", "app/db"])
-        .write_stdin("value-in-age\n")
-        .assert()
-        .success();
+    u.ok_with_stdin(&["secrets", "set", "app/db"], "value-in-age\n");
     u.cmd()
         .args(["secrets", "get", "app/db"])
         .assert()
@@ -1024,16 +974,13 @@ fn errors_under_json_are_one_line_of_json_on_stderr_with_a_stable_code() {
     assert!(v["error"].as_str().unwrap().contains("--subject"), "{v}");
     let v = json_err(&u, &["secrets", "get", "app/missing"], "", 1, "NOT_FOUND");
     assert!(v["hint"].as_str().unwrap().contains("secrets list"), "{v}");
-    u.cmd()
-        .args([
-            "remotes",
-            "add",
-            "prod",
-            "http://127.0.0.1:9",
-            "--no-verify",
-        ])
-        .assert()
-        .success();
+    u.ok(&[
+        "remotes",
+        "add",
+        "prod",
+        "http://127.0.0.1:9",
+        "--no-verify",
+    ]);
     json_err(
         &u,
         &[
@@ -1208,10 +1155,7 @@ fn revoking_an_unknown_or_malformed_id_is_an_error() {
         assert!(err.contains("32 hexadecimal characters"), "{err}");
         assert!(!err.contains(&token[..50]), "{err}");
     }
-    u.cmd()
-        .args(["auth", "token", "verify", &token])
-        .assert()
-        .success();
+    u.ok(&["auth", "token", "verify", &token]);
     // The real id, in capitals as some tools print it: revoked; again: "already revoked", exit 0.
     let a = u
         .cmd()
@@ -1296,10 +1240,7 @@ fn revoking_an_unknown_or_malformed_id_is_an_error() {
     let other = v["jti"].as_str().unwrap().to_owned();
     t.redact(&other, "other id");
     std::thread::sleep(std::time::Duration::from_millis(5));
-    u.cmd()
-        .args(["auth", "token", "revoke", "--subject", "bot"])
-        .assert()
-        .success();
+    u.ok(&["auth", "token", "revoke", "--subject", "bot"]);
     let a = u
         .cmd()
         .args(["auth", "token", "revoke", &other])
@@ -1322,11 +1263,10 @@ fn revoke_all_and_replacing_signing_keys_need_confirmation() {
     );
     // A signing key that is not stored yet breaks nothing: creating it needs no confirmation.
     for key in ["tessera/auth/old_secret", "tessera/registry/key"] {
-        u.cmd()
-            .args(["secrets", "set", key])
-            .write_stdin("first-value-that-is-long-enough-0123456789\n")
-            .assert()
-            .success();
+        u.ok_with_stdin(
+            &["secrets", "set", key],
+            "first-value-that-is-long-enough-0123456789\n",
+        );
     }
     let token = u.mint(&["--subject", "ci"]);
     let secret = std::fs::read_to_string(u.secret_file()).unwrap();
@@ -1338,10 +1278,7 @@ fn revoke_all_and_replacing_signing_keys_need_confirmation() {
         .assert()
         .code(2);
     assert!(stderr_of(&a).contains("--yes"), "{}", stderr_of(&a));
-    u.cmd()
-        .args(["auth", "token", "verify", &token])
-        .assert()
-        .success();
+    u.ok(&["auth", "token", "verify", &token]);
     for args in [
         &["secrets", "set", "tessera/auth/token_secret"][..],
         &[
@@ -1366,10 +1303,7 @@ fn revoke_all_and_replacing_signing_keys_need_confirmation() {
         );
     }
     assert_eq!(std::fs::read_to_string(u.secret_file()).unwrap(), secret);
-    u.cmd()
-        .args(["auth", "token", "verify", &token])
-        .assert()
-        .success();
+    u.ok(&["auth", "token", "verify", &token]);
     // Previous secrets and the registry key too.
     for (key, what) in [
         ("tessera/auth/old_secret", "previous token signing secret"),
@@ -1383,41 +1317,26 @@ fn revoke_all_and_replacing_signing_keys_need_confirmation() {
                 stderr_of(&a)
             );
         }
-        u.cmd()
-            .args(["secrets", "set", key, "--yes"])
-            .write_stdin("second-value-that-is-long-enough-0123456789\n")
-            .assert()
-            .success();
+        u.ok_with_stdin(
+            &["secrets", "set", key, "--yes"],
+            "second-value-that-is-long-enough-0123456789\n",
+        );
     }
-    u.cmd()
-        .args(["secrets", "rm", "tessera/registry/key", "--yes"])
-        .assert()
-        .success();
+    u.ok(&["secrets", "rm", "tessera/registry/key", "--yes"]);
     // Other keys are not asked about.
-    u.cmd()
-        .args(["secrets", "set", "app/db"])
-        .write_stdin("v\n")
-        .assert()
-        .success();
-    u.cmd().args(["secrets", "rm", "app/db"]).assert().success();
+    u.ok_with_stdin(&["secrets", "set", "app/db"], "v\n");
+    u.ok(&["secrets", "rm", "app/db"]);
 
     // With --yes it goes ahead.
-    u.cmd()
-        .args(["secrets", "set", "tessera/auth/token_secret", "--yes"])
-        .write_stdin("a-new-secret-that-is-long-enough-0123456789\n")
-        .assert()
-        .success();
+    u.ok_with_stdin(
+        &["secrets", "set", "tessera/auth/token_secret", "--yes"],
+        "a-new-secret-that-is-long-enough-0123456789\n",
+    );
     assert_ne!(std::fs::read_to_string(u.secret_file()).unwrap(), secret);
     let token = u.mint(&["--subject", "ci"]);
     std::thread::sleep(std::time::Duration::from_millis(5));
-    u.cmd()
-        .args(["auth", "token", "revoke", "--all", "--yes"])
-        .assert()
-        .success();
-    u.cmd()
-        .args(["auth", "token", "verify", &token])
-        .assert()
-        .code(1);
+    u.ok(&["auth", "token", "revoke", "--all", "--yes"]);
+    u.fails(&["auth", "token", "verify", &token], "", 1);
 }
 
 /// Runs `tessera ARGS` on a pseudo-terminal (util-linux `script`), typing `answer`.
@@ -1457,19 +1376,13 @@ fn on_a_terminal_revoke_all_asks_and_only_yes_goes_ahead() {
             screen.contains("Continue? [y/N]") && screen.contains("cancelled"),
             "{screen}"
         );
-        u.cmd()
-            .args(["auth", "token", "verify", &token])
-            .assert()
-            .success();
+        u.ok(&["auth", "token", "verify", &token]);
     }
     std::thread::sleep(std::time::Duration::from_millis(5));
     let (code, screen) = on_a_terminal(&u, "auth token revoke --all", "y\n");
     assert_eq!(code, 0, "{screen}");
     assert!(screen.contains("revoked every token"), "{screen}");
-    u.cmd()
-        .args(["auth", "token", "verify", &token])
-        .assert()
-        .code(1);
+    u.fails(&["auth", "token", "verify", &token], "", 1);
 }
 
 #[test]
@@ -1500,12 +1413,11 @@ fn bcrypt_costs_the_server_would_refuse_are_refused_when_hashing() {
     // The lowest accepted cost is what the server accepts: it starts with that hash.
     u.write_config("[auth]\nusername = \"deploy\"\n");
     u.mint(&["--subject", "ci"]);
-    u.cmd()
-        .args([
+    u.ok_with_stdin(
+        &[
             "auth", "password", "hash", "--stdin", "--cost", "10", "--store",
-        ])
-        .write_stdin("pw\n")
-        .assert()
-        .success();
+        ],
+        "pw\n",
+    );
     drop(u.serve_process());
 }

@@ -10,6 +10,7 @@ use std::process::Command as StdCommand;
 
 use serde_json::Value;
 
+use crate::support::Run;
 use crate::support::user::{User, texts};
 
 fn mode(p: &Path) -> u32 {
@@ -73,11 +74,7 @@ fn init_with_age_after_a_first_token_carries_the_secret_over() {
     assert!(u.verifies(&token));
 
     // copy the other way, with JSON, and a conflict.
-    u.cmd()
-        .args(["secrets", "set", "app/db"])
-        .write_stdin("in-age\n")
-        .assert()
-        .success();
+    u.ok_with_stdin(&["secrets", "set", "app/db"], "in-age\n");
     let (o, _) = u.ok(&[
         "--json", "secrets", "copy", "--from", "age", "--to", "unsafe", "app",
     ]);
@@ -86,11 +83,7 @@ fn init_with_age_after_a_first_token_carries_the_secret_over() {
     let copy = u.home().join(".local/share/tessera/secrets/app/db");
     assert_eq!(std::fs::read_to_string(&copy).unwrap(), "in-age\n");
     assert_eq!(mode(&copy), 0o600);
-    u.cmd()
-        .args(["secrets", "set", "app/db"])
-        .write_stdin("changed\n")
-        .assert()
-        .success();
+    u.ok_with_stdin(&["secrets", "set", "app/db"], "changed\n");
     let err = u.fails(
         &["secrets", "copy", "--from", "age", "--to", "unsafe"],
         "",
@@ -186,11 +179,7 @@ fn init_with_real_pass_after_a_first_token_carries_the_secret_over() {
     let mut u = User::new();
     pass_store(&mut u);
     let token = u.mint(&["--subject", "ci", "--scopes", "push,pull"]);
-    u.cmd()
-        .args(["secrets", "set", "app/db"])
-        .write_stdin("plain-value\n")
-        .assert()
-        .success();
+    u.ok_with_stdin(&["secrets", "set", "app/db"], "plain-value\n");
     let (_, err) = u.ok(&["init", "--backend", "pass"]);
     assert!(
         err.contains("carried over from the unsafe backend"),
@@ -315,15 +304,14 @@ fn quick_start_login_works_and_the_servers_reason_reaches_the_user() {
     let u = User::new();
     let (_, err) = u.ok(&["init", "--username", "deploy"]);
     assert!(err.contains("created"), "{err}");
-    u.cmd()
-        .args(["auth", "password", "hash", "--stdin", "--store"])
-        .write_stdin("pw-for-deploy-123\n")
-        .assert()
-        .success();
+    u.ok_with_stdin(
+        &["auth", "password", "hash", "--stdin", "--store"],
+        "pw-for-deploy-123\n",
+    );
     let srv = u.serve_process();
     u.ok(&["remotes", "add", "prod", &srv.url()]);
-    u.cmd()
-        .args([
+    u.ok_with_stdin(
+        &[
             "auth",
             "login",
             "--remote",
@@ -331,10 +319,9 @@ fn quick_start_login_works_and_the_servers_reason_reaches_the_user() {
             "--username",
             "deploy",
             "--password-stdin",
-        ])
-        .write_stdin("pw-for-deploy-123\n")
-        .assert()
-        .success();
+        ],
+        "pw-for-deploy-123\n",
+    );
     let (o, _) = u.ok(&["auth", "status", "--remote", "prod"]);
     assert!(o.contains("subject: deploy"), "{o}");
     let err = u.fails(

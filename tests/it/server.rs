@@ -6,6 +6,7 @@ use std::net::TcpListener;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::support::Run;
 use crate::support::{Home, PASSWORD, SECRET, WRONG_PASSWORD};
 use jiff::Timestamp;
 use reqwest::blocking::Client;
@@ -42,12 +43,9 @@ fn round_trip_through_the_binary_and_no_secret_in_the_log() {
     let h = Home::with_login("");
     let srv = h.serve_process(Some("debug"));
     let url = srv.url();
-    h.cmd()
-        .args(["remotes", "add", "local", &url])
-        .assert()
-        .success();
-    h.cmd()
-        .args([
+    h.ok(&["remotes", "add", "local", &url]);
+    h.ok_with_stdin(
+        &[
             "auth",
             "login",
             "--remote",
@@ -55,10 +53,9 @@ fn round_trip_through_the_binary_and_no_secret_in_the_log() {
             "--username",
             "deploy",
             "--password-stdin",
-        ])
-        .write_stdin(format!("{PASSWORD}\n"))
-        .assert()
-        .success();
+        ],
+        format!("{PASSWORD}\n"),
+    );
     // A wrong password is refused with a clear sentence.
     let out = h
         .cmd()
@@ -95,15 +92,9 @@ fn round_trip_through_the_binary_and_no_secret_in_the_log() {
     let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
     assert_eq!(token.split('.').count(), 3);
     // The server's token verifies with the CLI (same key ring code path).
-    h.cmd()
-        .args(["auth", "token", "verify", &token])
-        .assert()
-        .success();
+    h.ok(&["auth", "token", "verify", &token]);
 
-    h.cmd()
-        .args(["auth", "logout", "--revoke"])
-        .assert()
-        .success();
+    h.ok(&["auth", "logout", "--revoke"]);
     let (s, body) = get_verify(&url, &token);
     assert_eq!((s, body["code"].as_str()), (401, Some("TOKEN_REVOKED")));
     let remotes = std::fs::read_to_string(h.remotes()).unwrap();
@@ -156,29 +147,20 @@ fn cli_minted_token_is_accepted_and_cli_revocation_is_seen_at_once() {
         assert_eq!(v["subject"], "ci");
         assert_eq!(v["jti"], jti.as_str());
     }
-    h.cmd()
-        .args(["auth", "token", "revoke", &jti])
-        .assert()
-        .success();
+    h.ok(&["auth", "token", "revoke", &jti]);
     let (s, v) = get_verify(&base, &tok);
     assert_eq!((s, v["code"].as_str()), (401, Some("TOKEN_REVOKED")));
     // Revocation by subject too.
     let (tok2, _) = h.mint("ci", "pull");
     assert_eq!(get_verify(&base, &tok2).0, 200);
     assert_eq!(get_verify(&base, &tok2).0, 200);
-    h.cmd()
-        .args(["auth", "token", "revoke", "--subject", "ci"])
-        .assert()
-        .success();
+    h.ok(&["auth", "token", "revoke", "--subject", "ci"]);
     assert_eq!(get_verify(&base, &tok2).1["code"], "TOKEN_REVOKED");
     // And every token.
     let (tok3, _) = h.mint("bot", "pull");
     assert_eq!(get_verify(&base, &tok3).0, 200);
     assert_eq!(get_verify(&base, &tok3).0, 200);
-    h.cmd()
-        .args(["auth", "token", "revoke", "--all", "--yes"])
-        .assert()
-        .success();
+    h.ok(&["auth", "token", "revoke", "--all", "--yes"]);
     assert_eq!(get_verify(&base, &tok3).1["code"], "TOKEN_REVOKED");
 }
 
@@ -254,10 +236,7 @@ fn api_revocation_is_seen_by_the_cli_and_admin_api_works() {
     let created: Value = r.json().unwrap();
     let tok = created["token"].as_str().unwrap().to_owned();
     let jti = created["jti"].as_str().unwrap().to_owned();
-    h.cmd()
-        .args(["auth", "token", "verify", &tok])
-        .assert()
-        .success();
+    h.ok(&["auth", "token", "verify", &tok]);
     // Listed by the API.
     let list: Value = http()
         .get(format!("{base}/auth/tokens"))
@@ -320,11 +299,7 @@ fn api_revocation_is_seen_by_the_cli_and_admin_api_works() {
             "{v}"
         );
     }
-    h.cmd()
-        .args(["auth", "token", "verify", &tok])
-        .assert()
-        .code(1)
-        .stderr(predicates::str::contains("revoked"));
+    h.refuses(&["auth", "token", "verify", &tok], 1, "revoked");
 }
 
 fn expired_token(h: &Home) -> String {
@@ -578,13 +553,10 @@ fn many_concurrent_logins_into_one_remotes_file_lose_nothing() {
             let url = url.clone();
             std::thread::spawn(move || {
                 let name = format!("r{i}");
-                h.cmd()
-                    .args(["remotes", "add", &name, &url])
-                    .assert()
-                    .success();
+                h.ok(&["remotes", "add", &name, &url]);
                 if i % 2 == 0 {
-                    h.cmd()
-                        .args([
+                    h.ok_with_stdin(
+                        &[
                             "auth",
                             "login",
                             "--remote",
@@ -592,16 +564,11 @@ fn many_concurrent_logins_into_one_remotes_file_lose_nothing() {
                             "--username",
                             "deploy",
                             "--password-stdin",
-                        ])
-                        .write_stdin(format!("{PASSWORD}\n"))
-                        .assert()
-                        .success();
+                        ],
+                        format!("{PASSWORD}\n"),
+                    );
                 } else {
-                    h.cmd()
-                        .args(["remotes", "set-token", &name])
-                        .write_stdin(format!("token-{i}\n"))
-                        .assert()
-                        .success();
+                    h.ok_with_stdin(&["remotes", "set-token", &name], format!("token-{i}\n"));
                 }
             })
         })
@@ -629,10 +596,7 @@ fn many_concurrent_logins_into_one_remotes_file_lose_nothing() {
             .success()
             .stdout(format!("token-{i}\n"));
     }
-    h.cmd()
-        .args(["auth", "status", "--remote", "r4"])
-        .assert()
-        .success();
+    h.ok(&["auth", "status", "--remote", "r4"]);
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(h.remotes()).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
@@ -679,16 +643,12 @@ fn https_with_a_certificate_made_in_the_test() {
         .assert()
         .success();
     // With --insecure, the whole flow works.
-    h.cmd()
-        .args(["remotes", "add", "tls-insecure", &url, "--insecure"])
-        .assert()
-        .success();
+    h.ok(&["remotes", "add", "tls-insecure", &url, "--insecure"]);
     let (tok, _) = h.mint("ci", "pull");
-    h.cmd()
-        .args(["auth", "login", "--remote", "tls-insecure", "--token-stdin"])
-        .write_stdin(format!("{tok}\n"))
-        .assert()
-        .success();
+    h.ok_with_stdin(
+        &["auth", "login", "--remote", "tls-insecure", "--token-stdin"],
+        format!("{tok}\n"),
+    );
     h.cmd()
         .args(["auth", "status", "--remote", "tls-insecure"])
         .assert()
@@ -709,23 +669,23 @@ fn https_with_a_certificate_made_in_the_test() {
 fn bad_input_from_the_command_line() {
     let h = Home::with_config("");
     for bad in ["a/b", "..", "../x", ".hidden", "a b", "x..y"] {
-        h.cmd()
-            .args(["remotes", "add", bad, "http://127.0.0.1:1", "--no-verify"])
-            .assert()
-            .code(2)
-            .stderr(predicates::str::contains("invalid remote name"));
+        h.refuses(
+            &["remotes", "add", bad, "http://127.0.0.1:1", "--no-verify"],
+            2,
+            "invalid remote name",
+        );
     }
-    h.cmd()
-        .args(["remotes", "add", "x", "http://example.com", "--no-verify"])
-        .assert()
-        .code(2)
-        .stderr(predicates::str::contains("loopback"));
+    h.refuses(
+        &["remotes", "add", "x", "http://example.com", "--no-verify"],
+        2,
+        "loopback",
+    );
     // An unreachable remote: one sentence naming the URL.
-    h.cmd()
-        .args(["remotes", "add", "down", "http://127.0.0.1:9"])
-        .assert()
-        .code(1)
-        .stderr(predicates::str::contains("cannot reach http://127.0.0.1:9"));
+    h.refuses(
+        &["remotes", "add", "down", "http://127.0.0.1:9"],
+        1,
+        "cannot reach http://127.0.0.1:9",
+    );
     // Something that is not tessera.
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap();
@@ -771,43 +731,22 @@ use predicates::prelude::PredicateBooleanExt;
 #[test]
 fn start_up_refusals() {
     let h = Home::with_config("[auth]\nenabled = false\n");
-    h.cmd()
-        .args(["serve", "--bind", "0.0.0.0:0"])
-        .assert()
-        .code(1)
-        .stderr(predicates::str::contains("auth.enabled = false"));
+    h.refuses(&["serve", "--bind", "0.0.0.0:0"], 1, "auth.enabled = false");
     let h = Home::with_config("[auth]\nusername = \"deploy\"\n");
-    h.cmd()
-        .args(["serve", "--bind", "127.0.0.1:0"])
-        .assert()
-        .code(1)
-        .stderr(predicates::str::contains("no password hash"));
-    h.cmd()
-        .args(["serve", "--bind", "not an address"])
-        .assert()
-        .code(2);
+    h.refuses(&["serve", "--bind", "127.0.0.1:0"], 1, "no password hash");
+    h.fails(&["serve", "--bind", "not an address"], "", 2);
 }
 
 #[test]
 fn with_the_age_backend_the_token_lives_in_the_backend_not_in_remotes_toml() {
     let h = Home::with_config("[secrets]\nbackend = \"age\"\n");
     std::fs::remove_file(h.config_dir().join("tessera.toml")).unwrap();
-    h.cmd()
-        .args(["init", "--backend", "age"])
-        .assert()
-        .success();
+    h.ok(&["init", "--backend", "age"]);
     let srv = h.serve();
     let url = format!("http://{}", srv.addr());
-    h.cmd()
-        .args(["remotes", "add", "a", &url])
-        .assert()
-        .success();
+    h.ok(&["remotes", "add", "a", &url]);
     let (tok, _) = h.mint("ci", "pull");
-    h.cmd()
-        .args(["auth", "login", "--token-stdin"])
-        .write_stdin(format!("{tok}\n"))
-        .assert()
-        .success();
+    h.ok_with_stdin(&["auth", "login", "--token-stdin"], format!("{tok}\n"));
     let file = std::fs::read_to_string(h.remotes()).unwrap();
     assert!(!file.contains(&tok));
     assert!(file.contains("token_backend = \"age\""), "{file}");
@@ -821,7 +760,7 @@ fn with_the_age_backend_the_token_lives_in_the_backend_not_in_remotes_toml() {
         .assert()
         .success()
         .stdout(format!("{tok}\n"));
-    h.cmd().args(["remotes", "remove", "a"]).assert().success();
+    h.ok(&["remotes", "remove", "a"]);
     h.cmd()
         .args(["secrets", "get", "tessera/remotes/a/token"])
         .assert()
@@ -980,7 +919,7 @@ fn refused_token_requests_are_logged_with_the_reason_and_no_credentials() {
     let h = Home::with_login(
         "\n[registry]\nservice = \"svc.test\"\nissuer = \"tessera\"\ncertificate = \"registry-token.crt\"\n",
     );
-    h.cmd().args(["registry", "init"]).assert().success();
+    h.ok(&["registry", "init"]);
     let srv = h.serve_process(None);
     let url = srv.url();
     let (token, _) = h.mint("deploy", "pull");
@@ -1046,10 +985,7 @@ fn refused_token_requests_are_logged_with_the_reason_and_no_credentials() {
 fn a_token_minted_right_after_revoke_subject_is_valid() {
     let h = Home::with_config("");
     for round in 0..25 {
-        h.cmd()
-            .args(["auth", "token", "revoke", "--subject", "ci"])
-            .assert()
-            .success();
+        h.ok(&["auth", "token", "revoke", "--subject", "ci"]);
         let (tok, _) = h.mint("ci", "pull");
         let out = h
             .cmd()
@@ -1064,15 +1000,8 @@ fn a_token_minted_right_after_revoke_subject_is_valid() {
     }
     // And one minted before the cut-off is revoked, however close.
     let (before, _) = h.mint("ci", "pull");
-    h.cmd()
-        .args(["auth", "token", "revoke", "--subject", "ci"])
-        .assert()
-        .success();
-    h.cmd()
-        .args(["auth", "token", "verify", &before])
-        .assert()
-        .code(1)
-        .stderr(predicates::str::contains("revoked"));
+    h.ok(&["auth", "token", "revoke", "--subject", "ci"]);
+    h.refuses(&["auth", "token", "verify", &before], 1, "revoked");
 }
 
 /// The same for tokens the server issues: a login right after `revoke --subject` of the user.
@@ -1082,10 +1011,7 @@ fn a_login_right_after_revoke_subject_gives_a_valid_token() {
     let srv = h.serve();
     let base = format!("http://{}", srv.addr());
     for round in 0..8 {
-        h.cmd()
-            .args(["auth", "token", "revoke", "--subject", "deploy"])
-            .assert()
-            .success();
+        h.ok(&["auth", "token", "revoke", "--subject", "deploy"]);
         let r = login(&base, "deploy", PASSWORD);
         assert_eq!(r.status(), 200);
         let tok = r.json::<Value>().unwrap()["token"]

@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod real;
+pub mod run;
 pub mod serve;
 pub mod snapshot;
 pub mod user;
@@ -14,6 +15,8 @@ use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
 use tessera::config::{Config, Env};
+
+pub use run::Run;
 
 /// The token signing secret every home gets in `TESSERA_AUTH_TOKEN_SECRET`.
 pub const SECRET: &str = "registry-test-signing-secret-0123456789-abcdef";
@@ -62,13 +65,12 @@ impl Home {
 
     /// Stores the bcrypt hash of `PASSWORD` (cost 10, the server's minimum).
     pub fn store_password(&self) {
-        self.cmd()
-            .args([
+        self.ok_with_stdin(
+            &[
                 "auth", "password", "hash", "--stdin", "--cost", "10", "--store",
-            ])
-            .write_stdin(format!("{PASSWORD}\n"))
-            .assert()
-            .success();
+            ],
+            format!("{PASSWORD}\n"),
+        );
     }
 
     /// Appends `text` to the config file.

@@ -6,6 +6,7 @@ use std::process::Output;
 
 use assert_cmd::Command;
 
+use super::Run;
 use super::serve::BinServer;
 
 /// A scratch user: a HOME of its own and extra variables for every command.
@@ -59,22 +60,6 @@ impl User {
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(&p, text).unwrap();
         p
-    }
-
-    /// Runs tessera with `args`, expecting success; returns (stdout, stderr).
-    pub fn ok(&self, args: &[&str]) -> (String, String) {
-        let out = self.cmd().args(args).output().unwrap();
-        let (o, e) = texts(&out);
-        assert!(out.status.success(), "{args:?} failed: {e}");
-        (o, e)
-    }
-
-    /// Runs tessera with `args` and `stdin`, expecting exit code `code`; returns stderr.
-    pub fn fails(&self, args: &[&str], stdin: &str, code: i32) -> String {
-        let out = self.cmd().args(args).write_stdin(stdin).output().unwrap();
-        let (_, e) = texts(&out);
-        assert_eq!(out.status.code(), Some(code), "{args:?}: {e}");
-        e
     }
 
     /// Mints a token (`args` after `auth token generate`) and returns it.
