@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command as StdCommand, Output};
 
 use crate::support::Run;
+use crate::support::pass::PassStore;
 use crate::support::{Home, PASSWORD, SECRET, SERVICE};
 use reqwest::blocking::Client;
 use secrecy::SecretString;
@@ -619,40 +620,11 @@ fn real_pass_and_gpg_never_see_a_secret_in_arguments_or_environment() {
     for d in [&gnupg, &bin, &log] {
         std::fs::create_dir_all(d).unwrap();
     }
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&gnupg, std::fs::Permissions::from_mode(0o700)).unwrap();
-    }
-    let run = |args: &[&str]| {
-        let out = StdCommand::new(args[0])
-            .args(&args[1..])
-            .env("GNUPGHOME", &gnupg)
-            .env("PASSWORD_STORE_DIR", &store)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
-        String::from_utf8(out.stdout).unwrap()
-    };
-    run(&[
-        "gpg",
-        "--batch",
-        "--passphrase",
-        "",
-        "--quick-gen-key",
+    let _pass = PassStore::create(
+        gnupg.clone(),
+        store.clone(),
         "tessera attack <t@example.invalid>",
-        "future-default",
-        "default",
-        "never",
-    ]);
-    let listing = run(&["gpg", "--list-keys", "--with-colons"]);
-    let fpr = listing
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("fpr:")
-                .map(|r| r.trim_matches(':').to_owned())
-        })
-        .unwrap();
-    run(&["pass", "init", &fpr]);
+    );
     // Wrappers that record their own /proc entries, then run the real tools.
     for tool in ["pass", "gpg", "gpg2"] {
         let real = if tool == "gpg2" { "gpg" } else { tool };

@@ -4,19 +4,24 @@
 //! with `grant_type=refresh_token`). A hand-built control token signed the right way is
 //! accepted first, so every refusal below is the attack's doing, not a broken builder.
 
+use crate::support::http::{Served, basic};
 use crate::support::{Home, SECRET, SERVICE};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Validation};
-use reqwest::blocking::Client;
+use jsonwebtoken::{Algorithm, EncodingKey, Validation};
 use serde_json::{Value, json};
 
 struct Fixture {
-    home: Home,
-    server: crate::support::api::RunningServer,
-    http: Client,
+    served: Served,
     /// The `kid` the server's current key has (read from a CLI-minted token).
     kid: String,
+}
+
+impl std::ops::Deref for Fixture {
+    type Target = Served;
+    fn deref(&self) -> &Served {
+        &self.served
+    }
 }
 
 impl Fixture {
@@ -24,9 +29,7 @@ impl Fixture {
         let home = Home::new();
         // Tokens that do not look like JWTs are password attempts at /token; no rate limit
         // here, so every answer below is about the token.
-        let mut config = std::fs::read_to_string(home.config_file()).unwrap();
-        config.push_str("\n[server]\nlogin_attempts_per_minute = 0\n");
-        std::fs::write(home.config_file(), config).unwrap();
+        home.append_config("\n[server]\nlogin_attempts_per_minute = 0\n");
         let minted = home.token(&["--subject", "ci", "--scopes", "pull"]);
         let header: Value = serde_json::from_slice(
             &URL_SAFE_NO_PAD
@@ -35,18 +38,10 @@ impl Fixture {
         )
         .unwrap();
         let kid = header["kid"].as_str().unwrap().to_owned();
-        let server = home.serve();
-        crate::support::api::install_crypto_provider();
         Fixture {
-            home,
-            server,
-            http: Client::new(),
+            served: Served::start(home),
             kid,
         }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.server.addr())
     }
 
     /// `GET /auth/verify` with the token: (status, code, error sentence).
@@ -73,10 +68,7 @@ impl Fixture {
             .get(self.url(&format!(
                 "/token?service={SERVICE}&scope=repository:team/app:pull"
             )))
-            .header(
-                "Authorization",
-                format!("Basic {}", STANDARD.encode(format!("{user}:{token}"))),
-            )
+            .header("Authorization", basic(user, token))
             .send()
             .unwrap();
         let status = r.status().as_u16();
@@ -86,20 +78,11 @@ impl Fixture {
 
     /// `POST /token` with `grant_type=refresh_token`: (status, code).
     fn refresh(&self, token: &str) -> (u16, String) {
-        let form = url::form_urlencoded::Serializer::new(String::new())
-            .extend_pairs([
-                ("grant_type", "refresh_token"),
-                ("service", SERVICE),
-                ("refresh_token", token),
-            ])
-            .finish();
-        let r = self
-            .http
-            .post(self.url("/token"))
-            .header("Content-Type", "application/x-www-form-urlencoded")
-            .body(form)
-            .send()
-            .unwrap();
+        let r = self.post_token(&[
+            ("grant_type", "refresh_token"),
+            ("service", SERVICE),
+            ("refresh_token", token),
+        ]);
         let status = r.status().as_u16();
         let body: Value = r.json().unwrap();
         (status, body["code"].as_str().unwrap_or("OK").to_owned())
@@ -556,10 +539,7 @@ fn registry_tokens_always_carry_an_expiry() {
         .get(f.url(&format!(
             "/token?service={SERVICE}&scope=repository:team/app:pull"
         )))
-        .header(
-            "Authorization",
-            format!("Basic {}", STANDARD.encode(format!("ci:{token}"))),
-        )
+        .header("Authorization", basic("ci", &token))
         .send()
         .unwrap();
     assert_eq!(r.status(), 200);
@@ -637,10 +617,7 @@ fn refresh_tokens_and_api_tokens_do_not_cross_over() {
         .get(f.url(&format!(
             "/token?service={SERVICE}&scope=repository:team/app:pull&access_type=offline"
         )))
-        .header(
-            "Authorization",
-            format!("Basic {}", STANDARD.encode(format!("ci:{token}"))),
-        )
+        .header("Authorization", basic("ci", &token))
         .send()
         .unwrap();
     assert_eq!(r.status(), 200);
@@ -679,10 +656,7 @@ fn registry_and_tessera_tokens_are_not_interchangeable() {
         .get(f.url(&format!(
             "/token?service={SERVICE}&scope=repository:team/app:pull"
         )))
-        .header(
-            "Authorization",
-            format!("Basic {}", STANDARD.encode(format!("ci:{token}"))),
-        )
+        .header("Authorization", basic("ci", &token))
         .send()
         .unwrap();
     let body: Value = r.json().unwrap();
@@ -692,17 +666,7 @@ fn registry_and_tessera_tokens_are_not_interchangeable() {
     assert_eq!(f.refresh(&registry_token).0, 401);
     // A tessera token is not a registry token: verification with the published JWK, as a
     // registry does, refuses it whatever algorithms the verifier allows.
-    let jwks: Value = f
-        .http
-        .get(f.url("/.well-known/jwks.json"))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
-    let jwk = &jwks["keys"][0];
-    let key =
-        DecodingKey::from_ec_components(jwk["x"].as_str().unwrap(), jwk["y"].as_str().unwrap())
-            .unwrap();
+    let (_, key) = f.jwk();
     let mut v = Validation::new(Algorithm::ES256);
     v.set_audience(&[SERVICE]);
     assert!(
@@ -739,14 +703,9 @@ impl Fixture {
             .unwrap()
             .replace("[auth]\n", &format!("[auth]\n{extra}\n"));
         std::fs::write(home.config_file(), config).unwrap();
-        let server = home.serve();
-        crate::support::api::install_crypto_provider();
-        let kid = String::new();
         Fixture {
-            home,
-            server,
-            http: Client::new(),
-            kid,
+            served: Served::start(home),
+            kid: String::new(),
         }
     }
 
@@ -766,10 +725,7 @@ impl Fixture {
         let r = self
             .http
             .get(self.url(&format!("/token?service={SERVICE}{query}")))
-            .header(
-                "Authorization",
-                format!("Basic {}", STANDARD.encode(format!("{user}:{secret}"))),
-            )
+            .header("Authorization", basic(user, secret))
             .send()
             .unwrap();
         (r.status().as_u16(), r.json().unwrap())
@@ -777,21 +733,13 @@ impl Fixture {
 
     /// `POST /token` with `grant_type=refresh_token` and the extra form fields: (status, body).
     fn renew(&self, refresh: &str, extra: &[(&str, &str)]) -> (u16, Value) {
-        let form = url::form_urlencoded::Serializer::new(String::new())
-            .extend_pairs([
-                ("grant_type", "refresh_token"),
-                ("service", SERVICE),
-                ("refresh_token", refresh),
-            ])
-            .extend_pairs(extra)
-            .finish();
-        let r = self
-            .http
-            .post(self.url("/token"))
-            .header("Content-Type", "application/x-www-form-urlencoded")
-            .body(form)
-            .send()
-            .unwrap();
+        let mut pairs = vec![
+            ("grant_type", "refresh_token"),
+            ("service", SERVICE),
+            ("refresh_token", refresh),
+        ];
+        pairs.extend_from_slice(extra);
+        let r = self.post_token(&pairs);
         (r.status().as_u16(), r.json().unwrap())
     }
 }
@@ -907,18 +855,11 @@ fn registry_refresh_tokens_keep_to_the_cap_and_do_not_renew_themselves() {
 fn a_single_use_token_cannot_be_refreshed_or_exchanged_for_an_offline_token() {
     let f = Fixture::new();
     let admin = f.home.token(&["--subject", "root", "--scopes", "admin"]);
-    let r = f
-        .http
-        .post(f.url("/auth/tokens"))
-        .bearer_auth(&admin)
-        .json(&json!({"subject": "ci", "scopes": "pull", "single_use": true}))
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    let once = r.json::<Value>().unwrap()["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let once = crate::support::http::create_token(
+        &f.url(""),
+        &admin,
+        &json!({"subject": "ci", "scopes": "pull", "single_use": true}),
+    );
 
     let (status, body) = f.api_refresh(&once);
     assert_eq!(

@@ -19,6 +19,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support::http::{health, status_and_json, verify};
+use crate::support::pass::PassStore;
 use crate::support::serve::BinServer;
 
 const SECRET: &str = "test-signing-secret-0123456789-abcdefghijklmnop";
@@ -526,41 +528,8 @@ fn start_server(h: &Home) -> BinServer {
     BinServer::start(c, &h.home().join("server.log"), "http")
 }
 
-fn http() -> reqwest::blocking::Client {
-    crate::support::api::install_crypto_provider();
-    reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap()
-}
-
-fn verify(base: &str, token: &str) -> (u16, serde_json::Value) {
-    let r = http()
-        .get(format!("{base}/auth/verify"))
-        .bearer_auth(token)
-        .send()
-        .unwrap();
-    let s = r.status().as_u16();
-    (s, r.json().unwrap())
-}
-
 fn login(base: &str) -> (u16, serde_json::Value) {
-    let r = http()
-        .post(format!("{base}/auth/login"))
-        .json(&serde_json::json!({"username": "deploy", "password": PASSWORD}))
-        .send()
-        .unwrap();
-    let s = r.status().as_u16();
-    (s, r.json().unwrap())
-}
-
-fn health(base: &str) -> u16 {
-    http()
-        .get(format!("{base}/health"))
-        .send()
-        .unwrap()
-        .status()
-        .as_u16()
+    status_and_json(crate::support::http::login(base, "deploy", PASSWORD))
 }
 
 /// A home with password login for `deploy` (bcrypt cost 10, the lowest the server accepts) and no login rate limit.
@@ -998,81 +967,30 @@ fn a_tool_killed_mid_call_is_a_clear_error_and_changes_nothing() {
     }
 }
 
-/// A throwaway gpg key and pass store; the agent is stopped on drop.
-struct PassEnv {
-    gnupg: PathBuf,
-}
-
-impl Drop for PassEnv {
-    fn drop(&mut self) {
-        let _ = Command::new("gpgconf")
-            .args(["--kill", "gpg-agent"])
-            .env("GNUPGHOME", &self.gnupg)
-            .status();
-    }
-}
-
 #[test]
 fn gpg_agent_killed_between_calls_restarts() {
     if !require_tools(&["pass", "gpg", "gpgconf"]) {
         return;
     }
     let mut h = Home::new("[secrets]\nbackend = \"pass\"\ntimeout = \"60s\"\n");
-    let gnupg = h.home().join("gnupg");
-    std::fs::create_dir(&gnupg).unwrap();
-    std::fs::set_permissions(&gnupg, std::fs::Permissions::from_mode(0o700)).unwrap();
-    let store = h.home().join("store");
-    let _guard = PassEnv {
-        gnupg: gnupg.clone(),
-    };
-    let tool = |program: &str, args: &[&str]| {
-        let out = Command::new(program)
-            .args(args)
-            .env("GNUPGHOME", &gnupg)
-            .env("PASSWORD_STORE_DIR", &store)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{program} {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    };
-    tool(
-        "gpg",
-        &[
-            "--batch",
-            "--passphrase",
-            "",
-            "--quick-gen-key",
-            "tessera faults <f@example.invalid>",
-            "future-default",
-            "default",
-            "never",
-        ],
+    let pass = PassStore::create(
+        h.home().join("gnupg"),
+        h.home().join("store"),
+        "tessera faults <f@example.invalid>",
     );
-    let listing = tool("gpg", &["--list-keys", "--with-colons"]);
-    let fpr = listing
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("fpr:")
-                .map(|r| r.trim_matches(':').to_owned())
-        })
-        .unwrap();
-    tool("pass", &["init", &fpr]);
-    h.env("GNUPGHOME", gnupg.display().to_string());
-    h.env("PASSWORD_STORE_DIR", store.display().to_string());
+    for (k, v) in pass.vars() {
+        h.env(k, v.display().to_string());
+    }
 
     h.ok(&["secrets", "set", "a/b"], b"one");
     for round in 0..3 {
-        tool("gpgconf", &["--kill", "gpg-agent"]);
+        pass.run("gpgconf", &["--kill", "gpg-agent"]);
         assert_eq!(
             h.ok(&["secrets", "get", "a/b"], b""),
             format!("{}\n", if round == 0 { "one" } else { "two" }),
             "round {round}"
         );
-        tool("gpgconf", &["--kill", "gpg-agent"]);
+        pass.run("gpgconf", &["--kill", "gpg-agent"]);
         h.ok(&["secrets", "set", "a/b"], b"two");
     }
 }

@@ -11,6 +11,7 @@ use std::process::Command as StdCommand;
 use serde_json::Value;
 
 use crate::support::Run;
+use crate::support::pass::PassStore;
 use crate::support::user::{User, texts};
 
 fn mode(p: &Path) -> u32 {
@@ -122,53 +123,17 @@ fn init_with_age_after_a_first_token_carries_the_secret_over() {
     assert!(err.contains("no key `missing/key`"), "{err}");
 }
 
-/// A throwaway gpg key without passphrase and a pass store, in `u`'s home.
-fn pass_store(u: &mut User) {
-    let gnupg = u.home().join("gnupg");
-    let store = u.home().join("store");
-    std::fs::create_dir_all(&gnupg).unwrap();
-    std::fs::set_permissions(&gnupg, std::fs::Permissions::from_mode(0o700)).unwrap();
-    let run = |args: &[&str]| {
-        let out = StdCommand::new(args[0])
-            .args(&args[1..])
-            .env("GNUPGHOME", &gnupg)
-            .env("PASSWORD_STORE_DIR", &store)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{args:?}: {}", texts(&out).1);
-        String::from_utf8(out.stdout).unwrap()
-    };
-    run(&[
-        "gpg",
-        "--batch",
-        "--passphrase",
-        "",
-        "--quick-gen-key",
+/// A throwaway gpg key without passphrase and a pass store, in `u`'s home; `u` uses it.
+fn pass_store(u: &mut User) -> PassStore {
+    let pass = PassStore::create(
+        u.home().join("gnupg"),
+        u.home().join("store"),
         "tessera first run <t@example.invalid>",
-        "future-default",
-        "default",
-        "never",
-    ]);
-    let listing = run(&["gpg", "--list-keys", "--with-colons"]);
-    let fpr = listing
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("fpr:")
-                .map(|r| r.trim_matches(':').to_owned())
-        })
-        .unwrap();
-    run(&["pass", "init", &fpr]);
-    u.vars.push(("GNUPGHOME".into(), gnupg));
-    u.vars.push(("PASSWORD_STORE_DIR".into(), store));
-}
-
-fn stop_agent(u: &User) {
-    if let Some((_, g)) = u.vars.iter().find(|(k, _)| k == "GNUPGHOME") {
-        let _ = StdCommand::new("gpgconf")
-            .args(["--kill", "gpg-agent"])
-            .env("GNUPGHOME", g)
-            .status();
+    );
+    for (k, v) in pass.vars() {
+        u.vars.push((k.into(), v));
     }
+    pass
 }
 
 #[test]
@@ -177,7 +142,7 @@ fn init_with_real_pass_after_a_first_token_carries_the_secret_over() {
         return;
     }
     let mut u = User::new();
-    pass_store(&mut u);
+    let pass = pass_store(&mut u);
     let token = u.mint(&["--subject", "ci", "--scopes", "push,pull"]);
     u.ok_with_stdin(&["secrets", "set", "app/db"], "plain-value\n");
     let (_, err) = u.ok(&["init", "--backend", "pass"]);
@@ -213,7 +178,7 @@ fn init_with_real_pass_after_a_first_token_carries_the_secret_over() {
     let gpg_file = std::fs::read(store.join("app/db.gpg")).unwrap();
     assert!(!String::from_utf8_lossy(&gpg_file).contains("plain-value"));
     assert!(u.verifies(&token));
-    stop_agent(&u);
+    pass.stop_agent();
 }
 
 // ---- item 15: init --force and --rotate-secret keep backups ----------------------------

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::support::Run;
+use crate::support::http::{client, create_token, login, verify};
 use crate::support::{Home, PASSWORD, SECRET, WRONG_PASSWORD};
 use jiff::Timestamp;
 use reqwest::blocking::Client;
@@ -14,29 +15,6 @@ use secrecy::SecretString;
 use serde_json::{Value, json};
 use tessera::store::{StoreError, TokenRecord, TokenState, TokenStore};
 use tessera::token::{self, KeyRing, MintRequest, ScopeSet, SigningKey};
-
-fn http() -> Client {
-    crate::support::api::install_crypto_provider();
-    Client::builder().build().unwrap()
-}
-
-fn get_verify(base: &str, token: &str) -> (u16, Value) {
-    let r = http()
-        .get(format!("{base}/auth/verify"))
-        .bearer_auth(token)
-        .send()
-        .unwrap();
-    let s = r.status().as_u16();
-    (s, r.json().unwrap())
-}
-
-fn login(base: &str, user: &str, pw: &str) -> reqwest::blocking::Response {
-    http()
-        .post(format!("{base}/auth/login"))
-        .json(&json!({"username": user, "password": pw}))
-        .send()
-        .unwrap()
-}
 
 #[test]
 fn round_trip_through_the_binary_and_no_secret_in_the_log() {
@@ -95,7 +73,7 @@ fn round_trip_through_the_binary_and_no_secret_in_the_log() {
     h.ok(&["auth", "token", "verify", &token]);
 
     h.ok(&["auth", "logout", "--revoke"]);
-    let (s, body) = get_verify(&url, &token);
+    let (s, body) = verify(&url, &token);
     assert_eq!((s, body["code"].as_str()), (401, Some("TOKEN_REVOKED")));
     let remotes = std::fs::read_to_string(h.remotes()).unwrap();
     assert!(!remotes.contains(&token), "logout must forget the token");
@@ -109,7 +87,7 @@ fn round_trip_through_the_binary_and_no_secret_in_the_log() {
     let (admin, _) = h.mint("root", "admin");
     let r = login(&url, "nobody", WRONG_PASSWORD);
     assert_eq!(r.status().as_u16(), 401);
-    let r = http()
+    let r = client()
         .post(format!("{url}/auth/refresh"))
         .bearer_auth(&admin)
         .send()
@@ -141,27 +119,27 @@ fn cli_minted_token_is_accepted_and_cli_revocation_is_seen_at_once() {
     // Asked several times, so that the server's answer for this token is one it reuses while
     // the store is unchanged.
     for _ in 0..3 {
-        let (s, v) = get_verify(&base, &tok);
+        let (s, v) = verify(&base, &tok);
         assert_eq!(s, 200, "{v}");
         assert_eq!(v["valid"], true);
         assert_eq!(v["subject"], "ci");
         assert_eq!(v["jti"], jti.as_str());
     }
     h.ok(&["auth", "token", "revoke", &jti]);
-    let (s, v) = get_verify(&base, &tok);
+    let (s, v) = verify(&base, &tok);
     assert_eq!((s, v["code"].as_str()), (401, Some("TOKEN_REVOKED")));
     // Revocation by subject too.
     let (tok2, _) = h.mint("ci", "pull");
-    assert_eq!(get_verify(&base, &tok2).0, 200);
-    assert_eq!(get_verify(&base, &tok2).0, 200);
+    assert_eq!(verify(&base, &tok2).0, 200);
+    assert_eq!(verify(&base, &tok2).0, 200);
     h.ok(&["auth", "token", "revoke", "--subject", "ci"]);
-    assert_eq!(get_verify(&base, &tok2).1["code"], "TOKEN_REVOKED");
+    assert_eq!(verify(&base, &tok2).1["code"], "TOKEN_REVOKED");
     // And every token.
     let (tok3, _) = h.mint("bot", "pull");
-    assert_eq!(get_verify(&base, &tok3).0, 200);
-    assert_eq!(get_verify(&base, &tok3).0, 200);
+    assert_eq!(verify(&base, &tok3).0, 200);
+    assert_eq!(verify(&base, &tok3).0, 200);
     h.ok(&["auth", "token", "revoke", "--all", "--yes"]);
-    assert_eq!(get_verify(&base, &tok3).1["code"], "TOKEN_REVOKED");
+    assert_eq!(verify(&base, &tok3).1["code"], "TOKEN_REVOKED");
 }
 
 /// A token the server has verified before is reused by its exact text only: any change to it
@@ -173,7 +151,7 @@ fn a_token_verified_before_does_not_vouch_for_a_changed_one() {
     let base = format!("http://{}", srv.addr());
     let (tok, _) = h.mint("ci", "pull");
     for _ in 0..3 {
-        assert_eq!(get_verify(&base, &tok).0, 200);
+        assert_eq!(verify(&base, &tok).0, 200);
     }
     let (head, sig) = tok.rsplit_once('.').unwrap();
     let mut changed_sig: Vec<u8> = sig.bytes().collect();
@@ -184,10 +162,10 @@ fn a_token_verified_before_does_not_vouch_for_a_changed_one() {
         tok[..tok.len() - 1].to_owned(),
     ];
     for t in &forged {
-        let (s, v) = get_verify(&base, t);
+        let (s, v) = verify(&base, t);
         assert_eq!(s, 401, "{t}: {v}");
     }
-    assert_eq!(get_verify(&base, &tok).0, 200);
+    assert_eq!(verify(&base, &tok).0, 200);
 }
 
 /// A revocation written by another program with its own SQLite (Debian's `sqlite3` shell, a
@@ -200,7 +178,7 @@ fn a_revocation_written_by_the_sqlite3_shell_is_seen_at_once() {
     let base = format!("http://{}", srv.addr());
     let (tok, jti) = h.mint("ci", "pull");
     for _ in 0..3 {
-        assert_eq!(get_verify(&base, &tok).0, 200);
+        assert_eq!(verify(&base, &tok).0, 200);
     }
     let store = h.data().join("tessera/tokens.db");
     let out = std::process::Command::new("sqlite3")
@@ -215,7 +193,7 @@ fn a_revocation_written_by_the_sqlite3_shell_is_seen_at_once() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let (s, v) = get_verify(&base, &tok);
+    let (s, v) = verify(&base, &tok);
     assert_eq!((s, v["code"].as_str()), (401, Some("TOKEN_REVOKED")), "{v}");
 }
 
@@ -225,7 +203,7 @@ fn api_revocation_is_seen_by_the_cli_and_admin_api_works() {
     let srv = h.serve();
     let base = format!("http://{}", srv.addr());
     let (admin, _) = h.mint("root", "admin:tokens:read,admin:tokens:write,pull");
-    let r = http()
+    let r = client()
         .post(format!("{base}/auth/tokens"))
         .bearer_auth(&admin)
         .json(&json!({"subject": "bot", "scopes": "pull", "expiry": "2h", "single_use": false}))
@@ -238,7 +216,7 @@ fn api_revocation_is_seen_by_the_cli_and_admin_api_works() {
     let jti = created["jti"].as_str().unwrap().to_owned();
     h.ok(&["auth", "token", "verify", &tok]);
     // Listed by the API.
-    let list: Value = http()
+    let list: Value = client()
         .get(format!("{base}/auth/tokens"))
         .bearer_auth(&admin)
         .send()
@@ -257,7 +235,7 @@ fn api_revocation_is_seen_by_the_cli_and_admin_api_works() {
         "the list must not hold tokens"
     );
     // Asking for more than the caller has is forbidden.
-    let r = http()
+    let r = client()
         .post(format!("{base}/auth/tokens"))
         .bearer_auth(&admin)
         .json(&json!({"subject": "bot", "scopes": "push"}))
@@ -268,7 +246,7 @@ fn api_revocation_is_seen_by_the_cli_and_admin_api_works() {
         r.json::<Value>().unwrap()["required_scope"],
         "repository:*:push"
     );
-    let r = http()
+    let r = client()
         .delete(format!("{base}/auth/tokens/{jti}"))
         .bearer_auth(&admin)
         .send()
@@ -276,7 +254,7 @@ fn api_revocation_is_seen_by_the_cli_and_admin_api_works() {
     assert_eq!(r.status().as_u16(), 200);
     assert_eq!(r.json::<Value>().unwrap()["already_revoked"], false);
     // Again: it says so; an id the store never heard of (a typo) is 404, and stays unknown.
-    let r = http()
+    let r = client()
         .delete(format!("{base}/auth/tokens/{jti}"))
         .bearer_auth(&admin)
         .send()
@@ -284,7 +262,7 @@ fn api_revocation_is_seen_by_the_cli_and_admin_api_works() {
     assert_eq!(r.status().as_u16(), 200);
     assert_eq!(r.json::<Value>().unwrap()["already_revoked"], true);
     for _ in 0..2 {
-        let r = http()
+        let r = client()
             .delete(format!(
                 "{base}/auth/tokens/0123456789abcdef0123456789abcdef"
             ))
@@ -327,7 +305,7 @@ fn every_status_code_of_the_contract() {
     let h = Home::with_login("[server]\nlogin_attempts_per_minute = 3\n");
     let srv = h.serve();
     let base = format!("http://{}", srv.addr());
-    let c = http();
+    let c = client();
 
     // 200 health, JSON 404, request ids.
     let r = c.get(format!("{base}/health")).send().unwrap();
@@ -399,7 +377,7 @@ fn every_status_code_of_the_contract() {
             "{garbage}"
         );
     }
-    let (s, v) = get_verify(&base, &expired_token(&h));
+    let (s, v) = verify(&base, &expired_token(&h));
     assert_eq!((s, v["code"].as_str()), (401, Some("TOKEN_EXPIRED")));
 
     // 403 with the required scope.
@@ -423,19 +401,13 @@ fn every_status_code_of_the_contract() {
 
     // Single-use tokens: the second use is refused.
     let (admin, _) = h.mint("root", "admin");
-    let r = c
-        .post(format!("{base}/auth/tokens"))
-        .bearer_auth(&admin)
-        .json(&json!({"subject": "once", "scopes": ["pull"], "single_use": true}))
-        .send()
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 201);
-    let once = r.json::<Value>().unwrap()["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    assert_eq!(get_verify(&base, &once).0, 200);
-    let (s, v) = get_verify(&base, &once);
+    let once = create_token(
+        &base,
+        &admin,
+        &json!({"subject": "once", "scopes": ["pull"], "single_use": true}),
+    );
+    assert_eq!(verify(&base, &once).0, 200);
+    let (s, v) = verify(&base, &once);
     assert_eq!((s, v["code"].as_str()), (401, Some("TOKEN_REVOKED")));
 
     // DELETE /auth/token revokes the presented token.
@@ -446,7 +418,7 @@ fn every_status_code_of_the_contract() {
         .send()
         .unwrap();
     assert_eq!(r.status().as_u16(), 200);
-    assert_eq!(get_verify(&base, &mine).1["code"], "TOKEN_REVOKED");
+    assert_eq!(verify(&base, &mine).1["code"], "TOKEN_REVOKED");
 
     // Login: 200 with no-store; unknown user and wrong password answer identically; 429.
     let r = login(&base, "deploy", PASSWORD);
@@ -536,7 +508,7 @@ fn a_store_that_cannot_answer_fails_closed_with_503() {
         KeyRing::single(SigningKey::new(&SecretString::from(SECRET.to_owned()), "").unwrap());
     let srv = crate::support::api::serve_with_store(&h.config().0, keys, Arc::new(BrokenStore));
     let (tok, _) = h.mint("ci", "pull");
-    let (s, v) = get_verify(&format!("http://{}", srv.addr()), &tok);
+    let (s, v) = verify(&format!("http://{}", srv.addr()), &tok);
     assert_eq!((s, v["code"].as_str()), (503, Some("UNAVAILABLE")));
 }
 
@@ -780,7 +752,7 @@ fn extractor_rejections_are_json() {
         "/auth/tokens/%C3%28",
         "/auth/tokens/a%00b",
     ] {
-        let r = http()
+        let r = client()
             .delete(format!("{base}{path}"))
             .bearer_auth(&admin)
             .send()
@@ -791,7 +763,7 @@ fn extractor_rejections_are_json() {
         assert!(v["error"].is_string(), "{path}");
     }
     for (body, content_type) in [("{", "application/json"), ("[]", "application/json")] {
-        let r = http()
+        let r = client()
             .post(format!("{base}/auth/tokens"))
             .bearer_auth(&admin)
             .header("content-type", content_type)
@@ -813,7 +785,7 @@ fn a_loopback_server_refuses_rebinding_cross_origin_and_non_json_writes() {
     let srv = h.serve();
     let port = srv.addr().port();
     let base = format!("http://{}", srv.addr());
-    let c = http();
+    let c = client();
     let body = json!({"subject": "evil", "scopes": "admin", "expiry": "0"}).to_string();
     let refused = |r: reqwest::blocking::Response, status: u16, code: &str, case: &str| {
         assert_eq!(r.status().as_u16(), status, "{case}");
@@ -925,7 +897,7 @@ fn refused_token_requests_are_logged_with_the_reason_and_no_credentials() {
     let (token, _) = h.mint("deploy", "pull");
     let typed_username = "Hunter2-typed-into-the-username-field";
     let get = |user: &str, secret: &str| {
-        http()
+        client()
             .get(format!(
                 "{url}/token?service=svc.test&scope=repository:app:pull"
             ))
@@ -946,7 +918,7 @@ fn refused_token_requests_are_logged_with_the_reason_and_no_credentials() {
     );
     // A password in the username field, with a wrong password: GET and POST.
     assert_eq!(get(typed_username, WRONG_PASSWORD).status().as_u16(), 401);
-    let r = http()
+    let r = client()
         .post(format!("{url}/token"))
         .header("content-type", "application/x-www-form-urlencoded")
         .body(
@@ -1018,7 +990,7 @@ fn a_login_right_after_revoke_subject_gives_a_valid_token() {
             .as_str()
             .unwrap()
             .to_owned();
-        let (s, v) = get_verify(&base, &tok);
+        let (s, v) = verify(&base, &tok);
         assert_eq!(s, 200, "round {round}: {v}");
     }
 }
@@ -1106,8 +1078,8 @@ fn one_subject_cannot_pile_up_derived_tokens() {
     let srv = h.serve();
     let base = format!("http://{}", srv.addr());
     let (tok, _) = h.mint("ci", "pull");
-    assert_eq!(get_verify(&base, &tok).0, 200, "the token itself is fine");
-    let r = http()
+    assert_eq!(verify(&base, &tok).0, 200, "the token itself is fine");
+    let r = client()
         .post(format!("{base}/auth/refresh"))
         .bearer_auth(&tok)
         .send()
@@ -1122,7 +1094,7 @@ fn one_subject_cannot_pile_up_derived_tokens() {
     );
     // Another subject is not affected.
     let (other, _) = h.mint("bot", "pull");
-    let r = http()
+    let r = client()
         .post(format!("{base}/auth/refresh"))
         .bearer_auth(&other)
         .send()
@@ -1138,18 +1110,12 @@ fn a_single_use_token_minted_by_another_server_cannot_be_refreshed() {
     let first = h.serve();
     let second = h.serve();
     let (admin, _) = h.mint("root", "admin");
-    let r = http()
-        .post(format!("http://{}/auth/tokens", first.addr()))
-        .bearer_auth(&admin)
-        .json(&json!({"subject": "ci", "scopes": "pull", "single_use": true}))
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    let once = r.json::<Value>().unwrap()["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let r = http()
+    let once = create_token(
+        &format!("http://{}", first.addr()),
+        &admin,
+        &json!({"subject": "ci", "scopes": "pull", "single_use": true}),
+    );
+    let r = client()
         .post(format!("http://{}/auth/refresh", second.addr()))
         .bearer_auth(&once)
         .send()
@@ -1158,6 +1124,6 @@ fn a_single_use_token_minted_by_another_server_cannot_be_refreshed() {
     assert_eq!(r.json::<Value>().unwrap()["code"], "SINGLE_USE");
     // Still usable once, where it is known as single-use.
     let base = format!("http://{}", first.addr());
-    assert_eq!(get_verify(&base, &once).0, 200);
-    assert_eq!(get_verify(&base, &once).0, 401);
+    assert_eq!(verify(&base, &once).0, 200);
+    assert_eq!(verify(&base, &once).0, 401);
 }

@@ -5,6 +5,8 @@
 #![allow(dead_code)]
 
 pub mod api;
+pub mod http;
+pub mod pass;
 pub mod real;
 pub mod run;
 pub mod serve;
