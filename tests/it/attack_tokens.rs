@@ -210,13 +210,7 @@ fn hs384_and_hs512_signed_with_the_hs256_secret_are_refused() {
 #[test]
 fn key_confusion_with_the_registry_public_key_is_refused() {
     let f = Fixture::new();
-    let jwks: Value = f
-        .http
-        .get(f.url("/.well-known/jwks.json"))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let jwks = f.jwks();
     let jwk = &jwks["keys"][0];
     let registry_kid = jwk["kid"].as_str().unwrap().to_owned();
     let mut point = vec![4u8];
@@ -534,14 +528,10 @@ fn registry_tokens_always_carry_an_expiry() {
     // The registry refuses a token without `exp`; check that we never issue one.
     let f = Fixture::new();
     let token = good(&f.header(), &claims());
-    let r = f
-        .http
-        .get(f.url(&format!(
-            "/token?service={SERVICE}&scope=repository:team/app:pull"
-        )))
-        .header("Authorization", basic("ci", &token))
-        .send()
-        .unwrap();
+    let r = f.get_token(
+        &format!("?service={SERVICE}&scope=repository:team/app:pull"),
+        Some(&basic("ci", &token)),
+    );
     assert_eq!(r.status(), 200);
     let body: Value = r.json().unwrap();
     let payload = parts(body["token"].as_str().unwrap())[1].clone();
@@ -612,14 +602,10 @@ fn refresh_tokens_and_api_tokens_do_not_cross_over() {
     let f = Fixture::new();
     // A refresh token from the registry flow (aud = the service).
     let token = good(&f.header(), &claims());
-    let r = f
-        .http
-        .get(f.url(&format!(
-            "/token?service={SERVICE}&scope=repository:team/app:pull&access_type=offline"
-        )))
-        .header("Authorization", basic("ci", &token))
-        .send()
-        .unwrap();
+    let r = f.get_token(
+        &format!("?service={SERVICE}&scope=repository:team/app:pull&access_type=offline"),
+        Some(&basic("ci", &token)),
+    );
     assert_eq!(r.status(), 200);
     let body: Value = r.json().unwrap();
     let refresh = body["refresh_token"]
@@ -651,14 +637,10 @@ fn refresh_tokens_and_api_tokens_do_not_cross_over() {
 fn registry_and_tessera_tokens_are_not_interchangeable() {
     let f = Fixture::new();
     let token = good(&f.header(), &claims());
-    let r = f
-        .http
-        .get(f.url(&format!(
-            "/token?service={SERVICE}&scope=repository:team/app:pull"
-        )))
-        .header("Authorization", basic("ci", &token))
-        .send()
-        .unwrap();
+    let r = f.get_token(
+        &format!("?service={SERVICE}&scope=repository:team/app:pull"),
+        Some(&basic("ci", &token)),
+    );
     let body: Value = r.json().unwrap();
     let registry_token = body["token"].as_str().unwrap().to_owned();
     // An ES256 registry token is not a tessera token, on the API or as a credential.

@@ -64,11 +64,10 @@ fn main_job_works_on_a_fresh_machine() {
         .assert()
         .success();
     assert!(!stderr_of(&a).contains("created"));
-    u.cmd()
-        .args(["auth", "token", "verify", token.trim()])
-        .assert()
-        .success()
-        .stdout(predicate::str::contains("valid token for `ci`"));
+    u.prints(
+        &["auth", "token", "verify", token.trim()],
+        "valid token for `ci`",
+    );
 }
 
 #[test]
@@ -559,13 +558,7 @@ fn init_creates_config_and_secret_and_keeps_them() {
     let a = u.cmd().arg("init").assert().success();
     assert!(stderr_of(&a).contains("(kept)"));
     assert_eq!(std::fs::read_to_string(u.secret_file()).unwrap(), secret);
-    u.cmd()
-        .args(["secrets", "check"])
-        .assert()
-        .success()
-        .stdout(predicate::str::contains(
-            "present  tessera/auth/token_secret",
-        ));
+    u.prints(&["secrets", "check"], "present  tessera/auth/token_secret");
     u.refuses(&["init", "--backend", "nope"], 2, "valid backends");
 }
 
@@ -618,21 +611,10 @@ fn help_completions_and_man_page() {
         "top_level_help",
         String::from_utf8_lossy(&a.get_output().stdout)
     );
-    u.cmd()
-        .args(["auth", "token", "generate", "--help"])
-        .assert()
-        .success()
-        .stdout(predicate::str::contains("--expiry").and(predicate::str::contains("1y6M")));
-    u.cmd()
-        .args(["completions", "bash"])
-        .assert()
-        .success()
-        .stdout(predicate::str::contains("_tessera"));
-    u.cmd()
-        .arg("man")
-        .assert()
-        .success()
-        .stdout(predicate::str::contains(".TH tessera"));
+    let help = u.prints(&["auth", "token", "generate", "--help"], "--expiry");
+    assert!(help.contains("1y6M"), "{help}");
+    u.prints(&["completions", "bash"], "_tessera");
+    u.prints(&["man"], ".TH tessera");
 }
 
 #[test]

@@ -295,13 +295,7 @@ fn bad_requests_are_400() {
 #[test]
 fn jwks_publishes_the_key_and_registry_off_is_404() {
     let f = Served::start(Home::new());
-    let jwks: Value = f
-        .http
-        .get(f.url("/.well-known/jwks.json"))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let jwks = f.jwks();
     assert_eq!(jwks["keys"][0]["kty"], "EC");
     assert_eq!(jwks["keys"][0]["crv"], "P-256");
     assert!(jwks["keys"][0].get("d").is_none());

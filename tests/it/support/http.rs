@@ -122,16 +122,19 @@ impl Served {
             .unwrap()
     }
 
-    /// The first key of `/.well-known/jwks.json`: the JWK and an ES256 key to verify with.
-    pub fn jwk(&self) -> (Value, jsonwebtoken::DecodingKey) {
-        let jwks: Value = self
-            .http
+    /// The document at `/.well-known/jwks.json`.
+    pub fn jwks(&self) -> Value {
+        self.http
             .get(self.url("/.well-known/jwks.json"))
             .send()
             .unwrap()
             .json()
-            .unwrap();
-        let jwk = jwks["keys"][0].clone();
+            .unwrap()
+    }
+
+    /// The first key of `/.well-known/jwks.json`: the JWK and an ES256 key to verify with.
+    pub fn jwk(&self) -> (Value, jsonwebtoken::DecodingKey) {
+        let jwk = self.jwks()["keys"][0].clone();
         let key = jsonwebtoken::DecodingKey::from_ec_components(
             jwk["x"].as_str().unwrap(),
             jwk["y"].as_str().unwrap(),

@@ -140,18 +140,7 @@ impl Home {
 
     /// Mints a tessera token with the CLI: `args` after `auth token generate`.
     pub fn token(&self, args: &[&str]) -> String {
-        let out = self
-            .cmd()
-            .args(["auth", "token", "generate"])
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+        self.token_with_jti(args).0
     }
 
     /// Mints a token and returns it with its jti.

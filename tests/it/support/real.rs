@@ -183,12 +183,9 @@ pub fn fails(o: Output) -> Output {
     o
 }
 
-/// A tar stream of one small file, for `docker import` / `podman import`.
-pub fn rootfs_tar(dir: &Path, content: &str) -> Vec<u8> {
-    let root = dir.join(format!("rootfs-{}", content.len()));
-    std::fs::create_dir_all(&root).unwrap();
-    std::fs::write(root.join("hello.txt"), content).unwrap();
-    let tar = Command::new("tar")
+/// A reproducible tar stream of the files in `root`.
+fn tar_of(root: &Path) -> Output {
+    Command::new("tar")
         .args([
             "--sort=name",
             "--mtime=@0",
@@ -198,10 +195,18 @@ pub fn rootfs_tar(dir: &Path, content: &str) -> Vec<u8> {
             "-",
             "-C",
         ])
-        .arg(&root)
+        .arg(root)
         .arg(".")
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+/// A tar stream of one small file, for `docker import` / `podman import`.
+pub fn rootfs_tar(dir: &Path, content: &str) -> Vec<u8> {
+    let root = dir.join(format!("rootfs-{}", content.len()));
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("hello.txt"), content).unwrap();
+    let tar = tar_of(&root);
     assert!(tar.status.success(), "{}", text(&tar));
     tar.stdout
 }
@@ -218,20 +223,7 @@ pub fn oci_image(dir: &Path, tag: &str) {
     let content = dir.with_extension("content");
     std::fs::create_dir_all(&content).unwrap();
     std::fs::write(content.join("hello.txt"), format!("hello from {tag}\n")).unwrap();
-    let tar = Command::new("tar")
-        .args([
-            "--sort=name",
-            "--mtime=@0",
-            "--owner=0",
-            "--group=0",
-            "-cf",
-            "-",
-            "-C",
-        ])
-        .arg(&content)
-        .arg(".")
-        .output()
-        .unwrap();
+    let tar = tar_of(&content);
     assert!(tar.status.success());
     let mut gz = Command::new("gzip")
         .args(["-n", "-c"])

@@ -13,10 +13,7 @@ pub trait Run {
     /// Runs tessera with `args`, expecting success; returns (stdout, stderr).
     #[track_caller]
     fn ok(&self, args: &[&str]) -> (String, String) {
-        let out = self.tessera().args(args).output().unwrap();
-        let (o, e) = texts(&out);
-        assert!(out.status.success(), "{args:?} failed: {e}");
-        (o, e)
+        self.ok_with_stdin(args, "")
     }
 
     /// Runs tessera with `args` and `stdin`, expecting success; returns (stdout, stderr).
@@ -31,6 +28,14 @@ pub trait Run {
         let (o, e) = texts(&out);
         assert!(out.status.success(), "{args:?} failed: {e}");
         (o, e)
+    }
+
+    /// Runs tessera with `args`, expecting success and `needle` in stdout; returns stdout.
+    #[track_caller]
+    fn prints(&self, args: &[&str], needle: &str) -> String {
+        let (o, e) = self.ok(args);
+        assert!(o.contains(needle), "{args:?}: `{needle}` not in: {o}\n{e}");
+        o
     }
 
     /// Runs tessera with `args` and `stdin`, expecting exit code `code`; returns stderr.
