@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command as StdCommand, Output};
 
 use crate::support::Run;
+use crate::support::http::form;
 use crate::support::pass::PassStore;
 use crate::support::{Home, PASSWORD, SECRET, SERVICE};
 use reqwest::blocking::Client;
@@ -92,17 +93,7 @@ fn cli_output_never_shows_a_secret_it_was_not_asked_for() {
     ];
     // Tokens from the environment's secret and from the backend's.
     let env_token = home.token(&["--subject", "ci", "--scopes", "pull"]);
-    let out = home
-        .cmd()
-        .env_remove("TESSERA_AUTH_TOKEN_SECRET")
-        .args(["auth", "token", "generate", "--subject", "ci"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    let backend_token = String::from_utf8(out.stdout.clone())
-        .unwrap()
-        .trim()
-        .to_owned();
+    let (backend_token, out) = backend_token(&home);
     assert_clean("generate (backend), stderr", &stderr(&out), &all);
     assert_clean(
         "generate (backend), stderr",
@@ -223,8 +214,31 @@ fn cli_output_never_shows_a_secret_it_was_not_asked_for() {
         // A token given as input is not repeated either.
         assert_clean(&case, &text(&out), &[&env_token, &backend_token]);
     }
+}
 
-    // Error paths that read a secret: too short, from the environment and from the backend.
+/// A token minted with the backend's secret (no `TESSERA_AUTH_TOKEN_SECRET`), and the
+/// command's output.
+fn backend_token(home: &Home) -> (String, Output) {
+    let out = home
+        .cmd()
+        .env_remove("TESSERA_AUTH_TOKEN_SECRET")
+        .args(["auth", "token", "generate", "--subject", "ci"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let token = String::from_utf8(out.stdout.clone())
+        .unwrap()
+        .trim()
+        .to_owned();
+    (token, out)
+}
+
+/// Error paths that read a secret (too short, from the environment and from the backend) or
+/// a password (too long) never echo it.
+#[test]
+fn errors_about_a_secret_never_echo_it() {
+    let home = home();
+    let (backend_token, _) = backend_token(&home);
     let short_env = "short-ENVSHORT-secret";
     let out = home
         .cmd()
@@ -267,12 +281,6 @@ fn cli_output_never_shows_a_secret_it_was_not_asked_for() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert_clean("long password", &text(&out), &[PASSWORD, "LONGPWLONGPW"]);
-}
-
-fn form(pairs: &[(&str, &str)]) -> String {
-    url::form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(pairs)
-        .finish()
 }
 
 #[test]

@@ -702,15 +702,8 @@ fn json_err(u: &User, args: &[&str], input: &str, exit: i32, code: &str) -> Valu
 }
 
 #[test]
-fn every_command_prints_one_json_document_under_json() {
-    let u = User::new();
-    u.write_config(
-        "[registry]\nservice = \"registry.test\"\ncertificate = \"registry-token.crt\"\n",
-    );
-    let v = json_ok(&u, &["init"], "");
-    assert!(v.is_object(), "{v}");
-
-    // Secrets.
+fn secrets_commands_print_one_json_document_under_json() {
+    let u = json_user();
     let v = json_ok(&u, &["secrets", "set", "app/db"], "value\n");
     assert_eq!((&v["key"], &v["stored"]), (&json!("app/db"), &json!(true)));
     let v = json_ok(&u, &["secrets", "get", "app/db"], "");
@@ -723,7 +716,22 @@ fn every_command_prints_one_json_document_under_json() {
     assert_eq!(v["usable"], true);
     let v = json_ok(&u, &["secrets", "rm", "app/db"], "");
     assert_eq!(v["removed"], true);
+}
 
+/// A user after `tessera --json init` with a `[registry]` section.
+fn json_user() -> User {
+    let u = User::new();
+    u.write_config(
+        "[registry]\nservice = \"registry.test\"\ncertificate = \"registry-token.crt\"\n",
+    );
+    let v = json_ok(&u, &["init"], "");
+    assert!(v.is_object(), "{v}");
+    u
+}
+
+#[test]
+fn token_and_password_commands_print_one_json_document_under_json() {
+    let u = json_user();
     // Tokens: scopes are an array everywhere, revocations are objects.
     let g = json_ok(
         &u,
@@ -779,8 +787,20 @@ fn every_command_prints_one_json_document_under_json() {
         "pw\n",
     );
     assert_eq!(v["stored"], "tessera/auth/password_hash");
+    // Revocation by subject and of everything (last: a cut-off covers its whole second).
+    let v = json_ok(&u, &["auth", "token", "revoke", "--subject", "ci"], "");
+    assert_eq!(v["subject"], "ci");
+    assert!(
+        v["revoked_before"].is_string() && v["recorded_tokens"].is_u64(),
+        "{v}"
+    );
+    let v = json_ok(&u, &["auth", "token", "revoke", "--all", "--yes"], "");
+    assert_eq!(v["all"], true);
+}
 
-    // Remotes.
+#[test]
+fn remote_and_login_commands_print_one_json_document_under_json() {
+    let u = json_user();
     let srv = u.serve_process();
     let url = format!("http://{}", srv.addr);
     let v = json_ok(&u, &["remotes", "add", "prod", &url], "");
@@ -852,16 +872,11 @@ fn every_command_prints_one_json_document_under_json() {
         (&json!(true), &json!(true))
     );
     drop(srv);
-    // Revocation by subject and of everything (last: a cut-off covers its whole second).
-    let v = json_ok(&u, &["auth", "token", "revoke", "--subject", "ci"], "");
-    assert_eq!(v["subject"], "ci");
-    assert!(
-        v["revoked_before"].is_string() && v["recorded_tokens"].is_u64(),
-        "{v}"
-    );
-    let v = json_ok(&u, &["auth", "token", "revoke", "--all", "--yes"], "");
-    assert_eq!(v["all"], true);
+}
 
+#[test]
+fn registry_helper_and_help_commands_print_one_json_document_under_json() {
+    let u = json_user();
     // The registry, the credential helper, completions and the man page.
     let v = json_ok(&u, &["registry", "init"], "");
     assert!(v.is_object(), "{v}");
@@ -1161,8 +1176,18 @@ fn revoking_an_unknown_or_malformed_id_is_an_error() {
         "{}",
         stderr_of(&a)
     );
-    // A token minted on another machine (same secret, another store) is unknown here; with
-    // --unrecorded its revocation is recorded anyway, and it is refused from then on.
+    insta::assert_snapshot!("revoke_errors", t.text());
+}
+
+/// A token minted on another machine (same secret, another store) is unknown here; with
+/// --unrecorded its revocation is recorded anyway, and it is refused from then on. A token
+/// revoked through its subject counts as already revoked.
+#[test]
+fn revoking_a_token_of_another_store_needs_unrecorded() {
+    let u = User::new();
+    u.mint(&["--subject", "ci"]);
+    let mut t = Transcript::new();
+    t.redact(u.home().display().to_string(), "home");
     let elsewhere = User::new();
     let theirs = u
         .cmd()
@@ -1234,7 +1259,7 @@ fn revoking_an_unknown_or_malformed_id_is_an_error() {
         "{}",
         stderr_of(&a)
     );
-    insta::assert_snapshot!("revoke_errors", t.text());
+    insta::assert_snapshot!("revoke_unrecorded", t.text());
 }
 
 #[test]
