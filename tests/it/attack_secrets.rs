@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command as StdCommand, Output};
 
 use crate::support::Run;
+use crate::support::argv;
 use crate::support::http::form;
 use crate::support::pass::PassStore;
 use crate::support::{Home, PASSWORD, SECRET, SERVICE};
@@ -533,9 +534,7 @@ fn child_processes_get_secrets_only_on_stdin() {
     // The password hash and the registry key go to pass the same way.
     let out = f
         .cmd()
-        .args([
-            "auth", "password", "hash", "--stdin", "--cost", "10", "--store",
-        ])
+        .args(argv("auth password hash --stdin --cost 10 --store"))
         .write_stdin(format!("{PASSWORD}\n"))
         .output()
         .unwrap();

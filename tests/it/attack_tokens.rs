@@ -4,6 +4,7 @@
 //! with `grant_type=refresh_token`). A hand-built control token signed the right way is
 //! accepted first, so every refusal below is the attack's doing, not a broken builder.
 
+use crate::support::argv;
 use crate::support::http::{Served, basic};
 use crate::support::{Home, SECRET, SERVICE};
 use base64::Engine;
@@ -730,16 +731,9 @@ impl Fixture {
 fn a_derived_token_never_outlives_or_outscopes_its_parent() {
     // Tokens from login and refresh last an hour on this server.
     let f = Fixture::new();
-    let parent = f.home.token(&[
-        "--subject",
-        "ci",
-        "--scopes",
-        "pull",
-        "--repo",
-        "team/*",
-        "--expiry",
-        "10m",
-    ]);
+    let parent = f.home.token(&argv(
+        "--subject ci --scopes pull --repo team/* --expiry 10m",
+    ));
     let parent_exp = claims_of(&parent)["exp"].as_i64().unwrap();
 
     // POST /auth/refresh, twice down the chain.

@@ -7,6 +7,7 @@ use predicates::prelude::*;
 use serde_json::{Value, json};
 
 use crate::support::Run;
+use crate::support::argv;
 use crate::support::snapshot::{Transcript, redact};
 use crate::support::user::User;
 
@@ -25,15 +26,7 @@ fn main_job_works_on_a_fresh_machine() {
     let u = User::new();
     let a = u
         .cmd()
-        .args([
-            "auth",
-            "token",
-            "generate",
-            "--subject",
-            "ci",
-            "--scopes",
-            "push,pull",
-        ])
+        .args(argv("auth token generate --subject ci --scopes push,pull"))
         .assert()
         .success();
     let err = stderr_of(&a);
@@ -194,42 +187,18 @@ fn max_token_expiry_is_enforced() {
     u.write_config("[auth]\nmax_token_expiry = \"90d\"\n");
     u.cmd()
         .env("TESSERA_AUTH_TOKEN_SECRET", SECRET)
-        .args([
-            "auth",
-            "token",
-            "generate",
-            "--subject",
-            "ci",
-            "--expiry",
-            "1y",
-        ])
+        .args(argv("auth token generate --subject ci --expiry 1y"))
         .assert()
         .code(2)
         .stderr(predicate::str::contains("max_token_expiry"));
     u.cmd()
         .env("TESSERA_AUTH_TOKEN_SECRET", SECRET)
-        .args([
-            "auth",
-            "token",
-            "generate",
-            "--subject",
-            "ci",
-            "--expiry",
-            "0",
-        ])
+        .args(argv("auth token generate --subject ci --expiry 0"))
         .assert()
         .code(2);
     u.cmd()
         .env("TESSERA_AUTH_TOKEN_SECRET", SECRET)
-        .args([
-            "auth",
-            "token",
-            "generate",
-            "--subject",
-            "ci",
-            "--expiry",
-            "30d",
-        ])
+        .args(argv("auth token generate --subject ci --expiry 30d"))
         .assert()
         .success();
 }
@@ -266,15 +235,7 @@ fn verify_reports_each_reason() {
     };
     let token = {
         let out = env_cmd()
-            .args([
-                "auth",
-                "token",
-                "generate",
-                "--subject",
-                "ci",
-                "--scopes",
-                "pull",
-            ])
+            .args(argv("auth token generate --subject ci --scopes pull"))
             .assert()
             .success()
             .get_output()
@@ -590,9 +551,7 @@ fn password_hash_is_htpasswd_bcrypt_and_refuses_long_input() {
         2,
     );
     u.ok_with_stdin(
-        &[
-            "auth", "password", "hash", "--stdin", "--cost", "10", "--store",
-        ],
+        &argv("auth password hash --stdin --cost 10 --store"),
         "correct horse\n",
     );
     let stored = std::fs::read_to_string(
@@ -735,15 +694,7 @@ fn token_and_password_commands_print_one_json_document_under_json() {
     // Tokens: scopes are an array everywhere, revocations are objects.
     let g = json_ok(
         &u,
-        &[
-            "auth",
-            "token",
-            "generate",
-            "--subject",
-            "ci",
-            "--scopes",
-            "pull",
-        ],
+        &argv("auth token generate --subject ci --scopes pull"),
         "",
     );
     let token = g["token"].as_str().unwrap().to_owned();
@@ -781,9 +732,7 @@ fn token_and_password_commands_print_one_json_document_under_json() {
     assert!(v["hash"].as_str().unwrap().starts_with("$2y$10$"), "{v}");
     let v = json_ok(
         &u,
-        &[
-            "auth", "password", "hash", "--stdin", "--cost", "10", "--store",
-        ],
+        &argv("auth password hash --stdin --cost 10 --store"),
         "pw\n",
     );
     assert_eq!(v["stored"], "tessera/auth/password_hash");
@@ -810,13 +759,7 @@ fn remote_and_login_commands_print_one_json_document_under_json() {
     );
     let v = json_ok(
         &u,
-        &[
-            "remotes",
-            "add",
-            "stage",
-            "http://127.0.0.1:9",
-            "--no-verify",
-        ],
+        &argv("remotes add stage http://127.0.0.1:9 --no-verify"),
         "",
     );
     assert_eq!(
@@ -910,15 +853,7 @@ fn errors_under_json_are_one_line_of_json_on_stderr_with_a_stable_code() {
         (&["auth", "token", "generate"][..], "", 2, "USAGE"),
         (&["auth"][..], "", 2, "USAGE"),
         (
-            &[
-                "auth",
-                "token",
-                "generate",
-                "--subject",
-                "ci",
-                "--expiry",
-                "1q",
-            ][..],
+            &argv("auth token generate --subject ci --expiry 1q")[..],
             "",
             2,
             "USAGE",
@@ -971,22 +906,10 @@ fn errors_under_json_are_one_line_of_json_on_stderr_with_a_stable_code() {
     assert!(v["error"].as_str().unwrap().contains("--subject"), "{v}");
     let v = json_err(&u, &["secrets", "get", "app/missing"], "", 1, "NOT_FOUND");
     assert!(v["hint"].as_str().unwrap().contains("secrets list"), "{v}");
-    u.ok(&[
-        "remotes",
-        "add",
-        "prod",
-        "http://127.0.0.1:9",
-        "--no-verify",
-    ]);
+    u.ok(&argv("remotes add prod http://127.0.0.1:9 --no-verify"));
     json_err(
         &u,
-        &[
-            "remotes",
-            "add",
-            "prod",
-            "http://127.0.0.1:9",
-            "--no-verify",
-        ],
+        &argv("remotes add prod http://127.0.0.1:9 --no-verify"),
         "",
         1,
         "ALREADY_EXISTS",
@@ -1288,13 +1211,7 @@ fn revoke_all_and_replacing_signing_keys_need_confirmation() {
     u.ok(&["auth", "token", "verify", &token]);
     for args in [
         &["secrets", "set", "tessera/auth/token_secret"][..],
-        &[
-            "secrets",
-            "set",
-            "tessera/auth/token_secret",
-            "--generate",
-            "32",
-        ][..],
+        &argv("secrets set tessera/auth/token_secret --generate 32")[..],
         &["secrets", "rm", "tessera/auth/token_secret"][..],
     ] {
         let a = u
@@ -1421,9 +1338,7 @@ fn bcrypt_costs_the_server_would_refuse_are_refused_when_hashing() {
     u.write_config("[auth]\nusername = \"deploy\"\n");
     u.mint(&["--subject", "ci"]);
     u.ok_with_stdin(
-        &[
-            "auth", "password", "hash", "--stdin", "--cost", "10", "--store",
-        ],
+        &argv("auth password hash --stdin --cost 10 --store"),
         "pw\n",
     );
     drop(u.serve_process());

@@ -11,6 +11,7 @@ use std::process::{Command, Output, Stdio};
 
 use crate::support::Home;
 use crate::support::Run;
+use crate::support::argv;
 use crate::support::real::{Registry, fails, ok, rootfs_tar, text, tools_present};
 use base64::Engine;
 
@@ -119,14 +120,7 @@ fn docker_cli_logs_in_pushes_pulls_and_is_refused_outside_its_scopes() {
     let host = registry.host();
 
     // A push-and-pull token limited to team/*.
-    let token = home.token(&[
-        "--subject",
-        "ci",
-        "--scopes",
-        "push,pull",
-        "--repo",
-        "team/*",
-    ]);
+    let token = home.token(&argv("--subject ci --scopes push,pull --repo team/*"));
     let ci = Docker::new(&daemon);
     ok(ci.login(&host, "ci", &token));
     let app = format!("{host}/team/app:1");

@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support::argv;
 use crate::support::http::{health, status_and_json, verify};
 use crate::support::pass::PassStore;
 use crate::support::serve::BinServer;
@@ -43,27 +44,9 @@ fn env_num(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-/// Where `program` is on PATH.
-fn which(program: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join(program))
-        .find(|p| {
-            p.metadata()
-                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        })
-}
-
 /// Whether the tools are installed: skip message, or a panic under `CI=true`.
 fn require_tools(programs: &[&str]) -> bool {
-    for p in programs {
-        if which(p).is_none() {
-            assert!(!ci(), "`{p}` is not on PATH, and CI=true");
-            eprintln!("skipping: `{p}` is not installed (this would fail with CI=true)");
-            return false;
-        }
-    }
-    true
+    crate::support::real::tools_present(programs, "scripts/test installs them")
 }
 
 /// A small xorshift generator: reproducible with `FAULTS_SEED`.
@@ -538,9 +521,7 @@ fn login_home() -> Home {
         "[auth]\nusername = \"deploy\"\ntoken_expiry = \"1h\"\n[server]\nlogin_attempts_per_minute = 0\n",
     );
     h.ok(
-        &[
-            "auth", "password", "hash", "--stdin", "--cost", "10", "--store",
-        ],
+        &argv("auth password hash --stdin --cost 10 --store"),
         format!("{PASSWORD}\n").as_bytes(),
     );
     h
@@ -810,26 +791,14 @@ fn disk_full_while_writing_keeps_the_old_files() {
     let cfg = disk.join("config");
     h2.env("XDG_CONFIG_HOME", cfg.display().to_string());
     h2.ok(
-        &[
-            "remotes",
-            "add",
-            "--no-verify",
-            "r1",
-            "https://one.example.com",
-        ],
+        &argv("remotes add --no-verify r1 https://one.example.com"),
         b"",
     );
     let remotes = cfg.join("tessera/remotes.toml");
     let before = std::fs::read_to_string(&remotes).unwrap();
     fs.fill();
     let err = h2.fail(
-        &[
-            "remotes",
-            "add",
-            "--no-verify",
-            "r2",
-            "https://two.example.com",
-        ],
+        &argv("remotes add --no-verify r2 https://two.example.com"),
         b"",
     );
     assert_no_space_error(&err, &remotes);
@@ -837,13 +806,7 @@ fn disk_full_while_writing_keeps_the_old_files() {
     assert_eq!(mode(&remotes), 0o600);
     fs.unfill();
     h2.ok(
-        &[
-            "remotes",
-            "add",
-            "--no-verify",
-            "r2",
-            "https://two.example.com",
-        ],
+        &argv("remotes add --no-verify r2 https://two.example.com"),
         b"",
     );
     drop(fs);
@@ -998,20 +961,9 @@ fn gpg_agent_killed_between_calls_restarts() {
 // ---- the token store locked, damaged, moved aside -------------------------------------------
 
 fn mint(h: &Home) -> String {
-    h.ok(
-        &[
-            "auth",
-            "token",
-            "generate",
-            "--subject",
-            "ci",
-            "--scopes",
-            "pull",
-        ],
-        b"",
-    )
-    .trim()
-    .to_owned()
+    h.ok(&argv("auth token generate --subject ci --scopes pull"), b"")
+        .trim()
+        .to_owned()
 }
 
 fn assert_unavailable(base: &str, token: &str) {
@@ -1051,18 +1003,7 @@ fn token_store_locked_by_another_process() {
     assert_eq!((s, v["code"].as_str()), (503, Some("UNAVAILABLE")), "{v}");
     // The CLI: the token is minted and its record waits beside the database (no lock needed),
     // to enter it once the lock is released.
-    let out = h.run(
-        &[
-            "auth",
-            "token",
-            "generate",
-            "--subject",
-            "ci",
-            "--scopes",
-            "pull",
-        ],
-        b"",
-    );
+    let out = h.run(&argv("auth token generate --subject ci --scopes pull"), b"");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(!stderr.contains("warning"), "{stderr}");
@@ -1163,15 +1104,7 @@ fn a_server_shares_nothing_with_a_killed_cli() {
     let mut rng = Rng::new("store kill");
     for _ in 0..20 {
         kill_after(
-            h.cmd(&[
-                "auth",
-                "token",
-                "generate",
-                "--subject",
-                "x",
-                "--scopes",
-                "pull",
-            ]),
+            h.cmd(&argv("auth token generate --subject x --scopes pull")),
             Vec::new(),
             delay(&mut rng),
         );

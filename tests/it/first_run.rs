@@ -11,6 +11,7 @@ use std::process::Command as StdCommand;
 use serde_json::Value;
 
 use crate::support::Run;
+use crate::support::argv;
 use crate::support::pass::PassStore;
 use crate::support::user::{User, texts};
 
@@ -56,13 +57,9 @@ fn init_with_age_after_a_first_token_carries_the_secret_over() {
     let (o, _) = u.ok(&["secrets", "get", "tessera/auth/token_secret"]);
     assert_eq!(o, plain, "the age backend holds the same secret");
     // The command init named removes the plain copy, and tokens keep verifying.
-    let (_, err) = u.ok(&[
-        "secrets",
-        "move",
-        "--from",
-        "unsafe",
-        "tessera/auth/token_secret",
-    ]);
+    let (_, err) = u.ok(&argv(
+        "secrets move --from unsafe tessera/auth/token_secret",
+    ));
     assert!(
         err.contains("already in the age backend with the same value"),
         "{err}"
@@ -76,9 +73,7 @@ fn init_with_age_after_a_first_token_carries_the_secret_over() {
 
     // copy the other way, with JSON, and a conflict.
     u.ok_with_stdin(&["secrets", "set", "app/db"], "in-age\n");
-    let (o, _) = u.ok(&[
-        "--json", "secrets", "copy", "--from", "age", "--to", "unsafe", "app",
-    ]);
+    let (o, _) = u.ok(&argv("--json secrets copy --from age --to unsafe app"));
     let v: Value = serde_json::from_str(&o).unwrap();
     assert_eq!(v["copied"], serde_json::json!(["app/db"]));
     let copy = u.home().join(".local/share/tessera/secrets/app/db");
@@ -100,15 +95,7 @@ fn init_with_age_after_a_first_token_carries_the_secret_over() {
             .exists(),
         "a refused copy writes nothing"
     );
-    u.ok(&[
-        "secrets",
-        "copy",
-        "--from",
-        "age",
-        "--to",
-        "unsafe",
-        "--overwrite",
-    ]);
+    u.ok(&argv("secrets copy --from age --to unsafe --overwrite"));
     assert_eq!(std::fs::read_to_string(&copy).unwrap(), "changed\n");
     // Usage errors.
     let err = u.fails(&["secrets", "copy", "--from", "age"], "", 2);
@@ -247,15 +234,7 @@ fn quick_start_login_works_and_the_servers_reason_reaches_the_user() {
     let url = srv.url();
     u.ok(&["remotes", "add", "prod", &url]);
     let err = u.fails(
-        &[
-            "auth",
-            "login",
-            "--remote",
-            "prod",
-            "--username",
-            "deploy",
-            "--password-stdin",
-        ],
+        &argv("auth login --remote prod --username deploy --password-stdin"),
         "pw-for-deploy-123\n",
         1,
     );
@@ -276,29 +255,13 @@ fn quick_start_login_works_and_the_servers_reason_reaches_the_user() {
     let srv = u.serve_process();
     u.ok(&["remotes", "add", "prod", &srv.url()]);
     u.ok_with_stdin(
-        &[
-            "auth",
-            "login",
-            "--remote",
-            "prod",
-            "--username",
-            "deploy",
-            "--password-stdin",
-        ],
+        &argv("auth login --remote prod --username deploy --password-stdin"),
         "pw-for-deploy-123\n",
     );
     let (o, _) = u.ok(&["auth", "status", "--remote", "prod"]);
     assert!(o.contains("subject: deploy"), "{o}");
     let err = u.fails(
-        &[
-            "auth",
-            "login",
-            "--remote",
-            "prod",
-            "--username",
-            "deploy",
-            "--password-stdin",
-        ],
+        &argv("auth login --remote prod --username deploy --password-stdin"),
         "wrong-password-456\n",
         1,
     );
@@ -408,15 +371,7 @@ fn remote_text_is_escaped_before_it_reaches_the_terminal() {
     assert!(o.contains("\\u{9b}31m"), "{o}");
 
     let e = u.fails(
-        &[
-            "auth",
-            "login",
-            "--remote",
-            "evil",
-            "--username",
-            "x",
-            "--password-stdin",
-        ],
+        &argv("auth login --remote evil --username x --password-stdin"),
         "pw\n",
         1,
     );
@@ -454,29 +409,13 @@ fn expiry_summary_spells_the_unit_and_refusals_say_why() {
     let u = User::new();
     let out = u
         .cmd()
-        .args([
-            "auth",
-            "token",
-            "generate",
-            "--subject",
-            "ci",
-            "--expiry",
-            "6m",
-        ])
+        .args(argv("auth token generate --subject ci --expiry 6m"))
         .output()
         .unwrap();
     let (_, e) = texts(&out);
     assert!(out.status.success(), "{e}");
     assert!(e.contains("(6 minutes from now)"), "{e}");
-    let (_, e) = u.ok(&[
-        "auth",
-        "token",
-        "generate",
-        "--subject",
-        "ci",
-        "--expiry",
-        "6M",
-    ]);
+    let (_, e) = u.ok(&argv("auth token generate --subject ci --expiry 6M"));
     assert!(e.contains("(6 months from now)"), "{e}");
     for (bad, reason) in [
         ("1.5h", "fractions are not accepted; write `1h30m`"),

@@ -1,6 +1,7 @@
 //! The token endpoint at the HTTP level: a real tessera server on 127.0.0.1:0, bad input of
 //! every kind, and the registry token's header and claims checked with the published JWK.
 
+use crate::support::argv;
 use crate::support::http::{Served, basic};
 use crate::support::{Home, PASSWORD, SERVICE};
 use base64::Engine;
@@ -156,14 +157,9 @@ fn password_login_and_refresh_tokens() {
         f.post_token(&[("grant_type", "refresh_token"), ("refresh_token", &plain)]),
         "INVALID_TOKEN",
     );
-    let other = f.home.token(&[
-        "--subject",
-        "deploy",
-        "--scopes",
-        "pull",
-        "--audience",
-        "other-registry",
-    ]);
+    let other = f.home.token(&argv(
+        "--subject deploy --scopes pull --audience other-registry",
+    ));
     assert_401(
         f.post_token(&[("grant_type", "refresh_token"), ("refresh_token", &other)]),
         "INVALID_TOKEN",

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::support::Run;
+use crate::support::argv;
 use crate::support::http::{client, create_token, login, verify};
 use crate::support::{Home, PASSWORD, SECRET, WRONG_PASSWORD};
 use jiff::Timestamp;
@@ -23,15 +24,7 @@ fn round_trip_through_the_binary_and_no_secret_in_the_log() {
     let url = srv.url();
     h.ok(&["remotes", "add", "local", &url]);
     h.ok_with_stdin(
-        &[
-            "auth",
-            "login",
-            "--remote",
-            "local",
-            "--username",
-            "deploy",
-            "--password-stdin",
-        ],
+        &argv("auth login --remote local --username deploy --password-stdin"),
         format!("{PASSWORD}\n"),
     );
     // A wrong password is refused with a clear sentence.

@@ -68,9 +68,7 @@ impl Home {
     /// Stores the bcrypt hash of `PASSWORD` (cost 10, the server's minimum).
     pub fn store_password(&self) {
         self.ok_with_stdin(
-            &[
-                "auth", "password", "hash", "--stdin", "--cost", "10", "--store",
-            ],
+            &argv("auth password hash --stdin --cost 10 --store"),
             format!("{PASSWORD}\n"),
         );
     }
@@ -206,4 +204,9 @@ impl Home {
         let (config, env) = self.config();
         api::start_error(&config, &env).expect("the server started")
     }
+}
+
+/// The words of a command line (split at white space), as the arguments of a command.
+pub fn argv(line: &str) -> Vec<&str> {
+    line.split_whitespace().collect()
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
-use super::SERVICE;
+use super::{SERVICE, argv};
 
 /// Whether `tool` is on PATH.
 pub fn have(tool: &str) -> bool {
@@ -186,15 +186,7 @@ pub fn fails(o: Output) -> Output {
 /// A reproducible tar stream of the files in `root`.
 fn tar_of(root: &Path) -> Output {
     Command::new("tar")
-        .args([
-            "--sort=name",
-            "--mtime=@0",
-            "--owner=0",
-            "--group=0",
-            "-cf",
-            "-",
-            "-C",
-        ])
+        .args(argv("--sort=name --mtime=@0 --owner=0 --group=0 -cf - -C"))
         .arg(root)
         .arg(".")
         .output()

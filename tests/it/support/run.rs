@@ -10,6 +10,15 @@ pub trait Run {
     /// `tessera` with this environment (and nothing else of the test process's).
     fn tessera(&self) -> Command;
 
+    /// Runs tessera with `args` and `stdin` to the end.
+    fn output(&self, args: &[&str], stdin: impl Into<Vec<u8>>) -> std::process::Output {
+        self.tessera()
+            .args(args)
+            .write_stdin(stdin)
+            .output()
+            .unwrap()
+    }
+
     /// Runs tessera with `args`, expecting success; returns (stdout, stderr).
     #[track_caller]
     fn ok(&self, args: &[&str]) -> (String, String) {
@@ -19,12 +28,7 @@ pub trait Run {
     /// Runs tessera with `args` and `stdin`, expecting success; returns (stdout, stderr).
     #[track_caller]
     fn ok_with_stdin(&self, args: &[&str], stdin: impl Into<Vec<u8>>) -> (String, String) {
-        let out = self
-            .tessera()
-            .args(args)
-            .write_stdin(stdin)
-            .output()
-            .unwrap();
+        let out = self.output(args, stdin);
         let (o, e) = texts(&out);
         assert!(out.status.success(), "{args:?} failed: {e}");
         (o, e)
@@ -41,12 +45,7 @@ pub trait Run {
     /// Runs tessera with `args` and `stdin`, expecting exit code `code`; returns stderr.
     #[track_caller]
     fn fails(&self, args: &[&str], stdin: &str, code: i32) -> String {
-        let out = self
-            .tessera()
-            .args(args)
-            .write_stdin(stdin)
-            .output()
-            .unwrap();
+        let out = self.output(args, stdin);
         let (_, e) = texts(&out);
         assert_eq!(out.status.code(), Some(code), "{args:?}: {e}");
         e
