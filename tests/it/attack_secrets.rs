@@ -59,6 +59,19 @@ fn get(home: &Home, key: &str) -> String {
     String::from_utf8(out.stdout).unwrap().trim_end().to_owned()
 }
 
+/// Every secret value of a `home()`: the token secrets, a stored value, the password, its
+/// hash and the body of the registry signing key.
+fn known_secrets(home: &Home) -> Vec<String> {
+    let hash = get(home, "tessera/auth/password_hash");
+    let pem = get(home, "tessera/registry/signing_key");
+    let pem_body = pem.lines().nth(1).unwrap().to_owned();
+    [SECRET, BACKEND_SECRET, STORED, PASSWORD]
+        .map(str::to_owned)
+        .into_iter()
+        .chain([hash, pem_body])
+        .collect()
+}
+
 /// A home whose backend also holds [`BACKEND_SECRET`] and [`STORED`].
 fn home() -> Home {
     let home = Home::new();
@@ -81,17 +94,8 @@ fn home() -> Home {
 #[test]
 fn cli_output_never_shows_a_secret_it_was_not_asked_for() {
     let home = home();
-    let hash = get(&home, "tessera/auth/password_hash");
-    let pem = get(&home, "tessera/registry/signing_key");
-    let pem_body = pem.lines().nth(1).unwrap().to_owned();
-    let all = [
-        SECRET,
-        BACKEND_SECRET,
-        STORED,
-        PASSWORD,
-        hash.as_str(),
-        pem_body.as_str(),
-    ];
+    let known = known_secrets(&home);
+    let all: Vec<&str> = known.iter().map(String::as_str).collect();
     // Tokens from the environment's secret and from the backend's.
     let env_token = home.token(&["--subject", "ci", "--scopes", "pull"]);
     let (backend_token, out) = backend_token(&home);
@@ -287,9 +291,7 @@ fn errors_about_a_secret_never_echo_it() {
 #[test]
 fn server_log_and_error_bodies_never_show_a_secret() {
     let home = home();
-    let hash = get(&home, "tessera/auth/password_hash");
-    let pem = get(&home, "tessera/registry/signing_key");
-    let pem_body = pem.lines().nth(1).unwrap().to_owned();
+    let known = known_secrets(&home);
     let cli_token = home.token(&["--subject", "ci", "--scopes", "admin"]);
     let server = home.serve_process(Some("trace"));
     crate::support::api::install_crypto_provider();
@@ -402,15 +404,8 @@ fn server_log_and_error_bodies_never_show_a_secret() {
         log.contains("audit"),
         "control: the log has the audit lines"
     );
-    let mut secrets = vec![
-        SECRET,
-        BACKEND_SECRET,
-        STORED,
-        PASSWORD,
-        WRONG,
-        hash.as_str(),
-        pem_body.as_str(),
-    ];
+    let mut secrets: Vec<&str> = known.iter().map(String::as_str).collect();
+    secrets.push(WRONG);
     // Tokens, and their signatures alone (a log line could cut a token).
     let signatures: Vec<String> = tokens
         .iter()
@@ -701,26 +696,14 @@ fn real_pass_and_gpg_never_see_a_secret_in_arguments_or_environment() {
             assert!(!content.contains("TESSERA_"), "{name}");
         }
     }
-    let _ = StdCommand::new("gpgconf")
-        .args(["--kill", "gpg-agent"])
-        .env("GNUPGHOME", &gnupg)
-        .status();
+    // The agent stops when `_pass` is dropped.
 }
 
 #[test]
 fn debug_output_of_secret_holding_types_shows_no_secret() {
     let home = home();
-    let hash = get(&home, "tessera/auth/password_hash");
-    let pem = get(&home, "tessera/registry/signing_key");
-    let pem_body = pem.lines().nth(1).unwrap().to_owned();
-    let secrets = [
-        SECRET,
-        BACKEND_SECRET,
-        STORED,
-        PASSWORD,
-        hash.as_str(),
-        pem_body.as_str(),
-    ];
+    let known = known_secrets(&home);
+    let secrets: Vec<&str> = known.iter().map(String::as_str).collect();
 
     let key = SigningKey::new(&SecretString::from(SECRET.to_owned()), "").unwrap();
     assert_clean("SigningKey", &format!("{key:?} {key:#?}"), &secrets);

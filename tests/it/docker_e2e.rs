@@ -5,14 +5,13 @@
 //! The Docker daemon is the one `scripts/test` starts (it exports `DOCKER_HOST`); locally the
 //! Docker tests are skipped when no daemon answers, under `CI=true` that is a failure.
 
-use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use crate::support::Home;
 use crate::support::Run;
 use crate::support::argv;
-use crate::support::real::{Registry, fails, ok, rootfs_tar, text, tools_present};
+use crate::support::real::{Registry, fails, ok, rootfs_tar, run_tool, text, tools_present};
 use base64::Engine;
 
 /// The Docker daemon's address, when one answers.
@@ -64,26 +63,14 @@ impl Docker {
     }
 
     fn run(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
-        let mut child = Command::new("docker")
-            .env_clear()
+        let mut c = Command::new("docker");
+        c.env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", self.home.path())
             .env("DOCKER_CONFIG", self.home.path().join(".docker"))
             .env("DOCKER_HOST", &self.daemon)
-            .args(args)
-            .stdin(if stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        if let Some(input) = stdin {
-            child.stdin.take().unwrap().write_all(input).unwrap();
-        }
-        child.wait_with_output().unwrap()
+            .args(args);
+        run_tool(c, stdin)
     }
 
     fn login(&self, host: &str, user: &str, secret: &str) -> Output {
@@ -224,8 +211,8 @@ impl Podman {
 
     fn run(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
         let d = self.dir.path();
-        let mut child = Command::new("podman")
-            .env_clear()
+        let mut c = Command::new("podman");
+        c.env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", d)
             .env("XDG_RUNTIME_DIR", d.join("run"))
@@ -234,20 +221,8 @@ impl Podman {
             .arg("--runroot")
             .arg(d.join("run"))
             .args(["--storage-driver", "vfs"])
-            .args(args)
-            .stdin(if stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        if let Some(input) = stdin {
-            child.stdin.take().unwrap().write_all(input).unwrap();
-        }
-        child.wait_with_output().unwrap()
+            .args(args);
+        run_tool(c, stdin)
     }
 
     /// A registry command (`login`, `push`, `pull`) with the scratch auth file and plain HTTP.

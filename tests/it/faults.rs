@@ -267,16 +267,20 @@ fn big_value(i: u64) -> String {
 
 // ---- kill -9 while writing -----------------------------------------------------------------
 
-#[test]
-fn kill_9_during_secrets_set_unsafe_leaves_old_or_new() {
-    let h = Home::new("[secrets]\nbackend = \"unsafe\"\n");
-    let mut rng = Rng::new("unsafe set");
+/// Sets `k` (and `other` = "keep"), then kills `secrets set k` with a new value at random
+/// points until the budget is spent. After each kill, `stored(i)` reads `k` as the backend
+/// has it (and checks what else must hold), and that must be the old or the new value.
+/// Returns (kills, kills that had finished, the delay bound in ms, the last value).
+fn kill_secrets_set(
+    h: &Home,
+    scenario: &str,
+    mut stored: impl FnMut(u64) -> String,
+) -> (u64, u64, u64, String) {
+    let mut rng = Rng::new(scenario);
     let budget = Budget::new();
-    let dir = h.data().join("tessera/secrets");
-    let file = dir.join("k");
     h.ok(&["secrets", "set", "k"], big_value(0).as_bytes());
     h.ok(&["secrets", "set", "other"], b"keep");
-    let max_ms = calibrate(&h, &["secrets", "set", "k"], big_value(0).as_bytes());
+    let max_ms = calibrate(h, &["secrets", "set", "k"], big_value(0).as_bytes());
     let mut current = big_value(0);
     let (mut i, mut finished) = (0, 0);
     while budget.go(i) {
@@ -289,19 +293,31 @@ fn kill_9_during_secrets_set_unsafe_leaves_old_or_new() {
         ) {
             finished += 1;
         }
-        let content = std::fs::read_to_string(&file).unwrap();
-        let value = content
-            .strip_suffix('\n')
-            .unwrap_or_else(|| panic!("torn file after kill {i}: no final newline"));
+        let value = stored(i);
         assert!(
             value == current || value == new,
             "after kill {i}: neither the old nor the new value ({} bytes)",
             value.len()
         );
-        current = value.to_owned();
+        current = value;
+    }
+    (i, finished, max_ms, current)
+}
+
+#[test]
+fn kill_9_during_secrets_set_unsafe_leaves_old_or_new() {
+    let h = Home::new("[secrets]\nbackend = \"unsafe\"\n");
+    let dir = h.data().join("tessera/secrets");
+    let file = dir.join("k");
+    let (i, finished, max_ms, current) = kill_secrets_set(&h, "unsafe set", |i| {
+        let content = std::fs::read_to_string(&file).unwrap();
+        let value = content
+            .strip_suffix('\n')
+            .unwrap_or_else(|| panic!("torn file after kill {i}: no final newline"));
         assert_eq!(mode(&file), 0o600);
         assert_eq!(mode(&dir), 0o700);
-    }
+        value.to_owned()
+    });
     let leftovers = names_with_prefix(&dir, ".k~");
     eprintln!(
         "unsafe set: {i} kills within 0-{max_ms} ms ({finished} had finished), {} temp files left",
@@ -362,36 +378,15 @@ fn kill_9_during_secrets_set_age_leaves_a_document_that_decrypts() {
         identity,
     });
     let key = |s: &str| tessera_backends::KeyPath::new(s).unwrap();
-    let mut rng = Rng::new("age set");
-    let budget = Budget::new();
-    h.ok(&["secrets", "set", "k"], big_value(0).as_bytes());
-    h.ok(&["secrets", "set", "other"], b"keep");
-    let max_ms = calibrate(&h, &["secrets", "set", "k"], big_value(0).as_bytes());
-    let mut current = big_value(0);
-    let (mut i, mut finished) = (0, 0);
-    while budget.go(i) {
-        i += 1;
-        let new = big_value(i);
-        if kill_after(
-            h.cmd(&["secrets", "set", "k"]),
-            new.clone().into_bytes(),
-            delay_within(&mut rng, max_ms),
-        ) {
-            finished += 1;
-        }
+    let (i, finished, max_ms, _) = kill_secrets_set(&h, "age set", |i| {
         let value = backend
             .get(&key("k"))
             .unwrap_or_else(|e| panic!("after kill {i}: {e}"));
-        let value = value.expose_secret();
-        assert!(
-            value == current || value == new,
-            "after kill {i}: neither the old nor the new value"
-        );
-        current = value.to_owned();
         assert_eq!(backend.get(&key("other")).unwrap().expose_secret(), "keep");
         assert_eq!(mode(&file), 0o600);
         assert_eq!(mode(file.parent().unwrap()), 0o700);
-    }
+        value.expose_secret().to_owned()
+    });
     let dir = file.parent().unwrap();
     let leftovers = names_with_prefix(dir, ".secrets.age~");
     eprintln!(

@@ -785,6 +785,14 @@ fn a_loopback_server_refuses_rebinding_cross_origin_and_non_json_writes() {
         assert_eq!(v["code"], code, "{case}");
         assert!(v["error"].is_string(), "{case}");
     };
+    // A POST of `body` to /auth/tokens with the given headers.
+    let post = |headers: &[(&str, &str)]| {
+        let mut r = c.post(format!("{base}/auth/tokens"));
+        for (name, value) in headers {
+            r = r.header(*name, *value);
+        }
+        r.body(body.clone()).send().unwrap()
+    };
     // A foreign Host, on a write and on a read.
     for host in [
         format!("rebind.example:{port}"),
@@ -792,13 +800,7 @@ fn a_loopback_server_refuses_rebinding_cross_origin_and_non_json_writes() {
         format!("127.0.0.1:{}", port.wrapping_add(1)),
         format!("127.0.0.1.nip.io:{port}"),
     ] {
-        let r = c
-            .post(format!("{base}/auth/tokens"))
-            .header("host", &host)
-            .header("content-type", "application/json")
-            .body(body.clone())
-            .send()
-            .unwrap();
+        let r = post(&[("host", &host), ("content-type", "application/json")]);
         refused(r, 421, "WRONG_HOST", &host);
         let r = c
             .get(format!("{base}/auth/tokens"))
@@ -814,13 +816,7 @@ fn a_loopback_server_refuses_rebinding_cross_origin_and_non_json_writes() {
         "null".to_owned(),
         format!("https://127.0.0.1:{port}"),
     ] {
-        let r = c
-            .post(format!("{base}/auth/tokens"))
-            .header("origin", &origin)
-            .header("content-type", "application/json")
-            .body(body.clone())
-            .send()
-            .unwrap();
+        let r = post(&[("origin", &origin), ("content-type", "application/json")]);
         refused(r, 403, "CROSS_ORIGIN", &origin);
     }
     // Bodies a page can send without asking first.
@@ -830,12 +826,7 @@ fn a_loopback_server_refuses_rebinding_cross_origin_and_non_json_writes() {
         "application/x-www-form-urlencoded",
         "multipart/form-data; boundary=x",
     ] {
-        let r = c
-            .post(format!("{base}/auth/tokens"))
-            .header("content-type", content_type)
-            .body(body.clone())
-            .send()
-            .unwrap();
+        let r = post(&[("content-type", content_type)]);
         refused(r, 415, "UNSUPPORTED_MEDIA_TYPE", content_type);
     }
     let r = c

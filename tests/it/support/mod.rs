@@ -143,18 +143,8 @@ impl Home {
 
     /// Mints a token and returns it with its jti.
     pub fn token_with_jti(&self, args: &[&str]) -> (String, String) {
-        let out = self
-            .cmd()
-            .args(["--json", "auth", "token", "generate"])
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let (out, _) = self.ok(&[&["--json", "auth", "token", "generate"], args].concat());
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
         (
             v["token"].as_str().unwrap().to_owned(),
             v["jti"].as_str().unwrap().to_owned(),

@@ -161,6 +161,24 @@ impl Drop for Registry {
     }
 }
 
+/// Runs `cmd` with `stdin` (or none) to the end, its output captured.
+pub fn run_tool(mut cmd: Command, stdin: Option<&[u8]>) -> Output {
+    let mut child = cmd
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(input) = stdin {
+        child.stdin.take().unwrap().write_all(input).unwrap();
+    }
+    child.wait_with_output().unwrap()
+}
+
 /// A process's exit status and output, for assertion messages.
 pub fn text(o: &Output) -> String {
     format!(
@@ -300,24 +318,8 @@ impl Skopeo {
             .arg(args[0])
             .arg("--authfile")
             .arg(self.authfile())
-            .args(&args[1..])
-            .stdin(if stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = c.spawn().unwrap();
-        if let Some(input) = stdin {
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(input.as_bytes())
-                .unwrap();
-        }
-        child.wait_with_output().unwrap()
+            .args(&args[1..]);
+        run_tool(c, stdin.map(str::as_bytes))
     }
 
     pub fn login(&self, host: &str, user: &str, secret: &str) -> Output {
