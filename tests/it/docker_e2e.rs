@@ -8,10 +8,9 @@
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use crate::support::Home;
 use crate::support::Run;
 use crate::support::argv;
-use crate::support::real::{Registry, fails, ok, rootfs_tar, run_tool, text, tools_present};
+use crate::support::real::{Rig, fails, ok, rootfs_tar, run_tool, text, tools_present};
 use base64::Engine;
 
 /// The Docker daemon's address, when one answers.
@@ -96,15 +95,13 @@ fn docker_cli_logs_in_pushes_pulls_and_is_refused_outside_its_scopes() {
     let Some(daemon) = docker_daemon() else {
         return;
     };
-    let home = Home::new();
-    let server = home.serve();
-    let work = tempfile::tempdir().unwrap();
-    let mut registry = Registry::start(
-        work.path(),
-        &format!("http://{}/token", server.addr()),
-        &home.certificate(),
-    );
-    let host = registry.host();
+    let Rig {
+        home,
+        server: _server,
+        work,
+        mut registry,
+        host,
+    } = Rig::start();
 
     // A push-and-pull token limited to team/*.
     let token = home.token(&argv("--subject ci --scopes push,pull --repo team/*"));
@@ -148,15 +145,13 @@ fn docker_login_keeps_a_refresh_token_that_dies_with_its_parent() {
     let Some(daemon) = docker_daemon() else {
         return;
     };
-    let home = Home::new();
-    let server = home.serve();
-    let work = tempfile::tempdir().unwrap();
-    let mut registry = Registry::start(
-        work.path(),
-        &format!("http://{}/token", server.addr()),
-        &home.certificate(),
-    );
-    let host = registry.host();
+    let Rig {
+        home,
+        server: _server,
+        work,
+        mut registry,
+        host,
+    } = Rig::start();
     let (token, jti) = home.token_with_jti(&["--subject", "ci", "--scopes", "push,pull"]);
 
     // `docker login` asks for `offline_token=true` and stores the refresh token it gets as an
@@ -242,15 +237,13 @@ fn podman_logs_in_pushes_pulls_and_a_pull_only_token_cannot_push() {
     ) {
         return;
     }
-    let home = Home::new();
-    let server = home.serve();
-    let work = tempfile::tempdir().unwrap();
-    let mut registry = Registry::start(
-        work.path(),
-        &format!("http://{}/token", server.addr()),
-        &home.certificate(),
-    );
-    let host = registry.host();
+    let Rig {
+        home,
+        server: _server,
+        work,
+        mut registry,
+        host,
+    } = Rig::start();
 
     let token = home.token(&["--subject", "ci", "--scopes", "push,pull"]);
     let ci = Podman::new();

@@ -6,8 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::support::api::RunningServer;
-use crate::support::real::{Registry, Skopeo, fails, oci_image, ok, text, tools_present};
+use crate::support::real::{Registry, Rig, Skopeo, fails, oci_image, ok, text, tools_present};
 use crate::support::{Home, PASSWORD};
 
 /// False (with a message) when a tool is missing; panics under CI.
@@ -21,12 +20,15 @@ fn registry_tools() -> bool {
 /// A tessera server with a registry home, the real registry trusting it, and a one-layer
 /// image `v1` to push.
 struct Setup {
-    home: Home,
-    _server: RunningServer,
-    work: tempfile::TempDir,
-    registry: Registry,
-    host: String,
+    rig: Rig,
     image: PathBuf,
+}
+
+impl std::ops::Deref for Setup {
+    type Target = Rig;
+    fn deref(&self) -> &Rig {
+        &self.rig
+    }
 }
 
 impl Setup {
@@ -35,25 +37,10 @@ impl Setup {
         if !registry_tools() {
             return None;
         }
-        let home = Home::new();
-        let server = home.serve();
-        let work = tempfile::tempdir().unwrap();
-        let registry = Registry::start(
-            work.path(),
-            &format!("http://{}/token", server.addr()),
-            &home.certificate(),
-        );
-        let host = registry.host();
-        let image = work.path().join("image");
+        let rig = Rig::start();
+        let image = rig.work.path().join("image");
         oci_image(&image, "v1");
-        Some(Setup {
-            home,
-            _server: server,
-            work,
-            registry,
-            host,
-            image,
-        })
+        Some(Setup { rig, image })
     }
 
     /// `HOST/repo`.
@@ -80,8 +67,8 @@ impl Setup {
 
     /// Stops the registry and fails when it distrusted or could not read a token.
     fn finish(mut self) -> String {
-        self.registry.assert_no_token_trouble();
-        self.registry.log()
+        self.rig.registry.assert_no_token_trouble();
+        self.rig.registry.log()
     }
 }
 

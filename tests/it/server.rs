@@ -106,8 +106,7 @@ fn round_trip_through_the_binary_and_no_secret_in_the_log() {
 #[test]
 fn cli_minted_token_is_accepted_and_cli_revocation_is_seen_at_once() {
     let h = Home::with_config("");
-    let srv = h.serve();
-    let base = format!("http://{}", srv.addr());
+    let (_srv, base) = h.serve_base();
     let (tok, jti) = h.mint("ci", "push,pull");
     // Asked several times, so that the server's answer for this token is one it reuses while
     // the store is unchanged.
@@ -140,8 +139,7 @@ fn cli_minted_token_is_accepted_and_cli_revocation_is_seen_at_once() {
 #[test]
 fn a_token_verified_before_does_not_vouch_for_a_changed_one() {
     let h = Home::with_config("");
-    let srv = h.serve();
-    let base = format!("http://{}", srv.addr());
+    let (_srv, base) = h.serve_base();
     let (tok, _) = h.mint("ci", "pull");
     for _ in 0..3 {
         assert_eq!(verify(&base, &tok).0, 200);
@@ -167,8 +165,7 @@ fn a_token_verified_before_does_not_vouch_for_a_changed_one() {
 #[test]
 fn a_revocation_written_by_the_sqlite3_shell_is_seen_at_once() {
     let h = Home::with_config("");
-    let srv = h.serve();
-    let base = format!("http://{}", srv.addr());
+    let (_srv, base) = h.serve_base();
     let (tok, jti) = h.mint("ci", "pull");
     for _ in 0..3 {
         assert_eq!(verify(&base, &tok).0, 200);
@@ -193,8 +190,7 @@ fn a_revocation_written_by_the_sqlite3_shell_is_seen_at_once() {
 #[test]
 fn api_revocation_is_seen_by_the_cli_and_admin_api_works() {
     let h = Home::with_config("");
-    let srv = h.serve();
-    let base = format!("http://{}", srv.addr());
+    let (_srv, base) = h.serve_base();
     let (admin, _) = h.mint("root", "admin:tokens:read,admin:tokens:write,pull");
     let r = client()
         .post(format!("{base}/auth/tokens"))
@@ -296,8 +292,7 @@ fn expired_token(h: &Home) -> String {
 #[test]
 fn every_status_code_of_the_contract() {
     let h = Home::with_login("[server]\nlogin_attempts_per_minute = 3\n");
-    let srv = h.serve();
-    let base = format!("http://{}", srv.addr());
+    let (_srv, base) = h.serve_base();
     let c = client();
 
     // 200 health, JSON 404, request ids.
@@ -736,8 +731,7 @@ fn with_the_age_backend_the_token_lives_in_the_backend_not_in_remotes_toml() {
 #[test]
 fn extractor_rejections_are_json() {
     let h = Home::with_config("");
-    let srv = h.serve();
-    let base = format!("http://{}", srv.addr());
+    let (_srv, base) = h.serve_base();
     let (admin, _) = h.mint("root", "admin");
     for path in [
         "/auth/tokens/%FF",
@@ -963,8 +957,7 @@ fn a_token_minted_right_after_revoke_subject_is_valid() {
 #[test]
 fn a_login_right_after_revoke_subject_gives_a_valid_token() {
     let h = Home::with_login("");
-    let srv = h.serve();
-    let base = format!("http://{}", srv.addr());
+    let (_srv, base) = h.serve_base();
     for round in 0..8 {
         h.ok(&["auth", "token", "revoke", "--subject", "deploy"]);
         let r = login(&base, "deploy", PASSWORD);
@@ -1032,8 +1025,7 @@ fn the_server_prunes_expired_records_as_it_issues_tokens() {
         Timestamp::now() + jiff::SignedDuration::from_hours(2),
     );
     assert_eq!(expired_rows(&h), 250);
-    let srv = h.serve();
-    let base = format!("http://{}", srv.addr());
+    let (_srv, base) = h.serve_base();
     let mut left = Vec::new();
     for _ in 0..4 {
         let r = login(&base, "deploy", PASSWORD);
@@ -1058,8 +1050,7 @@ fn one_subject_cannot_pile_up_derived_tokens() {
         limit,
         Timestamp::now() + jiff::SignedDuration::from_hours(2),
     );
-    let srv = h.serve();
-    let base = format!("http://{}", srv.addr());
+    let (_srv, base) = h.serve_base();
     let (tok, _) = h.mint("ci", "pull");
     assert_eq!(verify(&base, &tok).0, 200, "the token itself is fine");
     let r = client()

@@ -188,6 +188,13 @@ impl Home {
         serve::BinServer::start(cmd, &self.home().join("server.log"), scheme)
     }
 
+    /// The server in this process and its base URL, `http://ADDR`.
+    pub fn serve_base(&self) -> (api::RunningServer, String) {
+        let server = self.serve();
+        let base = format!("http://{}", server.addr());
+        (server, base)
+    }
+
     /// Why the server refuses to start with this home's configuration (panics when it
     /// would start).
     pub fn start_error(&self) -> String {

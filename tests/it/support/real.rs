@@ -161,6 +161,37 @@ impl Drop for Registry {
     }
 }
 
+/// A registry home, its tessera server in this process, and the real registry trusting it,
+/// in a scratch folder.
+pub struct Rig {
+    pub home: super::Home,
+    pub server: super::api::RunningServer,
+    pub work: tempfile::TempDir,
+    pub registry: Registry,
+    pub host: String,
+}
+
+impl Rig {
+    pub fn start() -> Rig {
+        let home = super::Home::new();
+        let server = home.serve();
+        let work = tempfile::tempdir().unwrap();
+        let registry = Registry::start(
+            work.path(),
+            &format!("http://{}/token", server.addr()),
+            &home.certificate(),
+        );
+        let host = registry.host();
+        Rig {
+            home,
+            server,
+            work,
+            registry,
+            host,
+        }
+    }
+}
+
 /// Runs `cmd` with `stdin` (or none) to the end, its output captured.
 pub fn run_tool(mut cmd: Command, stdin: Option<&[u8]>) -> Output {
     let mut child = cmd
