@@ -349,10 +349,10 @@ fn age_files(dir: &Path, names: &[String]) {
     }
 }
 
+/// Configures `h` for the age backend with its document at `file` and a new identity in the
+/// config folder; returns the identity's path.
 #[cfg(feature = "age")]
-fn age_home() -> (Home, PathBuf, PathBuf) {
-    let h = Home::new("");
-    let file = h.data().join("tessera/secrets.age");
+fn use_age(h: &Home, file: &Path) -> PathBuf {
     let identity = h.config_dir().join("age-identity.txt");
     tessera_backends::age::generate_identity(&identity).unwrap();
     std::fs::write(
@@ -364,6 +364,14 @@ fn age_home() -> (Home, PathBuf, PathBuf) {
         ),
     )
     .unwrap();
+    identity
+}
+
+#[cfg(feature = "age")]
+fn age_home() -> (Home, PathBuf, PathBuf) {
+    let h = Home::new("");
+    let file = h.data().join("tessera/secrets.age");
+    let identity = use_age(&h, &file);
     (h, file, identity)
 }
 
@@ -757,17 +765,7 @@ fn disk_full_while_writing_keeps_the_old_files() {
     #[cfg(feature = "age")]
     {
         let file = disk.join("secrets.age");
-        let identity = h.config_dir().join("age-identity.txt");
-        tessera_backends::age::generate_identity(&identity).unwrap();
-        std::fs::write(
-            h.config_dir().join("tessera.toml"),
-            format!(
-                "[secrets]\nbackend = \"age\"\n[secrets.age]\nfile = \"{}\"\nidentity = \"{}\"\n",
-                file.display(),
-                identity.display()
-            ),
-        )
-        .unwrap();
+        use_age(&h, &file);
         h.ok(&["secrets", "set", "k"], b"old");
         fs.fill();
         let err = h.fail(&["secrets", "set", "k2"], big.as_bytes());

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::support::real::{Registry, Rig, Skopeo, fails, oci_image, ok, text, tools_present};
-use crate::support::{Home, PASSWORD};
+use crate::support::{Home, PASSWORD, Run};
 
 /// False (with a message) when a tool is missing; panics under CI.
 fn registry_tools() -> bool {
@@ -24,13 +24,6 @@ struct Setup {
     image: PathBuf,
 }
 
-impl std::ops::Deref for Setup {
-    type Target = Rig;
-    fn deref(&self) -> &Rig {
-        &self.rig
-    }
-}
-
 impl Setup {
     /// `None` (skipped) when a tool is missing outside CI.
     fn new() -> Option<Setup> {
@@ -45,16 +38,16 @@ impl Setup {
 
     /// `HOST/repo`.
     fn at(&self, repo: &str) -> String {
-        format!("{}/{repo}", self.host)
+        format!("{}/{repo}", self.rig.host)
     }
 
     /// A client logged in with a fresh token of `subject` with `args` (after `--subject`).
     fn client(&self, subject: &str, args: &[&str]) -> (Skopeo, String) {
         let mut all = vec!["--subject", subject];
         all.extend_from_slice(args);
-        let token = self.home.token(&all);
+        let token = self.rig.home.token(&all);
         let client = Skopeo::new();
-        ok(client.login(&self.host, subject, &token));
+        ok(client.login(&self.rig.host, subject, &token));
         (client, token)
     }
 
@@ -91,7 +84,7 @@ fn a_pull_only_token_pulls_but_cannot_push() {
     let Some(s) = Setup::new() else { return };
     let (ci, _) = s.push_app();
     let (reader, _) = s.client("reader", &["--scopes", "pull"]);
-    let pulled = s.work.path().join("pulled");
+    let pulled = s.rig.work.path().join("pulled");
     ok(reader.run(
         &[
             "copy",
@@ -128,16 +121,13 @@ fn a_revoked_token_or_another_user_name_cannot_log_in() {
     let Some(s) = Setup::new() else { return };
     let (_, ci) = s.push_app();
     let (revoked, jti) = s
+        .rig
         .home
         .token_with_jti(&["--subject", "gone", "--scopes", "push,pull"]);
-    s.home
-        .cmd()
-        .args(["auth", "token", "revoke", &jti])
-        .assert()
-        .success();
-    fails(Skopeo::new().login(&s.host, "gone", &revoked));
+    s.rig.home.ok(&["auth", "token", "revoke", &jti]);
+    fails(Skopeo::new().login(&s.rig.host, "gone", &revoked));
     // The right token under another user name cannot either.
-    fails(Skopeo::new().login(&s.host, "someone", &ci));
+    fails(Skopeo::new().login(&s.rig.host, "someone", &ci));
     s.finish();
 }
 
@@ -146,9 +136,9 @@ fn password_login_of_auth_pulls_and_a_wrong_password_is_refused() {
     let Some(s) = Setup::new() else { return };
     s.push_app();
     let by_password = Skopeo::new();
-    ok(by_password.login(&s.host, "deploy", PASSWORD));
+    ok(by_password.login(&s.rig.host, "deploy", PASSWORD));
     ok(by_password.inspect(&s.at("team/app:v1")));
-    fails(Skopeo::new().login(&s.host, "deploy", "wrong password"));
+    fails(Skopeo::new().login(&s.rig.host, "deploy", "wrong password"));
     s.finish();
 }
 
@@ -170,17 +160,17 @@ fn the_credential_helper_stores_the_token_outside_the_auth_file() {
     helped.path = Some(path);
     helped.extra_env = vec![(
         "TESSERA_CONFIG".to_owned(),
-        s.home.config_file().display().to_string(),
+        s.rig.home.config_file().display().to_string(),
     )];
     std::fs::write(
         helped.authfile(),
-        serde_json::json!({"credHelpers": {s.host.clone(): "tessera"}}).to_string(),
+        serde_json::json!({"credHelpers": {s.rig.host.clone(): "tessera"}}).to_string(),
     )
     .unwrap();
     // Nothing stored yet: the helper misses and the registry refuses.
     fails(helped.inspect(&s.at("team/app:v1")));
     // `skopeo login` stores through the helper, not in the auth file.
-    ok(helped.login(&s.host, "ci", &ci));
+    ok(helped.login(&s.rig.host, "ci", &ci));
     let auth = std::fs::read_to_string(helped.authfile()).unwrap();
     assert!(!auth.contains(&ci), "the token leaked into the auth file");
     ok(helped.inspect(&s.at("team/app:v1")));
