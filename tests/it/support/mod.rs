@@ -2,7 +2,6 @@
 //! config file, the token secret in the environment), the `tessera` binary run in it, the
 //! server in-process (`api`) or as a real process (`serve`), the real registry and its
 //! clients (`real`), and the constants every test uses.
-#![allow(dead_code)]
 
 pub mod api;
 pub mod http;
