@@ -1,6 +1,10 @@
 //! Property tests of the parsers that take outside input: key paths, the config loader, the
 //! remotes.toml loader, HTTP Basic credentials and the registry's `scope` parameters. The
 //! same invariants are fuzzed by the targets in `fuzz/` (see docs/hardening/fuzzing.md).
+//!
+//! proptest keeps the seeds of past failures in `tests/proptest-regressions/properties.txt`:
+//! it walks up from this file to the first folder with a `main.rs` (`tests/it/`) and puts its
+//! `proptest-regressions` folder beside that one.
 
 use std::path::{Component, Path};
 
