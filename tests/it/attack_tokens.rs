@@ -529,12 +529,8 @@ fn registry_tokens_always_carry_an_expiry() {
     // The registry refuses a token without `exp`; check that we never issue one.
     let f = Fixture::new();
     let token = good(&f.header(), &claims());
-    let r = f.get_token(
-        &format!("?service={SERVICE}&scope=repository:team/app:pull"),
-        Some(&basic("ci", &token)),
-    );
-    assert_eq!(r.status(), 200);
-    let body: Value = r.json().unwrap();
+    let (status, body) = f.token_get("ci", &token, "&scope=repository:team/app:pull");
+    assert_eq!(status, 200);
     let payload = parts(body["token"].as_str().unwrap())[1].clone();
     let claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
     let exp = claims["exp"].as_i64().expect("registry token without exp");
@@ -603,12 +599,12 @@ fn refresh_tokens_and_api_tokens_do_not_cross_over() {
     let f = Fixture::new();
     // A refresh token from the registry flow (aud = the service).
     let token = good(&f.header(), &claims());
-    let r = f.get_token(
-        &format!("?service={SERVICE}&scope=repository:team/app:pull&access_type=offline"),
-        Some(&basic("ci", &token)),
+    let (status, body) = f.token_get(
+        "ci",
+        &token,
+        "&scope=repository:team/app:pull&access_type=offline",
     );
-    assert_eq!(r.status(), 200);
-    let body: Value = r.json().unwrap();
+    assert_eq!(status, 200);
     let refresh = body["refresh_token"]
         .as_str()
         .expect("refresh token")
@@ -638,11 +634,8 @@ fn refresh_tokens_and_api_tokens_do_not_cross_over() {
 fn registry_and_tessera_tokens_are_not_interchangeable() {
     let f = Fixture::new();
     let token = good(&f.header(), &claims());
-    let r = f.get_token(
-        &format!("?service={SERVICE}&scope=repository:team/app:pull"),
-        Some(&basic("ci", &token)),
-    );
-    let body: Value = r.json().unwrap();
+    let (status, body) = f.token_get("ci", &token, "&scope=repository:team/app:pull");
+    assert_eq!(status, 200, "{body}");
     let registry_token = body["token"].as_str().unwrap().to_owned();
     // An ES256 registry token is not a tessera token, on the API or as a credential.
     f.refused_everywhere("registry token", &registry_token, &["INVALID_TOKEN"]);
@@ -705,12 +698,10 @@ impl Fixture {
 
     /// `GET /token` with Basic `user:secret` and the extra `query`: (status, body).
     fn token_get(&self, user: &str, secret: &str, query: &str) -> (u16, Value) {
-        let r = self
-            .http
-            .get(self.url(&format!("/token?service={SERVICE}{query}")))
-            .header("Authorization", basic(user, secret))
-            .send()
-            .unwrap();
+        let r = self.get_token(
+            &format!("?service={SERVICE}{query}"),
+            Some(&basic(user, secret)),
+        );
         (r.status().as_u16(), r.json().unwrap())
     }
 

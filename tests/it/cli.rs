@@ -263,8 +263,12 @@ fn verify_reports_each_reason() {
     assert_eq!(v["subject"], "ci");
     assert_eq!(v["scopes"], serde_json::json!(["repository:*:pull"]));
 
+    let mut t = Transcript::new();
+    t.redact(u.home().display().to_string(), "home")
+        .redact(&token, "token");
     // Another secret: bad signature.
-    u.cmd()
+    let a = u
+        .cmd()
         .env(
             "TESSERA_AUTH_TOKEN_SECRET",
             "another-secret-that-is-long-enough-9876543210",
@@ -273,20 +277,30 @@ fn verify_reports_each_reason() {
         .assert()
         .code(1)
         .stderr(predicate::str::contains("bad signature"));
+    t.record(
+        "tessera auth token verify [token]  # signed with another secret",
+        a.get_output(),
+    );
     // Tampered payload: bad signature.
     let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
     parts[1] = parts[1].chars().rev().collect();
-    env_cmd()
+    t.redact(parts.join("."), "tampered token");
+    let a = env_cmd()
         .args(["auth", "token", "verify", &parts.join(".")])
         .assert()
         .code(1)
         .stderr(predicate::str::contains("invalid token"));
+    t.record(
+        "tessera auth token verify [token with its payload reversed]",
+        a.get_output(),
+    );
     // Garbage: malformed, and JSON says so too.
-    env_cmd()
+    let a = env_cmd()
         .args(["auth", "token", "verify", "not-a-token"])
         .assert()
         .code(1)
         .stderr(predicate::str::contains("malformed"));
+    t.record("tessera auth token verify not-a-token", a.get_output());
     let a = env_cmd()
         .args(["--json", "auth", "token", "verify", "not-a-token"])
         .assert()
@@ -295,19 +309,28 @@ fn verify_reports_each_reason() {
     assert_eq!(v["valid"], false);
     assert_eq!(v["reason"], "malformed");
     // Oversized input is refused without trouble.
-    env_cmd()
+    let a = env_cmd()
         .args(["auth", "token", "verify", "-"])
         .write_stdin("a".repeat(100_000))
         .assert()
         .code(1)
         .stderr(predicate::str::contains("malformed"));
+    t.record(
+        "tessera auth token verify -  # 100 000 bytes on stdin",
+        a.get_output(),
+    );
     // Another issuer.
     u.write_config("[auth]\nissuer = \"someone-else\"\n");
-    env_cmd()
+    let a = env_cmd()
         .args(["auth", "token", "verify", &token])
         .assert()
         .code(1)
         .stderr(predicate::str::contains("wrong issuer"));
+    t.record(
+        "tessera auth token verify [token]  # issuer = \"someone-else\"",
+        a.get_output(),
+    );
+    insta::assert_snapshot!("verify_refusals", t.text());
 }
 
 #[test]
