@@ -114,98 +114,14 @@ fn cli_output_never_shows_a_secret_it_was_not_asked_for() {
 
     let mut tampered = env_token.clone();
     tampered.push('x');
-    let mut cases: Vec<(String, Vec<&str>, Option<String>, bool)> = vec![
-        // (case, args, stdin, without TESSERA_AUTH_TOKEN_SECRET)
-        (
-            "verify, env".into(),
-            vec!["auth", "token", "verify", &env_token],
-            None,
-            false,
-        ),
-        (
-            "verify --json, env".into(),
-            vec!["--json", "auth", "token", "verify", &env_token],
-            None,
-            false,
-        ),
-        (
-            "verify, backend".into(),
-            vec!["auth", "token", "verify", &backend_token],
-            None,
-            true,
-        ),
-        (
-            "verify tampered".into(),
-            vec!["auth", "token", "verify", &tampered],
-            None,
-            false,
-        ),
-        (
-            "verify from stdin".into(),
-            vec!["auth", "token", "verify"],
-            Some(env_token.clone()),
-            false,
-        ),
-        (
-            "token list".into(),
-            vec!["auth", "token", "list"],
-            None,
-            false,
-        ),
-        (
-            "token list --json".into(),
-            vec!["--json", "auth", "token", "list"],
-            None,
-            false,
-        ),
-        ("secrets list".into(), vec!["secrets", "list"], None, false),
-        (
-            "secrets list --json".into(),
-            vec!["--json", "secrets", "list"],
-            None,
-            false,
-        ),
-        (
-            "secrets check".into(),
-            vec!["secrets", "check"],
-            None,
-            false,
-        ),
-        (
-            "secrets set".into(),
-            vec!["secrets", "set", "app/other"],
-            Some(STORED.to_owned()),
-            false,
-        ),
-        (
-            "password hash --store".into(),
-            vec![
-                "auth", "password", "hash", "--stdin", "--cost", "10", "--store",
-            ],
-            Some(PASSWORD.to_owned()),
-            false,
-        ),
-        (
-            "registry init again".into(),
-            vec!["registry", "init"],
-            None,
-            false,
-        ),
-        ("remotes list".into(), vec!["remotes", "list"], None, false),
-    ];
-    // The password hash prints the hash by design, never the password.
-    cases.push((
-        "password hash".into(),
-        vec!["auth", "password", "hash", "--stdin", "--cost", "10"],
-        Some(PASSWORD.to_owned()),
-        false,
-    ));
-    for (case, args, input, no_env) in cases {
+    // Runs one case: `args`, with `input` on stdin, without the environment's secret when
+    // `no_env`; nothing it prints may hold a secret or a token given to it.
+    let check = |case: &str, line: &str, input: Option<&str>, no_env: bool| {
         let mut cmd = home.cmd();
         if no_env {
             cmd.env_remove("TESSERA_AUTH_TOKEN_SECRET");
         }
-        cmd.args(&args);
+        cmd.args(argv(line));
         if let Some(i) = input {
             cmd.write_stdin(format!("{i}\n"));
         }
@@ -215,10 +131,30 @@ fn cli_output_never_shows_a_secret_it_was_not_asked_for() {
         } else {
             all.to_vec()
         };
-        assert_clean(&case, &text(&out), &secrets);
+        assert_clean(case, &text(&out), &secrets);
         // A token given as input is not repeated either.
-        assert_clean(&case, &text(&out), &[&env_token, &backend_token]);
-    }
+        assert_clean(case, &text(&out), &[&env_token, &backend_token]);
+    };
+    let verify = |token: &str| format!("auth token verify {token}");
+    check("verify, env", &verify(&env_token), None, false);
+    let json_verify = format!("--json {}", verify(&env_token));
+    check("verify --json, env", &json_verify, None, false);
+    check("verify, backend", &verify(&backend_token), None, true);
+    check("verify tampered", &verify(&tampered), None, false);
+    check("verify from stdin", &verify(""), Some(&env_token), false);
+    check("token list", "auth token list", None, false);
+    check("token list --json", "--json auth token list", None, false);
+    check("secrets list", "secrets list", None, false);
+    check("secrets list --json", "--json secrets list", None, false);
+    check("secrets check", "secrets check", None, false);
+    check("secrets set", "secrets set app/other", Some(STORED), false);
+    let hash_store = "auth password hash --stdin --cost 10 --store";
+    check("password hash --store", hash_store, Some(PASSWORD), false);
+    check("registry init again", "registry init", None, false);
+    check("remotes list", "remotes list", None, false);
+    // The password hash prints the hash by design, never the password.
+    let hash = "auth password hash --stdin --cost 10";
+    check("password hash", hash, Some(PASSWORD), false);
 }
 
 /// A token minted with the backend's secret (no `TESSERA_AUTH_TOKEN_SECRET`), and the
