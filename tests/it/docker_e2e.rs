@@ -95,20 +95,15 @@ fn docker_cli_logs_in_pushes_pulls_and_is_refused_outside_its_scopes() {
     let Some(daemon) = docker_daemon() else {
         return;
     };
-    let Rig {
-        home,
-        server: _server,
-        work,
-        mut registry,
-        host,
-    } = Rig::start();
+    let mut rig = Rig::start();
+    let (home, host) = (&rig.home, rig.host.clone());
 
     // A push-and-pull token limited to team/*.
     let token = home.token(&argv("--subject ci --scopes push,pull --repo team/*"));
     let ci = Docker::new(&daemon);
     ok(ci.login(&host, "ci", &token));
     let app = format!("{host}/team/app:1");
-    ci.import(work.path(), &app);
+    ci.import(rig.work.path(), &app);
     ok(ci.run(&["push", &app], None));
     // Outside team/*: refused, and nothing is created.
     let other = format!("{host}/other/app:1");
@@ -137,7 +132,7 @@ fn docker_cli_logs_in_pushes_pulls_and_is_refused_outside_its_scopes() {
     for image in [&app, &other] {
         let _ = ci.run(&["rmi", image], None);
     }
-    registry.assert_no_token_trouble();
+    rig.registry.assert_no_token_trouble();
 }
 
 #[test]
@@ -145,13 +140,8 @@ fn docker_login_keeps_a_refresh_token_that_dies_with_its_parent() {
     let Some(daemon) = docker_daemon() else {
         return;
     };
-    let Rig {
-        home,
-        server: _server,
-        work,
-        mut registry,
-        host,
-    } = Rig::start();
+    let mut rig = Rig::start();
+    let (home, host) = (&rig.home, rig.host.clone());
     let (token, jti) = home.token_with_jti(&["--subject", "ci", "--scopes", "push,pull"]);
 
     // `docker login` asks for `offline_token=true` and stores the refresh token it gets as an
@@ -177,7 +167,7 @@ fn docker_login_keeps_a_refresh_token_that_dies_with_its_parent() {
 
     // The refresh token works for a push...
     let first = format!("{host}/team/refresh:1");
-    docker.import(work.path(), &first);
+    docker.import(rig.work.path(), &first);
     ok(docker.run(&["push", &first], None));
 
     // ...until its parent is revoked: then the derived refresh token is refused too.
@@ -189,7 +179,7 @@ fn docker_login_keeps_a_refresh_token_that_dies_with_its_parent() {
     for image in [&first, &second] {
         let _ = docker.run(&["rmi", image], None);
     }
-    registry.assert_no_token_trouble();
+    rig.registry.assert_no_token_trouble();
 }
 
 /// podman with its own storage, run root and auth file in a scratch folder.
@@ -237,13 +227,8 @@ fn podman_logs_in_pushes_pulls_and_a_pull_only_token_cannot_push() {
     ) {
         return;
     }
-    let Rig {
-        home,
-        server: _server,
-        work,
-        mut registry,
-        host,
-    } = Rig::start();
+    let mut rig = Rig::start();
+    let (home, host) = (&rig.home, rig.host.clone());
 
     let token = home.token(&["--subject", "ci", "--scopes", "push,pull"]);
     let ci = Podman::new();
@@ -254,7 +239,7 @@ fn podman_logs_in_pushes_pulls_and_a_pull_only_token_cannot_push() {
         Some(secret.as_bytes()),
     ));
     let app = format!("{host}/team/podman:1");
-    let tar = rootfs_tar(work.path(), "hello from podman\n");
+    let tar = rootfs_tar(rig.work.path(), "hello from podman\n");
     ok(ci.run(&["import", "-", &app], Some(&tar)));
     ok(ci.remote("push", &[&app], None));
 
@@ -272,5 +257,5 @@ fn podman_logs_in_pushes_pulls_and_a_pull_only_token_cannot_push() {
     fails(reader.remote("push", &[&second], None));
     fails(ci.remote("pull", &[&second], None));
 
-    registry.assert_no_token_trouble();
+    rig.registry.assert_no_token_trouble();
 }

@@ -165,7 +165,8 @@ impl Drop for Registry {
 /// in a scratch folder.
 pub struct Rig {
     pub home: super::Home,
-    pub server: super::api::RunningServer,
+    /// Runs as long as the rig.
+    _server: super::api::RunningServer,
     pub work: tempfile::TempDir,
     pub registry: Registry,
     pub host: String,
@@ -184,7 +185,7 @@ impl Rig {
         let host = registry.host();
         Rig {
             home,
-            server,
+            _server: server,
             work,
             registry,
             host,
