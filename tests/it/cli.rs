@@ -1072,12 +1072,7 @@ fn revoking_an_unknown_or_malformed_id_is_an_error() {
         .redact(jti.to_uppercase(), "ID")
         .redact(&typo, "typo of id");
     for _ in 0..2 {
-        let a = u
-            .cmd()
-            .args(["auth", "token", "revoke", &typo])
-            .assert()
-            .code(1);
-        t.record("tessera auth token revoke [typo of id]", a.get_output());
+        let a = t.run(&u, &["auth", "token", "revoke", &typo], 1);
         let err = stderr_of(&a);
         assert!(
             err.contains(&format!("no token with id {typo} in the token store"))
@@ -1088,35 +1083,20 @@ fn revoking_an_unknown_or_malformed_id_is_an_error() {
     }
     // Not an id at all: a usage error naming the format; a pasted token is not echoed.
     for bad in ["nonexistent", "xyz-123", &token] {
-        let a = u
-            .cmd()
-            .args(["auth", "token", "revoke", bad])
-            .assert()
-            .code(2);
-        t.record(&format!("tessera auth token revoke {bad}"), a.get_output());
+        let a = t.run(&u, &["auth", "token", "revoke", bad], 2);
         let err = stderr_of(&a);
         assert!(err.contains("32 hexadecimal characters"), "{err}");
         assert!(!err.contains(&token[..50]), "{err}");
     }
     u.ok(&["auth", "token", "verify", &token]);
     // The real id, in capitals as some tools print it: revoked; again: "already revoked", exit 0.
-    let a = u
-        .cmd()
-        .args(["auth", "token", "revoke", &jti.to_uppercase()])
-        .assert()
-        .success();
-    t.record("tessera auth token revoke [ID]", a.get_output());
+    let a = t.run(&u, &["auth", "token", "revoke", &jti.to_uppercase()], 0);
     assert!(
         stderr_of(&a).contains(&format!("revoked token {jti}")),
         "{}",
         stderr_of(&a)
     );
-    let a = u
-        .cmd()
-        .args(["auth", "token", "revoke", &jti])
-        .assert()
-        .success();
-    t.record("tessera auth token revoke [id]", a.get_output());
+    let a = t.run(&u, &["auth", "token", "revoke", &jti], 0);
     assert!(
         stderr_of(&a).contains("already revoked"),
         "{}",
@@ -1152,36 +1132,15 @@ fn revoking_a_token_of_another_store_needs_unrecorded() {
             .assert()
     };
     verify_far().success();
-    let a = u
-        .cmd()
-        .args(["auth", "token", "revoke", far_id])
-        .assert()
-        .code(1);
-    t.record("tessera auth token revoke [far id]", a.get_output());
+    let a = t.run(&u, &["auth", "token", "revoke", far_id], 1);
     assert!(stderr_of(&a).contains("--unrecorded"), "{}", stderr_of(&a));
     verify_far().success();
-    let a = u
-        .cmd()
-        .args(["auth", "token", "revoke", far_id, "--unrecorded"])
-        .assert()
-        .success();
-    t.record(
-        "tessera auth token revoke [far id] --unrecorded",
-        a.get_output(),
-    );
+    let a = t.run(&u, &["auth", "token", "revoke", far_id, "--unrecorded"], 0);
     assert!(stderr_of(&a).contains("revoked token"), "{}", stderr_of(&a));
     verify_far()
         .code(1)
         .stderr(predicate::str::contains("revoked"));
-    let a = u
-        .cmd()
-        .args(["auth", "token", "revoke", "--subject", "ci", "--unrecorded"])
-        .assert()
-        .code(2);
-    t.record(
-        "tessera auth token revoke --subject ci --unrecorded",
-        a.get_output(),
-    );
+    t.run(&u, &argv("auth token revoke --subject ci --unrecorded"), 2);
 
     // A token revoked through its subject counts as already revoked too.
     let a = u
@@ -1194,12 +1153,7 @@ fn revoking_a_token_of_another_store_needs_unrecorded() {
     t.redact(&other, "other id");
     std::thread::sleep(std::time::Duration::from_millis(5));
     u.ok(&["auth", "token", "revoke", "--subject", "bot"]);
-    let a = u
-        .cmd()
-        .args(["auth", "token", "revoke", &other])
-        .assert()
-        .success();
-    t.record("tessera auth token revoke [other id]", a.get_output());
+    let a = t.run(&u, &["auth", "token", "revoke", &other], 0);
     assert!(
         stderr_of(&a).contains("already revoked"),
         "{}",

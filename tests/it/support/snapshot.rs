@@ -3,6 +3,10 @@
 
 use std::process::Output;
 
+use assert_cmd::assert::Assert;
+
+use super::Run;
+
 /// Commands and what they printed, with volatile values redacted, for one snapshot.
 #[derive(Default)]
 pub struct Transcript {
@@ -45,6 +49,16 @@ impl Transcript {
         }
         self.text.push('\n');
         self
+    }
+
+    /// Runs `tessera ARGS` in `home`, expects exit `code` and records it as `$ tessera ARGS`
+    /// (redacted like the rest).
+    #[track_caller]
+    pub fn run(&mut self, home: &impl Run, args: &[&str], code: i32) -> Assert {
+        let out = home.tessera().args(args).output().unwrap();
+        self.record(&format!("tessera {}", args.join(" ")), &out);
+        let a = Assert::new(out);
+        a.code(code)
     }
 
     /// The transcript with every redaction applied.
