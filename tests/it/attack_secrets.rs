@@ -11,7 +11,7 @@ use std::process::{Command as StdCommand, Output};
 
 use crate::support::Run;
 use crate::support::argv;
-use crate::support::http::form;
+use crate::support::http::{create_token, form, login, verify};
 use crate::support::pass::PassStore;
 use crate::support::{Home, PASSWORD, SECRET, SERVICE};
 use reqwest::blocking::Client;
@@ -236,20 +236,12 @@ fn server_log_and_error_bodies_never_show_a_secret() {
     let mut tokens = vec![cli_token.clone()];
     let mut bodies = Vec::new();
 
-    let r = http
-        .post(format!("{base}/auth/login"))
-        .json(&json!({"username": "deploy", "password": PASSWORD}))
-        .send()
-        .unwrap();
+    let r = login(&base, "deploy", PASSWORD);
     assert_eq!(r.status(), 200);
     let v: Value = r.json().unwrap();
     tokens.push(v["token"].as_str().unwrap().to_owned());
     for (user, pw) in [("deploy", WRONG), ("nobody", WRONG), ("deploy", "")] {
-        let r = http
-            .post(format!("{base}/auth/login"))
-            .json(&json!({"username": user, "password": pw}))
-            .send()
-            .unwrap();
+        let r = login(&base, user, pw);
         assert_eq!(r.status(), 401);
         bodies.push(r.text().unwrap());
     }
@@ -265,12 +257,7 @@ fn server_log_and_error_bodies_never_show_a_secret() {
     assert_eq!(r.status(), 400);
     bodies.push(r.text().unwrap());
     for t in [&cli_token, &tokens[1]] {
-        let r = http
-            .get(format!("{base}/auth/verify"))
-            .bearer_auth(t)
-            .send()
-            .unwrap();
-        assert_eq!(r.status(), 200);
+        assert_eq!(verify(&base, t).0, 200);
     }
     let r = http
         .get(format!("{base}/auth/verify"))
@@ -279,15 +266,11 @@ fn server_log_and_error_bodies_never_show_a_secret() {
         .unwrap();
     assert_eq!(r.status(), 401);
     bodies.push(r.text().unwrap());
-    let r = http
-        .post(format!("{base}/auth/tokens"))
-        .bearer_auth(&cli_token)
-        .json(&json!({"subject": "bot", "scopes": "pull", "expiry": "1h"}))
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    let v: Value = r.json().unwrap();
-    tokens.push(v["token"].as_str().unwrap().to_owned());
+    tokens.push(create_token(
+        &base,
+        &cli_token,
+        &json!({"subject": "bot", "scopes": "pull", "expiry": "1h"}),
+    ));
     // The registry flow: password, token, refresh token, and wrong ones.
     let scope = format!("{base}/token?service={SERVICE}&scope=repository:team/app:pull");
     let r = http

@@ -111,11 +111,14 @@ impl Home {
         for d in [h.home().join("config"), h.config_dir(), h.data()] {
             std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700)).unwrap();
         }
-        std::fs::write(h.config_dir().join("tessera.toml"), config).unwrap();
+        h.write_config(config);
         h
     }
     fn home(&self) -> &Path {
         self.dir.path()
+    }
+    fn write_config(&self, text: &str) {
+        std::fs::write(self.config_dir().join("tessera.toml"), text).unwrap();
     }
     fn config_dir(&self) -> PathBuf {
         self.home().join("config/tessera")
@@ -355,15 +358,11 @@ fn age_files(dir: &Path, names: &[String]) {
 fn use_age(h: &Home, file: &Path) -> PathBuf {
     let identity = h.config_dir().join("age-identity.txt");
     tessera_backends::age::generate_identity(&identity).unwrap();
-    std::fs::write(
-        h.config_dir().join("tessera.toml"),
-        format!(
-            "[secrets]\nbackend = \"age\"\n[secrets.age]\nfile = \"{}\"\nidentity = \"{}\"\n",
-            file.display(),
-            identity.display()
-        ),
-    )
-    .unwrap();
+    h.write_config(&format!(
+        "[secrets]\nbackend = \"age\"\n[secrets.age]\nfile = \"{}\"\nidentity = \"{}\"\n",
+        file.display(),
+        identity.display()
+    ));
     identity
 }
 
@@ -645,14 +644,10 @@ fn sops_home() -> Option<Home> {
         format!("creation_rules:\n  - age: {recipient}\n"),
     )
     .unwrap();
-    std::fs::write(
-        h.config_dir().join("tessera.toml"),
-        format!(
-            "[secrets]\nbackend = \"sops\"\ntimeout = \"60s\"\n[secrets.sops]\nfile = \"{}\"\n",
-            dir.join("secrets.enc.yaml").display()
-        ),
-    )
-    .unwrap();
+    h.write_config(&format!(
+        "[secrets]\nbackend = \"sops\"\ntimeout = \"60s\"\n[secrets.sops]\nfile = \"{}\"\n",
+        dir.join("secrets.enc.yaml").display()
+    ));
     h.env("SOPS_AGE_KEY_FILE", key.display().to_string());
     h.env("SOPS_DISABLE_VERSION_CHECK", "1");
     Some(h)
@@ -740,14 +735,10 @@ fn disk_full_while_writing_keeps_the_old_files() {
 
     // unsafe backend
     let dir = disk.join("secrets");
-    std::fs::write(
-        h.config_dir().join("tessera.toml"),
-        format!(
-            "[secrets]\nbackend = \"unsafe\"\n[secrets.unsafe]\ndir = \"{}\"\n",
-            dir.display()
-        ),
-    )
-    .unwrap();
+    h.write_config(&format!(
+        "[secrets]\nbackend = \"unsafe\"\n[secrets.unsafe]\ndir = \"{}\"\n",
+        dir.display()
+    ));
     h.ok(&["secrets", "set", "k"], b"old");
     fs.fill();
     let err = h.fail(&["secrets", "set", "k"], big.as_bytes());
@@ -827,14 +818,10 @@ fn fake_tool_home(backend: &str, program: &str, script: &str) -> (Home, PathBuf)
         "a:\n    b: ENC[AES256_GCM,data:x,iv:x,tag:x,type:str]\nsops:\n    version: 3.9.0\n",
     )
     .unwrap();
-    std::fs::write(
-        h.config_dir().join("tessera.toml"),
-        format!(
-            "[secrets]\nbackend = \"{backend}\"\ntimeout = \"1s\"\n[secrets.sops]\nfile = \"{}\"\n",
-            sops_file.display()
-        ),
-    )
-    .unwrap();
+    h.write_config(&format!(
+        "[secrets]\nbackend = \"{backend}\"\ntimeout = \"1s\"\n[secrets.sops]\nfile = \"{}\"\n",
+        sops_file.display()
+    ));
     let path = format!(
         "{}:{}",
         bin_dir.display(),
