@@ -17,6 +17,13 @@ fn mode(p: &Path) -> u32 {
     std::fs::metadata(p).unwrap().permissions().mode() & 0o777
 }
 
+/// Fails unless the command's stderr contains `needle`.
+#[track_caller]
+fn stderr_has(a: &assert_cmd::assert::Assert, needle: &str) {
+    let err = stderr_of(a);
+    assert!(err.contains(needle), "`{needle}` not in: {err}");
+}
+
 fn stderr_of(a: &assert_cmd::assert::Assert) -> String {
     String::from_utf8_lossy(&a.get_output().stderr).into_owned()
 }
@@ -567,7 +574,7 @@ fn password_hash_is_htpasswd_bcrypt_and_refuses_long_input() {
         .write_stdin(format!("{}\n", "x".repeat(73)))
         .assert()
         .code(1);
-    assert!(stderr_of(&a).contains("72"), "{}", stderr_of(&a));
+    stderr_has(&a, "72");
     u.fails(
         &["auth", "password", "hash", "--stdin", "--cost", "3"],
         "pw\n",
@@ -1091,17 +1098,9 @@ fn revoking_an_unknown_or_malformed_id_is_an_error() {
     u.ok(&["auth", "token", "verify", &token]);
     // The real id, in capitals as some tools print it: revoked; again: "already revoked", exit 0.
     let a = t.run(&u, &["auth", "token", "revoke", &jti.to_uppercase()], 0);
-    assert!(
-        stderr_of(&a).contains(&format!("revoked token {jti}")),
-        "{}",
-        stderr_of(&a)
-    );
+    stderr_has(&a, &format!("revoked token {jti}"));
     let a = t.run(&u, &["auth", "token", "revoke", &jti], 0);
-    assert!(
-        stderr_of(&a).contains("already revoked"),
-        "{}",
-        stderr_of(&a)
-    );
+    stderr_has(&a, "already revoked");
     insta::assert_snapshot!("revoke_errors", t.text());
 }
 
@@ -1133,10 +1132,10 @@ fn revoking_a_token_of_another_store_needs_unrecorded() {
     };
     verify_far().success();
     let a = t.run(&u, &["auth", "token", "revoke", far_id], 1);
-    assert!(stderr_of(&a).contains("--unrecorded"), "{}", stderr_of(&a));
+    stderr_has(&a, "--unrecorded");
     verify_far().success();
     let a = t.run(&u, &["auth", "token", "revoke", far_id, "--unrecorded"], 0);
-    assert!(stderr_of(&a).contains("revoked token"), "{}", stderr_of(&a));
+    stderr_has(&a, "revoked token");
     verify_far()
         .code(1)
         .stderr(predicate::str::contains("revoked"));
@@ -1154,11 +1153,7 @@ fn revoking_a_token_of_another_store_needs_unrecorded() {
     std::thread::sleep(std::time::Duration::from_millis(5));
     u.ok(&["auth", "token", "revoke", "--subject", "bot"]);
     let a = t.run(&u, &["auth", "token", "revoke", &other], 0);
-    assert!(
-        stderr_of(&a).contains("already revoked"),
-        "{}",
-        stderr_of(&a)
-    );
+    stderr_has(&a, "already revoked");
     insta::assert_snapshot!("revoke_unrecorded", t.text());
 }
 
@@ -1184,7 +1179,7 @@ fn revoke_all_and_replacing_signing_keys_need_confirmation() {
         .args(["auth", "token", "revoke", "--all"])
         .assert()
         .code(2);
-    assert!(stderr_of(&a).contains("--yes"), "{}", stderr_of(&a));
+    stderr_has(&a, "--yes");
     u.ok(&["auth", "token", "verify", &token]);
     for args in [
         &["secrets", "set", "tessera/auth/token_secret"][..],
@@ -1212,11 +1207,8 @@ fn revoke_all_and_replacing_signing_keys_need_confirmation() {
     ] {
         for args in [&["secrets", "set", key][..], &["secrets", "rm", key][..]] {
             let a = u.cmd().args(args).write_stdin("x\n").assert().code(2);
-            assert!(
-                stderr_of(&a).contains(what) && stderr_of(&a).contains("--yes"),
-                "{}",
-                stderr_of(&a)
-            );
+            stderr_has(&a, what);
+            stderr_has(&a, "--yes");
         }
         u.ok_with_stdin(
             &["secrets", "set", key, "--yes"],
