@@ -940,6 +940,16 @@ fn gpg_agent_killed_between_calls_restarts() {
 
 // ---- the token store locked, damaged, moved aside -------------------------------------------
 
+/// A login home, its server, the server's URL and a token it accepts.
+fn store_server() -> (Home, BinServer, String, String) {
+    let h = login_home();
+    let srv = start_server(&h);
+    let base = srv.url();
+    let token = mint(&h);
+    assert_eq!(verify(&base, &token).0, 200);
+    (h, srv, base, token)
+}
+
 fn mint(h: &Home) -> String {
     h.ok(&argv("auth token generate --subject ci --scopes pull"), b"")
         .trim()
@@ -957,11 +967,7 @@ fn assert_unavailable(base: &str, token: &str) {
 
 #[test]
 fn token_store_locked_by_another_process() {
-    let h = login_home();
-    let mut srv = start_server(&h);
-    let base = srv.url();
-    let token = mint(&h);
-    assert_eq!(verify(&base, &token).0, 200);
+    let (h, mut srv, base, token) = store_server();
 
     let locker = rusqlite::Connection::open(h.store()).unwrap();
     locker.execute_batch("BEGIN EXCLUSIVE").unwrap();
@@ -1013,11 +1019,7 @@ fn token_store_locked_by_another_process() {
 
 #[test]
 fn token_store_damaged_then_restored_while_the_server_runs() {
-    let h = login_home();
-    let mut srv = start_server(&h);
-    let base = srv.url();
-    let token = mint(&h);
-    assert_eq!(verify(&base, &token).0, 200);
+    let (h, mut srv, base, token) = store_server();
     let store = h.store();
     let backup = h.home().join("tokens.backup.db");
     {
@@ -1077,10 +1079,7 @@ fn token_store_damaged_then_restored_while_the_server_runs() {
 #[test]
 fn a_server_shares_nothing_with_a_killed_cli() {
     // A CLI killed while it writes to the token store leaves it usable for the server.
-    let h = login_home();
-    let srv = start_server(&h);
-    let base = srv.url();
-    let token = mint(&h);
+    let (h, srv, base, token) = store_server();
     let mut rng = Rng::new("store kill");
     for _ in 0..20 {
         kill_after(

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::support::Run;
+use crate::support::api::RunningServer;
 use crate::support::argv;
 use crate::support::http::{client, create_token, login, verify};
 use crate::support::{Home, PASSWORD, SECRET, WRONG_PASSWORD};
@@ -16,6 +17,13 @@ use secrecy::SecretString;
 use serde_json::{Value, json};
 use tessera::store::{StoreError, TokenRecord, TokenState, TokenStore};
 use tessera::token::{self, KeyRing, MintRequest, ScopeSet, SigningKey};
+
+/// A home with `config`, its server in this process, and the server's base URL.
+fn served(config: &str) -> (Home, RunningServer, String) {
+    let h = Home::with_config(config);
+    let (srv, base) = h.serve_base();
+    (h, srv, base)
+}
 
 #[test]
 fn round_trip_through_the_binary_and_no_secret_in_the_log() {
@@ -105,8 +113,7 @@ fn round_trip_through_the_binary_and_no_secret_in_the_log() {
 
 #[test]
 fn cli_minted_token_is_accepted_and_cli_revocation_is_seen_at_once() {
-    let h = Home::with_config("");
-    let (_srv, base) = h.serve_base();
+    let (h, _srv, base) = served("");
     let (tok, jti) = h.mint("ci", "push,pull");
     // Asked several times, so that the server's answer for this token is one it reuses while
     // the store is unchanged.
@@ -138,8 +145,7 @@ fn cli_minted_token_is_accepted_and_cli_revocation_is_seen_at_once() {
 /// is verified from scratch and refused.
 #[test]
 fn a_token_verified_before_does_not_vouch_for_a_changed_one() {
-    let h = Home::with_config("");
-    let (_srv, base) = h.serve_base();
+    let (h, _srv, base) = served("");
     let (tok, _) = h.mint("ci", "pull");
     for _ in 0..3 {
         assert_eq!(verify(&base, &tok).0, 200);
@@ -164,8 +170,7 @@ fn a_token_verified_before_does_not_vouch_for_a_changed_one() {
 /// server reuses answers only while SQLite's shared WAL-index header is unchanged.
 #[test]
 fn a_revocation_written_by_the_sqlite3_shell_is_seen_at_once() {
-    let h = Home::with_config("");
-    let (_srv, base) = h.serve_base();
+    let (h, _srv, base) = served("");
     let (tok, jti) = h.mint("ci", "pull");
     for _ in 0..3 {
         assert_eq!(verify(&base, &tok).0, 200);
@@ -189,8 +194,7 @@ fn a_revocation_written_by_the_sqlite3_shell_is_seen_at_once() {
 
 #[test]
 fn api_revocation_is_seen_by_the_cli_and_admin_api_works() {
-    let h = Home::with_config("");
-    let (_srv, base) = h.serve_base();
+    let (h, _srv, base) = served("");
     let (admin, _) = h.mint("root", "admin:tokens:read,admin:tokens:write,pull");
     let r = client()
         .post(format!("{base}/auth/tokens"))
@@ -730,8 +734,7 @@ fn with_the_age_backend_the_token_lives_in_the_backend_not_in_remotes_toml() {
 /// token id that is not UTF-8 in the path, a body that is not JSON.
 #[test]
 fn extractor_rejections_are_json() {
-    let h = Home::with_config("");
-    let (_srv, base) = h.serve_base();
+    let (h, _srv, base) = served("");
     let (admin, _) = h.mint("root", "admin");
     for path in [
         "/auth/tokens/%FF",
