@@ -177,24 +177,27 @@ impl Home {
         let _ = feeder.join();
         out
     }
-    fn ok(&self, args: &[&str], stdin: &[u8]) -> String {
-        let out = self.run(args, stdin);
-        assert!(
-            out.status.success(),
-            "tessera {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-    fn fail(&self, args: &[&str], stdin: &[u8]) -> String {
+    /// Runs tessera with `args` and `stdin`, expecting exit `code`; returns the output.
+    #[track_caller]
+    fn ends(&self, args: &[&str], stdin: &[u8], code: i32) -> Output {
         let out = self.run(args, stdin);
         assert_eq!(
             out.status.code(),
-            Some(1),
-            "tessera {args:?} should fail with 1: {}",
+            Some(code),
+            "tessera {args:?} should exit with {code}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        String::from_utf8(out.stderr).unwrap()
+        out
+    }
+    /// Expects success; returns stdout.
+    #[track_caller]
+    fn ok(&self, args: &[&str], stdin: &[u8]) -> String {
+        String::from_utf8(self.ends(args, stdin, 0).stdout).unwrap()
+    }
+    /// Expects exit 1; returns stderr.
+    #[track_caller]
+    fn fail(&self, args: &[&str], stdin: &[u8]) -> String {
+        String::from_utf8(self.ends(args, stdin, 1).stderr).unwrap()
     }
 }
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use crate::support::Run;
 use crate::support::api::RunningServer;
 use crate::support::argv;
-use crate::support::http::{client, create_token, login, verify};
+use crate::support::http::{client, create_token, login, status_and_json, verify};
 use crate::support::{Home, PASSWORD, SECRET, WRONG_PASSWORD};
 use jiff::Timestamp;
 use reqwest::blocking::Client;
@@ -239,31 +239,24 @@ fn api_revocation_is_seen_by_the_cli_and_admin_api_works() {
         r.json::<Value>().unwrap()["required_scope"],
         "repository:*:push"
     );
-    let r = client()
-        .delete(format!("{base}/auth/tokens/{jti}"))
-        .bearer_auth(&admin)
-        .send()
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 200);
-    assert_eq!(r.json::<Value>().unwrap()["already_revoked"], false);
+    // DELETE /auth/tokens/ID with the admin token: (status, body).
+    let revoke = |id: &str| {
+        status_and_json(
+            client()
+                .delete(format!("{base}/auth/tokens/{id}"))
+                .bearer_auth(&admin)
+                .send()
+                .unwrap(),
+        )
+    };
+    let (s, v) = revoke(&jti);
+    assert_eq!((s, &v["already_revoked"]), (200, &json!(false)), "{v}");
     // Again: it says so; an id the store never heard of (a typo) is 404, and stays unknown.
-    let r = client()
-        .delete(format!("{base}/auth/tokens/{jti}"))
-        .bearer_auth(&admin)
-        .send()
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 200);
-    assert_eq!(r.json::<Value>().unwrap()["already_revoked"], true);
+    let (s, v) = revoke(&jti);
+    assert_eq!((s, &v["already_revoked"]), (200, &json!(true)), "{v}");
     for _ in 0..2 {
-        let r = client()
-            .delete(format!(
-                "{base}/auth/tokens/0123456789abcdef0123456789abcdef"
-            ))
-            .bearer_auth(&admin)
-            .send()
-            .unwrap();
-        assert_eq!(r.status().as_u16(), 404);
-        let v: Value = r.json().unwrap();
+        let (s, v) = revoke("0123456789abcdef0123456789abcdef");
+        assert_eq!(s, 404, "{v}");
         assert_eq!(v["code"], "NOT_FOUND", "{v}");
         assert!(
             v["error"].as_str().unwrap().contains("no token with id"),
