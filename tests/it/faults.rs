@@ -16,7 +16,7 @@ use std::collections::BTreeSet;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::support::argv;
@@ -161,18 +161,7 @@ impl Home {
         c
     }
     fn run(&self, args: &[&str], stdin: &[u8]) -> Output {
-        let mut child = self
-            .cmd(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut input = child.stdin.take().unwrap();
-        let bytes = stdin.to_vec();
-        let feeder = std::thread::spawn(move || {
-            let _ = input.write_all(&bytes);
-        });
+        let (child, feeder) = spawn_fed(self.cmd(args), stdin.to_vec(), Stdio::piped);
         let out = child.wait_with_output().unwrap();
         let _ = feeder.join();
         out
@@ -203,24 +192,34 @@ impl Home {
 
 /// Runs `cmd` with `stdin`, sends SIGKILL after `delay` (unless it finished), reaps it.
 /// Returns whether it had finished successfully before the kill.
-fn kill_after(mut cmd: Command, stdin: Vec<u8>, delay: Duration) -> bool {
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut input = child.stdin.take().unwrap();
-    let feeder = std::thread::spawn(move || {
-        // EPIPE once the child is dead is expected.
-        let _ = input.write_all(&stdin);
-    });
+fn kill_after(cmd: Command, stdin: Vec<u8>, delay: Duration) -> bool {
+    let (mut child, feeder) = spawn_fed(cmd, stdin, Stdio::null);
     std::thread::sleep(delay);
     let done = matches!(child.try_wait(), Ok(Some(s)) if s.success());
     let _ = child.kill();
     let _ = child.wait();
     let _ = feeder.join();
     done
+}
+
+/// Spawns `cmd` with stdout and stderr made by `out`, and a thread writing `stdin` to it
+/// (an EPIPE once the child is dead is expected and ignored).
+fn spawn_fed(
+    mut cmd: Command,
+    stdin: Vec<u8>,
+    out: fn() -> Stdio,
+) -> (Child, std::thread::JoinHandle<()>) {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(out())
+        .stderr(out())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    let feeder = std::thread::spawn(move || {
+        let _ = input.write_all(&stdin);
+    });
+    (child, feeder)
 }
 
 /// The iterations of one kill scenario: `FAULTS_ITERATIONS`, bounded by `FAULTS_MAX_SECS`
