@@ -54,9 +54,8 @@ fn stderr(out: &Output) -> String {
 
 /// Reads a value through the CLI (`secrets get` prints it by design).
 fn get(home: &Home, key: &str) -> String {
-    let out = home.cmd().args(["secrets", "get", key]).output().unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    String::from_utf8(out.stdout).unwrap().trim_end().to_owned()
+    let (value, _) = home.ok(&["secrets", "get", key]);
+    value.trim_end().to_owned()
 }
 
 /// Every secret value of a `home()`: the token secrets, a stored value, the password, its
@@ -98,7 +97,7 @@ fn cli_output_never_shows_a_secret_it_was_not_asked_for() {
     let all: Vec<&str> = known.iter().map(String::as_str).collect();
     // Tokens from the environment's secret and from the backend's.
     let env_token = home.token(&["--subject", "ci", "--scopes", "pull"]);
-    let (backend_token, out) = backend_token(&home);
+    let (backend_token, out) = backend_token(home.cmd());
     assert_clean("generate (backend), stderr", &stderr(&out), &all);
     assert_clean(
         "generate (backend), stderr",
@@ -159,9 +158,8 @@ fn cli_output_never_shows_a_secret_it_was_not_asked_for() {
 
 /// A token minted with the backend's secret (no `TESSERA_AUTH_TOKEN_SECRET`), and the
 /// command's output.
-fn backend_token(home: &Home) -> (String, Output) {
-    let out = home
-        .cmd()
+fn backend_token(mut tessera: assert_cmd::Command) -> (String, Output) {
+    let out = tessera
         .env_remove("TESSERA_AUTH_TOKEN_SECRET")
         .args(["auth", "token", "generate", "--subject", "ci"])
         .output()
@@ -179,7 +177,7 @@ fn backend_token(home: &Home) -> (String, Output) {
 #[test]
 fn errors_about_a_secret_never_echo_it() {
     let home = home();
-    let (backend_token, _) = backend_token(&home);
+    let (backend_token, _) = backend_token(home.cmd());
     let short_env = "short-ENVSHORT-secret";
     let out = home
         .cmd()
@@ -372,6 +370,12 @@ struct FakePass {
 
 const FAKE_SHOWN: &str = "fake-pass-token-secret-FAKE-0123456789abcdef";
 
+impl Run for FakePass {
+    fn tessera(&self) -> assert_cmd::Command {
+        self.cmd()
+    }
+}
+
 impl FakePass {
     fn new() -> FakePass {
         let home = Home::new();
@@ -453,20 +457,9 @@ fn child_processes_get_secrets_only_on_stdin() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
-    let out = f
-        .cmd()
-        .args(["registry", "init", "--force"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
+    f.ok(&["registry", "init", "--force"]);
     // The token secret comes back from `pass show` and signs a token.
-    let out = f
-        .cmd()
-        .env_remove("TESSERA_AUTH_TOKEN_SECRET")
-        .args(["auth", "token", "generate", "--subject", "ci"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
+    let (_, out) = backend_token(f.cmd());
     assert_clean("generate via pass", &stderr(&out), &[FAKE_SHOWN]);
 
     // Control: the secrets did reach pass, on stdin.
