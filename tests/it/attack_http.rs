@@ -27,6 +27,14 @@ fn serve(server_section: &str) -> (Home, crate::support::api::RunningServer) {
     (home, server)
 }
 
+/// `GET /token?service=SERVICE` followed by `query`, as `deploy` with `password`.
+fn deploy_at_token(http: &Client, base: &str, query: &str, password: &str) -> Response {
+    http.get(format!("{base}/token?service={SERVICE}{query}"))
+        .basic_auth("deploy", Some(password))
+        .send()
+        .unwrap()
+}
+
 /// A client that gives up on a starved server instead of hanging the test.
 fn client() -> Client {
     Client::builder()
@@ -300,13 +308,12 @@ fn slow_clients_do_not_starve_a_normal_request() {
         .send()
         .unwrap();
     assert_eq!(r.status(), 200, "login while 50 clients dribble headers");
-    let r = http
-        .get(format!(
-            "http://{addr}/token?service={SERVICE}&scope=repository:team/app:pull"
-        ))
-        .basic_auth("deploy", Some(PASSWORD))
-        .send()
-        .unwrap();
+    let r = deploy_at_token(
+        &http,
+        &format!("http://{addr}"),
+        "&scope=repository:team/app:pull",
+        PASSWORD,
+    );
     assert_eq!(r.status(), 200, "/token while 50 clients dribble headers");
     stop.store(true, Ordering::Relaxed);
     for t in slow {
@@ -384,11 +391,7 @@ fn thousands_of_scopes_are_400() {
     let repeated: String = (0..2000)
         .map(|i| format!("&scope=repository:r{i}:pull"))
         .collect();
-    let r = http
-        .get(format!("{base}/token?service={SERVICE}{repeated}"))
-        .basic_auth("deploy", Some(PASSWORD))
-        .send()
-        .unwrap();
+    let r = deploy_at_token(&http, &base, &repeated, PASSWORD);
     assert_eq!(json_4xx("2000 scope parameters", r).0, 400);
     let spaced: String = (0..2000)
         .map(|i| format!("repository:r{i}:pull "))
@@ -414,11 +417,7 @@ fn thousands_of_scopes_are_400() {
     let ok: String = (0..64)
         .map(|i| format!("&scope=repository:r{i}:pull"))
         .collect();
-    let r = http
-        .get(format!("{base}/token?service={SERVICE}{ok}"))
-        .basic_auth("deploy", Some(PASSWORD))
-        .send()
-        .unwrap();
+    let r = deploy_at_token(&http, &base, &ok, PASSWORD);
     assert_eq!(r.status(), 200);
 }
 
@@ -769,13 +768,7 @@ fn fifty_good_logins_in_a_row_are_never_rate_limited() {
     let http = client();
     let base = format!("http://{}", server.addr());
     for i in 0..50 {
-        let r = http
-            .get(format!(
-                "{base}/token?service={SERVICE}&scope=repository:team/app:pull"
-            ))
-            .basic_auth("deploy", Some(PASSWORD))
-            .send()
-            .unwrap();
+        let r = deploy_at_token(&http, &base, "&scope=repository:team/app:pull", PASSWORD);
         assert_eq!(r.status(), 200, "/token login {i}");
     }
     for i in 0..10 {
@@ -788,18 +781,10 @@ fn fifty_good_logins_in_a_row_are_never_rate_limited() {
     }
     // Failures still count: three, then 429 with Retry-After, even for the right password.
     for _ in 0..3 {
-        let r = http
-            .get(format!("{base}/token?service={SERVICE}"))
-            .basic_auth("deploy", Some("wrong"))
-            .send()
-            .unwrap();
+        let r = deploy_at_token(&http, &base, "", "wrong");
         assert_eq!(r.status(), 401);
     }
-    let r = http
-        .get(format!("{base}/token?service={SERVICE}"))
-        .basic_auth("deploy", Some(PASSWORD))
-        .send()
-        .unwrap();
+    let r = deploy_at_token(&http, &base, "", PASSWORD);
     assert_eq!(r.status(), 429);
     let retry: u64 = r.headers()["retry-after"]
         .to_str()
@@ -851,12 +836,6 @@ fn guessing_against_an_account_never_locks_the_real_user_out() {
     for i in 0..5 {
         assert_eq!(login(&user, PASSWORD).status(), 200, "real user, login {i}");
     }
-    let r = user
-        .get(format!(
-            "{base}/token?service={SERVICE}&scope=repository:team/app:pull"
-        ))
-        .basic_auth("deploy", Some(PASSWORD))
-        .send()
-        .unwrap();
+    let r = deploy_at_token(&user, &base, "&scope=repository:team/app:pull", PASSWORD);
     assert_eq!(r.status(), 200, "real user at /token");
 }
