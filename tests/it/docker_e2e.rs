@@ -5,15 +5,13 @@
 //! The Docker daemon is the one `scripts/test` starts (it exports `DOCKER_HOST`); locally the
 //! Docker tests are skipped when no daemon answers, under `CI=true` that is a failure.
 
-mod registry_common;
-
-use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
+use crate::support::Run;
+use crate::support::argv;
+use crate::support::real::{Rig, fails, ok, rootfs_tar, run_tool, text, tools_present};
 use base64::Engine;
-use registry_common::Home;
-use registry_common::real::{Registry, fails, ok, rootfs_tar, text, tools_present};
 
 /// The Docker daemon's address, when one answers.
 fn docker_daemon() -> Option<String> {
@@ -64,26 +62,14 @@ impl Docker {
     }
 
     fn run(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
-        let mut child = Command::new("docker")
-            .env_clear()
+        let mut c = Command::new("docker");
+        c.env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", self.home.path())
             .env("DOCKER_CONFIG", self.home.path().join(".docker"))
             .env("DOCKER_HOST", &self.daemon)
-            .args(args)
-            .stdin(if stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        if let Some(input) = stdin {
-            child.stdin.take().unwrap().write_all(input).unwrap();
-        }
-        child.wait_with_output().unwrap()
+            .args(args);
+        run_tool(c, stdin)
     }
 
     fn login(&self, host: &str, user: &str, secret: &str) -> Output {
@@ -109,29 +95,15 @@ fn docker_cli_logs_in_pushes_pulls_and_is_refused_outside_its_scopes() {
     let Some(daemon) = docker_daemon() else {
         return;
     };
-    let home = Home::new();
-    let server = home.serve();
-    let work = tempfile::tempdir().unwrap();
-    let mut registry = Registry::start(
-        work.path(),
-        &format!("http://{}/token", server.addr()),
-        &home.certificate(),
-    );
-    let host = registry.host();
+    let mut rig = Rig::start();
+    let (home, host) = (&rig.home, rig.host.clone());
 
     // A push-and-pull token limited to team/*.
-    let token = home.token(&[
-        "--subject",
-        "ci",
-        "--scopes",
-        "push,pull",
-        "--repo",
-        "team/*",
-    ]);
+    let token = home.token(&argv("--subject ci --scopes push,pull --repo team/*"));
     let ci = Docker::new(&daemon);
     ok(ci.login(&host, "ci", &token));
     let app = format!("{host}/team/app:1");
-    ci.import(work.path(), &app);
+    ci.import(rig.work.path(), &app);
     ok(ci.run(&["push", &app], None));
     // Outside team/*: refused, and nothing is created.
     let other = format!("{host}/other/app:1");
@@ -160,7 +132,7 @@ fn docker_cli_logs_in_pushes_pulls_and_is_refused_outside_its_scopes() {
     for image in [&app, &other] {
         let _ = ci.run(&["rmi", image], None);
     }
-    registry.assert_no_token_trouble();
+    rig.registry.assert_no_token_trouble();
 }
 
 #[test]
@@ -168,15 +140,8 @@ fn docker_login_keeps_a_refresh_token_that_dies_with_its_parent() {
     let Some(daemon) = docker_daemon() else {
         return;
     };
-    let home = Home::new();
-    let server = home.serve();
-    let work = tempfile::tempdir().unwrap();
-    let mut registry = Registry::start(
-        work.path(),
-        &format!("http://{}/token", server.addr()),
-        &home.certificate(),
-    );
-    let host = registry.host();
+    let mut rig = Rig::start();
+    let (home, host) = (&rig.home, rig.host.clone());
     let (token, jti) = home.token_with_jti(&["--subject", "ci", "--scopes", "push,pull"]);
 
     // `docker login` asks for `offline_token=true` and stores the refresh token it gets as an
@@ -202,14 +167,11 @@ fn docker_login_keeps_a_refresh_token_that_dies_with_its_parent() {
 
     // The refresh token works for a push...
     let first = format!("{host}/team/refresh:1");
-    docker.import(work.path(), &first);
+    docker.import(rig.work.path(), &first);
     ok(docker.run(&["push", &first], None));
 
     // ...until its parent is revoked: then the derived refresh token is refused too.
-    home.cmd()
-        .args(["auth", "token", "revoke", &jti])
-        .assert()
-        .success();
+    home.ok(&["auth", "token", "revoke", &jti]);
     let second = format!("{host}/team/refresh2:1");
     ok(docker.run(&["tag", &first, &second], None));
     fails(docker.run(&["push", &second], None));
@@ -217,7 +179,7 @@ fn docker_login_keeps_a_refresh_token_that_dies_with_its_parent() {
     for image in [&first, &second] {
         let _ = docker.run(&["rmi", image], None);
     }
-    registry.assert_no_token_trouble();
+    rig.registry.assert_no_token_trouble();
 }
 
 /// podman with its own storage, run root and auth file in a scratch folder.
@@ -234,8 +196,8 @@ impl Podman {
 
     fn run(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
         let d = self.dir.path();
-        let mut child = Command::new("podman")
-            .env_clear()
+        let mut c = Command::new("podman");
+        c.env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", d)
             .env("XDG_RUNTIME_DIR", d.join("run"))
@@ -244,20 +206,8 @@ impl Podman {
             .arg("--runroot")
             .arg(d.join("run"))
             .args(["--storage-driver", "vfs"])
-            .args(args)
-            .stdin(if stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        if let Some(input) = stdin {
-            child.stdin.take().unwrap().write_all(input).unwrap();
-        }
-        child.wait_with_output().unwrap()
+            .args(args);
+        run_tool(c, stdin)
     }
 
     /// A registry command (`login`, `push`, `pull`) with the scratch auth file and plain HTTP.
@@ -277,15 +227,8 @@ fn podman_logs_in_pushes_pulls_and_a_pull_only_token_cannot_push() {
     ) {
         return;
     }
-    let home = Home::new();
-    let server = home.serve();
-    let work = tempfile::tempdir().unwrap();
-    let mut registry = Registry::start(
-        work.path(),
-        &format!("http://{}/token", server.addr()),
-        &home.certificate(),
-    );
-    let host = registry.host();
+    let mut rig = Rig::start();
+    let (home, host) = (&rig.home, rig.host.clone());
 
     let token = home.token(&["--subject", "ci", "--scopes", "push,pull"]);
     let ci = Podman::new();
@@ -296,7 +239,7 @@ fn podman_logs_in_pushes_pulls_and_a_pull_only_token_cannot_push() {
         Some(secret.as_bytes()),
     ));
     let app = format!("{host}/team/podman:1");
-    let tar = rootfs_tar(work.path(), "hello from podman\n");
+    let tar = rootfs_tar(rig.work.path(), "hello from podman\n");
     ok(ci.run(&["import", "-", &app], Some(&tar)));
     ok(ci.remote("push", &[&app], None));
 
@@ -314,5 +257,5 @@ fn podman_logs_in_pushes_pulls_and_a_pull_only_token_cannot_push() {
     fails(reader.remote("push", &[&second], None));
     fails(ci.remote("pull", &[&second], None));
 
-    registry.assert_no_token_trouble();
+    rig.registry.assert_no_token_trouble();
 }

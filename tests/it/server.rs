@@ -1,222 +1,40 @@
 //! HTTP server tests: a real server on 127.0.0.1:0 (in-process or the real binary) and the
 //! real CLI through assert_cmd. Every spawned binary gets its own HOME and XDG folders.
 
-mod common;
-
 use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command as StdCommand};
+use std::net::TcpListener;
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use assert_cmd::Command;
+use crate::support::Run;
+use crate::support::api::RunningServer;
+use crate::support::argv;
+use crate::support::http::{client, create_token, login, status_and_json, verify};
+use crate::support::{Home, PASSWORD, SECRET, WRONG_PASSWORD};
 use jiff::Timestamp;
 use reqwest::blocking::Client;
 use secrecy::SecretString;
 use serde_json::{Value, json};
-use tessera::config::{Config, Env};
-use tessera::http::{self as server, ServerState};
 use tessera::store::{Standing, StoreError, TokenRecord, TokenState, TokenStore};
 use tessera::token::{self, KeyRing, MintRequest, ScopeSet, SigningKey};
 
-const SECRET: &str = "test-signing-secret-0123456789-abcdefghijklmnop";
-const PASSWORD: &str = "correct horse battery staple";
-const WRONG_PASSWORD: &str = "Tr0ub4dor&3-wrong";
-
-/// A temporary HOME with XDG folders and a config file.
-struct Home {
-    dir: tempfile::TempDir,
-}
-
-impl Home {
-    fn new(config: &str) -> Home {
-        let dir = tempfile::tempdir().unwrap();
-        let h = Home { dir };
-        std::fs::create_dir_all(h.config_dir()).unwrap();
-        std::fs::create_dir_all(h.data()).unwrap();
-        std::fs::write(h.config_dir().join("tessera.toml"), config).unwrap();
-        h
-    }
-
-    /// A home with password login for `deploy` (bcrypt cost 10, the server's minimum).
-    fn with_login(extra: &str) -> Home {
-        let h = Home::new(&format!(
-            "[auth]\nusername = \"deploy\"\ntoken_expiry = \"1h\"\nlogin_scopes = \"push,pull\"\n{extra}"
-        ));
-        h.cmd()
-            .args([
-                "auth", "password", "hash", "--stdin", "--cost", "10", "--store",
-            ])
-            .write_stdin(format!("{PASSWORD}\n"))
-            .assert()
-            .success();
-        h
-    }
-
-    fn home(&self) -> &Path {
-        self.dir.path()
-    }
-    fn config_dir(&self) -> PathBuf {
-        self.home().join("config/tessera")
-    }
-    fn data(&self) -> PathBuf {
-        self.home().join("data")
-    }
-    fn remotes(&self) -> PathBuf {
-        self.config_dir().join("remotes.toml")
-    }
-
-    fn vars(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("HOME", self.home().display().to_string()),
-            (
-                "XDG_CONFIG_HOME",
-                self.home().join("config").display().to_string(),
-            ),
-            ("XDG_DATA_HOME", self.data().display().to_string()),
-            ("TESSERA_AUTH_TOKEN_SECRET", SECRET.to_owned()),
-        ]
-    }
-
-    fn cmd(&self) -> Command {
-        let mut c = Command::cargo_bin("tessera").unwrap();
-        c.env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default());
-        for (k, v) in self.vars() {
-            c.env(k, v);
-        }
-        c
-    }
-
-    fn env(&self) -> Env {
-        let vars = self.vars();
-        Env::from_pairs(vars.iter().map(|(k, v)| (*k, v.as_str())))
-    }
-
-    fn config(&self) -> Config {
-        Config::load(None, &self.env()).unwrap()
-    }
-
-    /// The server in this process on 127.0.0.1:0.
-    fn start(&self) -> server::RunningServer {
-        let state = ServerState::load(&self.config(), &self.env()).unwrap();
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        server::spawn(state, l, None).unwrap()
-    }
-
-    /// Mints a token with the CLI; returns (token, jti).
-    fn mint(&self, subject: &str, scopes: &str) -> (String, String) {
-        let out = self
-            .cmd()
-            .args([
-                "--json",
-                "auth",
-                "token",
-                "generate",
-                "--subject",
-                subject,
-                "--scopes",
-                scopes,
-            ])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-        (
-            v["token"].as_str().unwrap().to_owned(),
-            v["jti"].as_str().unwrap().to_owned(),
-        )
-    }
-}
-
-/// The real binary serving on 127.0.0.1:0 with its log captured in a file.
-struct BinServer {
-    child: Child,
-    addr: SocketAddr,
-    log: PathBuf,
-}
-
-impl BinServer {
-    fn start(h: &Home) -> BinServer {
-        let log = h.home().join("server.log");
-        let mut c = StdCommand::new(assert_cmd::cargo::cargo_bin("tessera"));
-        c.env_clear().env("RUST_LOG", "debug");
-        for (k, v) in h.vars() {
-            c.env(k, v);
-        }
-        let (child, addr) = common::spawn_serve(c, &log, "http");
-        let addr = addr.parse().unwrap();
-        BinServer { child, addr, log }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    /// SIGTERM, wait, and return the whole log.
-    fn stop(mut self) -> String {
-        let _ = StdCommand::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let status = self.child.wait().unwrap();
-        let log = std::fs::read_to_string(&self.log).unwrap();
-        assert!(
-            status.success(),
-            "server did not stop cleanly: {status}\n{log}"
-        );
-        log
-    }
-}
-
-fn http() -> Client {
-    tessera::http::install_crypto_provider();
-    Client::builder().build().unwrap()
-}
-
-fn get_verify(base: &str, token: &str) -> (u16, Value) {
-    let r = http()
-        .get(format!("{base}/auth/verify"))
-        .bearer_auth(token)
-        .send()
-        .unwrap();
-    let s = r.status().as_u16();
-    (s, r.json().unwrap())
-}
-
-fn login(base: &str, user: &str, pw: &str) -> reqwest::blocking::Response {
-    http()
-        .post(format!("{base}/auth/login"))
-        .json(&json!({"username": user, "password": pw}))
-        .send()
-        .unwrap()
+/// A home with `config`, its server in this process, and the server's base URL.
+fn served(config: &str) -> (Home, RunningServer, String) {
+    let h = Home::with_config(config);
+    let (srv, base) = h.serve_base();
+    (h, srv, base)
 }
 
 #[test]
 fn round_trip_through_the_binary_and_no_secret_in_the_log() {
     let h = Home::with_login("");
-    let srv = BinServer::start(&h);
+    let srv = h.serve_process(Some("debug"));
     let url = srv.url();
-    h.cmd()
-        .args(["remotes", "add", "local", &url])
-        .assert()
-        .success();
-    h.cmd()
-        .args([
-            "auth",
-            "login",
-            "--remote",
-            "local",
-            "--username",
-            "deploy",
-            "--password-stdin",
-        ])
-        .write_stdin(format!("{PASSWORD}\n"))
-        .assert()
-        .success();
+    h.ok(&["remotes", "add", "local", &url]);
+    h.ok_with_stdin(
+        &argv("auth login --remote local --username deploy --password-stdin"),
+        format!("{PASSWORD}\n"),
+    );
     // A wrong password is refused with a clear sentence.
     let out = h
         .cmd()
@@ -253,16 +71,10 @@ fn round_trip_through_the_binary_and_no_secret_in_the_log() {
     let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
     assert_eq!(token.split('.').count(), 3);
     // The server's token verifies with the CLI (same key ring code path).
-    h.cmd()
-        .args(["auth", "token", "verify", &token])
-        .assert()
-        .success();
+    h.ok(&["auth", "token", "verify", &token]);
 
-    h.cmd()
-        .args(["auth", "logout", "--revoke"])
-        .assert()
-        .success();
-    let (s, body) = get_verify(&url, &token);
+    h.ok(&["auth", "logout", "--revoke"]);
+    let (s, body) = verify(&url, &token);
     assert_eq!((s, body["code"].as_str()), (401, Some("TOKEN_REVOKED")));
     let remotes = std::fs::read_to_string(h.remotes()).unwrap();
     assert!(!remotes.contains(&token), "logout must forget the token");
@@ -276,7 +88,7 @@ fn round_trip_through_the_binary_and_no_secret_in_the_log() {
     let (admin, _) = h.mint("root", "admin");
     let r = login(&url, "nobody", WRONG_PASSWORD);
     assert_eq!(r.status().as_u16(), 401);
-    let r = http()
+    let r = client()
         .post(format!("{url}/auth/refresh"))
         .bearer_auth(&admin)
         .send()
@@ -301,55 +113,42 @@ fn round_trip_through_the_binary_and_no_secret_in_the_log() {
 
 #[test]
 fn cli_minted_token_is_accepted_and_cli_revocation_is_seen_at_once() {
-    let h = Home::new("");
-    let srv = h.start();
-    let base = format!("http://{}", srv.addr());
+    let (h, _srv, base) = served("");
     let (tok, jti) = h.mint("ci", "push,pull");
     // Asked several times, so that the server's answer for this token is one it reuses while
     // the store is unchanged.
     for _ in 0..3 {
-        let (s, v) = get_verify(&base, &tok);
+        let (s, v) = verify(&base, &tok);
         assert_eq!(s, 200, "{v}");
         assert_eq!(v["valid"], true);
         assert_eq!(v["subject"], "ci");
         assert_eq!(v["jti"], jti.as_str());
     }
-    h.cmd()
-        .args(["auth", "token", "revoke", &jti])
-        .assert()
-        .success();
-    let (s, v) = get_verify(&base, &tok);
+    h.ok(&["auth", "token", "revoke", &jti]);
+    let (s, v) = verify(&base, &tok);
     assert_eq!((s, v["code"].as_str()), (401, Some("TOKEN_REVOKED")));
     // Revocation by subject too.
     let (tok2, _) = h.mint("ci", "pull");
-    assert_eq!(get_verify(&base, &tok2).0, 200);
-    assert_eq!(get_verify(&base, &tok2).0, 200);
-    h.cmd()
-        .args(["auth", "token", "revoke", "--subject", "ci"])
-        .assert()
-        .success();
-    assert_eq!(get_verify(&base, &tok2).1["code"], "TOKEN_REVOKED");
+    assert_eq!(verify(&base, &tok2).0, 200);
+    assert_eq!(verify(&base, &tok2).0, 200);
+    h.ok(&["auth", "token", "revoke", "--subject", "ci"]);
+    assert_eq!(verify(&base, &tok2).1["code"], "TOKEN_REVOKED");
     // And every token.
     let (tok3, _) = h.mint("bot", "pull");
-    assert_eq!(get_verify(&base, &tok3).0, 200);
-    assert_eq!(get_verify(&base, &tok3).0, 200);
-    h.cmd()
-        .args(["auth", "token", "revoke", "--all", "--yes"])
-        .assert()
-        .success();
-    assert_eq!(get_verify(&base, &tok3).1["code"], "TOKEN_REVOKED");
+    assert_eq!(verify(&base, &tok3).0, 200);
+    assert_eq!(verify(&base, &tok3).0, 200);
+    h.ok(&["auth", "token", "revoke", "--all", "--yes"]);
+    assert_eq!(verify(&base, &tok3).1["code"], "TOKEN_REVOKED");
 }
 
 /// A token the server has verified before is reused by its exact text only: any change to it
 /// is verified from scratch and refused.
 #[test]
 fn a_token_verified_before_does_not_vouch_for_a_changed_one() {
-    let h = Home::new("");
-    let srv = h.start();
-    let base = format!("http://{}", srv.addr());
+    let (h, _srv, base) = served("");
     let (tok, _) = h.mint("ci", "pull");
     for _ in 0..3 {
-        assert_eq!(get_verify(&base, &tok).0, 200);
+        assert_eq!(verify(&base, &tok).0, 200);
     }
     let (head, sig) = tok.rsplit_once('.').unwrap();
     let mut changed_sig: Vec<u8> = sig.bytes().collect();
@@ -360,10 +159,10 @@ fn a_token_verified_before_does_not_vouch_for_a_changed_one() {
         tok[..tok.len() - 1].to_owned(),
     ];
     for t in &forged {
-        let (s, v) = get_verify(&base, t);
+        let (s, v) = verify(&base, t);
         assert_eq!(s, 401, "{t}: {v}");
     }
-    assert_eq!(get_verify(&base, &tok).0, 200);
+    assert_eq!(verify(&base, &tok).0, 200);
 }
 
 /// A revocation written by another program with its own SQLite (Debian's `sqlite3` shell, a
@@ -371,12 +170,10 @@ fn a_token_verified_before_does_not_vouch_for_a_changed_one() {
 /// server reuses answers only while SQLite's shared WAL-index header is unchanged.
 #[test]
 fn a_revocation_written_by_the_sqlite3_shell_is_seen_at_once() {
-    let h = Home::new("");
-    let srv = h.start();
-    let base = format!("http://{}", srv.addr());
+    let (h, _srv, base) = served("");
     let (tok, jti) = h.mint("ci", "pull");
     for _ in 0..3 {
-        assert_eq!(get_verify(&base, &tok).0, 200);
+        assert_eq!(verify(&base, &tok).0, 200);
     }
     let store = h.data().join("tessera/tokens.db");
     let out = std::process::Command::new("sqlite3")
@@ -391,17 +188,15 @@ fn a_revocation_written_by_the_sqlite3_shell_is_seen_at_once() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let (s, v) = get_verify(&base, &tok);
+    let (s, v) = verify(&base, &tok);
     assert_eq!((s, v["code"].as_str()), (401, Some("TOKEN_REVOKED")), "{v}");
 }
 
 #[test]
 fn api_revocation_is_seen_by_the_cli_and_admin_api_works() {
-    let h = Home::new("");
-    let srv = h.start();
-    let base = format!("http://{}", srv.addr());
+    let (h, _srv, base) = served("");
     let (admin, _) = h.mint("root", "admin:tokens:read,admin:tokens:write,pull");
-    let r = http()
+    let r = client()
         .post(format!("{base}/auth/tokens"))
         .bearer_auth(&admin)
         .json(&json!({"subject": "bot", "scopes": "pull", "expiry": "2h", "single_use": false}))
@@ -412,12 +207,9 @@ fn api_revocation_is_seen_by_the_cli_and_admin_api_works() {
     let created: Value = r.json().unwrap();
     let tok = created["token"].as_str().unwrap().to_owned();
     let jti = created["jti"].as_str().unwrap().to_owned();
-    h.cmd()
-        .args(["auth", "token", "verify", &tok])
-        .assert()
-        .success();
+    h.ok(&["auth", "token", "verify", &tok]);
     // Listed by the API.
-    let list: Value = http()
+    let list: Value = client()
         .get(format!("{base}/auth/tokens"))
         .bearer_auth(&admin)
         .send()
@@ -436,7 +228,7 @@ fn api_revocation_is_seen_by_the_cli_and_admin_api_works() {
         "the list must not hold tokens"
     );
     // Asking for more than the caller has is forbidden.
-    let r = http()
+    let r = client()
         .post(format!("{base}/auth/tokens"))
         .bearer_auth(&admin)
         .json(&json!({"subject": "bot", "scopes": "push"}))
@@ -447,42 +239,31 @@ fn api_revocation_is_seen_by_the_cli_and_admin_api_works() {
         r.json::<Value>().unwrap()["required_scope"],
         "repository:*:push"
     );
-    let r = http()
-        .delete(format!("{base}/auth/tokens/{jti}"))
-        .bearer_auth(&admin)
-        .send()
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 200);
-    assert_eq!(r.json::<Value>().unwrap()["already_revoked"], false);
+    // DELETE /auth/tokens/ID with the admin token: (status, body).
+    let revoke = |id: &str| {
+        status_and_json(
+            client()
+                .delete(format!("{base}/auth/tokens/{id}"))
+                .bearer_auth(&admin)
+                .send()
+                .unwrap(),
+        )
+    };
+    let (s, v) = revoke(&jti);
+    assert_eq!((s, &v["already_revoked"]), (200, &json!(false)), "{v}");
     // Again: it says so; an id the store never heard of (a typo) is 404, and stays unknown.
-    let r = http()
-        .delete(format!("{base}/auth/tokens/{jti}"))
-        .bearer_auth(&admin)
-        .send()
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 200);
-    assert_eq!(r.json::<Value>().unwrap()["already_revoked"], true);
+    let (s, v) = revoke(&jti);
+    assert_eq!((s, &v["already_revoked"]), (200, &json!(true)), "{v}");
     for _ in 0..2 {
-        let r = http()
-            .delete(format!(
-                "{base}/auth/tokens/0123456789abcdef0123456789abcdef"
-            ))
-            .bearer_auth(&admin)
-            .send()
-            .unwrap();
-        assert_eq!(r.status().as_u16(), 404);
-        let v: Value = r.json().unwrap();
+        let (s, v) = revoke("0123456789abcdef0123456789abcdef");
+        assert_eq!(s, 404, "{v}");
         assert_eq!(v["code"], "NOT_FOUND", "{v}");
         assert!(
             v["error"].as_str().unwrap().contains("no token with id"),
             "{v}"
         );
     }
-    h.cmd()
-        .args(["auth", "token", "verify", &tok])
-        .assert()
-        .code(1)
-        .stderr(predicates::str::contains("revoked"));
+    h.refuses(&["auth", "token", "verify", &tok], 1, "revoked");
 }
 
 fn expired_token(h: &Home) -> String {
@@ -492,7 +273,7 @@ fn expired_token(h: &Home) -> String {
     let minted = token::mint(
         &keys,
         &MintRequest {
-            issuer: &h.config().auth.issuer,
+            issuer: &h.config().0.auth.issuer,
             subject: "old",
             scopes: &scopes,
             expiry: "1h".parse().unwrap(),
@@ -508,9 +289,8 @@ fn expired_token(h: &Home) -> String {
 #[test]
 fn every_status_code_of_the_contract() {
     let h = Home::with_login("[server]\nlogin_attempts_per_minute = 3\n");
-    let srv = h.start();
-    let base = format!("http://{}", srv.addr());
-    let c = http();
+    let (_srv, base) = h.serve_base();
+    let c = client();
 
     // 200 health, JSON 404, request ids.
     let r = c.get(format!("{base}/health")).send().unwrap();
@@ -582,7 +362,7 @@ fn every_status_code_of_the_contract() {
             "{garbage}"
         );
     }
-    let (s, v) = get_verify(&base, &expired_token(&h));
+    let (s, v) = verify(&base, &expired_token(&h));
     assert_eq!((s, v["code"].as_str()), (401, Some("TOKEN_EXPIRED")));
 
     // 403 with the required scope.
@@ -606,19 +386,13 @@ fn every_status_code_of_the_contract() {
 
     // Single-use tokens: the second use is refused.
     let (admin, _) = h.mint("root", "admin");
-    let r = c
-        .post(format!("{base}/auth/tokens"))
-        .bearer_auth(&admin)
-        .json(&json!({"subject": "once", "scopes": ["pull"], "single_use": true}))
-        .send()
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 201);
-    let once = r.json::<Value>().unwrap()["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    assert_eq!(get_verify(&base, &once).0, 200);
-    let (s, v) = get_verify(&base, &once);
+    let once = create_token(
+        &base,
+        &admin,
+        &json!({"subject": "once", "scopes": ["pull"], "single_use": true}),
+    );
+    assert_eq!(verify(&base, &once).0, 200);
+    let (s, v) = verify(&base, &once);
     assert_eq!((s, v["code"].as_str()), (401, Some("TOKEN_REVOKED")));
 
     // DELETE /auth/token revokes the presented token.
@@ -629,7 +403,7 @@ fn every_status_code_of_the_contract() {
         .send()
         .unwrap();
     assert_eq!(r.status().as_u16(), 200);
-    assert_eq!(get_verify(&base, &mine).1["code"], "TOKEN_REVOKED");
+    assert_eq!(verify(&base, &mine).1["code"], "TOKEN_REVOKED");
 
     // Login: 200 with no-store; unknown user and wrong password answer identically; 429.
     let r = login(&base, "deploy", PASSWORD);
@@ -717,13 +491,12 @@ impl TokenStore for BrokenStore {
 
 #[test]
 fn a_store_that_cannot_answer_fails_closed_with_503() {
-    let h = Home::new("");
+    let h = Home::with_config("");
     let keys =
         KeyRing::single(SigningKey::new(&SecretString::from(SECRET.to_owned()), "").unwrap());
-    let state = ServerState::from_parts(&h.config(), keys, Arc::new(BrokenStore));
-    let srv = server::spawn(state, TcpListener::bind("127.0.0.1:0").unwrap(), None).unwrap();
+    let srv = crate::support::api::serve_with_store(&h.config().0, keys, Arc::new(BrokenStore));
     let (tok, _) = h.mint("ci", "pull");
-    let (s, v) = get_verify(&format!("http://{}", srv.addr()), &tok);
+    let (s, v) = verify(&format!("http://{}", srv.addr()), &tok);
     assert_eq!((s, v["code"].as_str()), (503, Some("UNAVAILABLE")));
 }
 
@@ -732,7 +505,7 @@ fn many_concurrent_logins_into_one_remotes_file_lose_nothing() {
     let h = Arc::new(Home::with_login(
         "[server]\nlogin_attempts_per_minute = 0\n",
     ));
-    let srv = h.start();
+    let srv = h.serve();
     let url = format!("http://{}", srv.addr());
     let threads: Vec<_> = (0..16)
         .map(|i| {
@@ -740,13 +513,10 @@ fn many_concurrent_logins_into_one_remotes_file_lose_nothing() {
             let url = url.clone();
             std::thread::spawn(move || {
                 let name = format!("r{i}");
-                h.cmd()
-                    .args(["remotes", "add", &name, &url])
-                    .assert()
-                    .success();
+                h.ok(&["remotes", "add", &name, &url]);
                 if i % 2 == 0 {
-                    h.cmd()
-                        .args([
+                    h.ok_with_stdin(
+                        &[
                             "auth",
                             "login",
                             "--remote",
@@ -754,16 +524,11 @@ fn many_concurrent_logins_into_one_remotes_file_lose_nothing() {
                             "--username",
                             "deploy",
                             "--password-stdin",
-                        ])
-                        .write_stdin(format!("{PASSWORD}\n"))
-                        .assert()
-                        .success();
+                        ],
+                        format!("{PASSWORD}\n"),
+                    );
                 } else {
-                    h.cmd()
-                        .args(["remotes", "set-token", &name])
-                        .write_stdin(format!("token-{i}\n"))
-                        .assert()
-                        .success();
+                    h.ok_with_stdin(&["remotes", "set-token", &name], format!("token-{i}\n"));
                 }
             })
         })
@@ -791,10 +556,7 @@ fn many_concurrent_logins_into_one_remotes_file_lose_nothing() {
             .success()
             .stdout(format!("token-{i}\n"));
     }
-    h.cmd()
-        .args(["auth", "status", "--remote", "r4"])
-        .assert()
-        .success();
+    h.ok(&["auth", "status", "--remote", "r4"]);
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(h.remotes()).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
@@ -802,7 +564,7 @@ fn many_concurrent_logins_into_one_remotes_file_lose_nothing() {
 
 #[test]
 fn https_with_a_certificate_made_in_the_test() {
-    let h = Home::new("");
+    let h = Home::with_config("");
     let cert =
         rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
             .unwrap();
@@ -819,7 +581,7 @@ fn https_with_a_certificate_made_in_the_test() {
         ),
     )
     .unwrap();
-    let srv = BinServer::start_tls(&h);
+    let srv = h.serve_process_as(h.std_cmd(), None, "https");
     let url = format!("https://localhost:{}", srv.addr.port());
 
     // Without --insecure the self-signed certificate is refused with a sentence naming the fix.
@@ -841,23 +603,18 @@ fn https_with_a_certificate_made_in_the_test() {
         .assert()
         .success();
     // With --insecure, the whole flow works.
-    h.cmd()
-        .args(["remotes", "add", "tls-insecure", &url, "--insecure"])
-        .assert()
-        .success();
+    h.ok(&["remotes", "add", "tls-insecure", &url, "--insecure"]);
     let (tok, _) = h.mint("ci", "pull");
-    h.cmd()
-        .args(["auth", "login", "--remote", "tls-insecure", "--token-stdin"])
-        .write_stdin(format!("{tok}\n"))
-        .assert()
-        .success();
-    h.cmd()
-        .args(["auth", "status", "--remote", "tls-insecure"])
-        .assert()
-        .success()
-        .stdout(predicates::str::contains("subject: ci"));
+    h.ok_with_stdin(
+        &["auth", "login", "--remote", "tls-insecure", "--token-stdin"],
+        format!("{tok}\n"),
+    );
+    h.prints(
+        &["auth", "status", "--remote", "tls-insecure"],
+        "subject: ci",
+    );
     // And a Rust client trusting the certificate.
-    tessera::http::install_crypto_provider();
+    crate::support::api::install_crypto_provider();
     let c = Client::builder()
         .tls_certs_only([reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap()])
         .build()
@@ -867,41 +624,27 @@ fn https_with_a_certificate_made_in_the_test() {
     srv.stop();
 }
 
-impl BinServer {
-    fn start_tls(h: &Home) -> BinServer {
-        let log = h.home().join("server.log");
-        let mut c = StdCommand::new(assert_cmd::cargo::cargo_bin("tessera"));
-        c.env_clear();
-        for (k, v) in h.vars() {
-            c.env(k, v);
-        }
-        let (child, addr) = common::spawn_serve(c, &log, "https");
-        let addr = addr.parse().unwrap();
-        BinServer { child, addr, log }
-    }
-}
-
 #[test]
 fn bad_input_from_the_command_line() {
-    let h = Home::new("");
+    let h = Home::with_config("");
     for bad in ["a/b", "..", "../x", ".hidden", "a b", "x..y"] {
-        h.cmd()
-            .args(["remotes", "add", bad, "http://127.0.0.1:1", "--no-verify"])
-            .assert()
-            .code(2)
-            .stderr(predicates::str::contains("invalid remote name"));
+        h.refuses(
+            &["remotes", "add", bad, "http://127.0.0.1:1", "--no-verify"],
+            2,
+            "invalid remote name",
+        );
     }
-    h.cmd()
-        .args(["remotes", "add", "x", "http://example.com", "--no-verify"])
-        .assert()
-        .code(2)
-        .stderr(predicates::str::contains("loopback"));
+    h.refuses(
+        &["remotes", "add", "x", "http://example.com", "--no-verify"],
+        2,
+        "loopback",
+    );
     // An unreachable remote: one sentence naming the URL.
-    h.cmd()
-        .args(["remotes", "add", "down", "http://127.0.0.1:9"])
-        .assert()
-        .code(1)
-        .stderr(predicates::str::contains("cannot reach http://127.0.0.1:9"));
+    h.refuses(
+        &["remotes", "add", "down", "http://127.0.0.1:9"],
+        1,
+        "cannot reach http://127.0.0.1:9",
+    );
     // Something that is not tessera.
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap();
@@ -946,44 +689,23 @@ use predicates::prelude::PredicateBooleanExt;
 
 #[test]
 fn start_up_refusals() {
-    let h = Home::new("[auth]\nenabled = false\n");
-    h.cmd()
-        .args(["serve", "--bind", "0.0.0.0:0"])
-        .assert()
-        .code(1)
-        .stderr(predicates::str::contains("auth.enabled = false"));
-    let h = Home::new("[auth]\nusername = \"deploy\"\n");
-    h.cmd()
-        .args(["serve", "--bind", "127.0.0.1:0"])
-        .assert()
-        .code(1)
-        .stderr(predicates::str::contains("no password hash"));
-    h.cmd()
-        .args(["serve", "--bind", "not an address"])
-        .assert()
-        .code(2);
+    let h = Home::with_config("[auth]\nenabled = false\n");
+    h.refuses(&["serve", "--bind", "0.0.0.0:0"], 1, "auth.enabled = false");
+    let h = Home::with_config("[auth]\nusername = \"deploy\"\n");
+    h.refuses(&["serve", "--bind", "127.0.0.1:0"], 1, "no password hash");
+    h.fails(&["serve", "--bind", "not an address"], "", 2);
 }
 
 #[test]
 fn with_the_age_backend_the_token_lives_in_the_backend_not_in_remotes_toml() {
-    let h = Home::new("[secrets]\nbackend = \"age\"\n");
+    let h = Home::with_config("[secrets]\nbackend = \"age\"\n");
     std::fs::remove_file(h.config_dir().join("tessera.toml")).unwrap();
-    h.cmd()
-        .args(["init", "--backend", "age"])
-        .assert()
-        .success();
-    let srv = h.start();
+    h.ok(&["init", "--backend", "age"]);
+    let srv = h.serve();
     let url = format!("http://{}", srv.addr());
-    h.cmd()
-        .args(["remotes", "add", "a", &url])
-        .assert()
-        .success();
+    h.ok(&["remotes", "add", "a", &url]);
     let (tok, _) = h.mint("ci", "pull");
-    h.cmd()
-        .args(["auth", "login", "--token-stdin"])
-        .write_stdin(format!("{tok}\n"))
-        .assert()
-        .success();
+    h.ok_with_stdin(&["auth", "login", "--token-stdin"], format!("{tok}\n"));
     let file = std::fs::read_to_string(h.remotes()).unwrap();
     assert!(!file.contains(&tok));
     assert!(file.contains("token_backend = \"age\""), "{file}");
@@ -997,7 +719,7 @@ fn with_the_age_backend_the_token_lives_in_the_backend_not_in_remotes_toml() {
         .assert()
         .success()
         .stdout(format!("{tok}\n"));
-    h.cmd().args(["remotes", "remove", "a"]).assert().success();
+    h.ok(&["remotes", "remove", "a"]);
     h.cmd()
         .args(["secrets", "get", "tessera/remotes/a/token"])
         .assert()
@@ -1008,16 +730,14 @@ fn with_the_age_backend_the_token_lives_in_the_backend_not_in_remotes_toml() {
 /// token id that is not UTF-8 in the path, a body that is not JSON.
 #[test]
 fn extractor_rejections_are_json() {
-    let h = Home::new("");
-    let srv = h.start();
-    let base = format!("http://{}", srv.addr());
+    let (h, _srv, base) = served("");
     let (admin, _) = h.mint("root", "admin");
     for path in [
         "/auth/tokens/%FF",
         "/auth/tokens/%C3%28",
         "/auth/tokens/a%00b",
     ] {
-        let r = http()
+        let r = client()
             .delete(format!("{base}{path}"))
             .bearer_auth(&admin)
             .send()
@@ -1028,7 +748,7 @@ fn extractor_rejections_are_json() {
         assert!(v["error"].is_string(), "{path}");
     }
     for (body, content_type) in [("{", "application/json"), ("[]", "application/json")] {
-        let r = http()
+        let r = client()
             .post(format!("{base}/auth/tokens"))
             .bearer_auth(&admin)
             .header("content-type", content_type)
@@ -1046,17 +766,25 @@ fn extractor_rejections_are_json() {
 /// server's own name, no `Origin` and JSON still can.
 #[test]
 fn a_loopback_server_refuses_rebinding_cross_origin_and_non_json_writes() {
-    let h = Home::new("[auth]\nenabled = false\n");
-    let srv = h.start();
+    let h = Home::with_config("[auth]\nenabled = false\n");
+    let srv = h.serve();
     let port = srv.addr().port();
     let base = format!("http://{}", srv.addr());
-    let c = http();
+    let c = client();
     let body = json!({"subject": "evil", "scopes": "admin", "expiry": "0"}).to_string();
     let refused = |r: reqwest::blocking::Response, status: u16, code: &str, case: &str| {
         assert_eq!(r.status().as_u16(), status, "{case}");
         let v: Value = r.json().unwrap_or_else(|e| panic!("{case}: not JSON: {e}"));
         assert_eq!(v["code"], code, "{case}");
         assert!(v["error"].is_string(), "{case}");
+    };
+    // A POST of `body` to /auth/tokens with the given headers.
+    let post = |headers: &[(&str, &str)]| {
+        let mut r = c.post(format!("{base}/auth/tokens"));
+        for (name, value) in headers {
+            r = r.header(*name, *value);
+        }
+        r.body(body.clone()).send().unwrap()
     };
     // A foreign Host, on a write and on a read.
     for host in [
@@ -1065,13 +793,7 @@ fn a_loopback_server_refuses_rebinding_cross_origin_and_non_json_writes() {
         format!("127.0.0.1:{}", port.wrapping_add(1)),
         format!("127.0.0.1.nip.io:{port}"),
     ] {
-        let r = c
-            .post(format!("{base}/auth/tokens"))
-            .header("host", &host)
-            .header("content-type", "application/json")
-            .body(body.clone())
-            .send()
-            .unwrap();
+        let r = post(&[("host", &host), ("content-type", "application/json")]);
         refused(r, 421, "WRONG_HOST", &host);
         let r = c
             .get(format!("{base}/auth/tokens"))
@@ -1087,13 +809,7 @@ fn a_loopback_server_refuses_rebinding_cross_origin_and_non_json_writes() {
         "null".to_owned(),
         format!("https://127.0.0.1:{port}"),
     ] {
-        let r = c
-            .post(format!("{base}/auth/tokens"))
-            .header("origin", &origin)
-            .header("content-type", "application/json")
-            .body(body.clone())
-            .send()
-            .unwrap();
+        let r = post(&[("origin", &origin), ("content-type", "application/json")]);
         refused(r, 403, "CROSS_ORIGIN", &origin);
     }
     // Bodies a page can send without asking first.
@@ -1103,12 +819,7 @@ fn a_loopback_server_refuses_rebinding_cross_origin_and_non_json_writes() {
         "application/x-www-form-urlencoded",
         "multipart/form-data; boundary=x",
     ] {
-        let r = c
-            .post(format!("{base}/auth/tokens"))
-            .header("content-type", content_type)
-            .body(body.clone())
-            .send()
-            .unwrap();
+        let r = post(&[("content-type", content_type)]);
         refused(r, 415, "UNSUPPORTED_MEDIA_TYPE", content_type);
     }
     let r = c
@@ -1156,13 +867,13 @@ fn refused_token_requests_are_logged_with_the_reason_and_no_credentials() {
     let h = Home::with_login(
         "\n[registry]\nservice = \"svc.test\"\nissuer = \"tessera\"\ncertificate = \"registry-token.crt\"\n",
     );
-    h.cmd().args(["registry", "init"]).assert().success();
-    let srv = BinServer::start_with_level(&h, None);
+    h.ok(&["registry", "init"]);
+    let srv = h.serve_process(None);
     let url = srv.url();
     let (token, _) = h.mint("deploy", "pull");
     let typed_username = "Hunter2-typed-into-the-username-field";
     let get = |user: &str, secret: &str| {
-        http()
+        client()
             .get(format!(
                 "{url}/token?service=svc.test&scope=repository:app:pull"
             ))
@@ -1183,7 +894,7 @@ fn refused_token_requests_are_logged_with_the_reason_and_no_credentials() {
     );
     // A password in the username field, with a wrong password: GET and POST.
     assert_eq!(get(typed_username, WRONG_PASSWORD).status().as_u16(), 401);
-    let r = http()
+    let r = client()
         .post(format!("{url}/token"))
         .header("content-type", "application/x-www-form-urlencoded")
         .body(
@@ -1218,36 +929,11 @@ fn refused_token_requests_are_logged_with_the_reason_and_no_credentials() {
     }
 }
 
-impl BinServer {
-    /// The real binary with `RUST_LOG` set to `level`, or unset (the default level).
-    fn start_with_level(h: &Home, level: Option<&str>) -> BinServer {
-        let log = h.home().join("server.log");
-        let mut c = StdCommand::new(assert_cmd::cargo::cargo_bin("tessera"));
-        c.env_clear();
-        if let Some(level) = level {
-            c.env("RUST_LOG", level);
-        }
-        for (k, v) in h.vars() {
-            c.env(k, v);
-        }
-        let (child, addr) = common::spawn_serve(c, &log, "http");
-        let addr = addr.parse().unwrap();
-        BinServer { child, addr, log }
-    }
-}
-
-// ---- issue times, pruning and limits of the token store --------------------------------------
-
-/// `docs/tokens.md` promises millisecond precision for recorded tokens: a token minted right
-/// after `revoke --subject` (in the same second, as here nearly every time) is valid.
 #[test]
 fn a_token_minted_right_after_revoke_subject_is_valid() {
-    let h = Home::new("");
+    let h = Home::with_config("");
     for round in 0..25 {
-        h.cmd()
-            .args(["auth", "token", "revoke", "--subject", "ci"])
-            .assert()
-            .success();
+        h.ok(&["auth", "token", "revoke", "--subject", "ci"]);
         let (tok, _) = h.mint("ci", "pull");
         let out = h
             .cmd()
@@ -1262,35 +948,24 @@ fn a_token_minted_right_after_revoke_subject_is_valid() {
     }
     // And one minted before the cut-off is revoked, however close.
     let (before, _) = h.mint("ci", "pull");
-    h.cmd()
-        .args(["auth", "token", "revoke", "--subject", "ci"])
-        .assert()
-        .success();
-    h.cmd()
-        .args(["auth", "token", "verify", &before])
-        .assert()
-        .code(1)
-        .stderr(predicates::str::contains("revoked"));
+    h.ok(&["auth", "token", "revoke", "--subject", "ci"]);
+    h.refuses(&["auth", "token", "verify", &before], 1, "revoked");
 }
 
 /// The same for tokens the server issues: a login right after `revoke --subject` of the user.
 #[test]
 fn a_login_right_after_revoke_subject_gives_a_valid_token() {
     let h = Home::with_login("");
-    let srv = h.start();
-    let base = format!("http://{}", srv.addr());
+    let (_srv, base) = h.serve_base();
     for round in 0..8 {
-        h.cmd()
-            .args(["auth", "token", "revoke", "--subject", "deploy"])
-            .assert()
-            .success();
+        h.ok(&["auth", "token", "revoke", "--subject", "deploy"]);
         let r = login(&base, "deploy", PASSWORD);
         assert_eq!(r.status(), 200);
         let tok = r.json::<Value>().unwrap()["token"]
             .as_str()
             .unwrap()
             .to_owned();
-        let (s, v) = get_verify(&base, &tok);
+        let (s, v) = verify(&base, &tok);
         assert_eq!(s, 200, "round {round}: {v}");
     }
 }
@@ -1349,8 +1024,7 @@ fn the_server_prunes_expired_records_as_it_issues_tokens() {
         Timestamp::now() + jiff::SignedDuration::from_hours(2),
     );
     assert_eq!(expired_rows(&h), 250);
-    let srv = h.start();
-    let base = format!("http://{}", srv.addr());
+    let (_srv, base) = h.serve_base();
     let mut left = Vec::new();
     for _ in 0..4 {
         let r = login(&base, "deploy", PASSWORD);
@@ -1375,11 +1049,10 @@ fn one_subject_cannot_pile_up_derived_tokens() {
         limit,
         Timestamp::now() + jiff::SignedDuration::from_hours(2),
     );
-    let srv = h.start();
-    let base = format!("http://{}", srv.addr());
+    let (_srv, base) = h.serve_base();
     let (tok, _) = h.mint("ci", "pull");
-    assert_eq!(get_verify(&base, &tok).0, 200, "the token itself is fine");
-    let r = http()
+    assert_eq!(verify(&base, &tok).0, 200, "the token itself is fine");
+    let r = client()
         .post(format!("{base}/auth/refresh"))
         .bearer_auth(&tok)
         .send()
@@ -1394,7 +1067,7 @@ fn one_subject_cannot_pile_up_derived_tokens() {
     );
     // Another subject is not affected.
     let (other, _) = h.mint("bot", "pull");
-    let r = http()
+    let r = client()
         .post(format!("{base}/auth/refresh"))
         .bearer_auth(&other)
         .send()
@@ -1406,22 +1079,16 @@ fn one_subject_cannot_pile_up_derived_tokens() {
 /// one started) still refuses to derive from it: the store knows it is single-use.
 #[test]
 fn a_single_use_token_minted_by_another_server_cannot_be_refreshed() {
-    let h = Home::new("");
-    let first = h.start();
-    let second = h.start();
+    let h = Home::with_config("");
+    let first = h.serve();
+    let second = h.serve();
     let (admin, _) = h.mint("root", "admin");
-    let r = http()
-        .post(format!("http://{}/auth/tokens", first.addr()))
-        .bearer_auth(&admin)
-        .json(&json!({"subject": "ci", "scopes": "pull", "single_use": true}))
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    let once = r.json::<Value>().unwrap()["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let r = http()
+    let once = create_token(
+        &format!("http://{}", first.addr()),
+        &admin,
+        &json!({"subject": "ci", "scopes": "pull", "single_use": true}),
+    );
+    let r = client()
         .post(format!("http://{}/auth/refresh", second.addr()))
         .bearer_auth(&once)
         .send()
@@ -1430,36 +1097,30 @@ fn a_single_use_token_minted_by_another_server_cannot_be_refreshed() {
     assert_eq!(r.json::<Value>().unwrap()["code"], "SINGLE_USE");
     // Still usable once, where it is known as single-use.
     let base = format!("http://{}", first.addr());
-    assert_eq!(get_verify(&base, &once).0, 200);
-    assert_eq!(get_verify(&base, &once).0, 401);
+    assert_eq!(verify(&base, &once).0, 200);
+    assert_eq!(verify(&base, &once).0, 401);
 }
 
 /// Single-use marks live in the store, not in a server's memory: a single-use token minted on
 /// one server is used once across every server sharing the store.
 #[test]
 fn a_single_use_token_is_used_once_across_servers() {
-    let h = Home::new("");
-    let first = h.start();
-    let second = h.start();
+    let h = Home::with_config("");
+    let first = h.serve();
+    let second = h.serve();
     let (admin, _) = h.mint("root", "admin");
-    let r = http()
-        .post(format!("http://{}/auth/tokens", first.addr()))
-        .bearer_auth(&admin)
-        .json(&json!({"subject": "ci", "scopes": "pull", "single_use": true}))
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    let once = r.json::<Value>().unwrap()["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
     let (one, two) = (
         format!("http://{}", first.addr()),
         format!("http://{}", second.addr()),
     );
-    assert_eq!(get_verify(&two, &once).0, 200, "the first use");
+    let once = create_token(
+        &one,
+        &admin,
+        &json!({"subject": "ci", "scopes": "pull", "single_use": true}),
+    );
+    assert_eq!(verify(&two, &once).0, 200, "the first use");
     for base in [&one, &two] {
-        let (s, v) = get_verify(base, &once);
+        let (s, v) = verify(base, &once);
         assert_eq!((s, v["code"].as_str()), (401, Some("TOKEN_REVOKED")), "{v}");
     }
 }

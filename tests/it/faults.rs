@@ -12,15 +12,17 @@
 //! or not permitted, and fail instead under `CI=true` (for `mount`, unless
 //! `TESSERA_FAULTS_NO_MOUNT=1` says explicitly that the CI runner cannot mount).
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::io::Write;
-use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
+
+use crate::support::argv;
+use crate::support::http::{health, status_and_json, verify};
+use crate::support::pass::PassStore;
+use crate::support::serve::BinServer;
 
 const SECRET: &str = "test-signing-secret-0123456789-abcdefghijklmnop";
 const PASSWORD: &str = "correct horse battery staple";
@@ -42,27 +44,9 @@ fn env_num(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-/// Where `program` is on PATH.
-fn which(program: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join(program))
-        .find(|p| {
-            p.metadata()
-                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        })
-}
-
 /// Whether the tools are installed: skip message, or a panic under `CI=true`.
 fn require_tools(programs: &[&str]) -> bool {
-    for p in programs {
-        if which(p).is_none() {
-            assert!(!ci(), "`{p}` is not on PATH, and CI=true");
-            eprintln!("skipping: `{p}` is not installed (this would fail with CI=true)");
-            return false;
-        }
-    }
-    true
+    crate::support::real::tools_present(programs, "scripts/test installs them")
 }
 
 /// A small xorshift generator: reproducible with `FAULTS_SEED`.
@@ -127,11 +111,14 @@ impl Home {
         for d in [h.home().join("config"), h.config_dir(), h.data()] {
             std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700)).unwrap();
         }
-        std::fs::write(h.config_dir().join("tessera.toml"), config).unwrap();
+        h.write_config(config);
         h
     }
     fn home(&self) -> &Path {
         self.dir.path()
+    }
+    fn write_config(&self, text: &str) {
+        std::fs::write(self.config_dir().join("tessera.toml"), text).unwrap();
     }
     fn config_dir(&self) -> PathBuf {
         self.home().join("config/tessera")
@@ -174,63 +161,65 @@ impl Home {
         c
     }
     fn run(&self, args: &[&str], stdin: &[u8]) -> Output {
-        let mut child = self
-            .cmd(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut input = child.stdin.take().unwrap();
-        let bytes = stdin.to_vec();
-        let feeder = std::thread::spawn(move || {
-            let _ = input.write_all(&bytes);
-        });
+        let (child, feeder) = spawn_fed(self.cmd(args), stdin.to_vec(), Stdio::piped);
         let out = child.wait_with_output().unwrap();
         let _ = feeder.join();
         out
     }
-    fn ok(&self, args: &[&str], stdin: &[u8]) -> String {
-        let out = self.run(args, stdin);
-        assert!(
-            out.status.success(),
-            "tessera {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-    fn fail(&self, args: &[&str], stdin: &[u8]) -> String {
+    /// Runs tessera with `args` and `stdin`, expecting exit `code`; returns the output.
+    #[track_caller]
+    fn ends(&self, args: &[&str], stdin: &[u8], code: i32) -> Output {
         let out = self.run(args, stdin);
         assert_eq!(
             out.status.code(),
-            Some(1),
-            "tessera {args:?} should fail with 1: {}",
+            Some(code),
+            "tessera {args:?} should exit with {code}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        String::from_utf8(out.stderr).unwrap()
+        out
+    }
+    /// Expects success; returns stdout.
+    #[track_caller]
+    fn ok(&self, args: &[&str], stdin: &[u8]) -> String {
+        String::from_utf8(self.ends(args, stdin, 0).stdout).unwrap()
+    }
+    /// Expects exit 1; returns stderr.
+    #[track_caller]
+    fn fail(&self, args: &[&str], stdin: &[u8]) -> String {
+        String::from_utf8(self.ends(args, stdin, 1).stderr).unwrap()
     }
 }
 
 /// Runs `cmd` with `stdin`, sends SIGKILL after `delay` (unless it finished), reaps it.
 /// Returns whether it had finished successfully before the kill.
-fn kill_after(mut cmd: Command, stdin: Vec<u8>, delay: Duration) -> bool {
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut input = child.stdin.take().unwrap();
-    let feeder = std::thread::spawn(move || {
-        // EPIPE once the child is dead is expected.
-        let _ = input.write_all(&stdin);
-    });
+fn kill_after(cmd: Command, stdin: Vec<u8>, delay: Duration) -> bool {
+    let (mut child, feeder) = spawn_fed(cmd, stdin, Stdio::null);
     std::thread::sleep(delay);
     let done = matches!(child.try_wait(), Ok(Some(s)) if s.success());
     let _ = child.kill();
     let _ = child.wait();
     let _ = feeder.join();
     done
+}
+
+/// Spawns `cmd` with stdout and stderr made by `out`, and a thread writing `stdin` to it
+/// (an EPIPE once the child is dead is expected and ignored).
+fn spawn_fed(
+    mut cmd: Command,
+    stdin: Vec<u8>,
+    out: fn() -> Stdio,
+) -> (Child, std::thread::JoinHandle<()>) {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(out())
+        .stderr(out())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    let feeder = std::thread::spawn(move || {
+        let _ = input.write_all(&stdin);
+    });
+    (child, feeder)
 }
 
 /// The iterations of one kill scenario: `FAULTS_ITERATIONS`, bounded by `FAULTS_MAX_SECS`
@@ -283,16 +272,20 @@ fn big_value(i: u64) -> String {
 
 // ---- kill -9 while writing -----------------------------------------------------------------
 
-#[test]
-fn kill_9_during_secrets_set_unsafe_leaves_old_or_new() {
-    let h = Home::new("[secrets]\nbackend = \"unsafe\"\n");
-    let mut rng = Rng::new("unsafe set");
+/// Sets `k` (and `other` = "keep"), then kills `secrets set k` with a new value at random
+/// points until the budget is spent. After each kill, `stored(i)` reads `k` as the backend
+/// has it (and checks what else must hold), and that must be the old or the new value.
+/// Returns (kills, kills that had finished, the delay bound in ms, the last value).
+fn kill_secrets_set(
+    h: &Home,
+    scenario: &str,
+    mut stored: impl FnMut(u64) -> String,
+) -> (u64, u64, u64, String) {
+    let mut rng = Rng::new(scenario);
     let budget = Budget::new();
-    let dir = h.data().join("tessera/secrets");
-    let file = dir.join("k");
     h.ok(&["secrets", "set", "k"], big_value(0).as_bytes());
     h.ok(&["secrets", "set", "other"], b"keep");
-    let max_ms = calibrate(&h, &["secrets", "set", "k"], big_value(0).as_bytes());
+    let max_ms = calibrate(h, &["secrets", "set", "k"], big_value(0).as_bytes());
     let mut current = big_value(0);
     let (mut i, mut finished) = (0, 0);
     while budget.go(i) {
@@ -305,19 +298,31 @@ fn kill_9_during_secrets_set_unsafe_leaves_old_or_new() {
         ) {
             finished += 1;
         }
-        let content = std::fs::read_to_string(&file).unwrap();
-        let value = content
-            .strip_suffix('\n')
-            .unwrap_or_else(|| panic!("torn file after kill {i}: no final newline"));
+        let value = stored(i);
         assert!(
             value == current || value == new,
             "after kill {i}: neither the old nor the new value ({} bytes)",
             value.len()
         );
-        current = value.to_owned();
+        current = value;
+    }
+    (i, finished, max_ms, current)
+}
+
+#[test]
+fn kill_9_during_secrets_set_unsafe_leaves_old_or_new() {
+    let h = Home::new("[secrets]\nbackend = \"unsafe\"\n");
+    let dir = h.data().join("tessera/secrets");
+    let file = dir.join("k");
+    let (i, finished, max_ms, current) = kill_secrets_set(&h, "unsafe set", |i| {
+        let content = std::fs::read_to_string(&file).unwrap();
+        let value = content
+            .strip_suffix('\n')
+            .unwrap_or_else(|| panic!("torn file after kill {i}: no final newline"));
         assert_eq!(mode(&file), 0o600);
         assert_eq!(mode(&dir), 0o700);
-    }
+        value.to_owned()
+    });
     let leftovers = names_with_prefix(&dir, ".k~");
     eprintln!(
         "unsafe set: {i} kills within 0-{max_ms} ms ({finished} had finished), {} temp files left",
@@ -351,21 +356,25 @@ fn age_files(dir: &Path, names: &[String]) {
     }
 }
 
+/// Configures `h` for the age backend with its document at `file` and a new identity in the
+/// config folder; returns the identity's path.
+#[cfg(feature = "age")]
+fn use_age(h: &Home, file: &Path) -> PathBuf {
+    let identity = h.config_dir().join("age-identity.txt");
+    tessera_backends::age::generate_identity(&identity).unwrap();
+    h.write_config(&format!(
+        "[secrets]\nbackend = \"age\"\n[secrets.age]\nfile = \"{}\"\nidentity = \"{}\"\n",
+        file.display(),
+        identity.display()
+    ));
+    identity
+}
+
 #[cfg(feature = "age")]
 fn age_home() -> (Home, PathBuf, PathBuf) {
     let h = Home::new("");
     let file = h.data().join("tessera/secrets.age");
-    let identity = h.config_dir().join("age-identity.txt");
-    tessera_backends::age::generate_identity(&identity).unwrap();
-    std::fs::write(
-        h.config_dir().join("tessera.toml"),
-        format!(
-            "[secrets]\nbackend = \"age\"\n[secrets.age]\nfile = \"{}\"\nidentity = \"{}\"\n",
-            file.display(),
-            identity.display()
-        ),
-    )
-    .unwrap();
+    let identity = use_age(&h, &file);
     (h, file, identity)
 }
 
@@ -380,36 +389,15 @@ fn kill_9_during_secrets_set_age_leaves_a_document_that_decrypts() {
         identity,
     });
     let key = |s: &str| tessera_backends::KeyPath::new(s).unwrap();
-    let mut rng = Rng::new("age set");
-    let budget = Budget::new();
-    h.ok(&["secrets", "set", "k"], big_value(0).as_bytes());
-    h.ok(&["secrets", "set", "other"], b"keep");
-    let max_ms = calibrate(&h, &["secrets", "set", "k"], big_value(0).as_bytes());
-    let mut current = big_value(0);
-    let (mut i, mut finished) = (0, 0);
-    while budget.go(i) {
-        i += 1;
-        let new = big_value(i);
-        if kill_after(
-            h.cmd(&["secrets", "set", "k"]),
-            new.clone().into_bytes(),
-            delay_within(&mut rng, max_ms),
-        ) {
-            finished += 1;
-        }
+    let (i, finished, max_ms, _) = kill_secrets_set(&h, "age set", |i| {
         let value = backend
             .get(&key("k"))
             .unwrap_or_else(|e| panic!("after kill {i}: {e}"));
-        let value = value.expose_secret();
-        assert!(
-            value == current || value == new,
-            "after kill {i}: neither the old nor the new value"
-        );
-        current = value.to_owned();
         assert_eq!(backend.get(&key("other")).unwrap().expose_secret(), "keep");
         assert_eq!(mode(&file), 0o600);
         assert_eq!(mode(file.parent().unwrap()), 0o700);
-    }
+        value.expose_secret().to_owned()
+    });
     let dir = file.parent().unwrap();
     let leftovers = names_with_prefix(dir, ".secrets.age~");
     eprintln!(
@@ -522,87 +510,15 @@ fn kill_9_during_remotes_set_token_and_add() {
     h.ok(&["remotes", "list"], b"");
 }
 
-/// A `tessera serve` child on 127.0.0.1:0, its log in the home.
-struct BinServer {
-    child: Child,
-    addr: SocketAddr,
-    log: PathBuf,
-}
-
-impl BinServer {
-    fn start(h: &Home) -> BinServer {
-        let log = h.home().join("server.log");
-        let mut c = h.cmd(&[]);
-        c.env("RUST_LOG", "info");
-        let (child, addr) = common::spawn_serve(c, &log, "http");
-        let addr = addr.parse().unwrap();
-        BinServer { child, addr, log }
-    }
-    fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-    fn alive(&mut self) {
-        if let Ok(Some(status)) = self.child.try_wait() {
-            panic!(
-                "the server died ({status}): {}",
-                std::fs::read_to_string(&self.log).unwrap_or_default()
-            );
-        }
-    }
-    fn stop(mut self) -> String {
-        self.alive();
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let status = self.child.wait().unwrap();
-        let log = std::fs::read_to_string(&self.log).unwrap();
-        assert!(status.success(), "server did not stop cleanly: {status}");
-        log
-    }
-}
-
-impl Drop for BinServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn http() -> reqwest::blocking::Client {
-    tessera::http::install_crypto_provider();
-    reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap()
-}
-
-fn verify(base: &str, token: &str) -> (u16, serde_json::Value) {
-    let r = http()
-        .get(format!("{base}/auth/verify"))
-        .bearer_auth(token)
-        .send()
-        .unwrap();
-    let s = r.status().as_u16();
-    (s, r.json().unwrap())
+/// A `tessera serve` child on 127.0.0.1:0, its log (at `info`) in the home.
+fn start_server(h: &Home) -> BinServer {
+    let mut c = h.cmd(&[]);
+    c.env("RUST_LOG", "info");
+    BinServer::start(c, &h.home().join("server.log"), "http")
 }
 
 fn login(base: &str) -> (u16, serde_json::Value) {
-    let r = http()
-        .post(format!("{base}/auth/login"))
-        .json(&serde_json::json!({"username": "deploy", "password": PASSWORD}))
-        .send()
-        .unwrap();
-    let s = r.status().as_u16();
-    (s, r.json().unwrap())
-}
-
-fn health(base: &str) -> u16 {
-    http()
-        .get(format!("{base}/health"))
-        .send()
-        .unwrap()
-        .status()
-        .as_u16()
+    status_and_json(crate::support::http::login(base, "deploy", PASSWORD))
 }
 
 /// A home with password login for `deploy` (bcrypt cost 10, the lowest the server accepts) and no login rate limit.
@@ -611,9 +527,7 @@ fn login_home() -> Home {
         "[auth]\nusername = \"deploy\"\ntoken_expiry = \"1h\"\n[server]\nlogin_attempts_per_minute = 0\n",
     );
     h.ok(
-        &[
-            "auth", "password", "hash", "--stdin", "--cost", "10", "--store",
-        ],
+        &argv("auth password hash --stdin --cost 10 --store"),
         format!("{PASSWORD}\n").as_bytes(),
     );
     h
@@ -622,7 +536,7 @@ fn login_home() -> Home {
 #[test]
 fn kill_9_during_auth_login_leaves_old_or_new_token() {
     let h = login_home();
-    let srv = BinServer::start(&h);
+    let srv = start_server(&h);
     h.ok(&["remotes", "add", "r", &srv.url()], b"");
     let login_args = [
         "auth",
@@ -734,14 +648,10 @@ fn sops_home() -> Option<Home> {
         format!("creation_rules:\n  - age: {recipient}\n"),
     )
     .unwrap();
-    std::fs::write(
-        h.config_dir().join("tessera.toml"),
-        format!(
-            "[secrets]\nbackend = \"sops\"\ntimeout = \"60s\"\n[secrets.sops]\nfile = \"{}\"\n",
-            dir.join("secrets.enc.yaml").display()
-        ),
-    )
-    .unwrap();
+    h.write_config(&format!(
+        "[secrets]\nbackend = \"sops\"\ntimeout = \"60s\"\n[secrets.sops]\nfile = \"{}\"\n",
+        dir.join("secrets.enc.yaml").display()
+    ));
     h.env("SOPS_AGE_KEY_FILE", key.display().to_string());
     h.env("SOPS_DISABLE_VERSION_CHECK", "1");
     Some(h)
@@ -829,14 +739,10 @@ fn disk_full_while_writing_keeps_the_old_files() {
 
     // unsafe backend
     let dir = disk.join("secrets");
-    std::fs::write(
-        h.config_dir().join("tessera.toml"),
-        format!(
-            "[secrets]\nbackend = \"unsafe\"\n[secrets.unsafe]\ndir = \"{}\"\n",
-            dir.display()
-        ),
-    )
-    .unwrap();
+    h.write_config(&format!(
+        "[secrets]\nbackend = \"unsafe\"\n[secrets.unsafe]\ndir = \"{}\"\n",
+        dir.display()
+    ));
     h.ok(&["secrets", "set", "k"], b"old");
     fs.fill();
     let err = h.fail(&["secrets", "set", "k"], big.as_bytes());
@@ -854,17 +760,7 @@ fn disk_full_while_writing_keeps_the_old_files() {
     #[cfg(feature = "age")]
     {
         let file = disk.join("secrets.age");
-        let identity = h.config_dir().join("age-identity.txt");
-        tessera_backends::age::generate_identity(&identity).unwrap();
-        std::fs::write(
-            h.config_dir().join("tessera.toml"),
-            format!(
-                "[secrets]\nbackend = \"age\"\n[secrets.age]\nfile = \"{}\"\nidentity = \"{}\"\n",
-                file.display(),
-                identity.display()
-            ),
-        )
-        .unwrap();
+        use_age(&h, &file);
         h.ok(&["secrets", "set", "k"], b"old");
         fs.fill();
         let err = h.fail(&["secrets", "set", "k2"], big.as_bytes());
@@ -883,26 +779,14 @@ fn disk_full_while_writing_keeps_the_old_files() {
     let cfg = disk.join("config");
     h2.env("XDG_CONFIG_HOME", cfg.display().to_string());
     h2.ok(
-        &[
-            "remotes",
-            "add",
-            "--no-verify",
-            "r1",
-            "https://one.example.com",
-        ],
+        &argv("remotes add --no-verify r1 https://one.example.com"),
         b"",
     );
     let remotes = cfg.join("tessera/remotes.toml");
     let before = std::fs::read_to_string(&remotes).unwrap();
     fs.fill();
     let err = h2.fail(
-        &[
-            "remotes",
-            "add",
-            "--no-verify",
-            "r2",
-            "https://two.example.com",
-        ],
+        &argv("remotes add --no-verify r2 https://two.example.com"),
         b"",
     );
     assert_no_space_error(&err, &remotes);
@@ -910,13 +794,7 @@ fn disk_full_while_writing_keeps_the_old_files() {
     assert_eq!(mode(&remotes), 0o600);
     fs.unfill();
     h2.ok(
-        &[
-            "remotes",
-            "add",
-            "--no-verify",
-            "r2",
-            "https://two.example.com",
-        ],
+        &argv("remotes add --no-verify r2 https://two.example.com"),
         b"",
     );
     drop(fs);
@@ -944,14 +822,10 @@ fn fake_tool_home(backend: &str, program: &str, script: &str) -> (Home, PathBuf)
         "a:\n    b: ENC[AES256_GCM,data:x,iv:x,tag:x,type:str]\nsops:\n    version: 3.9.0\n",
     )
     .unwrap();
-    std::fs::write(
-        h.config_dir().join("tessera.toml"),
-        format!(
-            "[secrets]\nbackend = \"{backend}\"\ntimeout = \"1s\"\n[secrets.sops]\nfile = \"{}\"\n",
-            sops_file.display()
-        ),
-    )
-    .unwrap();
+    h.write_config(&format!(
+        "[secrets]\nbackend = \"{backend}\"\ntimeout = \"1s\"\n[secrets.sops]\nfile = \"{}\"\n",
+        sops_file.display()
+    ));
     let path = format!(
         "{}:{}",
         bin_dir.display(),
@@ -1040,102 +914,50 @@ fn a_tool_killed_mid_call_is_a_clear_error_and_changes_nothing() {
     }
 }
 
-/// A throwaway gpg key and pass store; the agent is stopped on drop.
-struct PassEnv {
-    gnupg: PathBuf,
-}
-
-impl Drop for PassEnv {
-    fn drop(&mut self) {
-        let _ = Command::new("gpgconf")
-            .args(["--kill", "gpg-agent"])
-            .env("GNUPGHOME", &self.gnupg)
-            .status();
-    }
-}
-
 #[test]
 fn gpg_agent_killed_between_calls_restarts() {
     if !require_tools(&["pass", "gpg", "gpgconf"]) {
         return;
     }
     let mut h = Home::new("[secrets]\nbackend = \"pass\"\ntimeout = \"60s\"\n");
-    let gnupg = h.home().join("gnupg");
-    std::fs::create_dir(&gnupg).unwrap();
-    std::fs::set_permissions(&gnupg, std::fs::Permissions::from_mode(0o700)).unwrap();
-    let store = h.home().join("store");
-    let _guard = PassEnv {
-        gnupg: gnupg.clone(),
-    };
-    let tool = |program: &str, args: &[&str]| {
-        let out = Command::new(program)
-            .args(args)
-            .env("GNUPGHOME", &gnupg)
-            .env("PASSWORD_STORE_DIR", &store)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{program} {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    };
-    tool(
-        "gpg",
-        &[
-            "--batch",
-            "--passphrase",
-            "",
-            "--quick-gen-key",
-            "tessera faults <f@example.invalid>",
-            "future-default",
-            "default",
-            "never",
-        ],
+    let pass = PassStore::create(
+        h.home().join("gnupg"),
+        h.home().join("store"),
+        "tessera faults <f@example.invalid>",
     );
-    let listing = tool("gpg", &["--list-keys", "--with-colons"]);
-    let fpr = listing
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("fpr:")
-                .map(|r| r.trim_matches(':').to_owned())
-        })
-        .unwrap();
-    tool("pass", &["init", &fpr]);
-    h.env("GNUPGHOME", gnupg.display().to_string());
-    h.env("PASSWORD_STORE_DIR", store.display().to_string());
+    for (k, v) in pass.vars() {
+        h.env(k, v.display().to_string());
+    }
 
     h.ok(&["secrets", "set", "a/b"], b"one");
     for round in 0..3 {
-        tool("gpgconf", &["--kill", "gpg-agent"]);
+        pass.run("gpgconf", &["--kill", "gpg-agent"]);
         assert_eq!(
             h.ok(&["secrets", "get", "a/b"], b""),
             format!("{}\n", if round == 0 { "one" } else { "two" }),
             "round {round}"
         );
-        tool("gpgconf", &["--kill", "gpg-agent"]);
+        pass.run("gpgconf", &["--kill", "gpg-agent"]);
         h.ok(&["secrets", "set", "a/b"], b"two");
     }
 }
 
 // ---- the token store locked, damaged, moved aside -------------------------------------------
 
+/// A login home, its server, the server's URL and a token it accepts.
+fn store_server() -> (Home, BinServer, String, String) {
+    let h = login_home();
+    let srv = start_server(&h);
+    let base = srv.url();
+    let token = mint(&h);
+    assert_eq!(verify(&base, &token).0, 200);
+    (h, srv, base, token)
+}
+
 fn mint(h: &Home) -> String {
-    h.ok(
-        &[
-            "auth",
-            "token",
-            "generate",
-            "--subject",
-            "ci",
-            "--scopes",
-            "pull",
-        ],
-        b"",
-    )
-    .trim()
-    .to_owned()
+    h.ok(&argv("auth token generate --subject ci --scopes pull"), b"")
+        .trim()
+        .to_owned()
 }
 
 fn assert_unavailable(base: &str, token: &str) {
@@ -1149,11 +971,7 @@ fn assert_unavailable(base: &str, token: &str) {
 
 #[test]
 fn token_store_locked_by_another_process() {
-    let h = login_home();
-    let mut srv = BinServer::start(&h);
-    let base = srv.url();
-    let token = mint(&h);
-    assert_eq!(verify(&base, &token).0, 200);
+    let (h, mut srv, base, token) = store_server();
 
     let locker = rusqlite::Connection::open(h.store()).unwrap();
     locker.execute_batch("BEGIN EXCLUSIVE").unwrap();
@@ -1175,18 +993,7 @@ fn token_store_locked_by_another_process() {
     assert_eq!((s, v["code"].as_str()), (503, Some("UNAVAILABLE")), "{v}");
     // The CLI: the token is minted and its record waits beside the database (no lock needed),
     // to enter it once the lock is released.
-    let out = h.run(
-        &[
-            "auth",
-            "token",
-            "generate",
-            "--subject",
-            "ci",
-            "--scopes",
-            "pull",
-        ],
-        b"",
-    );
+    let out = h.run(&argv("auth token generate --subject ci --scopes pull"), b"");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(!stderr.contains("warning"), "{stderr}");
@@ -1216,11 +1023,7 @@ fn token_store_locked_by_another_process() {
 
 #[test]
 fn token_store_damaged_then_restored_while_the_server_runs() {
-    let h = login_home();
-    let mut srv = BinServer::start(&h);
-    let base = srv.url();
-    let token = mint(&h);
-    assert_eq!(verify(&base, &token).0, 200);
+    let (h, mut srv, base, token) = store_server();
     let store = h.store();
     let backup = h.home().join("tokens.backup.db");
     {
@@ -1280,22 +1083,11 @@ fn token_store_damaged_then_restored_while_the_server_runs() {
 #[test]
 fn a_server_shares_nothing_with_a_killed_cli() {
     // A CLI killed while it writes to the token store leaves it usable for the server.
-    let h = login_home();
-    let srv = BinServer::start(&h);
-    let base = srv.url();
-    let token = mint(&h);
+    let (h, srv, base, token) = store_server();
     let mut rng = Rng::new("store kill");
     for _ in 0..20 {
         kill_after(
-            h.cmd(&[
-                "auth",
-                "token",
-                "generate",
-                "--subject",
-                "x",
-                "--scopes",
-                "pull",
-            ]),
+            h.cmd(&argv("auth token generate --subject x --scopes pull")),
             Vec::new(),
             delay(&mut rng),
         );

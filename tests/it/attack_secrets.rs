@@ -6,14 +6,14 @@
 //! environment of every child process, and the `Debug` output of every secret-holding type
 //! (which is what a panic message would print).
 
-mod registry_common;
-
-mod common;
-
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command as StdCommand, Output};
+use std::process::{Command as StdCommand, Output};
 
-use registry_common::{Home, PASSWORD, SECRET, SERVICE};
+use crate::support::Run;
+use crate::support::argv;
+use crate::support::http::{create_token, form, login, verify};
+use crate::support::pass::PassStore;
+use crate::support::{Home, PASSWORD, SECRET, SERVICE};
 use reqwest::blocking::Client;
 use secrecy::SecretString;
 use serde_json::{Value, json};
@@ -54,9 +54,21 @@ fn stderr(out: &Output) -> String {
 
 /// Reads a value through the CLI (`secrets get` prints it by design).
 fn get(home: &Home, key: &str) -> String {
-    let out = home.cmd().args(["secrets", "get", key]).output().unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    String::from_utf8(out.stdout).unwrap().trim_end().to_owned()
+    let (value, _) = home.ok(&["secrets", "get", key]);
+    value.trim_end().to_owned()
+}
+
+/// Every secret value of a `home()`: the token secrets, a stored value, the password, its
+/// hash and the body of the registry signing key.
+fn known_secrets(home: &Home) -> Vec<String> {
+    let hash = get(home, "tessera/auth/password_hash");
+    let pem = get(home, "tessera/registry/signing_key");
+    let pem_body = pem.lines().nth(1).unwrap().to_owned();
+    [SECRET, BACKEND_SECRET, STORED, PASSWORD]
+        .map(str::to_owned)
+        .into_iter()
+        .chain([hash, pem_body])
+        .collect()
 }
 
 /// A home whose backend also holds [`BACKEND_SECRET`] and [`STORED`].
@@ -81,30 +93,11 @@ fn home() -> Home {
 #[test]
 fn cli_output_never_shows_a_secret_it_was_not_asked_for() {
     let home = home();
-    let hash = get(&home, "tessera/auth/password_hash");
-    let pem = get(&home, "tessera/registry/signing_key");
-    let pem_body = pem.lines().nth(1).unwrap().to_owned();
-    let all = [
-        SECRET,
-        BACKEND_SECRET,
-        STORED,
-        PASSWORD,
-        hash.as_str(),
-        pem_body.as_str(),
-    ];
+    let known = known_secrets(&home);
+    let all: Vec<&str> = known.iter().map(String::as_str).collect();
     // Tokens from the environment's secret and from the backend's.
     let env_token = home.token(&["--subject", "ci", "--scopes", "pull"]);
-    let out = home
-        .cmd()
-        .env_remove("TESSERA_AUTH_TOKEN_SECRET")
-        .args(["auth", "token", "generate", "--subject", "ci"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    let backend_token = String::from_utf8(out.stdout.clone())
-        .unwrap()
-        .trim()
-        .to_owned();
+    let (backend_token, out) = backend_token(home.cmd());
     assert_clean("generate (backend), stderr", &stderr(&out), &all);
     assert_clean(
         "generate (backend), stderr",
@@ -120,98 +113,14 @@ fn cli_output_never_shows_a_secret_it_was_not_asked_for() {
 
     let mut tampered = env_token.clone();
     tampered.push('x');
-    let mut cases: Vec<(String, Vec<&str>, Option<String>, bool)> = vec![
-        // (case, args, stdin, without TESSERA_AUTH_TOKEN_SECRET)
-        (
-            "verify, env".into(),
-            vec!["auth", "token", "verify", &env_token],
-            None,
-            false,
-        ),
-        (
-            "verify --json, env".into(),
-            vec!["--json", "auth", "token", "verify", &env_token],
-            None,
-            false,
-        ),
-        (
-            "verify, backend".into(),
-            vec!["auth", "token", "verify", &backend_token],
-            None,
-            true,
-        ),
-        (
-            "verify tampered".into(),
-            vec!["auth", "token", "verify", &tampered],
-            None,
-            false,
-        ),
-        (
-            "verify from stdin".into(),
-            vec!["auth", "token", "verify"],
-            Some(env_token.clone()),
-            false,
-        ),
-        (
-            "token list".into(),
-            vec!["auth", "token", "list"],
-            None,
-            false,
-        ),
-        (
-            "token list --json".into(),
-            vec!["--json", "auth", "token", "list"],
-            None,
-            false,
-        ),
-        ("secrets list".into(), vec!["secrets", "list"], None, false),
-        (
-            "secrets list --json".into(),
-            vec!["--json", "secrets", "list"],
-            None,
-            false,
-        ),
-        (
-            "secrets check".into(),
-            vec!["secrets", "check"],
-            None,
-            false,
-        ),
-        (
-            "secrets set".into(),
-            vec!["secrets", "set", "app/other"],
-            Some(STORED.to_owned()),
-            false,
-        ),
-        (
-            "password hash --store".into(),
-            vec![
-                "auth", "password", "hash", "--stdin", "--cost", "10", "--store",
-            ],
-            Some(PASSWORD.to_owned()),
-            false,
-        ),
-        (
-            "registry init again".into(),
-            vec!["registry", "init"],
-            None,
-            false,
-        ),
-        ("remotes list".into(), vec!["remotes", "list"], None, false),
-    ];
-    // The password hash prints the hash by design, never the password.
-    cases.push((
-        "password hash".into(),
-        vec!["auth", "password", "hash", "--stdin", "--cost", "10"],
-        Some(PASSWORD.to_owned()),
-        false,
-    ));
-    for (case, args, input, no_env) in cases {
+    // Runs one case: `args`, with `input` on stdin, without the environment's secret when
+    // `no_env`; nothing it prints may hold a secret or a token given to it.
+    let check = |case: &str, line: &str, input: Option<&str>, no_env: bool| {
         let mut cmd = home.cmd();
         if no_env {
             cmd.env_remove("TESSERA_AUTH_TOKEN_SECRET");
         }
-        cmd.args(&args);
+        cmd.args(argv(line));
         if let Some(i) = input {
             cmd.write_stdin(format!("{i}\n"));
         }
@@ -221,12 +130,54 @@ fn cli_output_never_shows_a_secret_it_was_not_asked_for() {
         } else {
             all.to_vec()
         };
-        assert_clean(&case, &text(&out), &secrets);
+        assert_clean(case, &text(&out), &secrets);
         // A token given as input is not repeated either.
-        assert_clean(&case, &text(&out), &[&env_token, &backend_token]);
-    }
+        assert_clean(case, &text(&out), &[&env_token, &backend_token]);
+    };
+    let verify = |token: &str| format!("auth token verify {token}");
+    check("verify, env", &verify(&env_token), None, false);
+    let json_verify = format!("--json {}", verify(&env_token));
+    check("verify --json, env", &json_verify, None, false);
+    check("verify, backend", &verify(&backend_token), None, true);
+    check("verify tampered", &verify(&tampered), None, false);
+    check("verify from stdin", &verify(""), Some(&env_token), false);
+    check("token list", "auth token list", None, false);
+    check("token list --json", "--json auth token list", None, false);
+    check("secrets list", "secrets list", None, false);
+    check("secrets list --json", "--json secrets list", None, false);
+    check("secrets check", "secrets check", None, false);
+    check("secrets set", "secrets set app/other", Some(STORED), false);
+    let hash_store = "auth password hash --stdin --cost 10 --store";
+    check("password hash --store", hash_store, Some(PASSWORD), false);
+    check("registry init again", "registry init", None, false);
+    check("remotes list", "remotes list", None, false);
+    // The password hash prints the hash by design, never the password.
+    let hash = "auth password hash --stdin --cost 10";
+    check("password hash", hash, Some(PASSWORD), false);
+}
 
-    // Error paths that read a secret: too short, from the environment and from the backend.
+/// A token minted with the backend's secret (no `TESSERA_AUTH_TOKEN_SECRET`), and the
+/// command's output.
+fn backend_token(mut tessera: assert_cmd::Command) -> (String, Output) {
+    let out = tessera
+        .env_remove("TESSERA_AUTH_TOKEN_SECRET")
+        .args(["auth", "token", "generate", "--subject", "ci"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let token = String::from_utf8(out.stdout.clone())
+        .unwrap()
+        .trim()
+        .to_owned();
+    (token, out)
+}
+
+/// Error paths that read a secret (too short, from the environment and from the backend) or
+/// a password (too long) never echo it.
+#[test]
+fn errors_about_a_secret_never_echo_it() {
+    let home = home();
+    let (backend_token, _) = backend_token(home.cmd());
     let short_env = "short-ENVSHORT-secret";
     let out = home
         .cmd()
@@ -242,11 +193,10 @@ fn cli_output_never_shows_a_secret_it_was_not_asked_for() {
     );
     assert_clean("short env secret", &text(&out), &[short_env]);
     let short_backend = "short-BKSHORT-secret";
-    home.cmd()
-        .args(["secrets", "set", "tessera/auth/token_secret", "--yes"])
-        .write_stdin(format!("{short_backend}\n"))
-        .assert()
-        .success();
+    home.ok_with_stdin(
+        &["secrets", "set", "tessera/auth/token_secret", "--yes"],
+        format!("{short_backend}\n"),
+    );
     let out = home
         .cmd()
         .env_remove("TESSERA_AUTH_TOKEN_SECRET")
@@ -272,71 +222,24 @@ fn cli_output_never_shows_a_secret_it_was_not_asked_for() {
     assert_clean("long password", &text(&out), &[PASSWORD, "LONGPWLONGPW"]);
 }
 
-fn form(pairs: &[(&str, &str)]) -> String {
-    url::form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(pairs)
-        .finish()
-}
-
-/// `tessera serve` as a real process with its log (at `trace`) in a file.
-struct BinServer {
-    child: Child,
-    addr: String,
-    log: PathBuf,
-}
-
-impl BinServer {
-    fn start(home: &Home) -> BinServer {
-        let log = home.home().join("server.log");
-        let mut c = StdCommand::new(assert_cmd::cargo::cargo_bin("tessera"));
-        c.env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("RUST_LOG", "trace");
-        for (k, v) in home.vars() {
-            c.env(k, v);
-        }
-        let (child, addr) = common::spawn_serve(c, &log, "http");
-        BinServer { child, addr, log }
-    }
-
-    /// SIGTERM, wait, and the whole log.
-    fn stop(mut self) -> String {
-        let _ = StdCommand::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
-        std::fs::read_to_string(&self.log).unwrap()
-    }
-}
-
 #[test]
 fn server_log_and_error_bodies_never_show_a_secret() {
     let home = home();
-    let hash = get(&home, "tessera/auth/password_hash");
-    let pem = get(&home, "tessera/registry/signing_key");
-    let pem_body = pem.lines().nth(1).unwrap().to_owned();
+    let known = known_secrets(&home);
     let cli_token = home.token(&["--subject", "ci", "--scopes", "admin"]);
-    let server = BinServer::start(&home);
-    tessera::http::install_crypto_provider();
+    let server = home.serve_process(Some("trace"));
+    crate::support::api::install_crypto_provider();
     let http = Client::new();
-    let base = format!("http://{}", server.addr);
+    let base = server.url();
     let mut tokens = vec![cli_token.clone()];
     let mut bodies = Vec::new();
 
-    let r = http
-        .post(format!("{base}/auth/login"))
-        .json(&json!({"username": "deploy", "password": PASSWORD}))
-        .send()
-        .unwrap();
+    let r = login(&base, "deploy", PASSWORD);
     assert_eq!(r.status(), 200);
     let v: Value = r.json().unwrap();
     tokens.push(v["token"].as_str().unwrap().to_owned());
     for (user, pw) in [("deploy", WRONG), ("nobody", WRONG), ("deploy", "")] {
-        let r = http
-            .post(format!("{base}/auth/login"))
-            .json(&json!({"username": user, "password": pw}))
-            .send()
-            .unwrap();
+        let r = login(&base, user, pw);
         assert_eq!(r.status(), 401);
         bodies.push(r.text().unwrap());
     }
@@ -352,12 +255,7 @@ fn server_log_and_error_bodies_never_show_a_secret() {
     assert_eq!(r.status(), 400);
     bodies.push(r.text().unwrap());
     for t in [&cli_token, &tokens[1]] {
-        let r = http
-            .get(format!("{base}/auth/verify"))
-            .bearer_auth(t)
-            .send()
-            .unwrap();
-        assert_eq!(r.status(), 200);
+        assert_eq!(verify(&base, t).0, 200);
     }
     let r = http
         .get(format!("{base}/auth/verify"))
@@ -366,15 +264,11 @@ fn server_log_and_error_bodies_never_show_a_secret() {
         .unwrap();
     assert_eq!(r.status(), 401);
     bodies.push(r.text().unwrap());
-    let r = http
-        .post(format!("{base}/auth/tokens"))
-        .bearer_auth(&cli_token)
-        .json(&json!({"subject": "bot", "scopes": "pull", "expiry": "1h"}))
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    let v: Value = r.json().unwrap();
-    tokens.push(v["token"].as_str().unwrap().to_owned());
+    tokens.push(create_token(
+        &base,
+        &cli_token,
+        &json!({"subject": "bot", "scopes": "pull", "expiry": "1h"}),
+    ));
     // The registry flow: password, token, refresh token, and wrong ones.
     let scope = format!("{base}/token?service={SERVICE}&scope=repository:team/app:pull");
     let r = http
@@ -427,15 +321,8 @@ fn server_log_and_error_bodies_never_show_a_secret() {
         log.contains("audit"),
         "control: the log has the audit lines"
     );
-    let mut secrets = vec![
-        SECRET,
-        BACKEND_SECRET,
-        STORED,
-        PASSWORD,
-        WRONG,
-        hash.as_str(),
-        pem_body.as_str(),
-    ];
+    let mut secrets: Vec<&str> = known.iter().map(String::as_str).collect();
+    secrets.push(WRONG);
     // Tokens, and their signatures alone (a log line could cut a token).
     let signatures: Vec<String> = tokens
         .iter()
@@ -482,6 +369,12 @@ struct FakePass {
 }
 
 const FAKE_SHOWN: &str = "fake-pass-token-secret-FAKE-0123456789abcdef";
+
+impl Run for FakePass {
+    fn tessera(&self) -> assert_cmd::Command {
+        self.cmd()
+    }
+}
 
 impl FakePass {
     fn new() -> FakePass {
@@ -559,27 +452,14 @@ fn child_processes_get_secrets_only_on_stdin() {
     // The password hash and the registry key go to pass the same way.
     let out = f
         .cmd()
-        .args([
-            "auth", "password", "hash", "--stdin", "--cost", "10", "--store",
-        ])
+        .args(argv("auth password hash --stdin --cost 10 --store"))
         .write_stdin(format!("{PASSWORD}\n"))
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
-    let out = f
-        .cmd()
-        .args(["registry", "init", "--force"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
+    f.ok(&["registry", "init", "--force"]);
     // The token secret comes back from `pass show` and signs a token.
-    let out = f
-        .cmd()
-        .env_remove("TESSERA_AUTH_TOKEN_SECRET")
-        .args(["auth", "token", "generate", "--subject", "ci"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
+    let (_, out) = backend_token(f.cmd());
     assert_clean("generate via pass", &stderr(&out), &[FAKE_SHOWN]);
 
     // Control: the secrets did reach pass, on stdin.
@@ -654,40 +534,11 @@ fn real_pass_and_gpg_never_see_a_secret_in_arguments_or_environment() {
     for d in [&gnupg, &bin, &log] {
         std::fs::create_dir_all(d).unwrap();
     }
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&gnupg, std::fs::Permissions::from_mode(0o700)).unwrap();
-    }
-    let run = |args: &[&str]| {
-        let out = StdCommand::new(args[0])
-            .args(&args[1..])
-            .env("GNUPGHOME", &gnupg)
-            .env("PASSWORD_STORE_DIR", &store)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
-        String::from_utf8(out.stdout).unwrap()
-    };
-    run(&[
-        "gpg",
-        "--batch",
-        "--passphrase",
-        "",
-        "--quick-gen-key",
+    let _pass = PassStore::create(
+        gnupg.clone(),
+        store.clone(),
         "tessera attack <t@example.invalid>",
-        "future-default",
-        "default",
-        "never",
-    ]);
-    let listing = run(&["gpg", "--list-keys", "--with-colons"]);
-    let fpr = listing
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("fpr:")
-                .map(|r| r.trim_matches(':').to_owned())
-        })
-        .unwrap();
-    run(&["pass", "init", &fpr]);
+    );
     // Wrappers that record their own /proc entries, then run the real tools.
     for tool in ["pass", "gpg", "gpg2"] {
         let real = if tool == "gpg2" { "gpg" } else { tool };
@@ -757,26 +608,14 @@ fn real_pass_and_gpg_never_see_a_secret_in_arguments_or_environment() {
             assert!(!content.contains("TESSERA_"), "{name}");
         }
     }
-    let _ = StdCommand::new("gpgconf")
-        .args(["--kill", "gpg-agent"])
-        .env("GNUPGHOME", &gnupg)
-        .status();
+    // The agent stops when `_pass` is dropped.
 }
 
 #[test]
 fn debug_output_of_secret_holding_types_shows_no_secret() {
     let home = home();
-    let hash = get(&home, "tessera/auth/password_hash");
-    let pem = get(&home, "tessera/registry/signing_key");
-    let pem_body = pem.lines().nth(1).unwrap().to_owned();
-    let secrets = [
-        SECRET,
-        BACKEND_SECRET,
-        STORED,
-        PASSWORD,
-        hash.as_str(),
-        pem_body.as_str(),
-    ];
+    let known = known_secrets(&home);
+    let secrets: Vec<&str> = known.iter().map(String::as_str).collect();
 
     let key = SigningKey::new(&SecretString::from(SECRET.to_owned()), "").unwrap();
     assert_clean("SigningKey", &format!("{key:?} {key:#?}"), &secrets);
@@ -800,7 +639,7 @@ fn debug_output_of_secret_holding_types_shows_no_secret() {
     assert_clean("Env with secrets", &format!("{env2:?}"), &secrets);
 
     // The whole server state: key ring, password login (hash and dummy), registry key.
-    let state = tessera::http::ServerState::load(&config, &env).unwrap();
+    let state = crate::support::api::state(&config, &env);
     let shown = format!("{state:?} {state:#?}");
     assert!(
         shown.contains("deploy"),

@@ -4,21 +4,25 @@
 //! with `grant_type=refresh_token`). A hand-built control token signed the right way is
 //! accepted first, so every refusal below is the attack's doing, not a broken builder.
 
-mod registry_common;
-
+use crate::support::argv;
+use crate::support::http::{Served, basic};
+use crate::support::{Home, SECRET, SERVICE};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Validation};
-use registry_common::{Home, SECRET, SERVICE};
-use reqwest::blocking::Client;
+use jsonwebtoken::{Algorithm, EncodingKey, Validation};
 use serde_json::{Value, json};
 
 struct Fixture {
-    home: Home,
-    server: tessera::http::RunningServer,
-    http: Client,
+    served: Served,
     /// The `kid` the server's current key has (read from a CLI-minted token).
     kid: String,
+}
+
+impl std::ops::Deref for Fixture {
+    type Target = Served;
+    fn deref(&self) -> &Served {
+        &self.served
+    }
 }
 
 impl Fixture {
@@ -26,9 +30,7 @@ impl Fixture {
         let home = Home::new();
         // Tokens that do not look like JWTs are password attempts at /token; no rate limit
         // here, so every answer below is about the token.
-        let mut config = std::fs::read_to_string(home.config_file()).unwrap();
-        config.push_str("\n[server]\nlogin_attempts_per_minute = 0\n");
-        std::fs::write(home.config_file(), config).unwrap();
+        home.append_config("\n[server]\nlogin_attempts_per_minute = 0\n");
         let minted = home.token(&["--subject", "ci", "--scopes", "pull"]);
         let header: Value = serde_json::from_slice(
             &URL_SAFE_NO_PAD
@@ -37,18 +39,10 @@ impl Fixture {
         )
         .unwrap();
         let kid = header["kid"].as_str().unwrap().to_owned();
-        let server = home.serve();
-        tessera::http::install_crypto_provider();
         Fixture {
-            home,
-            server,
-            http: Client::new(),
+            served: Served::start(home),
             kid,
         }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.server.addr())
     }
 
     /// `GET /auth/verify` with the token: (status, code, error sentence).
@@ -75,10 +69,7 @@ impl Fixture {
             .get(self.url(&format!(
                 "/token?service={SERVICE}&scope=repository:team/app:pull"
             )))
-            .header(
-                "Authorization",
-                format!("Basic {}", STANDARD.encode(format!("{user}:{token}"))),
-            )
+            .header("Authorization", basic(user, token))
             .send()
             .unwrap();
         let status = r.status().as_u16();
@@ -88,20 +79,11 @@ impl Fixture {
 
     /// `POST /token` with `grant_type=refresh_token`: (status, code).
     fn refresh(&self, token: &str) -> (u16, String) {
-        let form = url::form_urlencoded::Serializer::new(String::new())
-            .extend_pairs([
-                ("grant_type", "refresh_token"),
-                ("service", SERVICE),
-                ("refresh_token", token),
-            ])
-            .finish();
-        let r = self
-            .http
-            .post(self.url("/token"))
-            .header("Content-Type", "application/x-www-form-urlencoded")
-            .body(form)
-            .send()
-            .unwrap();
+        let r = self.post_token(&[
+            ("grant_type", "refresh_token"),
+            ("service", SERVICE),
+            ("refresh_token", token),
+        ]);
         let status = r.status().as_u16();
         let body: Value = r.json().unwrap();
         (status, body["code"].as_str().unwrap_or("OK").to_owned())
@@ -229,13 +211,7 @@ fn hs384_and_hs512_signed_with_the_hs256_secret_are_refused() {
 #[test]
 fn key_confusion_with_the_registry_public_key_is_refused() {
     let f = Fixture::new();
-    let jwks: Value = f
-        .http
-        .get(f.url("/.well-known/jwks.json"))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let jwks = f.jwks();
     let jwk = &jwks["keys"][0];
     let registry_kid = jwk["kid"].as_str().unwrap().to_owned();
     let mut point = vec![4u8];
@@ -553,19 +529,8 @@ fn registry_tokens_always_carry_an_expiry() {
     // The registry refuses a token without `exp`; check that we never issue one.
     let f = Fixture::new();
     let token = good(&f.header(), &claims());
-    let r = f
-        .http
-        .get(f.url(&format!(
-            "/token?service={SERVICE}&scope=repository:team/app:pull"
-        )))
-        .header(
-            "Authorization",
-            format!("Basic {}", STANDARD.encode(format!("ci:{token}"))),
-        )
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let body: Value = r.json().unwrap();
+    let (status, body) = f.token_get("ci", &token, "&scope=repository:team/app:pull");
+    assert_eq!(status, 200);
     let payload = parts(body["token"].as_str().unwrap())[1].clone();
     let claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
     let exp = claims["exp"].as_i64().expect("registry token without exp");
@@ -634,19 +599,12 @@ fn refresh_tokens_and_api_tokens_do_not_cross_over() {
     let f = Fixture::new();
     // A refresh token from the registry flow (aud = the service).
     let token = good(&f.header(), &claims());
-    let r = f
-        .http
-        .get(f.url(&format!(
-            "/token?service={SERVICE}&scope=repository:team/app:pull&access_type=offline"
-        )))
-        .header(
-            "Authorization",
-            format!("Basic {}", STANDARD.encode(format!("ci:{token}"))),
-        )
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let body: Value = r.json().unwrap();
+    let (status, body) = f.token_get(
+        "ci",
+        &token,
+        "&scope=repository:team/app:pull&access_type=offline",
+    );
+    assert_eq!(status, 200);
     let refresh = body["refresh_token"]
         .as_str()
         .expect("refresh token")
@@ -676,35 +634,15 @@ fn refresh_tokens_and_api_tokens_do_not_cross_over() {
 fn registry_and_tessera_tokens_are_not_interchangeable() {
     let f = Fixture::new();
     let token = good(&f.header(), &claims());
-    let r = f
-        .http
-        .get(f.url(&format!(
-            "/token?service={SERVICE}&scope=repository:team/app:pull"
-        )))
-        .header(
-            "Authorization",
-            format!("Basic {}", STANDARD.encode(format!("ci:{token}"))),
-        )
-        .send()
-        .unwrap();
-    let body: Value = r.json().unwrap();
+    let (status, body) = f.token_get("ci", &token, "&scope=repository:team/app:pull");
+    assert_eq!(status, 200, "{body}");
     let registry_token = body["token"].as_str().unwrap().to_owned();
     // An ES256 registry token is not a tessera token, on the API or as a credential.
     f.refused_everywhere("registry token", &registry_token, &["INVALID_TOKEN"]);
     assert_eq!(f.refresh(&registry_token).0, 401);
     // A tessera token is not a registry token: verification with the published JWK, as a
     // registry does, refuses it whatever algorithms the verifier allows.
-    let jwks: Value = f
-        .http
-        .get(f.url("/.well-known/jwks.json"))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
-    let jwk = &jwks["keys"][0];
-    let key =
-        DecodingKey::from_ec_components(jwk["x"].as_str().unwrap(), jwk["y"].as_str().unwrap())
-            .unwrap();
+    let (_, key) = f.jwk();
     let mut v = Validation::new(Algorithm::ES256);
     v.set_audience(&[SERVICE]);
     assert!(
@@ -741,14 +679,9 @@ impl Fixture {
             .unwrap()
             .replace("[auth]\n", &format!("[auth]\n{extra}\n"));
         std::fs::write(home.config_file(), config).unwrap();
-        let server = home.serve();
-        tessera::http::install_crypto_provider();
-        let kid = String::new();
         Fixture {
-            home,
-            server,
-            http: Client::new(),
-            kid,
+            served: Served::start(home),
+            kid: String::new(),
         }
     }
 
@@ -765,35 +698,22 @@ impl Fixture {
 
     /// `GET /token` with Basic `user:secret` and the extra `query`: (status, body).
     fn token_get(&self, user: &str, secret: &str, query: &str) -> (u16, Value) {
-        let r = self
-            .http
-            .get(self.url(&format!("/token?service={SERVICE}{query}")))
-            .header(
-                "Authorization",
-                format!("Basic {}", STANDARD.encode(format!("{user}:{secret}"))),
-            )
-            .send()
-            .unwrap();
+        let r = self.get_token(
+            &format!("?service={SERVICE}{query}"),
+            Some(&basic(user, secret)),
+        );
         (r.status().as_u16(), r.json().unwrap())
     }
 
     /// `POST /token` with `grant_type=refresh_token` and the extra form fields: (status, body).
     fn renew(&self, refresh: &str, extra: &[(&str, &str)]) -> (u16, Value) {
-        let form = url::form_urlencoded::Serializer::new(String::new())
-            .extend_pairs([
-                ("grant_type", "refresh_token"),
-                ("service", SERVICE),
-                ("refresh_token", refresh),
-            ])
-            .extend_pairs(extra)
-            .finish();
-        let r = self
-            .http
-            .post(self.url("/token"))
-            .header("Content-Type", "application/x-www-form-urlencoded")
-            .body(form)
-            .send()
-            .unwrap();
+        let mut pairs = vec![
+            ("grant_type", "refresh_token"),
+            ("service", SERVICE),
+            ("refresh_token", refresh),
+        ];
+        pairs.extend_from_slice(extra);
+        let r = self.post_token(&pairs);
         (r.status().as_u16(), r.json().unwrap())
     }
 }
@@ -802,16 +722,9 @@ impl Fixture {
 fn a_derived_token_never_outlives_or_outscopes_its_parent() {
     // Tokens from login and refresh last an hour on this server.
     let f = Fixture::new();
-    let parent = f.home.token(&[
-        "--subject",
-        "ci",
-        "--scopes",
-        "pull",
-        "--repo",
-        "team/*",
-        "--expiry",
-        "10m",
-    ]);
+    let parent = f.home.token(&argv(
+        "--subject ci --scopes pull --repo team/* --expiry 10m",
+    ));
     let parent_exp = claims_of(&parent)["exp"].as_i64().unwrap();
 
     // POST /auth/refresh, twice down the chain.
@@ -872,7 +785,7 @@ fn registry_refresh_tokens_keep_to_the_cap_and_do_not_renew_themselves() {
     let f = Fixture::with_auth("max_token_expiry = \"20m\"");
     let (status, body) = f.token_get(
         "deploy",
-        registry_common::PASSWORD,
+        crate::support::PASSWORD,
         "&scope=repository:team/app:pull&access_type=offline",
     );
     assert_eq!(status, 200, "{body}");
@@ -909,18 +822,11 @@ fn registry_refresh_tokens_keep_to_the_cap_and_do_not_renew_themselves() {
 fn a_single_use_token_cannot_be_refreshed_or_exchanged_for_an_offline_token() {
     let f = Fixture::new();
     let admin = f.home.token(&["--subject", "root", "--scopes", "admin"]);
-    let r = f
-        .http
-        .post(f.url("/auth/tokens"))
-        .bearer_auth(&admin)
-        .json(&json!({"subject": "ci", "scopes": "pull", "single_use": true}))
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    let once = r.json::<Value>().unwrap()["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let once = crate::support::http::create_token(
+        &f.url(""),
+        &admin,
+        &json!({"subject": "ci", "scopes": "pull", "single_use": true}),
+    );
 
     let (status, body) = f.api_refresh(&once);
     assert_eq!(

@@ -1,87 +1,29 @@
 //! The token endpoint at the HTTP level: a real tessera server on 127.0.0.1:0, bad input of
 //! every kind, and the registry token's header and claims checked with the published JWK.
 
-mod registry_common;
-
+use crate::support::argv;
+use crate::support::http::{Served, basic};
+use crate::support::{Home, PASSWORD, SERVICE};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use registry_common::{Home, PASSWORD, SERVICE};
 use reqwest::blocking::{Client, Response};
 use serde_json::Value;
 
-struct Fixture {
-    home: Home,
-    server: tessera::http::RunningServer,
-    http: Client,
-}
-
-impl Fixture {
-    fn new() -> Fixture {
-        let home = Home::new();
-        let server = home.serve();
-        tessera::http::install_crypto_provider();
-        Fixture {
-            home,
-            server,
-            http: Client::new(),
-        }
-    }
-
-    fn url(&self, path_and_query: &str) -> String {
-        format!("http://{}{path_and_query}", self.server.addr())
-    }
-
-    fn get(&self, query: &str, auth: Option<&str>) -> Response {
-        let mut r = self.http.get(self.url(&format!("/token{query}")));
-        if let Some(a) = auth {
-            r = r.header("Authorization", a);
-        }
-        r.send().unwrap()
-    }
-
-    fn post(&self, form: &[(&str, &str)]) -> Response {
-        self.http
-            .post(self.url("/token"))
-            .header("Content-Type", "application/x-www-form-urlencoded")
-            .body(
-                url::form_urlencoded::Serializer::new(String::new())
-                    .extend_pairs(form)
-                    .finish(),
-            )
-            .send()
-            .unwrap()
-    }
-
-    /// Verifies a registry token with the published JWK and returns header and claims.
-    fn check(&self, token: &str) -> (Value, Value) {
-        let jwks: Value = self
-            .http
-            .get(self.url("/.well-known/jwks.json"))
-            .send()
-            .unwrap()
-            .json()
-            .unwrap();
-        let jwk = &jwks["keys"][0];
-        let key =
-            DecodingKey::from_ec_components(jwk["x"].as_str().unwrap(), jwk["y"].as_str().unwrap())
-                .unwrap();
-        let mut v = Validation::new(Algorithm::ES256);
-        v.set_audience(&[SERVICE]);
-        v.set_issuer(&["tessera"]);
-        let claims = jsonwebtoken::decode::<Value>(token, &key, &v)
-            .unwrap()
-            .claims;
-        let header_b64 = token.split('.').next().unwrap();
-        let header: Value =
-            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header_b64).unwrap()).unwrap();
-        assert_eq!(header["kid"], jwk["kid"]);
-        (header, claims)
-    }
-}
-
-fn basic(user: &str, secret: &str) -> String {
-    format!("Basic {}", STANDARD.encode(format!("{user}:{secret}")))
+/// Verifies a registry token with the published JWK and returns header and claims.
+fn check(f: &Served, token: &str) -> (Value, Value) {
+    let (jwk, key) = f.jwk();
+    let mut v = Validation::new(Algorithm::ES256);
+    v.set_audience(&[SERVICE]);
+    v.set_issuer(&["tessera"]);
+    let claims = jsonwebtoken::decode::<Value>(token, &key, &v)
+        .unwrap()
+        .claims;
+    let header_b64 = token.split('.').next().unwrap();
+    let header: Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header_b64).unwrap()).unwrap();
+    assert_eq!(header["kid"], jwk["kid"]);
+    (header, claims)
 }
 
 /// A 401 with a JSON body, a Basic challenge and the given code.
@@ -100,11 +42,11 @@ fn assert_401(r: Response, code: &str) {
 
 #[test]
 fn token_grants_the_intersection_with_a_trusted_header() {
-    let f = Fixture::new();
+    let f = Served::start(Home::new());
     let tok = f
         .home
         .token(&["--subject", "ci", "--scopes", "pull", "--repo", "team/*"]);
-    let r = f.get(
+    let r = f.get_token(
         &format!(
             "?service={SERVICE}&account=ci&scope=repository:team/app:pull,push&scope=repository:other/app:pull&scope=repository:team/app:delete"
         ),
@@ -117,7 +59,7 @@ fn token_grants_the_intersection_with_a_trusted_header() {
     assert!(body["expires_in"].as_i64().unwrap() >= 60);
     let issued: jiff::Timestamp = body["issued_at"].as_str().unwrap().parse().unwrap();
     assert!((jiff::Timestamp::now() - issued).get_seconds().abs() < 60);
-    let (header, claims) = f.check(body["token"].as_str().unwrap());
+    let (header, claims) = check(&f, body["token"].as_str().unwrap());
     assert_eq!(header["alg"], "ES256");
     assert_eq!(header["x5c"].as_array().unwrap().len(), 1);
     let kid = header["kid"].as_str().unwrap();
@@ -133,50 +75,50 @@ fn token_grants_the_intersection_with_a_trusted_header() {
     );
 
     // No scope at all (skopeo login): 200 with an empty access list.
-    let r = f.get(&format!("?service={SERVICE}"), Some(&basic("ci", &tok)));
+    let r = f.get_token(&format!("?service={SERVICE}"), Some(&basic("ci", &tok)));
     assert_eq!(r.status(), 200);
     let body: Value = r.json().unwrap();
-    let (_, claims) = f.check(body["token"].as_str().unwrap());
+    let (_, claims) = check(&f, body["token"].as_str().unwrap());
     assert_eq!(claims["access"], serde_json::json!([]));
 
     // Extra colons, unknown types and actions are granted nothing, not refused.
-    let r = f.get(
+    let r = f.get_token(
         "?scope=repository:127.0.0.1:5000/team/app:pull&scope=widget:team/app:pull&scope=repository:team/app:fly&scope=registry:catalog:*",
         Some(&basic("ci", &tok)),
     );
     assert_eq!(r.status(), 200);
     let body: Value = r.json().unwrap();
-    let (_, claims) = f.check(body["token"].as_str().unwrap());
+    let (_, claims) = check(&f, body["token"].as_str().unwrap());
     assert_eq!(claims["access"], serde_json::json!([]));
 }
 
 #[test]
 fn password_login_and_refresh_tokens() {
-    let f = Fixture::new();
+    let f = Served::start(Home::new());
     // The password contains a colon: Basic splits at the first one.
-    let r = f.get(
+    let r = f.get_token(
         "?scope=repository:any/thing:push&access_type=offline",
         Some(&basic("deploy", PASSWORD)),
     );
     assert_eq!(r.status(), 200);
     let body: Value = r.json().unwrap();
-    let (_, claims) = f.check(body["token"].as_str().unwrap());
+    let (_, claims) = check(&f, body["token"].as_str().unwrap());
     assert_eq!(claims["sub"], "deploy");
     assert_eq!(claims["access"][0]["actions"], serde_json::json!(["push"]));
     let refresh = body["refresh_token"].as_str().unwrap().to_owned();
 
     // Wrong password, unknown user.
     assert_401(
-        f.get("", Some(&basic("deploy", "wrong"))),
+        f.get_token("", Some(&basic("deploy", "wrong"))),
         "INVALID_CREDENTIALS",
     );
     assert_401(
-        f.get("", Some(&basic("nobody", PASSWORD))),
+        f.get_token("", Some(&basic("nobody", PASSWORD))),
         "INVALID_CREDENTIALS",
     );
 
     // POST: password grant and refresh grant, reusable.
-    let r = f.post(&[
+    let r = f.post_token(&[
         ("grant_type", "password"),
         ("username", "deploy"),
         ("password", PASSWORD),
@@ -185,7 +127,7 @@ fn password_login_and_refresh_tokens() {
     ]);
     assert_eq!(r.status(), 200);
     for _ in 0..2 {
-        let r = f.post(&[
+        let r = f.post_token(&[
             ("grant_type", "refresh_token"),
             ("refresh_token", &refresh),
             ("service", SERVICE),
@@ -193,7 +135,7 @@ fn password_login_and_refresh_tokens() {
         ]);
         assert_eq!(r.status(), 200);
         let body: Value = r.json().unwrap();
-        let (_, claims) = f.check(body["access_token"].as_str().unwrap());
+        let (_, claims) = check(&f, body["access_token"].as_str().unwrap());
         assert_eq!(claims["sub"], "deploy");
         assert_eq!(
             claims["access"][0]["actions"],
@@ -202,7 +144,7 @@ fn password_login_and_refresh_tokens() {
     }
     // Refresh token presented for another subject.
     assert_401(
-        f.post(&[
+        f.post_token(&[
             ("grant_type", "refresh_token"),
             ("refresh_token", &refresh),
             ("username", "mallory"),
@@ -212,19 +154,14 @@ fn password_login_and_refresh_tokens() {
     // A plain token (no audience) is not a refresh token; one for another service neither.
     let plain = f.home.token(&["--subject", "deploy", "--scopes", "pull"]);
     assert_401(
-        f.post(&[("grant_type", "refresh_token"), ("refresh_token", &plain)]),
+        f.post_token(&[("grant_type", "refresh_token"), ("refresh_token", &plain)]),
         "INVALID_TOKEN",
     );
-    let other = f.home.token(&[
-        "--subject",
-        "deploy",
-        "--scopes",
-        "pull",
-        "--audience",
-        "other-registry",
-    ]);
+    let other = f.home.token(&argv(
+        "--subject deploy --scopes pull --audience other-registry",
+    ));
     assert_401(
-        f.post(&[("grant_type", "refresh_token"), ("refresh_token", &other)]),
+        f.post_token(&[("grant_type", "refresh_token"), ("refresh_token", &other)]),
         "INVALID_TOKEN",
     );
     // Revoking the subject revokes its refresh tokens.
@@ -234,18 +171,18 @@ fn password_login_and_refresh_tokens() {
         .assert()
         .success();
     assert_401(
-        f.post(&[("grant_type", "refresh_token"), ("refresh_token", &refresh)]),
+        f.post_token(&[("grant_type", "refresh_token"), ("refresh_token", &refresh)]),
         "TOKEN_REVOKED",
     );
-    let r = f.post(&[("grant_type", "client_credentials")]);
+    let r = f.post_token(&[("grant_type", "client_credentials")]);
     assert_eq!(r.status(), 400);
 }
 
 #[test]
 fn bad_credentials_are_401_never_500() {
-    let f = Fixture::new();
+    let f = Served::start(Home::new());
     let tok = f.home.token(&["--subject", "ci", "--scopes", "push,pull"]);
-    assert_401(f.get("", None), "AUTH_REQUIRED");
+    assert_401(f.get_token("", None), "AUTH_REQUIRED");
     for bad in [
         "Basic".to_owned(),
         "Basic %%%not-base64%%%".to_owned(),
@@ -254,24 +191,27 @@ fn bad_credentials_are_401_never_500() {
         format!("Bearer {tok}"),
         "Basic ".to_owned() + &"A".repeat(10_000),
     ] {
-        assert_401(f.get("", Some(&bad)), "INVALID_CREDENTIALS");
+        assert_401(f.get_token("", Some(&bad)), "INVALID_CREDENTIALS");
     }
     // Token of another subject, tampered token, garbage token.
     assert_401(
-        f.get("", Some(&basic("someone-else", &tok))),
+        f.get_token("", Some(&basic("someone-else", &tok))),
         "INVALID_CREDENTIALS",
     );
     let mut tampered = tok.clone();
     tampered.pop();
     tampered.push(if tok.ends_with('A') { 'B' } else { 'A' });
-    assert_401(f.get("", Some(&basic("ci", &tampered))), "INVALID_TOKEN");
     assert_401(
-        f.get("", Some(&basic("ci", "eyJhbGciOi.x.y"))),
+        f.get_token("", Some(&basic("ci", &tampered))),
+        "INVALID_TOKEN",
+    );
+    assert_401(
+        f.get_token("", Some(&basic("ci", "eyJhbGciOi.x.y"))),
         "INVALID_TOKEN",
     );
     // account different from the user.
     assert_401(
-        f.get("?account=admin", Some(&basic("ci", &tok))),
+        f.get_token("?account=admin", Some(&basic("ci", &tok))),
         "ACCOUNT_MISMATCH",
     );
     // Revoked and expired tokens.
@@ -283,11 +223,14 @@ fn bad_credentials_are_401_never_500() {
         .args(["auth", "token", "revoke", &jti])
         .assert()
         .success();
-    assert_401(f.get("", Some(&basic("ci", &revoked))), "TOKEN_REVOKED");
+    assert_401(
+        f.get_token("", Some(&basic("ci", &revoked))),
+        "TOKEN_REVOKED",
+    );
     let expired = {
         use secrecy::ExposeSecret;
         let key = tessera::token::SigningKey::new(
-            &secrecy::SecretString::from(registry_common::SECRET),
+            &secrecy::SecretString::from(crate::support::SECRET),
             "",
         )
         .unwrap();
@@ -306,15 +249,18 @@ fn bad_credentials_are_401_never_500() {
         .unwrap();
         minted.token.expose_secret().to_owned()
     };
-    assert_401(f.get("", Some(&basic("ci", &expired))), "TOKEN_EXPIRED");
+    assert_401(
+        f.get_token("", Some(&basic("ci", &expired))),
+        "TOKEN_EXPIRED",
+    );
 }
 
 #[test]
 fn bad_requests_are_400() {
-    let f = Fixture::new();
+    let f = Served::start(Home::new());
     let tok = f.home.token(&["--subject", "ci", "--scopes", "push,pull"]);
     let auth = basic("ci", &tok);
-    let r = f.get("?service=another-registry", Some(&auth));
+    let r = f.get_token("?service=another-registry", Some(&auth));
     assert_eq!(r.status(), 400);
     assert_eq!(r.json::<Value>().unwrap()["code"], "WRONG_SERVICE");
     for scope in [
@@ -323,7 +269,7 @@ fn bad_requests_are_400() {
         "repository::pull",
         "repository:app:",
     ] {
-        let r = f.get(&format!("?scope={scope}"), Some(&auth));
+        let r = f.get_token(&format!("?scope={scope}"), Some(&auth));
         assert_eq!(r.status(), 400, "{scope}");
         assert_eq!(r.json::<Value>().unwrap()["code"], "BAD_REQUEST");
     }
@@ -331,9 +277,9 @@ fn bad_requests_are_400() {
         .map(|i| format!("scope=repository:team/app{i}:pull"))
         .collect::<Vec<_>>()
         .join("&");
-    let r = f.get(&format!("?{many}"), Some(&auth));
+    let r = f.get_token(&format!("?{many}"), Some(&auth));
     assert_eq!(r.status(), 400);
-    let r = f.get(
+    let r = f.get_token(
         &(0..64)
             .map(|i| format!("scope=repository:team/app{i}:pull"))
             .fold("?x=1".to_owned(), |a, s| a + "&" + &s),
@@ -344,14 +290,8 @@ fn bad_requests_are_400() {
 
 #[test]
 fn jwks_publishes_the_key_and_registry_off_is_404() {
-    let f = Fixture::new();
-    let jwks: Value = f
-        .http
-        .get(f.url("/.well-known/jwks.json"))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let f = Served::start(Home::new());
+    let jwks = f.jwks();
     assert_eq!(jwks["keys"][0]["kty"], "EC");
     assert_eq!(jwks["keys"][0]["crv"], "P-256");
     assert!(jwks["keys"][0].get("d").is_none());
@@ -360,7 +300,7 @@ fn jwks_publishes_the_key_and_registry_off_is_404() {
     let home = Home::new();
     std::fs::remove_file(home.certificate()).unwrap();
     let server = home.serve();
-    tessera::http::install_crypto_provider();
+    crate::support::api::install_crypto_provider();
     let r = Client::new()
         .get(format!("http://{}/token", server.addr()))
         .send()
@@ -377,13 +317,8 @@ fn certificate_without_key_refuses_to_start() {
             .join("config/tessera/secrets/tessera/registry/signing_key"),
     )
     .unwrap();
-    let (config, env) = home.config();
-    let err = tessera::http::ServerState::load(&config, &env).unwrap_err();
-    assert!(
-        err.to_string().contains("no registry signing key"),
-        "{}",
-        err.to_string()
-    );
+    let err = home.start_error();
+    assert!(err.contains("no registry signing key"), "{err}");
 }
 
 #[test]
@@ -437,7 +372,7 @@ fn jwks_header_mode_for_distribution_3() {
     assert!(!file_kid.contains(':'));
 
     let server = home.serve();
-    tessera::http::install_crypto_provider();
+    crate::support::api::install_crypto_provider();
     let http = Client::new();
     let tok = home.token(&["--subject", "ci", "--scopes", "pull"]);
     let r = http
@@ -538,13 +473,8 @@ fn a_server_with_a_certificate_but_no_service_refuses_to_start() {
     let config = std::fs::read_to_string(home.config_file()).unwrap();
     let config = config.replace(&format!("service = \"{SERVICE}\"\n"), "");
     std::fs::write(home.config_file(), config).unwrap();
-    let (config, env) = home.config();
-    let err = tessera::http::ServerState::load(&config, &env).unwrap_err();
-    assert!(
-        err.to_string().contains("`[registry] service`"),
-        "{}",
-        err.to_string()
-    );
+    let err = home.start_error();
+    assert!(err.contains("`[registry] service`"), "{err}");
 }
 
 /// What the Docker CLI sends on `docker login` (registry/client/auth/session.go): GET with
@@ -552,8 +482,8 @@ fn a_server_with_a_certificate_but_no_service_refuses_to_start() {
 /// scope. The refresh token it gets back is then used with `grant_type=refresh_token`.
 #[test]
 fn the_docker_cli_login_request_gets_a_refresh_token() {
-    let f = Fixture::new();
-    let r = f.get(
+    let f = Served::start(Home::new());
+    let r = f.get_token(
         &format!("?account=deploy&client_id=docker&offline_token=true&service={SERVICE}"),
         Some(&basic("deploy", PASSWORD)),
     );
@@ -563,10 +493,10 @@ fn the_docker_cli_login_request_gets_a_refresh_token() {
         .as_str()
         .unwrap_or_else(|| panic!("no refresh token for Docker's offline_token=true: {body}"))
         .to_owned();
-    let (_, claims) = f.check(body["token"].as_str().unwrap());
+    let (_, claims) = check(&f, body["token"].as_str().unwrap());
     assert_eq!(claims["access"], serde_json::json!([]));
     // Docker's next request, as it sends it.
-    let r = f.post(&[
+    let r = f.post_token(&[
         ("client_id", "docker"),
         ("grant_type", "refresh_token"),
         ("refresh_token", &refresh),
@@ -576,12 +506,12 @@ fn the_docker_cli_login_request_gets_a_refresh_token() {
     assert_eq!(r.status(), 200);
     let body: Value = r.json().unwrap();
     assert!(body.get("refresh_token").is_none(), "not asked for: {body}");
-    let (_, claims) = f.check(body["access_token"].as_str().unwrap());
+    let (_, claims) = check(&f, body["access_token"].as_str().unwrap());
     assert_eq!(claims["sub"], "deploy");
     assert_eq!(claims["access"][0]["actions"], serde_json::json!(["pull"]));
     // With a tessera token as the password, the same request.
     let token = f.home.token(&["--subject", "ci", "--scopes", "pull"]);
-    let r = f.get(
+    let r = f.get_token(
         &format!("?account=ci&client_id=docker&offline_token=true&service={SERVICE}"),
         Some(&basic("ci", &token)),
     );
@@ -590,7 +520,7 @@ fn the_docker_cli_login_request_gets_a_refresh_token() {
     assert!(body["refresh_token"].is_string(), "{body}");
     // Anything but `true` asks for nothing.
     for value in ["false", ""] {
-        let r = f.get(
+        let r = f.get_token(
             &format!("?account=ci&client_id=docker&offline_token={value}&service={SERVICE}"),
             Some(&basic("ci", &token)),
         );
@@ -605,7 +535,7 @@ fn the_docker_cli_login_request_gets_a_refresh_token() {
 /// credentials it logged in with), and the store does not grow.
 #[test]
 fn at_its_token_limit_a_subject_gets_no_more_refresh_tokens() {
-    let f = Fixture::new();
+    let f = Served::start(Home::new());
     let limit = tessera::store::MAX_LIVE_TOKENS_PER_SUBJECT;
     let db = f.home.data().join("tessera/tokens.db");
     drop(tessera::store::SqliteStore::open(&db).unwrap());
@@ -630,14 +560,14 @@ fn at_its_token_limit_a_subject_gets_no_more_refresh_tokens() {
             .unwrap()
     };
     let before = count(&conn);
-    let r = f.get(
+    let r = f.get_token(
         &format!("?scope=repository:a/b:pull&access_type=offline&service={SERVICE}"),
         Some(&basic("deploy", PASSWORD)),
     );
     assert_eq!(r.status(), 200);
     let body: Value = r.json().unwrap();
     assert!(body.get("refresh_token").is_none(), "{body}");
-    let (_, claims) = f.check(body["token"].as_str().unwrap());
+    let (_, claims) = check(&f, body["token"].as_str().unwrap());
     assert_eq!(claims["access"][0]["actions"], serde_json::json!(["pull"]));
     assert_eq!(count(&conn), before);
 }

@@ -2,105 +2,18 @@
 //! steps, `init` and backends, login against a server, what reaches the terminal, durations,
 //! `--help` examples and the credential helper's installation.
 
-mod common;
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command as StdCommand;
 
-use assert_cmd::Command;
 use serde_json::Value;
 
-/// A scratch user: HOME, config and data folders of its own, and extra variables.
-struct User {
-    home: tempfile::TempDir,
-    vars: Vec<(String, PathBuf)>,
-}
-
-impl User {
-    fn new() -> Self {
-        User {
-            home: tempfile::tempdir().unwrap(),
-            vars: Vec::new(),
-        }
-    }
-
-    fn home(&self) -> &Path {
-        self.home.path()
-    }
-
-    fn cmd(&self) -> Command {
-        let mut c = Command::cargo_bin("tessera").unwrap();
-        c.env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", self.home());
-        for (k, v) in &self.vars {
-            c.env(k, v);
-        }
-        c
-    }
-
-    fn std_cmd(&self) -> StdCommand {
-        let mut c = StdCommand::new(assert_cmd::cargo::cargo_bin("tessera"));
-        c.env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", self.home());
-        for (k, v) in &self.vars {
-            c.env(k, v);
-        }
-        c
-    }
-
-    fn config_file(&self) -> PathBuf {
-        self.home().join(".config/tessera/tessera.toml")
-    }
-
-    fn plain_secret(&self) -> PathBuf {
-        self.home()
-            .join(".local/share/tessera/secrets/tessera/auth/token_secret")
-    }
-
-    /// Runs tessera with `args`, expecting success; returns (stdout, stderr).
-    fn ok(&self, args: &[&str]) -> (String, String) {
-        let out = self.cmd().args(args).output().unwrap();
-        let (o, e) = texts(&out);
-        assert!(out.status.success(), "{args:?} failed: {e}");
-        (o, e)
-    }
-
-    /// Runs tessera with `args` and `stdin`, expecting exit code `code`; returns stderr.
-    fn fails(&self, args: &[&str], stdin: &str, code: i32) -> String {
-        let out = self.cmd().args(args).write_stdin(stdin).output().unwrap();
-        let (_, e) = texts(&out);
-        assert_eq!(out.status.code(), Some(code), "{args:?}: {e}");
-        e
-    }
-
-    fn mint(&self, args: &[&str]) -> String {
-        let mut all = vec!["auth", "token", "generate"];
-        all.extend_from_slice(args);
-        let (o, _) = self.ok(&all);
-        o.trim().to_owned()
-    }
-
-    fn verifies(&self, token: &str) -> bool {
-        self.cmd()
-            .args(["auth", "token", "verify", token])
-            .output()
-            .unwrap()
-            .status
-            .success()
-    }
-}
-
-fn texts(out: &std::process::Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use crate::support::Run;
+use crate::support::argv;
+use crate::support::pass::PassStore;
+use crate::support::user::{User, texts};
 
 fn mode(p: &Path) -> u32 {
     std::fs::metadata(p).unwrap().permissions().mode() & 0o777
@@ -126,7 +39,7 @@ fn init_with_age_after_a_first_token_carries_the_secret_over() {
     let u = User::new();
     // README step 1: no config, the default `unsafe` backend creates the secret.
     let token = u.mint(&["--subject", "ci", "--scopes", "push,pull"]);
-    let plain = std::fs::read_to_string(u.plain_secret()).unwrap();
+    let plain = std::fs::read_to_string(u.secret_file()).unwrap();
     // Quick start: init with another backend.
     let (_, err) = u.ok(&["init", "--backend", "age"]);
     assert!(
@@ -144,18 +57,14 @@ fn init_with_age_after_a_first_token_carries_the_secret_over() {
     let (o, _) = u.ok(&["secrets", "get", "tessera/auth/token_secret"]);
     assert_eq!(o, plain, "the age backend holds the same secret");
     // The command init named removes the plain copy, and tokens keep verifying.
-    let (_, err) = u.ok(&[
-        "secrets",
-        "move",
-        "--from",
-        "unsafe",
-        "tessera/auth/token_secret",
-    ]);
+    let (_, err) = u.ok(&argv(
+        "secrets move --from unsafe tessera/auth/token_secret",
+    ));
     assert!(
         err.contains("already in the age backend with the same value"),
         "{err}"
     );
-    assert!(!u.plain_secret().exists(), "the plaintext file is gone");
+    assert!(!u.secret_file().exists(), "the plaintext file is gone");
     assert!(u.verifies(&token));
     // A second init keeps everything.
     let (_, err) = u.ok(&["init"]);
@@ -163,24 +72,14 @@ fn init_with_age_after_a_first_token_carries_the_secret_over() {
     assert!(u.verifies(&token));
 
     // copy the other way, with JSON, and a conflict.
-    u.cmd()
-        .args(["secrets", "set", "app/db"])
-        .write_stdin("in-age\n")
-        .assert()
-        .success();
-    let (o, _) = u.ok(&[
-        "--json", "secrets", "copy", "--from", "age", "--to", "unsafe", "app",
-    ]);
+    u.ok_with_stdin(&["secrets", "set", "app/db"], "in-age\n");
+    let (o, _) = u.ok(&argv("--json secrets copy --from age --to unsafe app"));
     let v: Value = serde_json::from_str(&o).unwrap();
     assert_eq!(v["copied"], serde_json::json!(["app/db"]));
     let copy = u.home().join(".local/share/tessera/secrets/app/db");
     assert_eq!(std::fs::read_to_string(&copy).unwrap(), "in-age\n");
     assert_eq!(mode(&copy), 0o600);
-    u.cmd()
-        .args(["secrets", "set", "app/db"])
-        .write_stdin("changed\n")
-        .assert()
-        .success();
+    u.ok_with_stdin(&["secrets", "set", "app/db"], "changed\n");
     let err = u.fails(
         &["secrets", "copy", "--from", "age", "--to", "unsafe"],
         "",
@@ -196,15 +95,7 @@ fn init_with_age_after_a_first_token_carries_the_secret_over() {
             .exists(),
         "a refused copy writes nothing"
     );
-    u.ok(&[
-        "secrets",
-        "copy",
-        "--from",
-        "age",
-        "--to",
-        "unsafe",
-        "--overwrite",
-    ]);
+    u.ok(&argv("secrets copy --from age --to unsafe --overwrite"));
     assert_eq!(std::fs::read_to_string(&copy).unwrap(), "changed\n");
     // Usage errors.
     let err = u.fails(&["secrets", "copy", "--from", "age"], "", 2);
@@ -219,53 +110,17 @@ fn init_with_age_after_a_first_token_carries_the_secret_over() {
     assert!(err.contains("no key `missing/key`"), "{err}");
 }
 
-/// A throwaway gpg key without passphrase and a pass store, in `u`'s home.
-fn pass_store(u: &mut User) {
-    let gnupg = u.home().join("gnupg");
-    let store = u.home().join("store");
-    std::fs::create_dir_all(&gnupg).unwrap();
-    std::fs::set_permissions(&gnupg, std::fs::Permissions::from_mode(0o700)).unwrap();
-    let run = |args: &[&str]| {
-        let out = StdCommand::new(args[0])
-            .args(&args[1..])
-            .env("GNUPGHOME", &gnupg)
-            .env("PASSWORD_STORE_DIR", &store)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{args:?}: {}", texts(&out).1);
-        String::from_utf8(out.stdout).unwrap()
-    };
-    run(&[
-        "gpg",
-        "--batch",
-        "--passphrase",
-        "",
-        "--quick-gen-key",
+/// A throwaway gpg key without passphrase and a pass store, in `u`'s home; `u` uses it.
+fn pass_store(u: &mut User) -> PassStore {
+    let pass = PassStore::create(
+        u.home().join("gnupg"),
+        u.home().join("store"),
         "tessera first run <t@example.invalid>",
-        "future-default",
-        "default",
-        "never",
-    ]);
-    let listing = run(&["gpg", "--list-keys", "--with-colons"]);
-    let fpr = listing
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("fpr:")
-                .map(|r| r.trim_matches(':').to_owned())
-        })
-        .unwrap();
-    run(&["pass", "init", &fpr]);
-    u.vars.push(("GNUPGHOME".into(), gnupg));
-    u.vars.push(("PASSWORD_STORE_DIR".into(), store));
-}
-
-fn stop_agent(u: &User) {
-    if let Some((_, g)) = u.vars.iter().find(|(k, _)| k == "GNUPGHOME") {
-        let _ = StdCommand::new("gpgconf")
-            .args(["--kill", "gpg-agent"])
-            .env("GNUPGHOME", g)
-            .status();
+    );
+    for (k, v) in pass.vars() {
+        u.vars.push((k.into(), v));
     }
+    pass
 }
 
 #[test]
@@ -274,13 +129,9 @@ fn init_with_real_pass_after_a_first_token_carries_the_secret_over() {
         return;
     }
     let mut u = User::new();
-    pass_store(&mut u);
+    let pass = pass_store(&mut u);
     let token = u.mint(&["--subject", "ci", "--scopes", "push,pull"]);
-    u.cmd()
-        .args(["secrets", "set", "app/db"])
-        .write_stdin("plain-value\n")
-        .assert()
-        .success();
+    u.ok_with_stdin(&["secrets", "set", "app/db"], "plain-value\n");
     let (_, err) = u.ok(&["init", "--backend", "pass"]);
     assert!(
         err.contains("carried over from the unsafe backend"),
@@ -303,7 +154,7 @@ fn init_with_real_pass_after_a_first_token_carries_the_secret_over() {
         err.contains("removed 2 key(s) from the unsafe backend"),
         "{err}"
     );
-    assert!(!u.plain_secret().exists());
+    assert!(!u.secret_file().exists());
     assert!(
         !u.home()
             .join(".local/share/tessera/secrets/app/db")
@@ -314,7 +165,7 @@ fn init_with_real_pass_after_a_first_token_carries_the_secret_over() {
     let gpg_file = std::fs::read(store.join("app/db.gpg")).unwrap();
     assert!(!String::from_utf8_lossy(&gpg_file).contains("plain-value"));
     assert!(u.verifies(&token));
-    stop_agent(&u);
+    pass.stop_agent();
 }
 
 // ---- item 15: init --force and --rotate-secret keep backups ----------------------------
@@ -328,7 +179,7 @@ fn init_force_backs_up_the_config_and_keeps_the_secret() {
         .replace("token_expiry = \"30d\"", "token_expiry = \"7d\"");
     std::fs::write(u.config_file(), &custom).unwrap();
     let token = u.mint(&["--subject", "ci"]);
-    let secret = std::fs::read_to_string(u.plain_secret()).unwrap();
+    let secret = std::fs::read_to_string(u.secret_file()).unwrap();
 
     let (_, err) = u.ok(&["init", "--force"]);
     assert!(err.contains("the old file is kept as"), "{err}");
@@ -337,7 +188,7 @@ fn init_force_backs_up_the_config_and_keeps_the_secret() {
         u.verifies(&token),
         "--force alone never replaces the secret"
     );
-    assert_eq!(std::fs::read_to_string(u.plain_secret()).unwrap(), secret);
+    assert_eq!(std::fs::read_to_string(u.secret_file()).unwrap(), secret);
     let dir = u.home().join(".config/tessera");
     let backups: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
@@ -379,20 +230,11 @@ fn quick_start_login_works_and_the_servers_reason_reaches_the_user() {
     let u = User::new();
     // Without a username, the server says password login is off, and the user sees that.
     u.ok(&["init"]);
-    let log = u.home().join("serve.log");
-    let (mut srv, addr) = common::spawn_serve(u.std_cmd(), &log, "http");
-    let url = format!("http://{addr}");
+    let srv = u.serve_process();
+    let url = srv.url();
     u.ok(&["remotes", "add", "prod", &url]);
     let err = u.fails(
-        &[
-            "auth",
-            "login",
-            "--remote",
-            "prod",
-            "--username",
-            "deploy",
-            "--password-stdin",
-        ],
+        &argv("auth login --remote prod --username deploy --password-stdin"),
         "pw-for-deploy-123\n",
         1,
     );
@@ -400,45 +242,26 @@ fn quick_start_login_works_and_the_servers_reason_reaches_the_user() {
         err.contains("password login is not enabled on this server"),
         "the server's reason: {err}"
     );
-    let _ = srv.kill();
-    let _ = srv.wait();
+    drop(srv);
 
     // The Quick start: init --username, password hash --store, serve, login.
     let u = User::new();
     let (_, err) = u.ok(&["init", "--username", "deploy"]);
     assert!(err.contains("created"), "{err}");
-    u.cmd()
-        .args(["auth", "password", "hash", "--stdin", "--store"])
-        .write_stdin("pw-for-deploy-123\n")
-        .assert()
-        .success();
-    let (mut srv, addr) = common::spawn_serve(u.std_cmd(), &log, "http");
-    u.ok(&["remotes", "add", "prod", &format!("http://{addr}")]);
-    u.cmd()
-        .args([
-            "auth",
-            "login",
-            "--remote",
-            "prod",
-            "--username",
-            "deploy",
-            "--password-stdin",
-        ])
-        .write_stdin("pw-for-deploy-123\n")
-        .assert()
-        .success();
+    u.ok_with_stdin(
+        &["auth", "password", "hash", "--stdin", "--store"],
+        "pw-for-deploy-123\n",
+    );
+    let srv = u.serve_process();
+    u.ok(&["remotes", "add", "prod", &srv.url()]);
+    u.ok_with_stdin(
+        &argv("auth login --remote prod --username deploy --password-stdin"),
+        "pw-for-deploy-123\n",
+    );
     let (o, _) = u.ok(&["auth", "status", "--remote", "prod"]);
     assert!(o.contains("subject: deploy"), "{o}");
     let err = u.fails(
-        &[
-            "auth",
-            "login",
-            "--remote",
-            "prod",
-            "--username",
-            "deploy",
-            "--password-stdin",
-        ],
+        &argv("auth login --remote prod --username deploy --password-stdin"),
         "wrong-password-456\n",
         1,
     );
@@ -466,8 +289,7 @@ fn quick_start_login_works_and_the_servers_reason_reaches_the_user() {
             .is_some_and(|e| e.contains("the username or password is wrong")),
         "{err}"
     );
-    let _ = srv.kill();
-    let _ = srv.wait();
+    drop(srv);
 
     // init --username on an existing config adds it, and refuses to change it silently.
     let u = User::new();
@@ -572,15 +394,7 @@ fn remote_text_is_escaped_before_it_reaches_the_terminal() {
     assert!(o.contains("\\u{9b}31m"), "{o}");
 
     let e = u.fails(
-        &[
-            "auth",
-            "login",
-            "--remote",
-            "evil",
-            "--username",
-            "x",
-            "--password-stdin",
-        ],
+        &argv("auth login --remote evil --username x --password-stdin"),
         "pw\n",
         1,
     );
@@ -618,29 +432,13 @@ fn expiry_summary_spells_the_unit_and_refusals_say_why() {
     let u = User::new();
     let out = u
         .cmd()
-        .args([
-            "auth",
-            "token",
-            "generate",
-            "--subject",
-            "ci",
-            "--expiry",
-            "6m",
-        ])
+        .args(argv("auth token generate --subject ci --expiry 6m"))
         .output()
         .unwrap();
     let (_, e) = texts(&out);
     assert!(out.status.success(), "{e}");
     assert!(e.contains("(6 minutes from now)"), "{e}");
-    let (_, e) = u.ok(&[
-        "auth",
-        "token",
-        "generate",
-        "--subject",
-        "ci",
-        "--expiry",
-        "6M",
-    ]);
+    let (_, e) = u.ok(&argv("auth token generate --subject ci --expiry 6M"));
     assert!(e.contains("(6 months from now)"), "{e}");
     for (bad, reason) in [
         ("1.5h", "fractions are not accepted; write `1h30m`"),

@@ -3,30 +3,36 @@
 //! bodies and floods of `scope` parameters. Every answer must be a 4xx with a JSON error (or
 //! hyper's own 4xx where the request never reaches tessera), never a 5xx.
 
-mod registry_common;
-
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::support::{Home, PASSWORD, SERVICE};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use registry_common::{Home, PASSWORD, SERVICE};
 use reqwest::blocking::{Client, Response};
 use reqwest::header::HeaderValue;
 use serde_json::{Value, json};
 
 /// A home with the given `[server]` section, and its server.
-fn serve(server_section: &str) -> (Home, tessera::http::RunningServer) {
+fn serve(server_section: &str) -> (Home, crate::support::api::RunningServer) {
     let home = Home::new();
     let mut config = std::fs::read_to_string(home.config_file()).unwrap();
     config.push_str(&format!("\n[server]\n{server_section}\n"));
     std::fs::write(home.config_file(), config).unwrap();
     let server = home.serve();
-    tessera::http::install_crypto_provider();
+    crate::support::api::install_crypto_provider();
     (home, server)
+}
+
+/// `GET /token?service=SERVICE` followed by `query`, as `deploy` with `password`.
+fn deploy_at_token(http: &Client, base: &str, query: &str, password: &str) -> Response {
+    http.get(format!("{base}/token?service={SERVICE}{query}"))
+        .basic_auth("deploy", Some(password))
+        .send()
+        .unwrap()
 }
 
 /// A client that gives up on a starved server instead of hanging the test.
@@ -302,13 +308,12 @@ fn slow_clients_do_not_starve_a_normal_request() {
         .send()
         .unwrap();
     assert_eq!(r.status(), 200, "login while 50 clients dribble headers");
-    let r = http
-        .get(format!(
-            "http://{addr}/token?service={SERVICE}&scope=repository:team/app:pull"
-        ))
-        .basic_auth("deploy", Some(PASSWORD))
-        .send()
-        .unwrap();
+    let r = deploy_at_token(
+        &http,
+        &format!("http://{addr}"),
+        "&scope=repository:team/app:pull",
+        PASSWORD,
+    );
     assert_eq!(r.status(), 200, "/token while 50 clients dribble headers");
     stop.store(true, Ordering::Relaxed);
     for t in slow {
@@ -386,11 +391,7 @@ fn thousands_of_scopes_are_400() {
     let repeated: String = (0..2000)
         .map(|i| format!("&scope=repository:r{i}:pull"))
         .collect();
-    let r = http
-        .get(format!("{base}/token?service={SERVICE}{repeated}"))
-        .basic_auth("deploy", Some(PASSWORD))
-        .send()
-        .unwrap();
+    let r = deploy_at_token(&http, &base, &repeated, PASSWORD);
     assert_eq!(json_4xx("2000 scope parameters", r).0, 400);
     let spaced: String = (0..2000)
         .map(|i| format!("repository:r{i}:pull "))
@@ -416,11 +417,7 @@ fn thousands_of_scopes_are_400() {
     let ok: String = (0..64)
         .map(|i| format!("&scope=repository:r{i}:pull"))
         .collect();
-    let r = http
-        .get(format!("{base}/token?service={SERVICE}{ok}"))
-        .basic_auth("deploy", Some(PASSWORD))
-        .send()
-        .unwrap();
+    let r = deploy_at_token(&http, &base, &ok, PASSWORD);
     assert_eq!(r.status(), 200);
 }
 
@@ -431,7 +428,7 @@ fn a_client_that_never_finishes_its_headers_is_disconnected() {
     s.set_read_timeout(Some(Duration::from_millis(200)))
         .unwrap();
     let request = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Padding: ";
-    let bound = tessera::http::HEADER_READ_TIMEOUT * 3;
+    let bound = crate::support::api::HEADER_READ_TIMEOUT * 3;
     let start = Instant::now();
     let mut answer = Vec::new();
     let mut closed = false;
@@ -509,7 +506,7 @@ impl Held {
 fn tls_server(
     home: &Home,
 ) -> (
-    tessera::http::RunningServer,
+    crate::support::api::RunningServer,
     rcgen::CertifiedKey<rcgen::KeyPair>,
 ) {
     let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
@@ -518,22 +515,12 @@ fn tls_server(
     std::fs::write(&cert_path, cert.cert.pem()).unwrap();
     std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
     let (config, env) = home.config();
-    let state = tessera::http::ServerState::load(&config, &env).unwrap();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let server = tessera::http::spawn(
-        state,
-        listener,
-        Some(tessera::http::TlsFiles {
-            cert: cert_path,
-            key: key_path,
-        }),
-    )
-    .unwrap();
+    let server = crate::support::api::serve(&config, &env, Some((cert_path, key_path)));
     (server, cert)
 }
 
 fn tls_client_config(cert: &rcgen::CertifiedKey<rcgen::KeyPair>) -> Arc<rustls::ClientConfig> {
-    tessera::http::install_crypto_provider();
+    crate::support::api::install_crypto_provider();
     let mut roots = rustls::RootCertStore::empty();
     roots.add(cert.cert.der().clone()).unwrap();
     let mut config = rustls::ClientConfig::builder()
@@ -641,7 +628,8 @@ fn idle_and_half_open_connections_are_closed_and_health_still_answers() {
     health();
 
     // Every held connection is closed by the server: a generous bound, not a timing claim.
-    let bound = (tessera::http::FIRST_REQUEST_TIMEOUT + tessera::http::HEADER_READ_TIMEOUT) * 4;
+    let bound =
+        (crate::support::api::FIRST_REQUEST_TIMEOUT + crate::support::api::HEADER_READ_TIMEOUT) * 4;
     let start = Instant::now();
     let mut last_health = Instant::now();
     while !held.is_empty() && start.elapsed() < bound {
@@ -674,7 +662,7 @@ fn a_client_that_never_reads_its_answers_is_disconnected() {
     let batch = format!("GET /health HTTP/1.1\r\nHost: {}\r\n\r\n", server.addr())
         .repeat(200)
         .into_bytes();
-    let bound = tessera::http::WRITE_TIMEOUT * 6 + Duration::from_secs(60);
+    let bound = crate::support::api::WRITE_TIMEOUT * 6 + Duration::from_secs(60);
     let start = Instant::now();
     let mut closed = false;
     while start.elapsed() < bound {
@@ -780,13 +768,7 @@ fn fifty_good_logins_in_a_row_are_never_rate_limited() {
     let http = client();
     let base = format!("http://{}", server.addr());
     for i in 0..50 {
-        let r = http
-            .get(format!(
-                "{base}/token?service={SERVICE}&scope=repository:team/app:pull"
-            ))
-            .basic_auth("deploy", Some(PASSWORD))
-            .send()
-            .unwrap();
+        let r = deploy_at_token(&http, &base, "&scope=repository:team/app:pull", PASSWORD);
         assert_eq!(r.status(), 200, "/token login {i}");
     }
     for i in 0..10 {
@@ -799,18 +781,10 @@ fn fifty_good_logins_in_a_row_are_never_rate_limited() {
     }
     // Failures still count: three, then 429 with Retry-After, even for the right password.
     for _ in 0..3 {
-        let r = http
-            .get(format!("{base}/token?service={SERVICE}"))
-            .basic_auth("deploy", Some("wrong"))
-            .send()
-            .unwrap();
+        let r = deploy_at_token(&http, &base, "", "wrong");
         assert_eq!(r.status(), 401);
     }
-    let r = http
-        .get(format!("{base}/token?service={SERVICE}"))
-        .basic_auth("deploy", Some(PASSWORD))
-        .send()
-        .unwrap();
+    let r = deploy_at_token(&http, &base, "", PASSWORD);
     assert_eq!(r.status(), 429);
     let retry: u64 = r.headers()["retry-after"]
         .to_str()
@@ -862,12 +836,6 @@ fn guessing_against_an_account_never_locks_the_real_user_out() {
     for i in 0..5 {
         assert_eq!(login(&user, PASSWORD).status(), 200, "real user, login {i}");
     }
-    let r = user
-        .get(format!(
-            "{base}/token?service={SERVICE}&scope=repository:team/app:pull"
-        ))
-        .basic_auth("deploy", Some(PASSWORD))
-        .send()
-        .unwrap();
+    let r = deploy_at_token(&user, &base, "&scope=repository:team/app:pull", PASSWORD);
     assert_eq!(r.status(), 200, "real user at /token");
 }

@@ -1,74 +1,27 @@
 //! The CLI as a user drives it: the real binary, a scratch HOME, the default `unsafe` backend.
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use assert_cmd::Command;
 use predicates::prelude::*;
 use serde_json::{Value, json};
 
-mod common;
+use crate::support::Run;
+use crate::support::argv;
+use crate::support::snapshot::{Transcript, redact};
+use crate::support::user::User;
 
 const SECRET: &str = "an-env-secret-that-is-long-enough-0123456789";
 
-/// A scratch user: HOME, config and data folders of its own.
-struct User {
-    home: tempfile::TempDir,
-}
-
-impl User {
-    fn new() -> Self {
-        User {
-            home: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn home(&self) -> &Path {
-        self.home.path()
-    }
-
-    fn cmd(&self) -> Command {
-        let mut c = Command::cargo_bin("tessera").unwrap();
-        c.env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", self.home())
-            .env("XDG_CONFIG_HOME", self.home().join(".config"))
-            .env("XDG_DATA_HOME", self.home().join(".local/share"));
-        c
-    }
-
-    fn secret_file(&self) -> PathBuf {
-        self.home()
-            .join(".local/share/tessera/secrets/tessera/auth/token_secret")
-    }
-
-    fn write_config(&self, text: &str) -> PathBuf {
-        let dir = self.home().join(".config/tessera");
-        std::fs::create_dir_all(&dir).unwrap();
-        let p = dir.join("tessera.toml");
-        std::fs::write(&p, text).unwrap();
-        p
-    }
-
-    /// Mints a token and returns it.
-    fn mint(&self, args: &[&str]) -> String {
-        let out = self
-            .cmd()
-            .args(["auth", "token", "generate"])
-            .args(args)
-            .assert()
-            .success()
-            .get_output()
-            .stdout
-            .clone();
-        let s = String::from_utf8(out).unwrap();
-        assert_eq!(s.lines().count(), 1, "the token alone, on one line: {s:?}");
-        s.trim().to_owned()
-    }
-}
-
 fn mode(p: &Path) -> u32 {
     std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+/// Fails unless the command's stderr contains `needle`.
+#[track_caller]
+fn stderr_has(a: &assert_cmd::assert::Assert, needle: &str) {
+    let err = stderr_of(a);
+    assert!(err.contains(needle), "`{needle}` not in: {err}");
 }
 
 fn stderr_of(a: &assert_cmd::assert::Assert) -> String {
@@ -80,15 +33,7 @@ fn main_job_works_on_a_fresh_machine() {
     let u = User::new();
     let a = u
         .cmd()
-        .args([
-            "auth",
-            "token",
-            "generate",
-            "--subject",
-            "ci",
-            "--scopes",
-            "push,pull",
-        ])
+        .args(argv("auth token generate --subject ci --scopes push,pull"))
         .assert()
         .success();
     let err = stderr_of(&a);
@@ -119,11 +64,10 @@ fn main_job_works_on_a_fresh_machine() {
         .assert()
         .success();
     assert!(!stderr_of(&a).contains("created"));
-    u.cmd()
-        .args(["auth", "token", "verify", token.trim()])
-        .assert()
-        .success()
-        .stdout(predicate::str::contains("valid token for `ci`"));
+    u.prints(
+        &["auth", "token", "verify", token.trim()],
+        "valid token for `ci`",
+    );
 }
 
 #[test]
@@ -173,6 +117,8 @@ fn generate_json_has_the_contract_fields() {
 #[test]
 fn bad_durations_scopes_and_flags_are_usage_errors() {
     let u = User::new();
+    let mut t = Transcript::new();
+    t.redact(u.home().display().to_string(), "home");
     for bad in [
         "1.5h",
         "-1d",
@@ -189,6 +135,10 @@ fn bad_durations_scopes_and_flags_are_usage_errors() {
             .arg(format!("--expiry={bad}"))
             .assert()
             .code(2);
+        t.record(
+            &format!("tessera auth token generate --subject ci --expiry={bad}"),
+            a.get_output(),
+        );
         let err = stderr_of(&a);
         assert!(
             err.contains("descending order") || err.contains("too large"),
@@ -217,18 +167,25 @@ fn bad_durations_scopes_and_flags_are_usage_errors() {
             ])
             .assert()
             .code(2);
+        t.record(
+            &format!("tessera auth token generate --subject ci --scopes {bad:?}"),
+            a.get_output(),
+        );
         assert!(
             stderr_of(&a).contains("invalid scope"),
             "{bad}: {}",
             stderr_of(&a)
         );
     }
-    u.cmd()
+    let a = u
+        .cmd()
         .env("TESSERA_AUTH_TOKEN_SECRET", SECRET)
         .args(["auth", "token", "generate"])
         .assert()
         .code(2)
         .stderr(predicate::str::contains("--subject"));
+    t.record("tessera auth token generate", a.get_output());
+    insta::assert_snapshot!("bad_durations_scopes_and_flags", t.text());
 }
 
 #[test]
@@ -237,42 +194,18 @@ fn max_token_expiry_is_enforced() {
     u.write_config("[auth]\nmax_token_expiry = \"90d\"\n");
     u.cmd()
         .env("TESSERA_AUTH_TOKEN_SECRET", SECRET)
-        .args([
-            "auth",
-            "token",
-            "generate",
-            "--subject",
-            "ci",
-            "--expiry",
-            "1y",
-        ])
+        .args(argv("auth token generate --subject ci --expiry 1y"))
         .assert()
         .code(2)
         .stderr(predicate::str::contains("max_token_expiry"));
     u.cmd()
         .env("TESSERA_AUTH_TOKEN_SECRET", SECRET)
-        .args([
-            "auth",
-            "token",
-            "generate",
-            "--subject",
-            "ci",
-            "--expiry",
-            "0",
-        ])
+        .args(argv("auth token generate --subject ci --expiry 0"))
         .assert()
         .code(2);
     u.cmd()
         .env("TESSERA_AUTH_TOKEN_SECRET", SECRET)
-        .args([
-            "auth",
-            "token",
-            "generate",
-            "--subject",
-            "ci",
-            "--expiry",
-            "30d",
-        ])
+        .args(argv("auth token generate --subject ci --expiry 30d"))
         .assert()
         .success();
 }
@@ -309,15 +242,7 @@ fn verify_reports_each_reason() {
     };
     let token = {
         let out = env_cmd()
-            .args([
-                "auth",
-                "token",
-                "generate",
-                "--subject",
-                "ci",
-                "--scopes",
-                "pull",
-            ])
+            .args(argv("auth token generate --subject ci --scopes pull"))
             .assert()
             .success()
             .get_output()
@@ -345,8 +270,12 @@ fn verify_reports_each_reason() {
     assert_eq!(v["subject"], "ci");
     assert_eq!(v["scopes"], serde_json::json!(["repository:*:pull"]));
 
+    let mut t = Transcript::new();
+    t.redact(u.home().display().to_string(), "home")
+        .redact(&token, "token");
     // Another secret: bad signature.
-    u.cmd()
+    let a = u
+        .cmd()
         .env(
             "TESSERA_AUTH_TOKEN_SECRET",
             "another-secret-that-is-long-enough-9876543210",
@@ -355,20 +284,30 @@ fn verify_reports_each_reason() {
         .assert()
         .code(1)
         .stderr(predicate::str::contains("bad signature"));
+    t.record(
+        "tessera auth token verify [token]  # signed with another secret",
+        a.get_output(),
+    );
     // Tampered payload: bad signature.
     let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
     parts[1] = parts[1].chars().rev().collect();
-    env_cmd()
+    t.redact(parts.join("."), "tampered token");
+    let a = env_cmd()
         .args(["auth", "token", "verify", &parts.join(".")])
         .assert()
         .code(1)
         .stderr(predicate::str::contains("invalid token"));
+    t.record(
+        "tessera auth token verify [token with its payload reversed]",
+        a.get_output(),
+    );
     // Garbage: malformed, and JSON says so too.
-    env_cmd()
+    let a = env_cmd()
         .args(["auth", "token", "verify", "not-a-token"])
         .assert()
         .code(1)
         .stderr(predicate::str::contains("malformed"));
+    t.record("tessera auth token verify not-a-token", a.get_output());
     let a = env_cmd()
         .args(["--json", "auth", "token", "verify", "not-a-token"])
         .assert()
@@ -377,19 +316,28 @@ fn verify_reports_each_reason() {
     assert_eq!(v["valid"], false);
     assert_eq!(v["reason"], "malformed");
     // Oversized input is refused without trouble.
-    env_cmd()
+    let a = env_cmd()
         .args(["auth", "token", "verify", "-"])
         .write_stdin("a".repeat(100_000))
         .assert()
         .code(1)
         .stderr(predicate::str::contains("malformed"));
+    t.record(
+        "tessera auth token verify -  # 100 000 bytes on stdin",
+        a.get_output(),
+    );
     // Another issuer.
     u.write_config("[auth]\nissuer = \"someone-else\"\n");
-    env_cmd()
+    let a = env_cmd()
         .args(["auth", "token", "verify", &token])
         .assert()
         .code(1)
         .stderr(predicate::str::contains("wrong issuer"));
+    t.record(
+        "tessera auth token verify [token]  # issuer = \"someone-else\"",
+        a.get_output(),
+    );
+    insta::assert_snapshot!("verify_refusals", t.text());
 }
 
 #[test]
@@ -470,74 +418,36 @@ fn list_and_revoke_by_id_subject_and_all() {
         v["jti"].as_str().unwrap().to_owned()
     };
     let a_id = jti(&a);
-    u.cmd()
-        .args(["auth", "token", "revoke", &a_id])
-        .assert()
-        .success();
-    u.cmd()
-        .args(["auth", "token", "verify", &a])
-        .assert()
-        .code(1)
-        .stderr(predicate::str::contains("revoked"));
-    u.cmd()
-        .args(["auth", "token", "verify", &b])
-        .assert()
-        .success();
+    u.ok(&["auth", "token", "revoke", &a_id]);
+    u.refuses(&["auth", "token", "verify", &a], 1, "revoked");
+    u.ok(&["auth", "token", "verify", &b]);
 
-    u.cmd()
-        .args(["auth", "token", "revoke", "--subject", "ci"])
-        .assert()
-        .success();
-    u.cmd()
-        .args(["auth", "token", "verify", &b])
-        .assert()
-        .code(1)
-        .stderr(predicate::str::contains("revoked"));
-    u.cmd()
-        .args(["auth", "token", "verify", &c])
-        .assert()
-        .success();
+    u.ok(&["auth", "token", "revoke", "--subject", "ci"]);
+    u.refuses(&["auth", "token", "verify", &b], 1, "revoked");
+    u.ok(&["auth", "token", "verify", &c]);
 
-    u.cmd()
-        .args(["auth", "token", "revoke", "--all", "--yes"])
-        .assert()
-        .success();
-    u.cmd()
-        .args(["auth", "token", "verify", &c])
-        .assert()
-        .code(1)
-        .stderr(predicate::str::contains("revoked"));
-    u.cmd().args(["auth", "token", "revoke"]).assert().code(2);
+    u.ok(&["auth", "token", "revoke", "--all", "--yes"]);
+    u.refuses(&["auth", "token", "verify", &c], 1, "revoked");
+    u.fails(&["auth", "token", "revoke"], "", 2);
 }
 
 #[test]
 fn secrets_roundtrip_on_the_default_backend() {
     let u = User::new();
-    u.cmd()
-        .args(["secrets", "set", "app/db"])
-        .write_stdin("s3cret-value\n")
-        .assert()
-        .success();
+    u.ok_with_stdin(&["secrets", "set", "app/db"], "s3cret-value\n");
     u.cmd()
         .args(["secrets", "get", "app/db"])
         .assert()
         .success()
         .stdout("s3cret-value\n");
     let pem = "-----BEGIN PRIVATE KEY-----\nAAAA\nBBBB\n-----END PRIVATE KEY-----\n";
-    u.cmd()
-        .args(["secrets", "set", "app/key"])
-        .write_stdin(pem)
-        .assert()
-        .success();
+    u.ok_with_stdin(&["secrets", "set", "app/key"], pem);
     u.cmd()
         .args(["secrets", "get", "app/key"])
         .assert()
         .success()
         .stdout(pem);
-    u.cmd()
-        .args(["secrets", "set", "other/x", "--generate", "32"])
-        .assert()
-        .success();
+    u.ok(&["secrets", "set", "other/x", "--generate", "32"]);
     u.cmd()
         .args(["secrets", "list"])
         .assert()
@@ -553,13 +463,9 @@ fn secrets_roundtrip_on_the_default_backend() {
         .assert()
         .success()
         .stdout("[\"app/db\",\"app/key\"]\n");
-    u.cmd().args(["secrets", "rm", "app/db"]).assert().success();
-    u.cmd()
-        .args(["secrets", "get", "app/db"])
-        .assert()
-        .code(1)
-        .stderr(predicate::str::contains("no secret named `app/db`"));
-    u.cmd().args(["secrets", "rm", "app/db"]).assert().code(1);
+    u.ok(&["secrets", "rm", "app/db"]);
+    u.refuses(&["secrets", "get", "app/db"], 1, "no secret named `app/db`");
+    u.fails(&["secrets", "rm", "app/db"], "", 1);
     // Nothing on stdin is refused, not stored as empty.
     u.cmd()
         .args(["secrets", "set", "app/empty"])
@@ -585,31 +491,50 @@ fn bad_key_paths_are_refused() {
 #[test]
 fn config_errors_name_the_file_and_the_fix() {
     let u = User::new();
-    u.cmd()
+    let mut t = Transcript::new();
+    t.redact(u.home().display().to_string(), "home");
+    let a = u
+        .cmd()
         .args(["--config", "/nonexistent/tessera.toml", "secrets", "list"])
         .assert()
         .code(1)
         .stderr(predicate::str::contains("does not exist"));
+    t.record(
+        "tessera --config /nonexistent/tessera.toml secrets list",
+        a.get_output(),
+    );
     u.write_config("[secrets]\nbackend = \"vault\"\n");
-    u.cmd()
+    let a = u
+        .cmd()
         .args(["secrets", "list"])
         .assert()
         .code(1)
         .stderr(predicate::str::contains(
             "valid backends are pass, sops, unsafe and age",
         ));
+    t.record(
+        "tessera secrets list  # backend = \"vault\"",
+        a.get_output(),
+    );
     u.write_config("[secrets]\nbakend = \"pass\"\n");
-    u.cmd().args(["secrets", "list"]).assert().code(1).stderr(
+    let a = u.cmd().args(["secrets", "list"]).assert().code(1).stderr(
         predicate::str::contains("tessera.toml:2:")
             .and(predicate::str::contains("did you mean `backend`")),
     );
+    t.record("tessera secrets list  # bakend = \"pass\"", a.get_output());
     u.write_config("[secrets]\nbackend = \"unsafe\"\n");
-    u.cmd()
+    let a = u
+        .cmd()
         .env("TESSERA_SECRETS_BACKEND", "")
         .args(["secrets", "list"])
         .assert()
         .code(1)
         .stderr(predicate::str::contains("set but empty"));
+    t.record(
+        "TESSERA_SECRETS_BACKEND= tessera secrets list",
+        a.get_output(),
+    );
+    insta::assert_snapshot!("config_errors", t.text());
 }
 
 #[test]
@@ -624,18 +549,8 @@ fn init_creates_config_and_secret_and_keeps_them() {
     let a = u.cmd().arg("init").assert().success();
     assert!(stderr_of(&a).contains("(kept)"));
     assert_eq!(std::fs::read_to_string(u.secret_file()).unwrap(), secret);
-    u.cmd()
-        .args(["secrets", "check"])
-        .assert()
-        .success()
-        .stdout(predicate::str::contains(
-            "present  tessera/auth/token_secret",
-        ));
-    u.cmd()
-        .args(["init", "--backend", "nope"])
-        .assert()
-        .code(2)
-        .stderr(predicate::str::contains("valid backends"));
+    u.prints(&["secrets", "check"], "present  tessera/auth/token_secret");
+    u.refuses(&["init", "--backend", "nope"], 2, "valid backends");
 }
 
 #[test]
@@ -659,25 +574,20 @@ fn password_hash_is_htpasswd_bcrypt_and_refuses_long_input() {
         .write_stdin(format!("{}\n", "x".repeat(73)))
         .assert()
         .code(1);
-    assert!(stderr_of(&a).contains("72"), "{}", stderr_of(&a));
-    u.cmd()
-        .args(["auth", "password", "hash", "--stdin", "--cost", "3"])
-        .write_stdin("pw\n")
-        .assert()
-        .code(2);
-    let a = u
-        .cmd()
-        .args([
-            "auth", "password", "hash", "--stdin", "--cost", "10", "--store",
-        ])
-        .write_stdin("correct horse\n")
-        .assert()
-        .success();
+    stderr_has(&a, "72");
+    u.fails(
+        &["auth", "password", "hash", "--stdin", "--cost", "3"],
+        "pw\n",
+        2,
+    );
+    let (_, note) = u.ok_with_stdin(
+        &argv("auth password hash --stdin --cost 10 --store"),
+        "correct horse\n",
+    );
     // No username configured: the note names the command that sets one.
     assert!(
-        stderr_of(&a).contains("run `tessera init --username NAME`"),
-        "{}",
-        stderr_of(&a)
+        note.contains("run `tessera init --username NAME`"),
+        "{note}"
     );
     let stored = std::fs::read_to_string(
         u.home()
@@ -690,21 +600,15 @@ fn password_hash_is_htpasswd_bcrypt_and_refuses_long_input() {
 #[test]
 fn help_completions_and_man_page() {
     let u = User::new();
-    u.cmd()
-        .args(["auth", "token", "generate", "--help"])
-        .assert()
-        .success()
-        .stdout(predicate::str::contains("--expiry").and(predicate::str::contains("1y6M")));
-    u.cmd()
-        .args(["completions", "bash"])
-        .assert()
-        .success()
-        .stdout(predicate::str::contains("_tessera"));
-    u.cmd()
-        .arg("man")
-        .assert()
-        .success()
-        .stdout(predicate::str::contains(".TH tessera"));
+    let a = u.cmd().arg("--help").assert().success();
+    insta::assert_snapshot!(
+        "top_level_help",
+        String::from_utf8_lossy(&a.get_output().stdout)
+    );
+    let help = u.prints(&["auth", "token", "generate", "--help"], "--expiry");
+    assert!(help.contains("1y6M"), "{help}");
+    u.prints(&["completions", "bash"], "_tessera");
+    u.prints(&["man"], ".TH tessera");
 }
 
 #[test]
@@ -731,11 +635,7 @@ fn init_with_the_age_backend_creates_an_identity() {
     assert!(!u.secret_file().exists());
     let doc = u.home().join(".local/share/tessera/secrets.age");
     assert_eq!(mode(&doc), 0o600);
-    u.cmd()
-        .args(["secrets", "set", "app/db"])
-        .write_stdin("value-in-age\n")
-        .assert()
-        .success();
+    u.ok_with_stdin(&["secrets", "set", "app/db"], "value-in-age\n");
     u.cmd()
         .args(["secrets", "get", "app/db"])
         .assert()
@@ -796,15 +696,8 @@ fn json_err(u: &User, args: &[&str], input: &str, exit: i32, code: &str) -> Valu
 }
 
 #[test]
-fn every_command_prints_one_json_document_under_json() {
-    let u = User::new();
-    u.write_config(
-        "[registry]\nservice = \"registry.test\"\ncertificate = \"registry-token.crt\"\n",
-    );
-    let v = json_ok(&u, &["init"], "");
-    assert!(v.is_object(), "{v}");
-
-    // Secrets.
+fn secrets_commands_print_one_json_document_under_json() {
+    let u = json_user();
     let v = json_ok(&u, &["secrets", "set", "app/db"], "value\n");
     assert_eq!((&v["key"], &v["stored"]), (&json!("app/db"), &json!(true)));
     let v = json_ok(&u, &["secrets", "get", "app/db"], "");
@@ -817,19 +710,26 @@ fn every_command_prints_one_json_document_under_json() {
     assert_eq!(v["usable"], true);
     let v = json_ok(&u, &["secrets", "rm", "app/db"], "");
     assert_eq!(v["removed"], true);
+}
 
+/// A user after `tessera --json init` with a `[registry]` section.
+fn json_user() -> User {
+    let u = User::new();
+    u.write_config(
+        "[registry]\nservice = \"registry.test\"\ncertificate = \"registry-token.crt\"\n",
+    );
+    let v = json_ok(&u, &["init"], "");
+    assert!(v.is_object(), "{v}");
+    u
+}
+
+#[test]
+fn token_and_password_commands_print_one_json_document_under_json() {
+    let u = json_user();
     // Tokens: scopes are an array everywhere, revocations are objects.
     let g = json_ok(
         &u,
-        &[
-            "auth",
-            "token",
-            "generate",
-            "--subject",
-            "ci",
-            "--scopes",
-            "pull",
-        ],
+        &argv("auth token generate --subject ci --scopes pull"),
         "",
     );
     let token = g["token"].as_str().unwrap().to_owned();
@@ -867,15 +767,25 @@ fn every_command_prints_one_json_document_under_json() {
     assert!(v["hash"].as_str().unwrap().starts_with("$2y$10$"), "{v}");
     let v = json_ok(
         &u,
-        &[
-            "auth", "password", "hash", "--stdin", "--cost", "10", "--store",
-        ],
+        &argv("auth password hash --stdin --cost 10 --store"),
         "pw\n",
     );
     assert_eq!(v["stored"], "tessera/auth/password_hash");
+    // Revocation by subject and of everything (last: a cut-off covers its whole second).
+    let v = json_ok(&u, &["auth", "token", "revoke", "--subject", "ci"], "");
+    assert_eq!(v["subject"], "ci");
+    assert!(
+        v["revoked_before"].is_string() && v["recorded_tokens"].is_u64(),
+        "{v}"
+    );
+    let v = json_ok(&u, &["auth", "token", "revoke", "--all", "--yes"], "");
+    assert_eq!(v["all"], true);
+}
 
-    // Remotes.
-    let srv = Server::start(&u);
+#[test]
+fn remote_and_login_commands_print_one_json_document_under_json() {
+    let u = json_user();
+    let srv = u.serve_process();
     let url = format!("http://{}", srv.addr);
     let v = json_ok(&u, &["remotes", "add", "prod", &url], "");
     assert_eq!(
@@ -884,13 +794,7 @@ fn every_command_prints_one_json_document_under_json() {
     );
     let v = json_ok(
         &u,
-        &[
-            "remotes",
-            "add",
-            "stage",
-            "http://127.0.0.1:9",
-            "--no-verify",
-        ],
+        &argv("remotes add stage http://127.0.0.1:9 --no-verify"),
         "",
     );
     assert_eq!(
@@ -946,16 +850,11 @@ fn every_command_prints_one_json_document_under_json() {
         (&json!(true), &json!(true))
     );
     drop(srv);
-    // Revocation by subject and of everything (last: a cut-off covers its whole second).
-    let v = json_ok(&u, &["auth", "token", "revoke", "--subject", "ci"], "");
-    assert_eq!(v["subject"], "ci");
-    assert!(
-        v["revoked_before"].is_string() && v["recorded_tokens"].is_u64(),
-        "{v}"
-    );
-    let v = json_ok(&u, &["auth", "token", "revoke", "--all", "--yes"], "");
-    assert_eq!(v["all"], true);
+}
 
+#[test]
+fn registry_helper_and_help_commands_print_one_json_document_under_json() {
+    let u = json_user();
     // The registry, the credential helper, completions and the man page.
     let v = json_ok(&u, &["registry", "init"], "");
     assert!(v.is_object(), "{v}");
@@ -982,21 +881,14 @@ fn every_command_prints_one_json_document_under_json() {
 #[test]
 fn errors_under_json_are_one_line_of_json_on_stderr_with_a_stable_code() {
     let u = User::new();
+    let mut documents = Vec::new();
     let unknown_id = "0123456789abcdef0123456789abcdef";
     for (args, input, exit, code) in [
         (&["nope"][..], "", 2, "USAGE"),
         (&["auth", "token", "generate"][..], "", 2, "USAGE"),
         (&["auth"][..], "", 2, "USAGE"),
         (
-            &[
-                "auth",
-                "token",
-                "generate",
-                "--subject",
-                "ci",
-                "--expiry",
-                "1q",
-            ][..],
+            &argv("auth token generate --subject ci --expiry 1q")[..],
             "",
             2,
             "USAGE",
@@ -1042,74 +934,35 @@ fn errors_under_json_are_one_line_of_json_on_stderr_with_a_stable_code() {
             "CONFIG",
         ),
     ] {
-        json_err(&u, args, input, exit, code);
+        let v = json_err(&u, args, input, exit, code);
+        documents.push(json!({"args": args, "exit": exit, "stderr": v}));
     }
     let v = json_err(&u, &["auth", "token", "generate"], "", 2, "USAGE");
     assert!(v["error"].as_str().unwrap().contains("--subject"), "{v}");
     let v = json_err(&u, &["secrets", "get", "app/missing"], "", 1, "NOT_FOUND");
     assert!(v["hint"].as_str().unwrap().contains("secrets list"), "{v}");
-    u.cmd()
-        .args([
-            "remotes",
-            "add",
-            "prod",
-            "http://127.0.0.1:9",
-            "--no-verify",
-        ])
-        .assert()
-        .success();
+    u.ok(&argv("remotes add prod http://127.0.0.1:9 --no-verify"));
     json_err(
         &u,
-        &[
-            "remotes",
-            "add",
-            "prod",
-            "http://127.0.0.1:9",
-            "--no-verify",
-        ],
+        &argv("remotes add prod http://127.0.0.1:9 --no-verify"),
         "",
         1,
         "ALREADY_EXISTS",
     );
     json_err(&u, &["auth", "token", "show"], "", 1, "NOT_FOUND");
+    let home = u.home().display().to_string();
+    let documents: Value = serde_json::from_str(&redact(
+        &Value::from(documents).to_string(),
+        &[(home, "[home]".to_owned())],
+    ))
+    .unwrap();
+    insta::assert_json_snapshot!("json_errors", documents);
     // Without --json, errors stay readable sentences.
     u.cmd()
         .args(["secrets", "get", "app/missing"])
         .assert()
         .code(1)
         .stderr(predicate::str::starts_with("error: no secret named"));
-}
-
-/// `tessera serve` on a free loopback port, for the user's HOME; killed on drop.
-struct Server {
-    child: std::process::Child,
-    addr: String,
-    _log: tempfile::TempDir,
-}
-
-impl Server {
-    fn start(u: &User) -> Self {
-        let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("tessera"));
-        cmd.env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", u.home())
-            .env("XDG_CONFIG_HOME", u.home().join(".config"))
-            .env("XDG_DATA_HOME", u.home().join(".local/share"));
-        let log = tempfile::tempdir().unwrap();
-        let (child, addr) = common::spawn_serve(cmd, &log.path().join("serve.log"), "http");
-        Server {
-            child,
-            addr,
-            _log: log,
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// Runs the binary with stdout and stderr where the caller says (piped ones are captured).
@@ -1119,12 +972,7 @@ fn run_raw(
     stdout: std::process::Stdio,
     stderr: std::process::Stdio,
 ) -> std::process::Output {
-    std::process::Command::new(assert_cmd::cargo::cargo_bin("tessera"))
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", u.home())
-        .env("XDG_CONFIG_HOME", u.home().join(".config"))
-        .env("XDG_DATA_HOME", u.home().join(".local/share"))
+    u.std_cmd()
         .args(args)
         .stdin(std::process::Stdio::null())
         .stdout(stdout)
@@ -1229,12 +1077,14 @@ fn revoking_an_unknown_or_malformed_id_is_an_error() {
     } else {
         typo
     };
+    let mut t = Transcript::new();
+    t.redact(u.home().display().to_string(), "home")
+        .redact(&token, "token")
+        .redact(&jti, "id")
+        .redact(jti.to_uppercase(), "ID")
+        .redact(&typo, "typo of id");
     for _ in 0..2 {
-        let a = u
-            .cmd()
-            .args(["auth", "token", "revoke", &typo])
-            .assert()
-            .code(1);
+        let a = t.run(&u, &["auth", "token", "revoke", &typo], 1);
         let err = stderr_of(&a);
         assert!(
             err.contains(&format!("no token with id {typo} in the token store"))
@@ -1245,42 +1095,29 @@ fn revoking_an_unknown_or_malformed_id_is_an_error() {
     }
     // Not an id at all: a usage error naming the format; a pasted token is not echoed.
     for bad in ["nonexistent", "xyz-123", &token] {
-        let a = u
-            .cmd()
-            .args(["auth", "token", "revoke", bad])
-            .assert()
-            .code(2);
+        let a = t.run(&u, &["auth", "token", "revoke", bad], 2);
         let err = stderr_of(&a);
         assert!(err.contains("32 hexadecimal characters"), "{err}");
         assert!(!err.contains(&token[..50]), "{err}");
     }
-    u.cmd()
-        .args(["auth", "token", "verify", &token])
-        .assert()
-        .success();
+    u.ok(&["auth", "token", "verify", &token]);
     // The real id, in capitals as some tools print it: revoked; again: "already revoked", exit 0.
-    let a = u
-        .cmd()
-        .args(["auth", "token", "revoke", &jti.to_uppercase()])
-        .assert()
-        .success();
-    assert!(
-        stderr_of(&a).contains(&format!("revoked token {jti}")),
-        "{}",
-        stderr_of(&a)
-    );
-    let a = u
-        .cmd()
-        .args(["auth", "token", "revoke", &jti])
-        .assert()
-        .success();
-    assert!(
-        stderr_of(&a).contains("already revoked"),
-        "{}",
-        stderr_of(&a)
-    );
-    // A token minted on another machine (same secret, another store) is unknown here; with
-    // --unrecorded its revocation is recorded anyway, and it is refused from then on.
+    let a = t.run(&u, &["auth", "token", "revoke", &jti.to_uppercase()], 0);
+    stderr_has(&a, &format!("revoked token {jti}"));
+    let a = t.run(&u, &["auth", "token", "revoke", &jti], 0);
+    stderr_has(&a, "already revoked");
+    insta::assert_snapshot!("revoke_errors", t.text());
+}
+
+/// A token minted on another machine (same secret, another store) is unknown here; with
+/// --unrecorded its revocation is recorded anyway, and it is refused from then on. A token
+/// revoked through its subject counts as already revoked.
+#[test]
+fn revoking_a_token_of_another_store_needs_unrecorded() {
+    let u = User::new();
+    u.mint(&["--subject", "ci"]);
+    let mut t = Transcript::new();
+    t.redact(u.home().display().to_string(), "home");
     let elsewhere = User::new();
     let theirs = u
         .cmd()
@@ -1291,6 +1128,7 @@ fn revoking_an_unknown_or_malformed_id_is_an_error() {
         .success();
     let v: Value = serde_json::from_slice(&theirs.get_output().stdout).unwrap();
     let (far_token, far_id) = (v["token"].as_str().unwrap(), v["jti"].as_str().unwrap());
+    t.redact(far_token, "far token").redact(far_id, "far id");
     let verify_far = || {
         u.cmd()
             .env("TESSERA_AUTH_TOKEN_SECRET", SECRET)
@@ -1298,26 +1136,15 @@ fn revoking_an_unknown_or_malformed_id_is_an_error() {
             .assert()
     };
     verify_far().success();
-    let a = u
-        .cmd()
-        .args(["auth", "token", "revoke", far_id])
-        .assert()
-        .code(1);
-    assert!(stderr_of(&a).contains("--unrecorded"), "{}", stderr_of(&a));
+    let a = t.run(&u, &["auth", "token", "revoke", far_id], 1);
+    stderr_has(&a, "--unrecorded");
     verify_far().success();
-    let a = u
-        .cmd()
-        .args(["auth", "token", "revoke", far_id, "--unrecorded"])
-        .assert()
-        .success();
-    assert!(stderr_of(&a).contains("revoked token"), "{}", stderr_of(&a));
+    let a = t.run(&u, &["auth", "token", "revoke", far_id, "--unrecorded"], 0);
+    stderr_has(&a, "revoked token");
     verify_far()
         .code(1)
         .stderr(predicate::str::contains("revoked"));
-    u.cmd()
-        .args(["auth", "token", "revoke", "--subject", "ci", "--unrecorded"])
-        .assert()
-        .code(2);
+    t.run(&u, &argv("auth token revoke --subject ci --unrecorded"), 2);
 
     // A token revoked through its subject counts as already revoked too.
     let a = u
@@ -1327,21 +1154,12 @@ fn revoking_an_unknown_or_malformed_id_is_an_error() {
         .success();
     let v: Value = serde_json::from_slice(&a.get_output().stdout).unwrap();
     let other = v["jti"].as_str().unwrap().to_owned();
+    t.redact(&other, "other id");
     std::thread::sleep(std::time::Duration::from_millis(5));
-    u.cmd()
-        .args(["auth", "token", "revoke", "--subject", "bot"])
-        .assert()
-        .success();
-    let a = u
-        .cmd()
-        .args(["auth", "token", "revoke", &other])
-        .assert()
-        .success();
-    assert!(
-        stderr_of(&a).contains("already revoked"),
-        "{}",
-        stderr_of(&a)
-    );
+    u.ok(&["auth", "token", "revoke", "--subject", "bot"]);
+    let a = t.run(&u, &["auth", "token", "revoke", &other], 0);
+    stderr_has(&a, "already revoked");
+    insta::assert_snapshot!("revoke_unrecorded", t.text());
 }
 
 #[test]
@@ -1352,11 +1170,10 @@ fn revoke_all_and_replacing_signing_keys_need_confirmation() {
     );
     // A signing key that is not stored yet breaks nothing: creating it needs no confirmation.
     for key in ["tessera/auth/old_secret", "tessera/registry/key"] {
-        u.cmd()
-            .args(["secrets", "set", key])
-            .write_stdin("first-value-that-is-long-enough-0123456789\n")
-            .assert()
-            .success();
+        u.ok_with_stdin(
+            &["secrets", "set", key],
+            "first-value-that-is-long-enough-0123456789\n",
+        );
     }
     let token = u.mint(&["--subject", "ci"]);
     let secret = std::fs::read_to_string(u.secret_file()).unwrap();
@@ -1367,20 +1184,11 @@ fn revoke_all_and_replacing_signing_keys_need_confirmation() {
         .args(["auth", "token", "revoke", "--all"])
         .assert()
         .code(2);
-    assert!(stderr_of(&a).contains("--yes"), "{}", stderr_of(&a));
-    u.cmd()
-        .args(["auth", "token", "verify", &token])
-        .assert()
-        .success();
+    stderr_has(&a, "--yes");
+    u.ok(&["auth", "token", "verify", &token]);
     for args in [
         &["secrets", "set", "tessera/auth/token_secret"][..],
-        &[
-            "secrets",
-            "set",
-            "tessera/auth/token_secret",
-            "--generate",
-            "32",
-        ][..],
+        &argv("secrets set tessera/auth/token_secret --generate 32")[..],
         &["secrets", "rm", "tessera/auth/token_secret"][..],
     ] {
         let a = u
@@ -1396,10 +1204,7 @@ fn revoke_all_and_replacing_signing_keys_need_confirmation() {
         );
     }
     assert_eq!(std::fs::read_to_string(u.secret_file()).unwrap(), secret);
-    u.cmd()
-        .args(["auth", "token", "verify", &token])
-        .assert()
-        .success();
+    u.ok(&["auth", "token", "verify", &token]);
     // Previous secrets and the registry key too.
     for (key, what) in [
         ("tessera/auth/old_secret", "previous token signing secret"),
@@ -1407,47 +1212,29 @@ fn revoke_all_and_replacing_signing_keys_need_confirmation() {
     ] {
         for args in [&["secrets", "set", key][..], &["secrets", "rm", key][..]] {
             let a = u.cmd().args(args).write_stdin("x\n").assert().code(2);
-            assert!(
-                stderr_of(&a).contains(what) && stderr_of(&a).contains("--yes"),
-                "{}",
-                stderr_of(&a)
-            );
+            stderr_has(&a, what);
+            stderr_has(&a, "--yes");
         }
-        u.cmd()
-            .args(["secrets", "set", key, "--yes"])
-            .write_stdin("second-value-that-is-long-enough-0123456789\n")
-            .assert()
-            .success();
+        u.ok_with_stdin(
+            &["secrets", "set", key, "--yes"],
+            "second-value-that-is-long-enough-0123456789\n",
+        );
     }
-    u.cmd()
-        .args(["secrets", "rm", "tessera/registry/key", "--yes"])
-        .assert()
-        .success();
+    u.ok(&["secrets", "rm", "tessera/registry/key", "--yes"]);
     // Other keys are not asked about.
-    u.cmd()
-        .args(["secrets", "set", "app/db"])
-        .write_stdin("v\n")
-        .assert()
-        .success();
-    u.cmd().args(["secrets", "rm", "app/db"]).assert().success();
+    u.ok_with_stdin(&["secrets", "set", "app/db"], "v\n");
+    u.ok(&["secrets", "rm", "app/db"]);
 
     // With --yes it goes ahead.
-    u.cmd()
-        .args(["secrets", "set", "tessera/auth/token_secret", "--yes"])
-        .write_stdin("a-new-secret-that-is-long-enough-0123456789\n")
-        .assert()
-        .success();
+    u.ok_with_stdin(
+        &["secrets", "set", "tessera/auth/token_secret", "--yes"],
+        "a-new-secret-that-is-long-enough-0123456789\n",
+    );
     assert_ne!(std::fs::read_to_string(u.secret_file()).unwrap(), secret);
     let token = u.mint(&["--subject", "ci"]);
     std::thread::sleep(std::time::Duration::from_millis(5));
-    u.cmd()
-        .args(["auth", "token", "revoke", "--all", "--yes"])
-        .assert()
-        .success();
-    u.cmd()
-        .args(["auth", "token", "verify", &token])
-        .assert()
-        .code(1);
+    u.ok(&["auth", "token", "revoke", "--all", "--yes"]);
+    u.fails(&["auth", "token", "verify", &token], "", 1);
 }
 
 /// Runs `tessera ARGS` on a pseudo-terminal (util-linux `script`), typing `answer`.
@@ -1487,19 +1274,13 @@ fn on_a_terminal_revoke_all_asks_and_only_yes_goes_ahead() {
             screen.contains("Continue? [y/N]") && screen.contains("cancelled"),
             "{screen}"
         );
-        u.cmd()
-            .args(["auth", "token", "verify", &token])
-            .assert()
-            .success();
+        u.ok(&["auth", "token", "verify", &token]);
     }
     std::thread::sleep(std::time::Duration::from_millis(5));
     let (code, screen) = on_a_terminal(&u, "auth token revoke --all", "y\n");
     assert_eq!(code, 0, "{screen}");
     assert!(screen.contains("revoked every token"), "{screen}");
-    u.cmd()
-        .args(["auth", "token", "verify", &token])
-        .assert()
-        .code(1);
+    u.fails(&["auth", "token", "verify", &token], "", 1);
 }
 
 #[test]
@@ -1530,12 +1311,9 @@ fn bcrypt_costs_the_server_would_refuse_are_refused_when_hashing() {
     // The lowest accepted cost is what the server accepts: it starts with that hash.
     u.write_config("[auth]\nusername = \"deploy\"\n");
     u.mint(&["--subject", "ci"]);
-    u.cmd()
-        .args([
-            "auth", "password", "hash", "--stdin", "--cost", "10", "--store",
-        ])
-        .write_stdin("pw\n")
-        .assert()
-        .success();
-    drop(Server::start(&u));
+    u.ok_with_stdin(
+        &argv("auth password hash --stdin --cost 10 --store"),
+        "pw\n",
+    );
+    drop(u.serve_process());
 }

@@ -3,9 +3,8 @@
 //! broken or weak one stops it with a sentence that names the key and the fix, never the
 //! hash itself.
 
-mod registry_common;
-
-use registry_common::{Home, SERVICE};
+use crate::support::Run;
+use crate::support::{Home, SERVICE};
 use reqwest::blocking::Client;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
@@ -19,20 +18,7 @@ fn secret(s: &str) -> SecretString {
 
 /// Replaces the stored password hash with `value` (through the CLI, like a user would).
 fn store_hash(home: &Home, value: &str) {
-    home.cmd()
-        .args(["secrets", "set", HASH_KEY])
-        .write_stdin(format!("{value}\n"))
-        .assert()
-        .success();
-}
-
-/// The server's start-up error for the current configuration (panics when it starts).
-fn start_error(home: &Home) -> String {
-    let (config, env) = home.config();
-    match tessera::http::ServerState::load(&config, &env) {
-        Ok(_) => panic!("the server started"),
-        Err(e) => format!("{e}; hint: {:?}", e.hint()),
-    }
+    home.ok_with_stdin(&["secrets", "set", HASH_KEY], format!("{value}\n"));
 }
 
 /// A 72-byte password with something in every byte.
@@ -91,7 +77,7 @@ fn the_server_refuses_the_longer_of_two_passwords_sharing_72_bytes() {
     let h = password::hash(&secret(&p72), 10).unwrap();
     store_hash(&home, h.expose_secret());
     let server = home.serve();
-    tessera::http::install_crypto_provider();
+    crate::support::api::install_crypto_provider();
     let http = Client::new();
     let login = |pw: &str| {
         http.post(format!("http://{}/auth/login", server.addr()))
@@ -187,7 +173,7 @@ fn the_server_refuses_to_start_with_a_malformed_hash_and_does_not_echo_it() {
             continue; // `secrets set` refuses an empty value; covered in the library test.
         }
         store_hash(&home, &bad);
-        let err = start_error(&home);
+        let err = home.start_error();
         assert!(err.contains("not a bcrypt hash"), "{what}: {err}");
         assert!(err.contains(HASH_KEY), "{what} names the key: {err}");
         if bad.len() > 8 {
@@ -205,7 +191,7 @@ fn the_server_refuses_a_stored_hash_cheaper_than_cost_10() {
     for cost in [4, 5, 9] {
         let h = password::hash(&secret("pw"), cost).unwrap();
         store_hash(&home, h.expose_secret());
-        let err = start_error(&home);
+        let err = home.start_error();
         assert!(
             err.contains(&format!("cost {cost}")) && err.contains("below 10"),
             "cost {cost}: {err}"
@@ -231,5 +217,5 @@ fn the_server_refuses_a_stored_hash_cheaper_than_cost_10() {
     let h = password::hash(&secret("pw"), 10).unwrap();
     store_hash(&home, h.expose_secret());
     let (config, env) = home.config();
-    assert!(tessera::http::ServerState::load(&config, &env).is_ok());
+    assert_eq!(crate::support::api::start_error(&config, &env), None);
 }

@@ -1,17 +1,20 @@
 //! Property tests of the parsers that take outside input: key paths, the config loader, the
 //! remotes.toml loader, HTTP Basic credentials and the registry's `scope` parameters. The
 //! same invariants are fuzzed by the targets in `fuzz/` (see docs/hardening/fuzzing.md).
+//!
+//! proptest keeps the seeds of past failures in `tests/proptest-regressions/properties.txt`:
+//! it walks up from this file to the first folder with a `main.rs` (`tests/it/`) and puts its
+//! `proptest-regressions` folder beside that one.
 
 use std::path::{Component, Path};
 
+use crate::support::api::{MAX_SCOPES, grant, parse_basic as basic, parse_scope};
 use axum::http::{HeaderMap, HeaderValue, header};
 use base64::Engine;
 use proptest::prelude::*;
 use secrecy::{ExposeSecret, SecretString};
 use tessera::backends::{KeyPath, MAX_KEY_PATH_LEN};
 use tessera::config::{Config, ConfigError, Env};
-use tessera::http::extract::basic;
-use tessera::registry::token::{MAX_SCOPES, grant, parse_scope};
 use tessera::remotes::{Remote, RemotesError, RemotesFile, RemotesStore, StoredToken};
 use tessera::token::{Scope, ScopeSet};
 
