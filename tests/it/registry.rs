@@ -2,7 +2,7 @@
 //! every kind, and the registry token's header and claims checked with the published JWK.
 
 use crate::support::argv;
-use crate::support::http::{Served, basic};
+use crate::support::http::{Served, basic, get_status};
 use crate::support::{Home, PASSWORD, SERVICE};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -300,12 +300,7 @@ fn jwks_publishes_the_key_and_registry_off_is_404() {
     let home = Home::new();
     std::fs::remove_file(home.certificate()).unwrap();
     let server = home.serve();
-    crate::support::api::install_crypto_provider();
-    let r = Client::new()
-        .get(format!("http://{}/token", server.addr()))
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 404);
+    assert_eq!(get_status(&format!("http://{}/token", server.addr())), 404);
 }
 
 #[test]

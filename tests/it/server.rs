@@ -9,7 +9,7 @@ use std::sync::Arc;
 use crate::support::Run;
 use crate::support::api::RunningServer;
 use crate::support::argv;
-use crate::support::http::{client, create_token, login, status_and_json, verify};
+use crate::support::http::{client, create_token, login, post_form, status_and_json, verify};
 use crate::support::{Home, PASSWORD, SECRET, WRONG_PASSWORD};
 use jiff::Timestamp;
 use reqwest::blocking::Client;
@@ -894,21 +894,16 @@ fn refused_token_requests_are_logged_with_the_reason_and_no_credentials() {
     );
     // A password in the username field, with a wrong password: GET and POST.
     assert_eq!(get(typed_username, WRONG_PASSWORD).status().as_u16(), 401);
-    let r = client()
-        .post(format!("{url}/token"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(
-            url::form_urlencoded::Serializer::new(String::new())
-                .extend_pairs([
-                    ("grant_type", "password"),
-                    ("username", typed_username),
-                    ("password", WRONG_PASSWORD),
-                    ("service", "svc.test"),
-                ])
-                .finish(),
-        )
-        .send()
-        .unwrap();
+    let r = post_form(
+        &client(),
+        &format!("{url}/token"),
+        &[
+            ("grant_type", "password"),
+            ("username", typed_username),
+            ("password", WRONG_PASSWORD),
+            ("service", "svc.test"),
+        ],
+    );
     assert_eq!(r.status().as_u16(), 401);
     // The right credentials still work.
     assert_eq!(get("deploy", PASSWORD).status().as_u16(), 200);

@@ -42,12 +42,21 @@ pub fn login(base: &str, user: &str, password: &str) -> Response {
 
 /// The status of `GET /health`.
 pub fn health(base: &str) -> u16 {
-    client()
-        .get(format!("{base}/health"))
+    get_status(&format!("{base}/health"))
+}
+
+/// The status of a plain `GET url`.
+pub fn get_status(url: &str) -> u16 {
+    client().get(url).send().unwrap().status().as_u16()
+}
+
+/// `POST url` with `pairs` as an `application/x-www-form-urlencoded` body.
+pub fn post_form(http: &Client, url: &str, pairs: &[(&str, &str)]) -> Response {
+    http.post(url)
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(form(pairs))
         .send()
         .unwrap()
-        .status()
-        .as_u16()
 }
 
 /// `POST /auth/tokens` with the `admin` token and `body`; expects 201 and returns the token.
@@ -114,12 +123,7 @@ impl Served {
 
     /// `POST /token` with `pairs` as a form.
     pub fn post_token(&self, pairs: &[(&str, &str)]) -> Response {
-        self.http
-            .post(self.url("/token"))
-            .header("Content-Type", "application/x-www-form-urlencoded")
-            .body(form(pairs))
-            .send()
-            .unwrap()
+        post_form(&self.http, &self.url("/token"), pairs)
     }
 
     /// The document at `/.well-known/jwks.json`.
