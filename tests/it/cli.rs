@@ -31,13 +31,7 @@ fn stderr_of(a: &assert_cmd::assert::Assert) -> String {
 #[test]
 fn main_job_works_on_a_fresh_machine() {
     let u = User::new();
-    let a = u
-        .cmd()
-        .args(argv("auth token generate --subject ci --scopes push,pull"))
-        .assert()
-        .success();
-    let err = stderr_of(&a);
-    let token = String::from_utf8(a.get_output().stdout.clone()).unwrap();
+    let (token, err) = u.ok(&argv("auth token generate --subject ci --scopes push,pull"));
     assert_eq!(
         token.trim().split('.').count(),
         3,
@@ -58,12 +52,8 @@ fn main_job_works_on_a_fresh_machine() {
     assert!(!err.contains(secret.trim()) && !token.contains(secret.trim()));
 
     // A second run reuses it, and the token verifies.
-    let a = u
-        .cmd()
-        .args(["auth", "token", "generate", "--subject", "ci"])
-        .assert()
-        .success();
-    assert!(!stderr_of(&a).contains("created"));
+    let (_, err) = u.ok(&["auth", "token", "generate", "--subject", "ci"]);
+    assert!(!err.contains("created"));
     u.prints(
         &["auth", "token", "verify", token.trim()],
         "valid token for `ci`",
@@ -435,44 +425,26 @@ fn list_and_revoke_by_id_subject_and_all() {
 fn secrets_roundtrip_on_the_default_backend() {
     let u = User::new();
     u.ok_with_stdin(&["secrets", "set", "app/db"], "s3cret-value\n");
-    u.cmd()
-        .args(["secrets", "get", "app/db"])
-        .assert()
-        .success()
-        .stdout("s3cret-value\n");
+    assert_eq!(u.ok(&["secrets", "get", "app/db"]).0, "s3cret-value\n");
     let pem = "-----BEGIN PRIVATE KEY-----\nAAAA\nBBBB\n-----END PRIVATE KEY-----\n";
     u.ok_with_stdin(&["secrets", "set", "app/key"], pem);
-    u.cmd()
-        .args(["secrets", "get", "app/key"])
-        .assert()
-        .success()
-        .stdout(pem);
+    assert_eq!(u.ok(&["secrets", "get", "app/key"]).0, pem);
     u.ok(&["secrets", "set", "other/x", "--generate", "32"]);
-    u.cmd()
-        .args(["secrets", "list"])
-        .assert()
-        .success()
-        .stdout("app/db\napp/key\nother/x\n");
-    u.cmd()
-        .args(["secrets", "list", "app"])
-        .assert()
-        .success()
-        .stdout("app/db\napp/key\n");
-    u.cmd()
-        .args(["--json", "secrets", "list", "app"])
-        .assert()
-        .success()
-        .stdout("[\"app/db\",\"app/key\"]\n");
+    assert_eq!(u.ok(&["secrets", "list"]).0, "app/db\napp/key\nother/x\n");
+    assert_eq!(u.ok(&["secrets", "list", "app"]).0, "app/db\napp/key\n");
+    assert_eq!(
+        u.ok(&["--json", "secrets", "list", "app"]).0,
+        "[\"app/db\",\"app/key\"]\n"
+    );
     u.ok(&["secrets", "rm", "app/db"]);
     u.refuses(&["secrets", "get", "app/db"], 1, "no secret named `app/db`");
     u.fails(&["secrets", "rm", "app/db"], "", 1);
     // Nothing on stdin is refused, not stored as empty.
-    u.cmd()
-        .args(["secrets", "set", "app/empty"])
-        .write_stdin("")
-        .assert()
-        .code(2)
-        .stderr(predicate::str::contains("no secret value on stdin"));
+    u.refuses(
+        &["secrets", "set", "app/empty"],
+        2,
+        "no secret value on stdin",
+    );
 }
 
 #[test]
