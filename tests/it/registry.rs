@@ -1,6 +1,7 @@
 //! The token endpoint at the HTTP level: a real tessera server on 127.0.0.1:0, bad input of
 //! every kind, and the registry token's header and claims checked with the published JWK.
 
+use crate::support::Run;
 use crate::support::argv;
 use crate::support::http::{Served, basic, get_status};
 use crate::support::{Home, PASSWORD, SERVICE};
@@ -418,9 +419,7 @@ fn registry_init_warns_when_a_service_user_cannot_read_the_certificate() {
     mode(home.home(), 0o755);
     mode(&home.home().join("config"), 0o755);
     mode(&home.config_dir(), 0o700);
-    let out = home.cmd().args(["registry", "init"]).output().unwrap();
-    assert!(out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (_, stderr) = home.ok(&["registry", "init"]);
     assert!(
         stderr.contains("warning: other users cannot read")
             && stderr.contains(&format!("{} has mode 0700", home.config_dir().display())),
@@ -430,21 +429,13 @@ fn registry_init_warns_when_a_service_user_cannot_read_the_certificate() {
 
     // A certificate in a folder others can read: no warning, and the block points there.
     let public = home.home().join("etc-docker-registry/tessera");
-    let config = std::fs::read_to_string(home.config_file()).unwrap();
-    let config = config.replace(
-        "certificate = \"registry-token.crt\"",
-        &format!("certificate = \"{}/token.crt\"", public.display()),
-    );
-    std::fs::write(home.config_file(), config).unwrap();
-    let out = home.cmd().args(["registry", "init"]).output().unwrap();
-    assert!(out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    home.set_certificate(&public.join("token.crt"));
+    let (stdout, stderr) = home.ok(&["registry", "init"]);
     assert!(!stderr.contains("warning"), "{stderr}");
     assert!(
         stderr.contains("wrote the certificate of the existing registry signing key"),
         "{stderr}"
     );
-    let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         stdout.contains(&format!(
             "rootcertbundle: \"{}/token.crt\"",
