@@ -103,6 +103,15 @@ impl Fixture {
         );
     }
 
+    /// Asserts that the API refuses `token` with 401 `INVALID_TOKEN` and an error that says
+    /// `reason`, and that `/token` refuses it as the password of `ci` with 401.
+    fn refused_because(&self, case: &str, token: &str, reason: &str) {
+        let (status, code, error) = self.api(token);
+        assert_eq!((status, code.as_str()), (401, "INVALID_TOKEN"), "{case}");
+        assert!(error.contains(reason), "{case}: {error}");
+        assert_eq!(self.registry("ci", token).0, 401, "{case}");
+    }
+
     /// The header every hand-built token starts from.
     fn header(&self) -> Value {
         json!({"alg": "HS256", "typ": "JWT", "kid": self.kid})
@@ -424,14 +433,7 @@ fn unknown_critical_header_extensions_are_refused() {
         header["crit"] = crit.clone();
         header["x-tessera-unknown"] = true.into();
         let token = good(&header, &claims());
-        let (status, code, error) = f.api(&token);
-        assert_eq!(
-            (status, code.as_str()),
-            (401, "INVALID_TOKEN"),
-            "crit {crit}"
-        );
-        assert!(error.contains("malformed"), "crit {crit}: {error}");
-        assert_eq!(f.registry("ci", &token).0, 401, "crit {crit}");
+        f.refused_because(&format!("crit {crit}"), &token, "malformed");
     }
 }
 
@@ -548,11 +550,7 @@ fn not_before_or_issued_at_in_the_future_is_refused() {
     ] {
         let mut c = claims();
         c[field] = (now() + offset).into();
-        let token = good(&f.header(), &c);
-        let (status, code, error) = f.api(&token);
-        assert_eq!((status, code.as_str()), (401, "INVALID_TOKEN"), "{case}");
-        assert!(error.contains("not yet valid"), "{case}: {error}");
-        assert_eq!(f.registry("ci", &token).0, 401, "{case}");
+        f.refused_because(case, &good(&f.header(), &c), "not yet valid");
     }
     // The leeway is 60 s both ways.
     let mut c = claims();
@@ -566,15 +564,11 @@ fn wrong_issuer_or_audience_is_refused() {
     for iss in ["evil", "Tessera", "tessera ", ""] {
         let mut c = claims();
         c["iss"] = iss.into();
-        let token = good(&f.header(), &c);
-        let (status, code, error) = f.api(&token);
-        assert_eq!(
-            (status, code.as_str()),
-            (401, "INVALID_TOKEN"),
-            "iss {iss:?}"
+        f.refused_because(
+            &format!("iss {iss:?}"),
+            &good(&f.header(), &c),
+            "wrong issuer",
         );
-        assert!(error.contains("wrong issuer"), "iss {iss:?}: {error}");
-        assert_eq!(f.registry("ci", &token).0, 401, "iss {iss:?}");
     }
     let mut missing = claims();
     missing.as_object_mut().unwrap().remove("iss");
