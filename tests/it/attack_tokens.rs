@@ -4,6 +4,7 @@
 //! with `grant_type=refresh_token`). A hand-built control token signed the right way is
 //! accepted first, so every refusal below is the attack's doing, not a broken builder.
 
+use crate::support::Run;
 use crate::support::argv;
 use crate::support::http::{Served, basic};
 use crate::support::{Home, SECRET, SERVICE};
@@ -161,6 +162,13 @@ fn good(header: &Value, claims: &Value) -> String {
 
 fn parts(token: &str) -> Vec<String> {
     token.split('.').map(str::to_owned).collect()
+}
+
+/// The token in `field` of an answer that must be 200 (as `(status, body)`).
+#[track_caller]
+fn issued((status, body): (u16, Value), field: &str) -> String {
+    assert_eq!(status, 200, "{body}");
+    body[field].as_str().unwrap().to_owned()
 }
 
 #[test]
@@ -628,9 +636,10 @@ fn refresh_tokens_and_api_tokens_do_not_cross_over() {
 fn registry_and_tessera_tokens_are_not_interchangeable() {
     let f = Fixture::new();
     let token = good(&f.header(), &claims());
-    let (status, body) = f.token_get("ci", &token, "&scope=repository:team/app:pull");
-    assert_eq!(status, 200, "{body}");
-    let registry_token = body["token"].as_str().unwrap().to_owned();
+    let registry_token = issued(
+        f.token_get("ci", &token, "&scope=repository:team/app:pull"),
+        "token",
+    );
     // An ES256 registry token is not a tessera token, on the API or as a credential.
     f.refused_everywhere("registry token", &registry_token, &["INVALID_TOKEN"]);
     assert_eq!(f.refresh(&registry_token).0, 401);
@@ -722,9 +731,7 @@ fn a_derived_token_never_outlives_or_outscopes_its_parent() {
     let parent_exp = claims_of(&parent)["exp"].as_i64().unwrap();
 
     // POST /auth/refresh, twice down the chain.
-    let (status, body) = f.api_refresh(&parent);
-    assert_eq!(status, 200, "{body}");
-    let child = body["token"].as_str().unwrap().to_owned();
+    let child = issued(f.api_refresh(&parent), "token");
     let c = claims_of(&child);
     assert!(
         c["exp"].as_i64().unwrap() <= parent_exp,
@@ -732,39 +739,41 @@ fn a_derived_token_never_outlives_or_outscopes_its_parent() {
     );
     assert_eq!(c["scope"], "repository:team/*:pull");
     assert_eq!(c["sub"], "ci");
-    let (status, body) = f.api_refresh(&child);
-    assert_eq!(status, 200, "{body}");
-    let grandchild = claims_of(body["token"].as_str().unwrap());
+    let grandchild = claims_of(&issued(f.api_refresh(&child), "token"));
     assert!(
         grandchild["exp"].as_i64().unwrap() <= parent_exp,
         "{grandchild}"
     );
 
     // The registry: an offline token for the parent, and its renewal.
-    let (status, body) = f.token_get(
-        "ci",
-        &parent,
-        "&scope=repository:team/app:pull&access_type=offline",
+    let refresh = issued(
+        f.token_get(
+            "ci",
+            &parent,
+            "&scope=repository:team/app:pull&access_type=offline",
+        ),
+        "refresh_token",
     );
-    assert_eq!(status, 200, "{body}");
-    let refresh = body["refresh_token"].as_str().unwrap().to_owned();
     let r = claims_of(&refresh);
     assert!(
         r["exp"].as_i64().unwrap() <= parent_exp,
         "offline token {r}"
     );
     assert_eq!(r["scope"], "repository:team/*:pull");
-    let (status, body) = f.renew(&refresh, &[("access_type", "offline")]);
-    assert_eq!(status, 200, "{body}");
-    let renewed = claims_of(body["refresh_token"].as_str().unwrap());
+    let renewed = claims_of(&issued(
+        f.renew(&refresh, &[("access_type", "offline")]),
+        "refresh_token",
+    ));
     assert!(
         renewed["exp"].as_i64().unwrap() <= parent_exp,
         "renewed refresh token {renewed}"
     );
     // Asking for more than the parent holds still grants no more.
-    let (status, body) = f.renew(&refresh, &[("scope", "repository:team/app:push,pull")]);
-    assert_eq!(status, 200, "{body}");
-    let access = &claims_of_registry(body["access_token"].as_str().unwrap())["access"];
+    let access = issued(
+        f.renew(&refresh, &[("scope", "repository:team/app:push,pull")]),
+        "access_token",
+    );
+    let access = &claims_of_registry(&access)["access"];
     assert_eq!(access[0]["actions"], json!(["pull"]), "{access}");
 }
 
@@ -777,13 +786,14 @@ fn claims_of_registry(token: &str) -> Value {
 fn registry_refresh_tokens_keep_to_the_cap_and_do_not_renew_themselves() {
     // Refresh tokens from password login would last an hour, but nothing may outlast 20 min.
     let f = Fixture::with_auth("max_token_expiry = \"20m\"");
-    let (status, body) = f.token_get(
-        "deploy",
-        crate::support::PASSWORD,
-        "&scope=repository:team/app:pull&access_type=offline",
+    let refresh = issued(
+        f.token_get(
+            "deploy",
+            crate::support::PASSWORD,
+            "&scope=repository:team/app:pull&access_type=offline",
+        ),
+        "refresh_token",
     );
-    assert_eq!(status, 200, "{body}");
-    let refresh = body["refresh_token"].as_str().unwrap().to_owned();
     let r = claims_of(&refresh);
     let exp = r["exp"].as_i64().unwrap();
     assert!(
@@ -792,20 +802,18 @@ fn registry_refresh_tokens_keep_to_the_cap_and_do_not_renew_themselves() {
     );
     // A renewal a second later does not move the end of the chain.
     std::thread::sleep(std::time::Duration::from_millis(1100));
-    let (status, body) = f.renew(&refresh, &[("access_type", "offline")]);
-    assert_eq!(status, 200, "{body}");
-    let renewed = body["refresh_token"].as_str().unwrap().to_owned();
+    let renewed = issued(
+        f.renew(&refresh, &[("access_type", "offline")]),
+        "refresh_token",
+    );
     let n = claims_of(&renewed);
     assert!(n["exp"].as_i64().unwrap() <= exp, "renewed {n}, parent {r}");
     // Nor does renewing the renewed one.
-    let (status, body) = f.renew(&renewed, &[("access_type", "offline")]);
-    assert_eq!(status, 200, "{body}");
-    assert!(
-        claims_of(body["refresh_token"].as_str().unwrap())["exp"]
-            .as_i64()
-            .unwrap()
-            <= exp
+    let again = issued(
+        f.renew(&renewed, &[("access_type", "offline")]),
+        "refresh_token",
     );
+    assert!(claims_of(&again)["exp"].as_i64().unwrap() <= exp);
     // Without `access_type=offline`, a renewal gives an access token only.
     let (status, body) = f.renew(&refresh, &[]);
     assert_eq!(status, 200, "{body}");
@@ -852,36 +860,29 @@ fn revoking_a_parent_revokes_everything_derived_from_it() {
     let (parent, _) = f
         .home
         .token_with_jti(&["--subject", "ci", "--scopes", "pull"]);
-    let (status, body) = f.api_refresh(&parent);
-    assert_eq!(status, 200, "{body}");
-    let child = body["token"].as_str().unwrap().to_owned();
-    let child_jti = body["jti"].as_str().unwrap().to_owned();
-    let (status, body) = f.api_refresh(&child);
-    assert_eq!(status, 200, "{body}");
-    let grandchild = body["token"].as_str().unwrap().to_owned();
+    let refreshed = f.api_refresh(&parent);
+    let child_jti = refreshed.1["jti"].as_str().unwrap().to_owned();
+    let child = issued(refreshed, "token");
+    let grandchild = issued(f.api_refresh(&child), "token");
     // Registry offline tokens derived from the child, and a renewal of one.
-    let (status, body) = f.token_get("ci", &child, "&access_type=offline");
-    assert_eq!(status, 200, "{body}");
-    let offline = body["refresh_token"].as_str().unwrap().to_owned();
-    let (status, body) = f.renew(&offline, &[("access_type", "offline")]);
-    assert_eq!(status, 200, "{body}");
-    let renewed = body["refresh_token"].as_str().unwrap().to_owned();
+    let offline = issued(
+        f.token_get("ci", &child, "&access_type=offline"),
+        "refresh_token",
+    );
+    let renewed = issued(
+        f.renew(&offline, &[("access_type", "offline")]),
+        "refresh_token",
+    );
     // An unrelated token of the same subject, and one derived from it.
     let other = f.home.token(&["--subject", "ci", "--scopes", "pull"]);
-    let (status, body) = f.api_refresh(&other);
-    assert_eq!(status, 200, "{body}");
-    let other_child = body["token"].as_str().unwrap().to_owned();
+    let other_child = issued(f.api_refresh(&other), "token");
     for t in [&parent, &child, &grandchild, &other, &other_child] {
         assert_eq!(f.api(t).0, 200, "control");
     }
     assert_eq!(f.renew(&renewed, &[]).0, 200, "control");
 
     // Revoking the child (by id, with the CLI) revokes what was derived from it, transitively.
-    f.home
-        .cmd()
-        .args(["auth", "token", "revoke", &child_jti])
-        .assert()
-        .success();
+    f.home.ok(&["auth", "token", "revoke", &child_jti]);
     assert_eq!(
         f.api(&parent).0,
         200,
@@ -903,9 +904,7 @@ fn revoking_a_parent_revokes_everything_derived_from_it() {
     // Nothing new can be derived from a revoked token.
     assert_eq!(f.api_refresh(&grandchild).0, 401);
     // Revoking the parent through the API (DELETE /auth/token) takes the rest of its line.
-    let (status, body) = f.api_refresh(&parent);
-    assert_eq!(status, 200, "{body}");
-    let late_child = body["token"].as_str().unwrap().to_owned();
+    let late_child = issued(f.api_refresh(&parent), "token");
     let r = f
         .http
         .delete(f.url("/auth/token"))
@@ -915,10 +914,6 @@ fn revoking_a_parent_revokes_everything_derived_from_it() {
     assert_eq!(r.status(), 200);
     assert_eq!(f.api(&late_child).1, "TOKEN_REVOKED");
     // A subject cut-off covers derived tokens like any other.
-    f.home
-        .cmd()
-        .args(["auth", "token", "revoke", "--subject", "ci"])
-        .assert()
-        .success();
+    f.home.ok(&["auth", "token", "revoke", "--subject", "ci"]);
     assert_eq!(f.api(&other_child).1, "TOKEN_REVOKED");
 }
