@@ -601,16 +601,14 @@ fn refresh_tokens_and_api_tokens_do_not_cross_over() {
     let f = Fixture::new();
     // A refresh token from the registry flow (aud = the service).
     let token = good(&f.header(), &claims());
-    let (status, body) = f.token_get(
-        "ci",
-        &token,
-        "&scope=repository:team/app:pull&access_type=offline",
+    let refresh = issued(
+        f.token_get(
+            "ci",
+            &token,
+            "&scope=repository:team/app:pull&access_type=offline",
+        ),
+        "refresh_token",
     );
-    assert_eq!(status, 200);
-    let refresh = body["refresh_token"]
-        .as_str()
-        .expect("refresh token")
-        .to_owned();
     assert_eq!(f.refresh(&refresh).0, 200, "control: it is a refresh token");
     let (status, code, error) = f.api(&refresh);
     assert_eq!(
@@ -619,13 +617,7 @@ fn refresh_tokens_and_api_tokens_do_not_cross_over() {
         "refresh token on the API: {error}"
     );
     // Nor can a refresh token mint API tokens through /auth/refresh.
-    let r = f
-        .http
-        .post(f.url("/auth/refresh"))
-        .bearer_auth(&refresh)
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 401);
+    assert_eq!(f.api_refresh(&refresh).0, 401);
     // The reverse: an API token (no aud) is not a refresh token.
     let api_token = f.home.token(&["--subject", "ci", "--scopes", "pull"]);
     assert_eq!(f.api(&api_token).0, 200, "control: it is an API token");

@@ -9,7 +9,9 @@ use std::sync::Arc;
 use crate::support::Run;
 use crate::support::api::RunningServer;
 use crate::support::argv;
-use crate::support::http::{client, create_token, login, post_form, status_and_json, verify};
+use crate::support::http::{
+    client, create_token, login, no_store_json, post_form, status_and_json, verify,
+};
 use crate::support::{Home, PASSWORD, SECRET, WRONG_PASSWORD};
 use jiff::Timestamp;
 use reqwest::blocking::Client;
@@ -93,10 +95,7 @@ fn round_trip_through_the_binary_and_no_secret_in_the_log() {
         .bearer_auth(&admin)
         .send()
         .unwrap();
-    assert_eq!(r.status().as_u16(), 200);
-    assert_eq!(r.headers()["cache-control"], "no-store");
-    let refreshed: Value = r.json().unwrap();
-    let refreshed = refreshed["token"].as_str().unwrap().to_owned();
+    let refreshed = no_store_json(r, 200)["token"].as_str().unwrap().to_owned();
     let log = srv.stop();
     assert!(log.contains("audit"), "{log}");
     assert!(log.contains("tessera::audit"), "{log}");
@@ -202,9 +201,7 @@ fn api_revocation_is_seen_by_the_cli_and_admin_api_works() {
         .json(&json!({"subject": "bot", "scopes": "pull", "expiry": "2h", "single_use": false}))
         .send()
         .unwrap();
-    assert_eq!(r.status().as_u16(), 201);
-    assert_eq!(r.headers()["cache-control"], "no-store");
-    let created: Value = r.json().unwrap();
+    let created = no_store_json(r, 201);
     let tok = created["token"].as_str().unwrap().to_owned();
     let jti = created["jti"].as_str().unwrap().to_owned();
     h.ok(&["auth", "token", "verify", &tok]);
@@ -407,9 +404,7 @@ fn every_status_code_of_the_contract() {
 
     // Login: 200 with no-store; unknown user and wrong password answer identically; 429.
     let r = login(&base, "deploy", PASSWORD);
-    assert_eq!(r.status().as_u16(), 200);
-    assert_eq!(r.headers()["cache-control"], "no-store");
-    let v: Value = r.json().unwrap();
+    let v = no_store_json(r, 200);
     assert!(v["token"].is_string() && v["expires_at"].is_string());
     let a = login(&base, "nobody", PASSWORD);
     let b = login(&base, "deploy", WRONG_PASSWORD);

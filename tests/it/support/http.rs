@@ -20,6 +20,15 @@ pub fn status_and_json(r: Response) -> (u16, Value) {
     (s, r.json().unwrap())
 }
 
+/// The JSON body of an answer that must have `status` and `Cache-Control: no-store` (as
+/// every answer carrying a token must).
+#[track_caller]
+pub fn no_store_json(r: Response, status: u16) -> Value {
+    assert_eq!(r.status().as_u16(), status);
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    r.json().unwrap()
+}
+
 /// `GET /auth/verify` with `token` as Bearer: (status, body).
 pub fn verify(base: &str, token: &str) -> (u16, Value) {
     status_and_json(
