@@ -10,7 +10,7 @@ use crate::support::Run;
 use crate::support::api::RunningServer;
 use crate::support::argv;
 use crate::support::http::{
-    client, create_token, login, no_store_json, post_form, status_and_json, verify,
+    client, create_token, login, no_store_json, post_form, status_and_code, status_and_json, verify,
 };
 use crate::support::{Home, PASSWORD, SECRET, WRONG_PASSWORD};
 use jiff::Timestamp;
@@ -295,8 +295,7 @@ fn every_status_code_of_the_contract() {
     assert!(r.headers().contains_key("x-request-id"));
     assert_eq!(r.json::<Value>().unwrap(), json!({"status": "ok"}));
     let r = c.get(format!("{base}/nope")).send().unwrap();
-    assert_eq!(r.status().as_u16(), 404);
-    assert_eq!(r.json::<Value>().unwrap()["code"], "NOT_FOUND");
+    assert_eq!(status_and_code(r), (404, "NOT_FOUND".into()));
 
     // 400: malformed JSON, missing field, no body.
     for body in ["{not json", "{\"username\": \"deploy\"}", "", "[1,2]"] {
@@ -332,14 +331,12 @@ fn every_status_code_of_the_contract() {
         .body(big)
         .send()
         .unwrap();
-    assert_eq!(r.status().as_u16(), 413);
-    assert_eq!(r.json::<Value>().unwrap()["code"], "PAYLOAD_TOO_LARGE");
+    assert_eq!(status_and_code(r), (413, "PAYLOAD_TOO_LARGE".into()));
 
     // 401s.
     let r = c.get(format!("{base}/auth/verify")).send().unwrap();
-    assert_eq!(r.status().as_u16(), 401);
     assert!(r.headers().contains_key("www-authenticate"));
-    assert_eq!(r.json::<Value>().unwrap()["code"], "AUTH_REQUIRED");
+    assert_eq!(status_and_code(r), (401, "AUTH_REQUIRED".into()));
     for garbage in [
         "Bearer garbage",
         "Basic ZGVwbG95OnB3",
@@ -352,10 +349,9 @@ fn every_status_code_of_the_contract() {
             .header("authorization", garbage.as_bytes())
             .send();
         let Ok(r) = r else { continue }; // a header reqwest itself refuses to send
-        assert_eq!(r.status().as_u16(), 401, "{garbage}");
         assert_eq!(
-            r.json::<Value>().unwrap()["code"],
-            "INVALID_TOKEN",
+            status_and_code(r),
+            (401, "INVALID_TOKEN".into()),
             "{garbage}"
         );
     }
@@ -750,8 +746,7 @@ fn extractor_rejections_are_json() {
             .body(body)
             .send()
             .unwrap();
-        assert_eq!(r.status().as_u16(), 400, "{body}");
-        assert_eq!(r.json::<Value>().unwrap()["code"], "BAD_REQUEST");
+        assert_eq!(status_and_code(r), (400, "BAD_REQUEST".into()), "{body}");
     }
 }
 
@@ -1074,8 +1069,7 @@ fn a_single_use_token_minted_by_another_server_cannot_be_refreshed() {
         .bearer_auth(&once)
         .send()
         .unwrap();
-    assert_eq!(r.status(), 403);
-    assert_eq!(r.json::<Value>().unwrap()["code"], "SINGLE_USE");
+    assert_eq!(status_and_code(r), (403, "SINGLE_USE".into()));
     // Still usable once, where it is known as single-use.
     let base = format!("http://{}", first.addr());
     assert_eq!(verify(&base, &once).0, 200);

@@ -29,6 +29,12 @@ pub fn no_store_json(r: Response, status: u16) -> Value {
     r.json().unwrap()
 }
 
+/// The status and the `code` of an error document.
+pub fn status_and_code(r: Response) -> (u16, String) {
+    let (status, v) = status_and_json(r);
+    (status, v["code"].as_str().unwrap_or_default().to_owned())
+}
+
 /// `GET /auth/verify` with `token` as Bearer: (status, body).
 pub fn verify(base: &str, token: &str) -> (u16, Value) {
     status_and_json(
