@@ -118,18 +118,14 @@ fn bad_durations_scopes_and_flags_are_usage_errors() {
         "",
         "99999999999999999999y",
     ] {
-        let a = u
-            .cmd()
-            .env("TESSERA_AUTH_TOKEN_SECRET", SECRET)
-            .args(["auth", "token", "generate", "--subject", "ci"])
-            .arg(format!("--expiry={bad}"))
-            .assert()
-            .code(2);
-        t.record(
+        let err = t.run_as(
             &format!("tessera auth token generate --subject ci --expiry={bad}"),
-            a.get_output(),
+            u.cmd()
+                .env("TESSERA_AUTH_TOKEN_SECRET", SECRET)
+                .args(["auth", "token", "generate", "--subject", "ci"])
+                .arg(format!("--expiry={bad}")),
+            2,
         );
-        let err = stderr_of(&a);
         assert!(
             err.contains("descending order") || err.contains("too large"),
             "{bad}: {err}"
@@ -143,10 +139,9 @@ fn bad_durations_scopes_and_flags_are_usage_errors() {
         "admin:tokens",
         "repository::pull",
     ] {
-        let a = u
-            .cmd()
-            .env("TESSERA_AUTH_TOKEN_SECRET", SECRET)
-            .args([
+        t.refused(
+            &format!("tessera auth token generate --subject ci --scopes {bad:?}"),
+            u.cmd().env("TESSERA_AUTH_TOKEN_SECRET", SECRET).args([
                 "auth",
                 "token",
                 "generate",
@@ -154,27 +149,19 @@ fn bad_durations_scopes_and_flags_are_usage_errors() {
                 "ci",
                 "--scopes",
                 bad,
-            ])
-            .assert()
-            .code(2);
-        t.record(
-            &format!("tessera auth token generate --subject ci --scopes {bad:?}"),
-            a.get_output(),
-        );
-        assert!(
-            stderr_of(&a).contains("invalid scope"),
-            "{bad}: {}",
-            stderr_of(&a)
+            ]),
+            2,
+            "invalid scope",
         );
     }
-    let a = u
-        .cmd()
-        .env("TESSERA_AUTH_TOKEN_SECRET", SECRET)
-        .args(["auth", "token", "generate"])
-        .assert()
-        .code(2)
-        .stderr(predicate::str::contains("--subject"));
-    t.record("tessera auth token generate", a.get_output());
+    t.refused(
+        "tessera auth token generate",
+        u.cmd()
+            .env("TESSERA_AUTH_TOKEN_SECRET", SECRET)
+            .args(["auth", "token", "generate"]),
+        2,
+        "--subject",
+    );
     insta::assert_snapshot!("bad_durations_scopes_and_flags", t.text());
 }
 
@@ -264,40 +251,34 @@ fn verify_reports_each_reason() {
     t.redact(u.home().display().to_string(), "home")
         .redact(&token, "token");
     // Another secret: bad signature.
-    let a = u
-        .cmd()
-        .env(
-            "TESSERA_AUTH_TOKEN_SECRET",
-            "another-secret-that-is-long-enough-9876543210",
-        )
-        .args(["auth", "token", "verify", &token])
-        .assert()
-        .code(1)
-        .stderr(predicate::str::contains("bad signature"));
-    t.record(
+    t.refused(
         "tessera auth token verify [token]  # signed with another secret",
-        a.get_output(),
+        u.cmd()
+            .env(
+                "TESSERA_AUTH_TOKEN_SECRET",
+                "another-secret-that-is-long-enough-9876543210",
+            )
+            .args(["auth", "token", "verify", &token]),
+        1,
+        "bad signature",
     );
     // Tampered payload: bad signature.
     let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
     parts[1] = parts[1].chars().rev().collect();
     t.redact(parts.join("."), "tampered token");
-    let a = env_cmd()
-        .args(["auth", "token", "verify", &parts.join(".")])
-        .assert()
-        .code(1)
-        .stderr(predicate::str::contains("invalid token"));
-    t.record(
+    t.refused(
         "tessera auth token verify [token with its payload reversed]",
-        a.get_output(),
+        env_cmd().args(["auth", "token", "verify", &parts.join(".")]),
+        1,
+        "invalid token",
     );
     // Garbage: malformed, and JSON says so too.
-    let a = env_cmd()
-        .args(["auth", "token", "verify", "not-a-token"])
-        .assert()
-        .code(1)
-        .stderr(predicate::str::contains("malformed"));
-    t.record("tessera auth token verify not-a-token", a.get_output());
+    t.refused(
+        "tessera auth token verify not-a-token",
+        env_cmd().args(["auth", "token", "verify", "not-a-token"]),
+        1,
+        "malformed",
+    );
     let a = env_cmd()
         .args(["--json", "auth", "token", "verify", "not-a-token"])
         .assert()
@@ -306,26 +287,21 @@ fn verify_reports_each_reason() {
     assert_eq!(v["valid"], false);
     assert_eq!(v["reason"], "malformed");
     // Oversized input is refused without trouble.
-    let a = env_cmd()
-        .args(["auth", "token", "verify", "-"])
-        .write_stdin("a".repeat(100_000))
-        .assert()
-        .code(1)
-        .stderr(predicate::str::contains("malformed"));
-    t.record(
+    t.refused(
         "tessera auth token verify -  # 100 000 bytes on stdin",
-        a.get_output(),
+        env_cmd()
+            .args(["auth", "token", "verify", "-"])
+            .write_stdin("a".repeat(100_000)),
+        1,
+        "malformed",
     );
     // Another issuer.
     u.write_config("[auth]\nissuer = \"someone-else\"\n");
-    let a = env_cmd()
-        .args(["auth", "token", "verify", &token])
-        .assert()
-        .code(1)
-        .stderr(predicate::str::contains("wrong issuer"));
-    t.record(
+    t.refused(
         "tessera auth token verify [token]  # issuer = \"someone-else\"",
-        a.get_output(),
+        env_cmd().args(["auth", "token", "verify", &token]),
+        1,
+        "wrong issuer",
     );
     insta::assert_snapshot!("verify_refusals", t.text());
 }
@@ -465,46 +441,36 @@ fn config_errors_name_the_file_and_the_fix() {
     let u = User::new();
     let mut t = Transcript::new();
     t.redact(u.home().display().to_string(), "home");
-    let a = u
-        .cmd()
-        .args(["--config", "/nonexistent/tessera.toml", "secrets", "list"])
-        .assert()
-        .code(1)
-        .stderr(predicate::str::contains("does not exist"));
-    t.record(
+    t.refused(
         "tessera --config /nonexistent/tessera.toml secrets list",
-        a.get_output(),
+        u.cmd()
+            .args(["--config", "/nonexistent/tessera.toml", "secrets", "list"]),
+        1,
+        "does not exist",
     );
     u.write_config("[secrets]\nbackend = \"vault\"\n");
-    let a = u
-        .cmd()
-        .args(["secrets", "list"])
-        .assert()
-        .code(1)
-        .stderr(predicate::str::contains(
-            "valid backends are pass, sops, unsafe and age",
-        ));
-    t.record(
+    t.refused(
         "tessera secrets list  # backend = \"vault\"",
-        a.get_output(),
+        u.cmd().args(["secrets", "list"]),
+        1,
+        "valid backends are pass, sops, unsafe and age",
     );
     u.write_config("[secrets]\nbakend = \"pass\"\n");
-    let a = u.cmd().args(["secrets", "list"]).assert().code(1).stderr(
-        predicate::str::contains("tessera.toml:2:")
-            .and(predicate::str::contains("did you mean `backend`")),
+    let e = t.refused(
+        "tessera secrets list  # bakend = \"pass\"",
+        u.cmd().args(["secrets", "list"]),
+        1,
+        "tessera.toml:2:",
     );
-    t.record("tessera secrets list  # bakend = \"pass\"", a.get_output());
+    assert!(e.contains("did you mean `backend`"), "{e}");
     u.write_config("[secrets]\nbackend = \"unsafe\"\n");
-    let a = u
-        .cmd()
-        .env("TESSERA_SECRETS_BACKEND", "")
-        .args(["secrets", "list"])
-        .assert()
-        .code(1)
-        .stderr(predicate::str::contains("set but empty"));
-    t.record(
+    t.refused(
         "TESSERA_SECRETS_BACKEND= tessera secrets list",
-        a.get_output(),
+        u.cmd()
+            .env("TESSERA_SECRETS_BACKEND", "")
+            .args(["secrets", "list"]),
+        1,
+        "set but empty",
     );
     insta::assert_snapshot!("config_errors", t.text());
 }

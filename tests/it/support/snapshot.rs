@@ -3,9 +3,11 @@
 
 use std::process::Output;
 
+use assert_cmd::Command;
 use assert_cmd::assert::Assert;
 
 use super::Run;
+use super::user::texts;
 
 /// Commands and what they printed, with volatile values redacted, for one snapshot.
 #[derive(Default)]
@@ -59,6 +61,25 @@ impl Transcript {
         self.record(&format!("tessera {}", args.join(" ")), &out);
         let a = Assert::new(out);
         a.code(code)
+    }
+
+    /// Runs `cmd` (a `tessera` command the caller made ready) to the end, records it as
+    /// `$ what` and expects exit `code`; returns stderr.
+    #[track_caller]
+    pub fn run_as(&mut self, what: &str, cmd: &mut Command, code: i32) -> String {
+        let out = cmd.output().unwrap();
+        self.record(what, &out);
+        let (_, e) = texts(&out);
+        assert_eq!(out.status.code(), Some(code), "{what}: {e}");
+        e
+    }
+
+    /// `run_as`, expecting `needle` in stderr too.
+    #[track_caller]
+    pub fn refused(&mut self, what: &str, cmd: &mut Command, code: i32, needle: &str) -> String {
+        let e = self.run_as(what, cmd, code);
+        assert!(e.contains(needle), "{what}: `{needle}` not in: {e}");
+        e
     }
 
     /// The transcript with every redaction applied.
