@@ -1022,8 +1022,7 @@ fn revoking_an_unknown_or_malformed_id_is_an_error() {
         .redact(jti.to_uppercase(), "ID")
         .redact(&typo, "typo of id");
     for _ in 0..2 {
-        let a = t.run(&u, &["auth", "token", "revoke", &typo], 1);
-        let err = stderr_of(&a);
+        let err = t.run(&u, &["auth", "token", "revoke", &typo], 1);
         assert!(
             err.contains(&format!("no token with id {typo} in the token store"))
                 && err.contains("`tessera auth token list` shows the ids"),
@@ -1033,17 +1032,19 @@ fn revoking_an_unknown_or_malformed_id_is_an_error() {
     }
     // Not an id at all: a usage error naming the format; a pasted token is not echoed.
     for bad in ["nonexistent", "xyz-123", &token] {
-        let a = t.run(&u, &["auth", "token", "revoke", bad], 2);
-        let err = stderr_of(&a);
+        let err = t.run(&u, &["auth", "token", "revoke", bad], 2);
         assert!(err.contains("32 hexadecimal characters"), "{err}");
         assert!(!err.contains(&token[..50]), "{err}");
     }
     u.ok(&["auth", "token", "verify", &token]);
     // The real id, in capitals as some tools print it: revoked; again: "already revoked", exit 0.
-    let a = t.run(&u, &["auth", "token", "revoke", &jti.to_uppercase()], 0);
-    stderr_has(&a, &format!("revoked token {jti}"));
-    let a = t.run(&u, &["auth", "token", "revoke", &jti], 0);
-    stderr_has(&a, "already revoked");
+    t.run_says(
+        &u,
+        &["auth", "token", "revoke", &jti.to_uppercase()],
+        0,
+        &format!("revoked token {jti}"),
+    );
+    t.run_says(&u, &["auth", "token", "revoke", &jti], 0, "already revoked");
     insta::assert_snapshot!("revoke_errors", t.text());
 }
 
@@ -1074,29 +1075,31 @@ fn revoking_a_token_of_another_store_needs_unrecorded() {
             .assert()
     };
     verify_far().success();
-    let a = t.run(&u, &["auth", "token", "revoke", far_id], 1);
-    stderr_has(&a, "--unrecorded");
+    t.run_says(&u, &["auth", "token", "revoke", far_id], 1, "--unrecorded");
     verify_far().success();
-    let a = t.run(&u, &["auth", "token", "revoke", far_id, "--unrecorded"], 0);
-    stderr_has(&a, "revoked token");
+    t.run_says(
+        &u,
+        &["auth", "token", "revoke", far_id, "--unrecorded"],
+        0,
+        "revoked token",
+    );
     verify_far()
         .code(1)
         .stderr(predicate::str::contains("revoked"));
     t.run(&u, &argv("auth token revoke --subject ci --unrecorded"), 2);
 
     // A token revoked through its subject counts as already revoked too.
-    let a = u
-        .cmd()
-        .args(["--json", "auth", "token", "generate", "--subject", "bot"])
-        .assert()
-        .success();
-    let v: Value = serde_json::from_slice(&a.get_output().stdout).unwrap();
+    let v = json_ok(&u, &["auth", "token", "generate", "--subject", "bot"], "");
     let other = v["jti"].as_str().unwrap().to_owned();
     t.redact(&other, "other id");
     std::thread::sleep(std::time::Duration::from_millis(5));
     u.ok(&["auth", "token", "revoke", "--subject", "bot"]);
-    let a = t.run(&u, &["auth", "token", "revoke", &other], 0);
-    stderr_has(&a, "already revoked");
+    t.run_says(
+        &u,
+        &["auth", "token", "revoke", &other],
+        0,
+        "already revoked",
+    );
     insta::assert_snapshot!("revoke_unrecorded", t.text());
 }
 

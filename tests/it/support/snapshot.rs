@@ -4,7 +4,6 @@
 use std::process::Output;
 
 use assert_cmd::Command;
-use assert_cmd::assert::Assert;
 
 use super::Run;
 use super::user::texts;
@@ -54,13 +53,19 @@ impl Transcript {
     }
 
     /// Runs `tessera ARGS` in `home`, expects exit `code` and records it as `$ tessera ARGS`
-    /// (redacted like the rest).
+    /// (redacted like the rest); returns stderr.
     #[track_caller]
-    pub fn run(&mut self, home: &impl Run, args: &[&str], code: i32) -> Assert {
-        let out = home.tessera().args(args).output().unwrap();
-        self.record(&format!("tessera {}", args.join(" ")), &out);
-        let a = Assert::new(out);
-        a.code(code)
+    pub fn run(&mut self, home: &impl Run, args: &[&str], code: i32) -> String {
+        let what = format!("tessera {}", args.join(" "));
+        self.run_as(&what, home.tessera().args(args), code)
+    }
+
+    /// `run`, expecting `needle` in stderr too.
+    #[track_caller]
+    pub fn run_says(&mut self, home: &impl Run, args: &[&str], code: i32, needle: &str) -> String {
+        let e = self.run(home, args, code);
+        assert!(e.contains(needle), "{args:?}: `{needle}` not in: {e}");
+        e
     }
 
     /// Runs `cmd` (a `tessera` command the caller made ready) to the end, records it as
