@@ -329,20 +329,16 @@ fn expired_and_future_tokens_are_refused() {
         };
         secrecy::ExposeSecret::expose_secret(&mint(&keys, &req).unwrap().token).to_owned()
     };
-    let expired = at(3600, "30m");
-    u.cmd()
-        .env("TESSERA_AUTH_TOKEN_SECRET", SECRET)
-        .args(["auth", "token", "verify", &expired])
-        .assert()
-        .code(1)
-        .stderr(predicate::str::contains("expired"));
-    let future = at(-3600, "2h");
-    u.cmd()
-        .env("TESSERA_AUTH_TOKEN_SECRET", SECRET)
-        .args(["auth", "token", "verify", &future])
-        .assert()
-        .code(1)
-        .stderr(predicate::str::contains("not yet valid"));
+    let refused = |token: &str, reason: &str| {
+        u.cmd()
+            .env("TESSERA_AUTH_TOKEN_SECRET", SECRET)
+            .args(["auth", "token", "verify", token])
+            .assert()
+            .code(1)
+            .stderr(predicate::str::contains(reason));
+    };
+    refused(&at(3600, "30m"), "expired");
+    refused(&at(-3600, "2h"), "not yet valid");
 }
 
 #[test]
