@@ -79,6 +79,13 @@ impl Docker {
         )
     }
 
+    /// A Docker CLI of its own, logged in at `host` as `user` with `secret`.
+    fn logged_in(daemon: &str, host: &str, user: &str, secret: &str) -> Docker {
+        let docker = Docker::new(daemon);
+        ok(docker.login(host, user, secret));
+        docker
+    }
+
     /// Tags `image` as `target` and expects the push of `target` to be denied.
     fn push_is_denied(&self, image: &str, target: &str) {
         ok(self.run(&["tag", image, target], None));
@@ -104,8 +111,7 @@ fn docker_cli_logs_in_pushes_pulls_and_is_refused_outside_its_scopes() {
 
     // A push-and-pull token limited to team/*.
     let token = home.token(&argv("--subject ci --scopes push,pull --repo team/*"));
-    let ci = Docker::new(&daemon);
-    ok(ci.login(&host, "ci", &token));
+    let ci = Docker::logged_in(&daemon, &host, "ci", &token);
     let app = format!("{host}/team/app:1");
     ci.import(rig.work.path(), &app);
     ok(ci.run(&["push", &app], None));
@@ -118,8 +124,7 @@ fn docker_cli_logs_in_pushes_pulls_and_is_refused_outside_its_scopes() {
 
     // A pull-only token pulls and cannot push; no tag appears.
     let pull = home.token(&["--subject", "reader", "--scopes", "pull"]);
-    let reader = Docker::new(&daemon);
-    ok(reader.login(&host, "reader", &pull));
+    let reader = Docker::logged_in(&daemon, &host, "reader", &pull);
     ok(reader.run(&["pull", &app], None));
     let second = format!("{host}/team/app:2");
     reader.push_is_denied(&app, &second);
@@ -146,8 +151,7 @@ fn docker_login_keeps_a_refresh_token_that_dies_with_its_parent() {
 
     // `docker login` asks for `offline_token=true` and stores the refresh token it gets as an
     // identity token, instead of the password (the minted token).
-    let docker = Docker::new(&daemon);
-    ok(docker.login(&host, "ci", &token));
+    let docker = Docker::logged_in(&daemon, &host, "ci", &token);
     let config = docker.config_json();
     let entry = &config["auths"][&host];
     let identity = entry["identitytoken"].as_str().unwrap_or_default();

@@ -303,25 +303,22 @@ fn every_status_code_of_the_contract() {
     assert_eq!(status_and_code(r), (404, "NOT_FOUND".into()));
 
     // 400: malformed JSON, missing field, no body.
-    for body in ["{not json", "{\"username\": \"deploy\"}", "", "[1,2]"] {
-        let r = c
-            .post(format!("{base}/auth/login"))
+    let login_with = |body: &str| {
+        c.post(format!("{base}/auth/login"))
             .header("content-type", "application/json")
-            .body(body)
+            .body(body.to_owned())
             .send()
-            .unwrap();
+            .unwrap()
+    };
+    for body in ["{not json", "{\"username\": \"deploy\"}", "", "[1,2]"] {
+        let r = login_with(body);
         assert_eq!(r.status().as_u16(), 400, "{body}");
         let v: Value = r.json().unwrap();
         assert_eq!(v["code"], "BAD_REQUEST");
         assert!(v["error"].is_string());
     }
     // A password of the wrong type is not echoed back.
-    let r = c
-        .post(format!("{base}/auth/login"))
-        .header("content-type", "application/json")
-        .body(r#"{"username": "deploy", "password": 987654321}"#)
-        .send()
-        .unwrap();
+    let r = login_with(r#"{"username": "deploy", "password": 987654321}"#);
     assert_eq!(r.status().as_u16(), 400);
     assert!(!r.text().unwrap().contains("987654321"));
 
@@ -330,12 +327,7 @@ fn every_status_code_of_the_contract() {
         "{{\"username\":\"{}\",\"password\":\"x\"}}",
         "a".repeat(70_000)
     );
-    let r = c
-        .post(format!("{base}/auth/login"))
-        .header("content-type", "application/json")
-        .body(big)
-        .send()
-        .unwrap();
+    let r = login_with(&big);
     assert_eq!(status_and_code(r), (413, "PAYLOAD_TOO_LARGE".into()));
 
     // 401s.
