@@ -6,7 +6,7 @@
 
 use crate::support::Run;
 use crate::support::argv;
-use crate::support::http::{Served, basic};
+use crate::support::http::{Served, basic, refresh, status_and_json};
 use crate::support::{Home, SECRET, SERVICE};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -682,13 +682,7 @@ impl Fixture {
 
     /// `POST /auth/refresh` with `token`: (status, body).
     fn api_refresh(&self, token: &str) -> (u16, Value) {
-        let r = self
-            .http
-            .post(self.url("/auth/refresh"))
-            .bearer_auth(token)
-            .send()
-            .unwrap();
-        (r.status().as_u16(), r.json().unwrap())
+        status_and_json(refresh(&self.url(""), token))
     }
 
     /// `GET /token` with Basic `user:secret` and the extra `query`: (status, body).

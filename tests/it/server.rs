@@ -10,7 +10,8 @@ use crate::support::Run;
 use crate::support::api::RunningServer;
 use crate::support::argv;
 use crate::support::http::{
-    client, create_token, login, no_store_json, post_form, status_and_code, status_and_json, verify,
+    client, create_token, login, no_store_json, post_form, refresh, status_and_code,
+    status_and_json, verify,
 };
 use crate::support::{Home, PASSWORD, SECRET, WRONG_PASSWORD};
 use jiff::Timestamp;
@@ -99,11 +100,7 @@ fn round_trip_through_the_binary_and_no_secret_in_the_log() {
     let (admin, _) = h.mint("root", "admin");
     let r = login(&url, "nobody", WRONG_PASSWORD);
     assert_eq!(r.status().as_u16(), 401);
-    let r = client()
-        .post(format!("{url}/auth/refresh"))
-        .bearer_auth(&admin)
-        .send()
-        .unwrap();
+    let r = refresh(&url, &admin);
     let refreshed = no_store_json(r, 200)["token"].as_str().unwrap().to_owned();
     let log = srv.stop();
     assert!(log.contains("audit"), "{log}");
@@ -1025,11 +1022,7 @@ fn one_subject_cannot_pile_up_derived_tokens() {
     let (_srv, base) = h.serve_base();
     let (tok, _) = h.mint("ci", "pull");
     assert_eq!(verify(&base, &tok).0, 200, "the token itself is fine");
-    let r = client()
-        .post(format!("{base}/auth/refresh"))
-        .bearer_auth(&tok)
-        .send()
-        .unwrap();
+    let r = refresh(&base, &tok);
     assert_eq!(r.status(), 429);
     let v: Value = r.json().unwrap();
     assert_eq!(v["code"], "TOO_MANY_TOKENS", "{v}");
@@ -1040,12 +1033,7 @@ fn one_subject_cannot_pile_up_derived_tokens() {
     );
     // Another subject is not affected.
     let (other, _) = h.mint("bot", "pull");
-    let r = client()
-        .post(format!("{base}/auth/refresh"))
-        .bearer_auth(&other)
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    assert_eq!(refresh(&base, &other).status(), 200);
 }
 
 /// A server that did not mint a single-use token (another server on the host did, after this
@@ -1061,11 +1049,7 @@ fn a_single_use_token_minted_by_another_server_cannot_be_refreshed() {
         &admin,
         &json!({"subject": "ci", "scopes": "pull", "single_use": true}),
     );
-    let r = client()
-        .post(format!("http://{}/auth/refresh", second.addr()))
-        .bearer_auth(&once)
-        .send()
-        .unwrap();
+    let r = refresh(&format!("http://{}", second.addr()), &once);
     assert_eq!(status_and_code(r), (403, "SINGLE_USE".into()));
     // Still usable once, where it is known as single-use.
     let base = format!("http://{}", first.addr());

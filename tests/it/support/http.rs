@@ -46,6 +46,15 @@ pub fn verify(base: &str, token: &str) -> (u16, Value) {
     )
 }
 
+/// `POST /auth/refresh` with `token` as Bearer.
+pub fn refresh(base: &str, token: &str) -> Response {
+    client()
+        .post(format!("{base}/auth/refresh"))
+        .bearer_auth(token)
+        .send()
+        .unwrap()
+}
+
 /// `POST /auth/login` with a username and password.
 pub fn login(base: &str, user: &str, password: &str) -> Response {
     client()
