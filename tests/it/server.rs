@@ -1036,47 +1036,55 @@ fn one_subject_cannot_pile_up_derived_tokens() {
     assert_eq!(refresh(&base, &other).status(), 200);
 }
 
+/// Two servers in this process sharing the store of one home, and a single-use token for `ci`
+/// minted through the first one's admin API (after both started).
+struct TwoServers {
+    _servers: [RunningServer; 2],
+    _home: Home,
+    first: String,
+    second: String,
+    once: String,
+}
+
+fn single_use_token_on_two_servers() -> TwoServers {
+    let home = Home::with_config("");
+    let servers = [home.serve(), home.serve()];
+    let [first, second] = servers.each_ref().map(|s| format!("http://{}", s.addr()));
+    let (admin, _) = home.mint("root", "admin");
+    let once = create_token(
+        &first,
+        &admin,
+        &json!({"subject": "ci", "scopes": "pull", "single_use": true}),
+    );
+    TwoServers {
+        _servers: servers,
+        _home: home,
+        first,
+        second,
+        once,
+    }
+}
+
 /// A server that did not mint a single-use token (another server on the host did, after this
 /// one started) still refuses to derive from it: the store knows it is single-use.
 #[test]
 fn a_single_use_token_minted_by_another_server_cannot_be_refreshed() {
-    let h = Home::with_config("");
-    let first = h.serve();
-    let second = h.serve();
-    let (admin, _) = h.mint("root", "admin");
-    let once = create_token(
-        &format!("http://{}", first.addr()),
-        &admin,
-        &json!({"subject": "ci", "scopes": "pull", "single_use": true}),
-    );
-    let r = refresh(&format!("http://{}", second.addr()), &once);
+    let t = single_use_token_on_two_servers();
+    let r = refresh(&t.second, &t.once);
     assert_eq!(status_and_code(r), (403, "SINGLE_USE".into()));
     // Still usable once, where it is known as single-use.
-    let base = format!("http://{}", first.addr());
-    assert_eq!(verify(&base, &once).0, 200);
-    assert_eq!(verify(&base, &once).0, 401);
+    assert_eq!(verify(&t.first, &t.once).0, 200);
+    assert_eq!(verify(&t.first, &t.once).0, 401);
 }
 
 /// Single-use marks live in the store, not in a server's memory: a single-use token minted on
 /// one server is used once across every server sharing the store.
 #[test]
 fn a_single_use_token_is_used_once_across_servers() {
-    let h = Home::with_config("");
-    let first = h.serve();
-    let second = h.serve();
-    let (admin, _) = h.mint("root", "admin");
-    let (one, two) = (
-        format!("http://{}", first.addr()),
-        format!("http://{}", second.addr()),
-    );
-    let once = create_token(
-        &one,
-        &admin,
-        &json!({"subject": "ci", "scopes": "pull", "single_use": true}),
-    );
-    assert_eq!(verify(&two, &once).0, 200, "the first use");
-    for base in [&one, &two] {
-        let (s, v) = verify(base, &once);
+    let t = single_use_token_on_two_servers();
+    assert_eq!(verify(&t.second, &t.once).0, 200, "the first use");
+    for base in [&t.first, &t.second] {
+        let (s, v) = verify(base, &t.once);
         assert_eq!((s, v["code"].as_str()), (401, Some("TOKEN_REVOKED")), "{v}");
     }
 }
