@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::support::http::{client, health, post_form};
 use crate::support::{Home, PASSWORD, SERVICE};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -19,9 +20,7 @@ use serde_json::{Value, json};
 /// A home with the given `[server]` section, and its server.
 fn serve(server_section: &str) -> (Home, crate::support::api::RunningServer) {
     let home = Home::new();
-    let mut config = std::fs::read_to_string(home.config_file()).unwrap();
-    config.push_str(&format!("\n[server]\n{server_section}\n"));
-    std::fs::write(home.config_file(), config).unwrap();
+    home.append_config(&format!("\n[server]\n{server_section}\n"));
     let server = home.serve();
     crate::support::api::install_crypto_provider();
     (home, server)
@@ -32,14 +31,6 @@ fn deploy_at_token(http: &Client, base: &str, query: &str, password: &str) -> Re
     http.get(format!("{base}/token?service={SERVICE}{query}"))
         .basic_auth("deploy", Some(password))
         .send()
-        .unwrap()
-}
-
-/// A client that gives up on a starved server instead of hanging the test.
-fn client() -> Client {
-    Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
         .unwrap()
 }
 
@@ -396,22 +387,17 @@ fn thousands_of_scopes_are_400() {
     let spaced: String = (0..2000)
         .map(|i| format!("repository:r{i}:pull "))
         .collect();
-    let r = http
-        .post(format!("{base}/token"))
-        .header("Content-Type", "application/x-www-form-urlencoded")
-        .body(
-            url::form_urlencoded::Serializer::new(String::new())
-                .extend_pairs([
-                    ("grant_type", "password"),
-                    ("username", "deploy"),
-                    ("password", PASSWORD),
-                    ("service", SERVICE),
-                    ("scope", spaced.as_str()),
-                ])
-                .finish(),
-        )
-        .send()
-        .unwrap();
+    let r = post_form(
+        &http,
+        &format!("{base}/token"),
+        &[
+            ("grant_type", "password"),
+            ("username", "deploy"),
+            ("password", PASSWORD),
+            ("service", SERVICE),
+            ("scope", spaced.as_str()),
+        ],
+    );
     assert_eq!(json_4xx("thousands of space-separated scopes", r).0, 400);
     // 64 scopes are still fine.
     let ok: String = (0..64)
@@ -464,11 +450,7 @@ fn a_client_that_never_finishes_its_headers_is_disconnected() {
         String::from_utf8_lossy(&answer)
     );
     // It still serves others.
-    let r = client()
-        .get(format!("http://{}/health", server.addr()))
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    assert_eq!(health(&format!("http://{}", server.addr())), 200);
 }
 
 /// A connection the test holds open, plain or TLS.
@@ -686,11 +668,7 @@ fn a_client_that_never_reads_its_answers_is_disconnected() {
         closed,
         "the server kept a connection whose client reads nothing"
     );
-    let r = client()
-        .get(format!("http://{}/health", server.addr()))
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    assert_eq!(health(&format!("http://{}", server.addr())), 200);
 }
 
 /// Clients that send a login and hang up at once: the hashes their requests started still

@@ -11,7 +11,7 @@ use std::process::{Command as StdCommand, Output};
 
 use crate::support::Run;
 use crate::support::argv;
-use crate::support::http::{create_token, form, login, verify};
+use crate::support::http::{create_token, login, post_form, verify};
 use crate::support::pass::PassStore;
 use crate::support::{Home, PASSWORD, SECRET, SERVICE};
 use reqwest::blocking::Client;
@@ -287,32 +287,30 @@ fn server_log_and_error_bodies_never_show_a_secret() {
         .send()
         .unwrap();
     assert_eq!(r.status(), 200);
-    let r = http
-        .post(format!("{base}/token"))
-        .header("Content-Type", "application/x-www-form-urlencoded")
-        .body(form(&[
+    let r = post_form(
+        &http,
+        &format!("{base}/token"),
+        &[
             ("grant_type", "refresh_token"),
             ("service", SERVICE),
             ("refresh_token", refresh.as_str()),
-        ]))
-        .send()
-        .unwrap();
+        ],
+    );
     assert_eq!(r.status(), 200);
     for (user, pw) in [("deploy", WRONG), ("ci", &format!("{cli_token}x")[..])] {
         let r = http.get(&scope).basic_auth(user, Some(pw)).send().unwrap();
         assert_eq!(r.status(), 401);
         bodies.push(r.text().unwrap());
     }
-    let r = http
-        .post(format!("{base}/token"))
-        .header("Content-Type", "application/x-www-form-urlencoded")
-        .body(form(&[
+    let r = post_form(
+        &http,
+        &format!("{base}/token"),
+        &[
             ("grant_type", "password"),
             ("username", "deploy"),
             ("password", WRONG),
-        ]))
-        .send()
-        .unwrap();
+        ],
+    );
     assert_eq!(r.status(), 401);
     bodies.push(r.text().unwrap());
 

@@ -4,8 +4,9 @@
 //! with `grant_type=refresh_token`). A hand-built control token signed the right way is
 //! accepted first, so every refusal below is the attack's doing, not a broken builder.
 
+use crate::support::Run;
 use crate::support::argv;
-use crate::support::http::{Served, basic};
+use crate::support::http::{Served, basic, refresh, status_and_json};
 use crate::support::{Home, SECRET, SERVICE};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -103,6 +104,15 @@ impl Fixture {
         );
     }
 
+    /// Asserts that the API refuses `token` with 401 `INVALID_TOKEN` and an error that says
+    /// `reason`, and that `/token` refuses it as the password of `ci` with 401.
+    fn refused_because(&self, case: &str, token: &str, reason: &str) {
+        let (status, code, error) = self.api(token);
+        assert_eq!((status, code.as_str()), (401, "INVALID_TOKEN"), "{case}");
+        assert!(error.contains(reason), "{case}: {error}");
+        assert_eq!(self.registry("ci", token).0, 401, "{case}");
+    }
+
     /// The header every hand-built token starts from.
     fn header(&self) -> Value {
         json!({"alg": "HS256", "typ": "JWT", "kid": self.kid})
@@ -152,6 +162,13 @@ fn good(header: &Value, claims: &Value) -> String {
 
 fn parts(token: &str) -> Vec<String> {
     token.split('.').map(str::to_owned).collect()
+}
+
+/// The token in `field` of an answer that must be 200 (as `(status, body)`).
+#[track_caller]
+fn issued((status, body): (u16, Value), field: &str) -> String {
+    assert_eq!(status, 200, "{body}");
+    body[field].as_str().unwrap().to_owned()
 }
 
 #[test]
@@ -424,14 +441,7 @@ fn unknown_critical_header_extensions_are_refused() {
         header["crit"] = crit.clone();
         header["x-tessera-unknown"] = true.into();
         let token = good(&header, &claims());
-        let (status, code, error) = f.api(&token);
-        assert_eq!(
-            (status, code.as_str()),
-            (401, "INVALID_TOKEN"),
-            "crit {crit}"
-        );
-        assert!(error.contains("malformed"), "crit {crit}: {error}");
-        assert_eq!(f.registry("ci", &token).0, 401, "crit {crit}");
+        f.refused_because(&format!("crit {crit}"), &token, "malformed");
     }
 }
 
@@ -548,11 +558,7 @@ fn not_before_or_issued_at_in_the_future_is_refused() {
     ] {
         let mut c = claims();
         c[field] = (now() + offset).into();
-        let token = good(&f.header(), &c);
-        let (status, code, error) = f.api(&token);
-        assert_eq!((status, code.as_str()), (401, "INVALID_TOKEN"), "{case}");
-        assert!(error.contains("not yet valid"), "{case}: {error}");
-        assert_eq!(f.registry("ci", &token).0, 401, "{case}");
+        f.refused_because(case, &good(&f.header(), &c), "not yet valid");
     }
     // The leeway is 60 s both ways.
     let mut c = claims();
@@ -566,15 +572,11 @@ fn wrong_issuer_or_audience_is_refused() {
     for iss in ["evil", "Tessera", "tessera ", ""] {
         let mut c = claims();
         c["iss"] = iss.into();
-        let token = good(&f.header(), &c);
-        let (status, code, error) = f.api(&token);
-        assert_eq!(
-            (status, code.as_str()),
-            (401, "INVALID_TOKEN"),
-            "iss {iss:?}"
+        f.refused_because(
+            &format!("iss {iss:?}"),
+            &good(&f.header(), &c),
+            "wrong issuer",
         );
-        assert!(error.contains("wrong issuer"), "iss {iss:?}: {error}");
-        assert_eq!(f.registry("ci", &token).0, 401, "iss {iss:?}");
     }
     let mut missing = claims();
     missing.as_object_mut().unwrap().remove("iss");
@@ -599,16 +601,14 @@ fn refresh_tokens_and_api_tokens_do_not_cross_over() {
     let f = Fixture::new();
     // A refresh token from the registry flow (aud = the service).
     let token = good(&f.header(), &claims());
-    let (status, body) = f.token_get(
-        "ci",
-        &token,
-        "&scope=repository:team/app:pull&access_type=offline",
+    let refresh = issued(
+        f.token_get(
+            "ci",
+            &token,
+            "&scope=repository:team/app:pull&access_type=offline",
+        ),
+        "refresh_token",
     );
-    assert_eq!(status, 200);
-    let refresh = body["refresh_token"]
-        .as_str()
-        .expect("refresh token")
-        .to_owned();
     assert_eq!(f.refresh(&refresh).0, 200, "control: it is a refresh token");
     let (status, code, error) = f.api(&refresh);
     assert_eq!(
@@ -617,13 +617,7 @@ fn refresh_tokens_and_api_tokens_do_not_cross_over() {
         "refresh token on the API: {error}"
     );
     // Nor can a refresh token mint API tokens through /auth/refresh.
-    let r = f
-        .http
-        .post(f.url("/auth/refresh"))
-        .bearer_auth(&refresh)
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 401);
+    assert_eq!(f.api_refresh(&refresh).0, 401);
     // The reverse: an API token (no aud) is not a refresh token.
     let api_token = f.home.token(&["--subject", "ci", "--scopes", "pull"]);
     assert_eq!(f.api(&api_token).0, 200, "control: it is an API token");
@@ -634,9 +628,10 @@ fn refresh_tokens_and_api_tokens_do_not_cross_over() {
 fn registry_and_tessera_tokens_are_not_interchangeable() {
     let f = Fixture::new();
     let token = good(&f.header(), &claims());
-    let (status, body) = f.token_get("ci", &token, "&scope=repository:team/app:pull");
-    assert_eq!(status, 200, "{body}");
-    let registry_token = body["token"].as_str().unwrap().to_owned();
+    let registry_token = issued(
+        f.token_get("ci", &token, "&scope=repository:team/app:pull"),
+        "token",
+    );
     // An ES256 registry token is not a tessera token, on the API or as a credential.
     f.refused_everywhere("registry token", &registry_token, &["INVALID_TOKEN"]);
     assert_eq!(f.refresh(&registry_token).0, 401);
@@ -687,13 +682,7 @@ impl Fixture {
 
     /// `POST /auth/refresh` with `token`: (status, body).
     fn api_refresh(&self, token: &str) -> (u16, Value) {
-        let r = self
-            .http
-            .post(self.url("/auth/refresh"))
-            .bearer_auth(token)
-            .send()
-            .unwrap();
-        (r.status().as_u16(), r.json().unwrap())
+        status_and_json(refresh(&self.url(""), token))
     }
 
     /// `GET /token` with Basic `user:secret` and the extra `query`: (status, body).
@@ -728,9 +717,7 @@ fn a_derived_token_never_outlives_or_outscopes_its_parent() {
     let parent_exp = claims_of(&parent)["exp"].as_i64().unwrap();
 
     // POST /auth/refresh, twice down the chain.
-    let (status, body) = f.api_refresh(&parent);
-    assert_eq!(status, 200, "{body}");
-    let child = body["token"].as_str().unwrap().to_owned();
+    let child = issued(f.api_refresh(&parent), "token");
     let c = claims_of(&child);
     assert!(
         c["exp"].as_i64().unwrap() <= parent_exp,
@@ -738,39 +725,41 @@ fn a_derived_token_never_outlives_or_outscopes_its_parent() {
     );
     assert_eq!(c["scope"], "repository:team/*:pull");
     assert_eq!(c["sub"], "ci");
-    let (status, body) = f.api_refresh(&child);
-    assert_eq!(status, 200, "{body}");
-    let grandchild = claims_of(body["token"].as_str().unwrap());
+    let grandchild = claims_of(&issued(f.api_refresh(&child), "token"));
     assert!(
         grandchild["exp"].as_i64().unwrap() <= parent_exp,
         "{grandchild}"
     );
 
     // The registry: an offline token for the parent, and its renewal.
-    let (status, body) = f.token_get(
-        "ci",
-        &parent,
-        "&scope=repository:team/app:pull&access_type=offline",
+    let refresh = issued(
+        f.token_get(
+            "ci",
+            &parent,
+            "&scope=repository:team/app:pull&access_type=offline",
+        ),
+        "refresh_token",
     );
-    assert_eq!(status, 200, "{body}");
-    let refresh = body["refresh_token"].as_str().unwrap().to_owned();
     let r = claims_of(&refresh);
     assert!(
         r["exp"].as_i64().unwrap() <= parent_exp,
         "offline token {r}"
     );
     assert_eq!(r["scope"], "repository:team/*:pull");
-    let (status, body) = f.renew(&refresh, &[("access_type", "offline")]);
-    assert_eq!(status, 200, "{body}");
-    let renewed = claims_of(body["refresh_token"].as_str().unwrap());
+    let renewed = claims_of(&issued(
+        f.renew(&refresh, &[("access_type", "offline")]),
+        "refresh_token",
+    ));
     assert!(
         renewed["exp"].as_i64().unwrap() <= parent_exp,
         "renewed refresh token {renewed}"
     );
     // Asking for more than the parent holds still grants no more.
-    let (status, body) = f.renew(&refresh, &[("scope", "repository:team/app:push,pull")]);
-    assert_eq!(status, 200, "{body}");
-    let access = &claims_of_registry(body["access_token"].as_str().unwrap())["access"];
+    let access = issued(
+        f.renew(&refresh, &[("scope", "repository:team/app:push,pull")]),
+        "access_token",
+    );
+    let access = &claims_of_registry(&access)["access"];
     assert_eq!(access[0]["actions"], json!(["pull"]), "{access}");
 }
 
@@ -783,13 +772,14 @@ fn claims_of_registry(token: &str) -> Value {
 fn registry_refresh_tokens_keep_to_the_cap_and_do_not_renew_themselves() {
     // Refresh tokens from password login would last an hour, but nothing may outlast 20 min.
     let f = Fixture::with_auth("max_token_expiry = \"20m\"");
-    let (status, body) = f.token_get(
-        "deploy",
-        crate::support::PASSWORD,
-        "&scope=repository:team/app:pull&access_type=offline",
+    let refresh = issued(
+        f.token_get(
+            "deploy",
+            crate::support::PASSWORD,
+            "&scope=repository:team/app:pull&access_type=offline",
+        ),
+        "refresh_token",
     );
-    assert_eq!(status, 200, "{body}");
-    let refresh = body["refresh_token"].as_str().unwrap().to_owned();
     let r = claims_of(&refresh);
     let exp = r["exp"].as_i64().unwrap();
     assert!(
@@ -798,20 +788,18 @@ fn registry_refresh_tokens_keep_to_the_cap_and_do_not_renew_themselves() {
     );
     // A renewal a second later does not move the end of the chain.
     std::thread::sleep(std::time::Duration::from_millis(1100));
-    let (status, body) = f.renew(&refresh, &[("access_type", "offline")]);
-    assert_eq!(status, 200, "{body}");
-    let renewed = body["refresh_token"].as_str().unwrap().to_owned();
+    let renewed = issued(
+        f.renew(&refresh, &[("access_type", "offline")]),
+        "refresh_token",
+    );
     let n = claims_of(&renewed);
     assert!(n["exp"].as_i64().unwrap() <= exp, "renewed {n}, parent {r}");
     // Nor does renewing the renewed one.
-    let (status, body) = f.renew(&renewed, &[("access_type", "offline")]);
-    assert_eq!(status, 200, "{body}");
-    assert!(
-        claims_of(body["refresh_token"].as_str().unwrap())["exp"]
-            .as_i64()
-            .unwrap()
-            <= exp
+    let again = issued(
+        f.renew(&renewed, &[("access_type", "offline")]),
+        "refresh_token",
     );
+    assert!(claims_of(&again)["exp"].as_i64().unwrap() <= exp);
     // Without `access_type=offline`, a renewal gives an access token only.
     let (status, body) = f.renew(&refresh, &[]);
     assert_eq!(status, 200, "{body}");
@@ -858,36 +846,29 @@ fn revoking_a_parent_revokes_everything_derived_from_it() {
     let (parent, _) = f
         .home
         .token_with_jti(&["--subject", "ci", "--scopes", "pull"]);
-    let (status, body) = f.api_refresh(&parent);
-    assert_eq!(status, 200, "{body}");
-    let child = body["token"].as_str().unwrap().to_owned();
-    let child_jti = body["jti"].as_str().unwrap().to_owned();
-    let (status, body) = f.api_refresh(&child);
-    assert_eq!(status, 200, "{body}");
-    let grandchild = body["token"].as_str().unwrap().to_owned();
+    let refreshed = f.api_refresh(&parent);
+    let child_jti = refreshed.1["jti"].as_str().unwrap().to_owned();
+    let child = issued(refreshed, "token");
+    let grandchild = issued(f.api_refresh(&child), "token");
     // Registry offline tokens derived from the child, and a renewal of one.
-    let (status, body) = f.token_get("ci", &child, "&access_type=offline");
-    assert_eq!(status, 200, "{body}");
-    let offline = body["refresh_token"].as_str().unwrap().to_owned();
-    let (status, body) = f.renew(&offline, &[("access_type", "offline")]);
-    assert_eq!(status, 200, "{body}");
-    let renewed = body["refresh_token"].as_str().unwrap().to_owned();
+    let offline = issued(
+        f.token_get("ci", &child, "&access_type=offline"),
+        "refresh_token",
+    );
+    let renewed = issued(
+        f.renew(&offline, &[("access_type", "offline")]),
+        "refresh_token",
+    );
     // An unrelated token of the same subject, and one derived from it.
     let other = f.home.token(&["--subject", "ci", "--scopes", "pull"]);
-    let (status, body) = f.api_refresh(&other);
-    assert_eq!(status, 200, "{body}");
-    let other_child = body["token"].as_str().unwrap().to_owned();
+    let other_child = issued(f.api_refresh(&other), "token");
     for t in [&parent, &child, &grandchild, &other, &other_child] {
         assert_eq!(f.api(t).0, 200, "control");
     }
     assert_eq!(f.renew(&renewed, &[]).0, 200, "control");
 
     // Revoking the child (by id, with the CLI) revokes what was derived from it, transitively.
-    f.home
-        .cmd()
-        .args(["auth", "token", "revoke", &child_jti])
-        .assert()
-        .success();
+    f.home.ok(&["auth", "token", "revoke", &child_jti]);
     assert_eq!(
         f.api(&parent).0,
         200,
@@ -909,9 +890,7 @@ fn revoking_a_parent_revokes_everything_derived_from_it() {
     // Nothing new can be derived from a revoked token.
     assert_eq!(f.api_refresh(&grandchild).0, 401);
     // Revoking the parent through the API (DELETE /auth/token) takes the rest of its line.
-    let (status, body) = f.api_refresh(&parent);
-    assert_eq!(status, 200, "{body}");
-    let late_child = body["token"].as_str().unwrap().to_owned();
+    let late_child = issued(f.api_refresh(&parent), "token");
     let r = f
         .http
         .delete(f.url("/auth/token"))
@@ -921,10 +900,6 @@ fn revoking_a_parent_revokes_everything_derived_from_it() {
     assert_eq!(r.status(), 200);
     assert_eq!(f.api(&late_child).1, "TOKEN_REVOKED");
     // A subject cut-off covers derived tokens like any other.
-    f.home
-        .cmd()
-        .args(["auth", "token", "revoke", "--subject", "ci"])
-        .assert()
-        .success();
+    f.home.ok(&["auth", "token", "revoke", "--subject", "ci"]);
     assert_eq!(f.api(&other_child).1, "TOKEN_REVOKED");
 }

@@ -31,13 +31,7 @@ fn stderr_of(a: &assert_cmd::assert::Assert) -> String {
 #[test]
 fn main_job_works_on_a_fresh_machine() {
     let u = User::new();
-    let a = u
-        .cmd()
-        .args(argv("auth token generate --subject ci --scopes push,pull"))
-        .assert()
-        .success();
-    let err = stderr_of(&a);
-    let token = String::from_utf8(a.get_output().stdout.clone()).unwrap();
+    let (token, err) = u.ok(&argv("auth token generate --subject ci --scopes push,pull"));
     assert_eq!(
         token.trim().split('.').count(),
         3,
@@ -58,12 +52,8 @@ fn main_job_works_on_a_fresh_machine() {
     assert!(!err.contains(secret.trim()) && !token.contains(secret.trim()));
 
     // A second run reuses it, and the token verifies.
-    let a = u
-        .cmd()
-        .args(["auth", "token", "generate", "--subject", "ci"])
-        .assert()
-        .success();
-    assert!(!stderr_of(&a).contains("created"));
+    let (_, err) = u.ok(&["auth", "token", "generate", "--subject", "ci"]);
+    assert!(!err.contains("created"));
     u.prints(
         &["auth", "token", "verify", token.trim()],
         "valid token for `ci`",
@@ -128,18 +118,14 @@ fn bad_durations_scopes_and_flags_are_usage_errors() {
         "",
         "99999999999999999999y",
     ] {
-        let a = u
-            .cmd()
-            .env("TESSERA_AUTH_TOKEN_SECRET", SECRET)
-            .args(["auth", "token", "generate", "--subject", "ci"])
-            .arg(format!("--expiry={bad}"))
-            .assert()
-            .code(2);
-        t.record(
+        let err = t.run_as(
             &format!("tessera auth token generate --subject ci --expiry={bad}"),
-            a.get_output(),
+            u.cmd()
+                .env("TESSERA_AUTH_TOKEN_SECRET", SECRET)
+                .args(["auth", "token", "generate", "--subject", "ci"])
+                .arg(format!("--expiry={bad}")),
+            2,
         );
-        let err = stderr_of(&a);
         assert!(
             err.contains("descending order") || err.contains("too large"),
             "{bad}: {err}"
@@ -153,10 +139,9 @@ fn bad_durations_scopes_and_flags_are_usage_errors() {
         "admin:tokens",
         "repository::pull",
     ] {
-        let a = u
-            .cmd()
-            .env("TESSERA_AUTH_TOKEN_SECRET", SECRET)
-            .args([
+        t.refused(
+            &format!("tessera auth token generate --subject ci --scopes {bad:?}"),
+            u.cmd().env("TESSERA_AUTH_TOKEN_SECRET", SECRET).args([
                 "auth",
                 "token",
                 "generate",
@@ -164,27 +149,19 @@ fn bad_durations_scopes_and_flags_are_usage_errors() {
                 "ci",
                 "--scopes",
                 bad,
-            ])
-            .assert()
-            .code(2);
-        t.record(
-            &format!("tessera auth token generate --subject ci --scopes {bad:?}"),
-            a.get_output(),
-        );
-        assert!(
-            stderr_of(&a).contains("invalid scope"),
-            "{bad}: {}",
-            stderr_of(&a)
+            ]),
+            2,
+            "invalid scope",
         );
     }
-    let a = u
-        .cmd()
-        .env("TESSERA_AUTH_TOKEN_SECRET", SECRET)
-        .args(["auth", "token", "generate"])
-        .assert()
-        .code(2)
-        .stderr(predicate::str::contains("--subject"));
-    t.record("tessera auth token generate", a.get_output());
+    t.refused(
+        "tessera auth token generate",
+        u.cmd()
+            .env("TESSERA_AUTH_TOKEN_SECRET", SECRET)
+            .args(["auth", "token", "generate"]),
+        2,
+        "--subject",
+    );
     insta::assert_snapshot!("bad_durations_scopes_and_flags", t.text());
 }
 
@@ -274,40 +251,34 @@ fn verify_reports_each_reason() {
     t.redact(u.home().display().to_string(), "home")
         .redact(&token, "token");
     // Another secret: bad signature.
-    let a = u
-        .cmd()
-        .env(
-            "TESSERA_AUTH_TOKEN_SECRET",
-            "another-secret-that-is-long-enough-9876543210",
-        )
-        .args(["auth", "token", "verify", &token])
-        .assert()
-        .code(1)
-        .stderr(predicate::str::contains("bad signature"));
-    t.record(
+    t.refused(
         "tessera auth token verify [token]  # signed with another secret",
-        a.get_output(),
+        u.cmd()
+            .env(
+                "TESSERA_AUTH_TOKEN_SECRET",
+                "another-secret-that-is-long-enough-9876543210",
+            )
+            .args(["auth", "token", "verify", &token]),
+        1,
+        "bad signature",
     );
     // Tampered payload: bad signature.
     let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
     parts[1] = parts[1].chars().rev().collect();
     t.redact(parts.join("."), "tampered token");
-    let a = env_cmd()
-        .args(["auth", "token", "verify", &parts.join(".")])
-        .assert()
-        .code(1)
-        .stderr(predicate::str::contains("invalid token"));
-    t.record(
+    t.refused(
         "tessera auth token verify [token with its payload reversed]",
-        a.get_output(),
+        env_cmd().args(["auth", "token", "verify", &parts.join(".")]),
+        1,
+        "invalid token",
     );
     // Garbage: malformed, and JSON says so too.
-    let a = env_cmd()
-        .args(["auth", "token", "verify", "not-a-token"])
-        .assert()
-        .code(1)
-        .stderr(predicate::str::contains("malformed"));
-    t.record("tessera auth token verify not-a-token", a.get_output());
+    t.refused(
+        "tessera auth token verify not-a-token",
+        env_cmd().args(["auth", "token", "verify", "not-a-token"]),
+        1,
+        "malformed",
+    );
     let a = env_cmd()
         .args(["--json", "auth", "token", "verify", "not-a-token"])
         .assert()
@@ -316,26 +287,21 @@ fn verify_reports_each_reason() {
     assert_eq!(v["valid"], false);
     assert_eq!(v["reason"], "malformed");
     // Oversized input is refused without trouble.
-    let a = env_cmd()
-        .args(["auth", "token", "verify", "-"])
-        .write_stdin("a".repeat(100_000))
-        .assert()
-        .code(1)
-        .stderr(predicate::str::contains("malformed"));
-    t.record(
+    t.refused(
         "tessera auth token verify -  # 100 000 bytes on stdin",
-        a.get_output(),
+        env_cmd()
+            .args(["auth", "token", "verify", "-"])
+            .write_stdin("a".repeat(100_000)),
+        1,
+        "malformed",
     );
     // Another issuer.
     u.write_config("[auth]\nissuer = \"someone-else\"\n");
-    let a = env_cmd()
-        .args(["auth", "token", "verify", &token])
-        .assert()
-        .code(1)
-        .stderr(predicate::str::contains("wrong issuer"));
-    t.record(
+    t.refused(
         "tessera auth token verify [token]  # issuer = \"someone-else\"",
-        a.get_output(),
+        env_cmd().args(["auth", "token", "verify", &token]),
+        1,
+        "wrong issuer",
     );
     insta::assert_snapshot!("verify_refusals", t.text());
 }
@@ -363,20 +329,16 @@ fn expired_and_future_tokens_are_refused() {
         };
         secrecy::ExposeSecret::expose_secret(&mint(&keys, &req).unwrap().token).to_owned()
     };
-    let expired = at(3600, "30m");
-    u.cmd()
-        .env("TESSERA_AUTH_TOKEN_SECRET", SECRET)
-        .args(["auth", "token", "verify", &expired])
-        .assert()
-        .code(1)
-        .stderr(predicate::str::contains("expired"));
-    let future = at(-3600, "2h");
-    u.cmd()
-        .env("TESSERA_AUTH_TOKEN_SECRET", SECRET)
-        .args(["auth", "token", "verify", &future])
-        .assert()
-        .code(1)
-        .stderr(predicate::str::contains("not yet valid"));
+    let refused = |token: &str, reason: &str| {
+        u.cmd()
+            .env("TESSERA_AUTH_TOKEN_SECRET", SECRET)
+            .args(["auth", "token", "verify", token])
+            .assert()
+            .code(1)
+            .stderr(predicate::str::contains(reason));
+    };
+    refused(&at(3600, "30m"), "expired");
+    refused(&at(-3600, "2h"), "not yet valid");
 }
 
 #[test]
@@ -435,44 +397,26 @@ fn list_and_revoke_by_id_subject_and_all() {
 fn secrets_roundtrip_on_the_default_backend() {
     let u = User::new();
     u.ok_with_stdin(&["secrets", "set", "app/db"], "s3cret-value\n");
-    u.cmd()
-        .args(["secrets", "get", "app/db"])
-        .assert()
-        .success()
-        .stdout("s3cret-value\n");
+    assert_eq!(u.ok(&["secrets", "get", "app/db"]).0, "s3cret-value\n");
     let pem = "-----BEGIN PRIVATE KEY-----\nAAAA\nBBBB\n-----END PRIVATE KEY-----\n";
     u.ok_with_stdin(&["secrets", "set", "app/key"], pem);
-    u.cmd()
-        .args(["secrets", "get", "app/key"])
-        .assert()
-        .success()
-        .stdout(pem);
+    assert_eq!(u.ok(&["secrets", "get", "app/key"]).0, pem);
     u.ok(&["secrets", "set", "other/x", "--generate", "32"]);
-    u.cmd()
-        .args(["secrets", "list"])
-        .assert()
-        .success()
-        .stdout("app/db\napp/key\nother/x\n");
-    u.cmd()
-        .args(["secrets", "list", "app"])
-        .assert()
-        .success()
-        .stdout("app/db\napp/key\n");
-    u.cmd()
-        .args(["--json", "secrets", "list", "app"])
-        .assert()
-        .success()
-        .stdout("[\"app/db\",\"app/key\"]\n");
+    assert_eq!(u.ok(&["secrets", "list"]).0, "app/db\napp/key\nother/x\n");
+    assert_eq!(u.ok(&["secrets", "list", "app"]).0, "app/db\napp/key\n");
+    assert_eq!(
+        u.ok(&["--json", "secrets", "list", "app"]).0,
+        "[\"app/db\",\"app/key\"]\n"
+    );
     u.ok(&["secrets", "rm", "app/db"]);
     u.refuses(&["secrets", "get", "app/db"], 1, "no secret named `app/db`");
     u.fails(&["secrets", "rm", "app/db"], "", 1);
     // Nothing on stdin is refused, not stored as empty.
-    u.cmd()
-        .args(["secrets", "set", "app/empty"])
-        .write_stdin("")
-        .assert()
-        .code(2)
-        .stderr(predicate::str::contains("no secret value on stdin"));
+    u.refuses(
+        &["secrets", "set", "app/empty"],
+        2,
+        "no secret value on stdin",
+    );
 }
 
 #[test]
@@ -493,46 +437,36 @@ fn config_errors_name_the_file_and_the_fix() {
     let u = User::new();
     let mut t = Transcript::new();
     t.redact(u.home().display().to_string(), "home");
-    let a = u
-        .cmd()
-        .args(["--config", "/nonexistent/tessera.toml", "secrets", "list"])
-        .assert()
-        .code(1)
-        .stderr(predicate::str::contains("does not exist"));
-    t.record(
+    t.refused(
         "tessera --config /nonexistent/tessera.toml secrets list",
-        a.get_output(),
+        u.cmd()
+            .args(["--config", "/nonexistent/tessera.toml", "secrets", "list"]),
+        1,
+        "does not exist",
     );
     u.write_config("[secrets]\nbackend = \"vault\"\n");
-    let a = u
-        .cmd()
-        .args(["secrets", "list"])
-        .assert()
-        .code(1)
-        .stderr(predicate::str::contains(
-            "valid backends are pass, sops, unsafe and age",
-        ));
-    t.record(
+    t.refused(
         "tessera secrets list  # backend = \"vault\"",
-        a.get_output(),
+        u.cmd().args(["secrets", "list"]),
+        1,
+        "valid backends are pass, sops, unsafe and age",
     );
     u.write_config("[secrets]\nbakend = \"pass\"\n");
-    let a = u.cmd().args(["secrets", "list"]).assert().code(1).stderr(
-        predicate::str::contains("tessera.toml:2:")
-            .and(predicate::str::contains("did you mean `backend`")),
+    let e = t.refused(
+        "tessera secrets list  # bakend = \"pass\"",
+        u.cmd().args(["secrets", "list"]),
+        1,
+        "tessera.toml:2:",
     );
-    t.record("tessera secrets list  # bakend = \"pass\"", a.get_output());
+    assert!(e.contains("did you mean `backend`"), "{e}");
     u.write_config("[secrets]\nbackend = \"unsafe\"\n");
-    let a = u
-        .cmd()
-        .env("TESSERA_SECRETS_BACKEND", "")
-        .args(["secrets", "list"])
-        .assert()
-        .code(1)
-        .stderr(predicate::str::contains("set but empty"));
-    t.record(
+    t.refused(
         "TESSERA_SECRETS_BACKEND= tessera secrets list",
-        a.get_output(),
+        u.cmd()
+            .env("TESSERA_SECRETS_BACKEND", "")
+            .args(["secrets", "list"]),
+        1,
+        "set but empty",
     );
     insta::assert_snapshot!("config_errors", t.text());
 }
@@ -1084,8 +1018,7 @@ fn revoking_an_unknown_or_malformed_id_is_an_error() {
         .redact(jti.to_uppercase(), "ID")
         .redact(&typo, "typo of id");
     for _ in 0..2 {
-        let a = t.run(&u, &["auth", "token", "revoke", &typo], 1);
-        let err = stderr_of(&a);
+        let err = t.run(&u, &["auth", "token", "revoke", &typo], 1);
         assert!(
             err.contains(&format!("no token with id {typo} in the token store"))
                 && err.contains("`tessera auth token list` shows the ids"),
@@ -1095,17 +1028,19 @@ fn revoking_an_unknown_or_malformed_id_is_an_error() {
     }
     // Not an id at all: a usage error naming the format; a pasted token is not echoed.
     for bad in ["nonexistent", "xyz-123", &token] {
-        let a = t.run(&u, &["auth", "token", "revoke", bad], 2);
-        let err = stderr_of(&a);
+        let err = t.run(&u, &["auth", "token", "revoke", bad], 2);
         assert!(err.contains("32 hexadecimal characters"), "{err}");
         assert!(!err.contains(&token[..50]), "{err}");
     }
     u.ok(&["auth", "token", "verify", &token]);
     // The real id, in capitals as some tools print it: revoked; again: "already revoked", exit 0.
-    let a = t.run(&u, &["auth", "token", "revoke", &jti.to_uppercase()], 0);
-    stderr_has(&a, &format!("revoked token {jti}"));
-    let a = t.run(&u, &["auth", "token", "revoke", &jti], 0);
-    stderr_has(&a, "already revoked");
+    t.run_says(
+        &u,
+        &["auth", "token", "revoke", &jti.to_uppercase()],
+        0,
+        &format!("revoked token {jti}"),
+    );
+    t.run_says(&u, &["auth", "token", "revoke", &jti], 0, "already revoked");
     insta::assert_snapshot!("revoke_errors", t.text());
 }
 
@@ -1136,29 +1071,31 @@ fn revoking_a_token_of_another_store_needs_unrecorded() {
             .assert()
     };
     verify_far().success();
-    let a = t.run(&u, &["auth", "token", "revoke", far_id], 1);
-    stderr_has(&a, "--unrecorded");
+    t.run_says(&u, &["auth", "token", "revoke", far_id], 1, "--unrecorded");
     verify_far().success();
-    let a = t.run(&u, &["auth", "token", "revoke", far_id, "--unrecorded"], 0);
-    stderr_has(&a, "revoked token");
+    t.run_says(
+        &u,
+        &["auth", "token", "revoke", far_id, "--unrecorded"],
+        0,
+        "revoked token",
+    );
     verify_far()
         .code(1)
         .stderr(predicate::str::contains("revoked"));
     t.run(&u, &argv("auth token revoke --subject ci --unrecorded"), 2);
 
     // A token revoked through its subject counts as already revoked too.
-    let a = u
-        .cmd()
-        .args(["--json", "auth", "token", "generate", "--subject", "bot"])
-        .assert()
-        .success();
-    let v: Value = serde_json::from_slice(&a.get_output().stdout).unwrap();
+    let v = json_ok(&u, &["auth", "token", "generate", "--subject", "bot"], "");
     let other = v["jti"].as_str().unwrap().to_owned();
     t.redact(&other, "other id");
     std::thread::sleep(std::time::Duration::from_millis(5));
     u.ok(&["auth", "token", "revoke", "--subject", "bot"]);
-    let a = t.run(&u, &["auth", "token", "revoke", &other], 0);
-    stderr_has(&a, "already revoked");
+    t.run_says(
+        &u,
+        &["auth", "token", "revoke", &other],
+        0,
+        "already revoked",
+    );
     insta::assert_snapshot!("revoke_unrecorded", t.text());
 }
 

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use crate::support::argv;
 use crate::support::http::{health, status_and_json, verify};
 use crate::support::pass::PassStore;
+use crate::support::real::in_ci;
 use crate::support::serve::BinServer;
 
 const SECRET: &str = "test-signing-secret-0123456789-abcdefghijklmnop";
@@ -31,10 +32,6 @@ const PASSWORD: &str = "correct horse battery staple";
 
 fn bin() -> PathBuf {
     assert_cmd::cargo::cargo_bin("tessera")
-}
-
-fn ci() -> bool {
-    std::env::var("CI").as_deref() == Ok("true")
 }
 
 fn env_num(name: &str, default: u64) -> u64 {
@@ -684,7 +681,7 @@ impl Tmpfs {
                 };
                 let acknowledged = std::env::var("TESSERA_FAULTS_NO_MOUNT").as_deref() == Ok("1");
                 assert!(
-                    !ci() || acknowledged,
+                    !in_ci() || acknowledged,
                     "cannot mount a tmpfs ({why}) and CI=true; give the runner CAP_SYS_ADMIN or set TESSERA_FAULTS_NO_MOUNT=1 to skip the disk-full tests explicitly"
                 );
                 eprintln!("skipping the disk-full test: cannot mount a tmpfs ({why})");

@@ -33,6 +33,29 @@ fn path_like() -> impl Strategy<Value = String> {
     "[a./_ -]{0,24}"
 }
 
+/// A parse error of `text` (the file at `path`) that says where: a line of the text, a
+/// column from 1, and `shown` starting with `PATH:LINE:COLUMN: `.
+fn says_where(
+    path: &str,
+    text: &str,
+    line: usize,
+    column: usize,
+    shown: &str,
+) -> Result<(), TestCaseError> {
+    let lines = text.split('\n').count();
+    prop_assert!(
+        (1..=lines).contains(&line),
+        "line {} of {}: {}",
+        line,
+        lines,
+        shown
+    );
+    prop_assert!(column >= 1);
+    let expected = format!("{path}:{line}:{column}: ");
+    prop_assert!(shown.starts_with(&expected), "{}", shown);
+    Ok(())
+}
+
 fn assert_safe_path(p: &KeyPath) -> Result<(), TestCaseError> {
     let s = p.as_str();
     prop_assert!(!s.is_empty() && s.len() <= MAX_KEY_PATH_LEN);
@@ -115,21 +138,25 @@ fn config_line() -> impl Strategy<Value = String> {
         "token_ttl",
         "timout",
     ]);
+    // Each of the 12 fixed values as likely as each of the two generated kinds.
     let value = prop_oneof![
-        Just("\"pass\"".to_owned()),
-        Just("\"unsafe\"".to_owned()),
-        Just("\"10s\"".to_owned()),
-        Just("\"5m\"".to_owned()),
-        Just("\"0\"".to_owned()),
-        Just("\"a/b\"".to_owned()),
-        Just("\"../x\"".to_owned()),
-        Just("[\"a/b\", \"c\"]".to_owned()),
-        Just("true".to_owned()),
-        Just("10".to_owned()),
-        Just("-1".to_owned()),
-        Just("\"\"".to_owned()),
-        "\"[a-z0-9/ ._~-]{0,12}\"",
-        "\\PC{0,8}",
+        12 => prop::sample::select(vec![
+            "\"pass\"",
+            "\"unsafe\"",
+            "\"10s\"",
+            "\"5m\"",
+            "\"0\"",
+            "\"a/b\"",
+            "\"../x\"",
+            "[\"a/b\", \"c\"]",
+            "true",
+            "10",
+            "-1",
+            "\"\"",
+        ])
+        .prop_map(str::to_owned),
+        1 => "\"[a-z0-9/ ._~-]{0,12}\"",
+        1 => "\\PC{0,8}",
     ];
     prop_oneof![
         prop::sample::select(vec![
@@ -168,12 +195,7 @@ proptest! {
             }
             Err(e @ ConfigError::Parse { .. }) => {
                 let ConfigError::Parse { line, column, .. } = &e else { unreachable!() };
-                let lines = text.split('\n').count();
-                prop_assert!((1..=lines).contains(line), "line {} of {}: {}", line, lines, e);
-                prop_assert!(*column >= 1);
-                let shown = e.to_string();
-                let expected = format!("{CONFIG_PATH}:{line}:{column}: ");
-                prop_assert!(shown.starts_with(&expected), "{}", shown);
+                says_where(CONFIG_PATH, &text, *line, *column, &e.to_string())?;
             }
             // A bad value (valid TOML) names its key, e.g. `auth.token_secret`.
             Err(e @ ConfigError::Value { .. }) => {
@@ -188,6 +210,8 @@ proptest! {
 }
 
 // ---- the remotes.toml loader -----------------------------------------------------------------
+
+const REMOTES_PATH: &str = "/home/prop/.config/tessera/remotes.toml";
 
 fn remote_name() -> impl Strategy<Value = String> {
     "[A-Za-z0-9][A-Za-z0-9._-]{0,20}".prop_filter("no ..", |s| !s.contains(".."))
@@ -279,17 +303,12 @@ proptest! {
         lines in prop::collection::vec(remotes_line(), 0..10)
     ) {
         let text = lines.join("\n");
-        let store = RemotesStore::new("/home/prop/.config/tessera/remotes.toml");
+        let store = RemotesStore::new(REMOTES_PATH);
         match store.parse(&text) {
             Ok(_) => {}
             Err(e @ RemotesError::Parse { .. }) => {
                 let RemotesError::Parse { line, column, .. } = &e else { unreachable!() };
-                let lines = text.split('\n').count();
-                prop_assert!((1..=lines).contains(line), "line {} of {}: {}", line, lines, e);
-                prop_assert!(*column >= 1);
-                let shown = e.to_string();
-                let expected = format!("/home/prop/.config/tessera/remotes.toml:{line}:{column}: ");
-                prop_assert!(shown.starts_with(&expected), "{}", shown);
+                says_where(REMOTES_PATH, &text, *line, *column, &e.to_string())?;
             }
             Err(e) => prop_assert!(false, "unexpected error from text: {}", e),
         }

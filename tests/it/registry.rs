@@ -1,8 +1,9 @@
 //! The token endpoint at the HTTP level: a real tessera server on 127.0.0.1:0, bad input of
 //! every kind, and the registry token's header and claims checked with the published JWK.
 
+use crate::support::Run;
 use crate::support::argv;
-use crate::support::http::{Served, basic};
+use crate::support::http::{Served, basic, get_status, no_store_json, status_and_code};
 use crate::support::{Home, PASSWORD, SERVICE};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -52,9 +53,7 @@ fn token_grants_the_intersection_with_a_trusted_header() {
         ),
         Some(&basic("ci", &tok)),
     );
-    assert_eq!(r.status(), 200);
-    assert_eq!(r.headers()["cache-control"], "no-store");
-    let body: Value = r.json().unwrap();
+    let body = no_store_json(r, 200);
     assert_eq!(body["token"], body["access_token"]);
     assert!(body["expires_in"].as_i64().unwrap() >= 60);
     let issued: jiff::Timestamp = body["issued_at"].as_str().unwrap().parse().unwrap();
@@ -261,8 +260,7 @@ fn bad_requests_are_400() {
     let tok = f.home.token(&["--subject", "ci", "--scopes", "push,pull"]);
     let auth = basic("ci", &tok);
     let r = f.get_token("?service=another-registry", Some(&auth));
-    assert_eq!(r.status(), 400);
-    assert_eq!(r.json::<Value>().unwrap()["code"], "WRONG_SERVICE");
+    assert_eq!(status_and_code(r), (400, "WRONG_SERVICE".into()));
     for scope in [
         "repository",
         "repository:app",
@@ -270,8 +268,7 @@ fn bad_requests_are_400() {
         "repository:app:",
     ] {
         let r = f.get_token(&format!("?scope={scope}"), Some(&auth));
-        assert_eq!(r.status(), 400, "{scope}");
-        assert_eq!(r.json::<Value>().unwrap()["code"], "BAD_REQUEST");
+        assert_eq!(status_and_code(r), (400, "BAD_REQUEST".into()), "{scope}");
     }
     let many: String = (0..300)
         .map(|i| format!("scope=repository:team/app{i}:pull"))
@@ -300,12 +297,7 @@ fn jwks_publishes_the_key_and_registry_off_is_404() {
     let home = Home::new();
     std::fs::remove_file(home.certificate()).unwrap();
     let server = home.serve();
-    crate::support::api::install_crypto_provider();
-    let r = Client::new()
-        .get(format!("http://{}/token", server.addr()))
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 404);
+    assert_eq!(get_status(&format!("http://{}/token", server.addr())), 404);
 }
 
 #[test]
@@ -423,9 +415,7 @@ fn registry_init_warns_when_a_service_user_cannot_read_the_certificate() {
     mode(home.home(), 0o755);
     mode(&home.home().join("config"), 0o755);
     mode(&home.config_dir(), 0o700);
-    let out = home.cmd().args(["registry", "init"]).output().unwrap();
-    assert!(out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (_, stderr) = home.ok(&["registry", "init"]);
     assert!(
         stderr.contains("warning: other users cannot read")
             && stderr.contains(&format!("{} has mode 0700", home.config_dir().display())),
@@ -435,21 +425,13 @@ fn registry_init_warns_when_a_service_user_cannot_read_the_certificate() {
 
     // A certificate in a folder others can read: no warning, and the block points there.
     let public = home.home().join("etc-docker-registry/tessera");
-    let config = std::fs::read_to_string(home.config_file()).unwrap();
-    let config = config.replace(
-        "certificate = \"registry-token.crt\"",
-        &format!("certificate = \"{}/token.crt\"", public.display()),
-    );
-    std::fs::write(home.config_file(), config).unwrap();
-    let out = home.cmd().args(["registry", "init"]).output().unwrap();
-    assert!(out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    home.set_certificate(&public.join("token.crt"));
+    let (stdout, stderr) = home.ok(&["registry", "init"]);
     assert!(!stderr.contains("warning"), "{stderr}");
     assert!(
         stderr.contains("wrote the certificate of the existing registry signing key"),
         "{stderr}"
     );
-    let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         stdout.contains(&format!(
             "rootcertbundle: \"{}/token.crt\"",

@@ -234,16 +234,9 @@ fn the_debian_service_user_reads_the_certificate_where_the_docs_put_it() {
     let folder = etc.path().join("docker/registry/tessera");
     std::fs::create_dir_all(&folder).unwrap();
     let cert = folder.join("token.crt");
-    let config = std::fs::read_to_string(home.config_file()).unwrap();
-    let config = config.replace(
-        "certificate = \"registry-token.crt\"",
-        &format!("certificate = \"{}\"", cert.display()),
-    );
-    std::fs::write(home.config_file(), config).unwrap();
-    let init = home.cmd().args(["registry", "init"]).output().unwrap();
-    assert!(init.status.success(), "{}", text(&init));
-    assert!(!String::from_utf8_lossy(&init.stderr).contains("warning"));
-    let block = String::from_utf8_lossy(&init.stdout).into_owned();
+    home.set_certificate(&cert);
+    let (block, stderr) = home.ok(&["registry", "init"]);
+    assert!(!stderr.contains("warning"), "{stderr}");
     assert!(
         block.contains(&format!("rootcertbundle: \"{}\"", cert.display())),
         "{block}"

@@ -9,7 +9,10 @@ use std::sync::Arc;
 use crate::support::Run;
 use crate::support::api::RunningServer;
 use crate::support::argv;
-use crate::support::http::{client, create_token, login, status_and_json, verify};
+use crate::support::http::{
+    client, create_token, login, no_store_json, post_form, refresh, status_and_code,
+    status_and_json, verify,
+};
 use crate::support::{Home, PASSWORD, SECRET, WRONG_PASSWORD};
 use jiff::Timestamp;
 use reqwest::blocking::Client;
@@ -23,6 +26,15 @@ fn served(config: &str) -> (Home, RunningServer, String) {
     let h = Home::with_config(config);
     let (srv, base) = h.serve_base();
     (h, srv, base)
+}
+
+/// Verifies `token` at `base` three times, each accepted, so that the server's answer for it
+/// is one it reuses.
+fn verify_until_cached(base: &str, token: &str) {
+    for _ in 0..3 {
+        let (s, v) = verify(base, token);
+        assert_eq!(s, 200, "{v}");
+    }
 }
 
 #[test]
@@ -88,15 +100,8 @@ fn round_trip_through_the_binary_and_no_secret_in_the_log() {
     let (admin, _) = h.mint("root", "admin");
     let r = login(&url, "nobody", WRONG_PASSWORD);
     assert_eq!(r.status().as_u16(), 401);
-    let r = client()
-        .post(format!("{url}/auth/refresh"))
-        .bearer_auth(&admin)
-        .send()
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 200);
-    assert_eq!(r.headers()["cache-control"], "no-store");
-    let refreshed: Value = r.json().unwrap();
-    let refreshed = refreshed["token"].as_str().unwrap().to_owned();
+    let r = refresh(&url, &admin);
+    let refreshed = no_store_json(r, 200)["token"].as_str().unwrap().to_owned();
     let log = srv.stop();
     assert!(log.contains("audit"), "{log}");
     assert!(log.contains("tessera::audit"), "{log}");
@@ -147,9 +152,7 @@ fn cli_minted_token_is_accepted_and_cli_revocation_is_seen_at_once() {
 fn a_token_verified_before_does_not_vouch_for_a_changed_one() {
     let (h, _srv, base) = served("");
     let (tok, _) = h.mint("ci", "pull");
-    for _ in 0..3 {
-        assert_eq!(verify(&base, &tok).0, 200);
-    }
+    verify_until_cached(&base, &tok);
     let (head, sig) = tok.rsplit_once('.').unwrap();
     let mut changed_sig: Vec<u8> = sig.bytes().collect();
     changed_sig[0] = if changed_sig[0] == b'A' { b'B' } else { b'A' };
@@ -172,9 +175,7 @@ fn a_token_verified_before_does_not_vouch_for_a_changed_one() {
 fn a_revocation_written_by_the_sqlite3_shell_is_seen_at_once() {
     let (h, _srv, base) = served("");
     let (tok, jti) = h.mint("ci", "pull");
-    for _ in 0..3 {
-        assert_eq!(verify(&base, &tok).0, 200);
-    }
+    verify_until_cached(&base, &tok);
     let store = h.data().join("tessera/tokens.db");
     let out = std::process::Command::new("sqlite3")
         .arg(&store)
@@ -202,9 +203,7 @@ fn api_revocation_is_seen_by_the_cli_and_admin_api_works() {
         .json(&json!({"subject": "bot", "scopes": "pull", "expiry": "2h", "single_use": false}))
         .send()
         .unwrap();
-    assert_eq!(r.status().as_u16(), 201);
-    assert_eq!(r.headers()["cache-control"], "no-store");
-    let created: Value = r.json().unwrap();
+    let created = no_store_json(r, 201);
     let tok = created["token"].as_str().unwrap().to_owned();
     let jti = created["jti"].as_str().unwrap().to_owned();
     h.ok(&["auth", "token", "verify", &tok]);
@@ -298,29 +297,25 @@ fn every_status_code_of_the_contract() {
     assert!(r.headers().contains_key("x-request-id"));
     assert_eq!(r.json::<Value>().unwrap(), json!({"status": "ok"}));
     let r = c.get(format!("{base}/nope")).send().unwrap();
-    assert_eq!(r.status().as_u16(), 404);
-    assert_eq!(r.json::<Value>().unwrap()["code"], "NOT_FOUND");
+    assert_eq!(status_and_code(r), (404, "NOT_FOUND".into()));
 
     // 400: malformed JSON, missing field, no body.
-    for body in ["{not json", "{\"username\": \"deploy\"}", "", "[1,2]"] {
-        let r = c
-            .post(format!("{base}/auth/login"))
+    let login_with = |body: &str| {
+        c.post(format!("{base}/auth/login"))
             .header("content-type", "application/json")
-            .body(body)
+            .body(body.to_owned())
             .send()
-            .unwrap();
+            .unwrap()
+    };
+    for body in ["{not json", "{\"username\": \"deploy\"}", "", "[1,2]"] {
+        let r = login_with(body);
         assert_eq!(r.status().as_u16(), 400, "{body}");
         let v: Value = r.json().unwrap();
         assert_eq!(v["code"], "BAD_REQUEST");
         assert!(v["error"].is_string());
     }
     // A password of the wrong type is not echoed back.
-    let r = c
-        .post(format!("{base}/auth/login"))
-        .header("content-type", "application/json")
-        .body(r#"{"username": "deploy", "password": 987654321}"#)
-        .send()
-        .unwrap();
+    let r = login_with(r#"{"username": "deploy", "password": 987654321}"#);
     assert_eq!(r.status().as_u16(), 400);
     assert!(!r.text().unwrap().contains("987654321"));
 
@@ -329,20 +324,13 @@ fn every_status_code_of_the_contract() {
         "{{\"username\":\"{}\",\"password\":\"x\"}}",
         "a".repeat(70_000)
     );
-    let r = c
-        .post(format!("{base}/auth/login"))
-        .header("content-type", "application/json")
-        .body(big)
-        .send()
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 413);
-    assert_eq!(r.json::<Value>().unwrap()["code"], "PAYLOAD_TOO_LARGE");
+    let r = login_with(&big);
+    assert_eq!(status_and_code(r), (413, "PAYLOAD_TOO_LARGE".into()));
 
     // 401s.
     let r = c.get(format!("{base}/auth/verify")).send().unwrap();
-    assert_eq!(r.status().as_u16(), 401);
     assert!(r.headers().contains_key("www-authenticate"));
-    assert_eq!(r.json::<Value>().unwrap()["code"], "AUTH_REQUIRED");
+    assert_eq!(status_and_code(r), (401, "AUTH_REQUIRED".into()));
     for garbage in [
         "Bearer garbage",
         "Basic ZGVwbG95OnB3",
@@ -355,10 +343,9 @@ fn every_status_code_of_the_contract() {
             .header("authorization", garbage.as_bytes())
             .send();
         let Ok(r) = r else { continue }; // a header reqwest itself refuses to send
-        assert_eq!(r.status().as_u16(), 401, "{garbage}");
         assert_eq!(
-            r.json::<Value>().unwrap()["code"],
-            "INVALID_TOKEN",
+            status_and_code(r),
+            (401, "INVALID_TOKEN".into()),
             "{garbage}"
         );
     }
@@ -407,9 +394,7 @@ fn every_status_code_of_the_contract() {
 
     // Login: 200 with no-store; unknown user and wrong password answer identically; 429.
     let r = login(&base, "deploy", PASSWORD);
-    assert_eq!(r.status().as_u16(), 200);
-    assert_eq!(r.headers()["cache-control"], "no-store");
-    let v: Value = r.json().unwrap();
+    let v = no_store_json(r, 200);
     assert!(v["token"].is_string() && v["expires_at"].is_string());
     let a = login(&base, "nobody", PASSWORD);
     let b = login(&base, "deploy", WRONG_PASSWORD);
@@ -672,12 +657,12 @@ fn bad_input_from_the_command_line() {
     // A hand-broken remotes.toml is reported with its line and never overwritten.
     let broken = "active = \"a\"\n[remotes.a]\nurl = \"http://127.0.0.1:1\"\ninsecure = maybe\n";
     std::fs::write(h.remotes(), broken).unwrap();
-    h.cmd()
-        .args(["remotes", "set-token", "a"])
-        .write_stdin("tok\n")
-        .assert()
-        .code(1)
-        .stderr(predicates::str::contains("remotes.toml:4:"));
+    h.refuses_with_stdin(
+        &["remotes", "set-token", "a"],
+        "tok\n",
+        1,
+        "remotes.toml:4:",
+    );
     h.cmd()
         .args(["remotes", "add", "b", "http://127.0.0.1:1", "--no-verify"])
         .assert()
@@ -755,8 +740,7 @@ fn extractor_rejections_are_json() {
             .body(body)
             .send()
             .unwrap();
-        assert_eq!(r.status().as_u16(), 400, "{body}");
-        assert_eq!(r.json::<Value>().unwrap()["code"], "BAD_REQUEST");
+        assert_eq!(status_and_code(r), (400, "BAD_REQUEST".into()), "{body}");
     }
 }
 
@@ -894,21 +878,16 @@ fn refused_token_requests_are_logged_with_the_reason_and_no_credentials() {
     );
     // A password in the username field, with a wrong password: GET and POST.
     assert_eq!(get(typed_username, WRONG_PASSWORD).status().as_u16(), 401);
-    let r = client()
-        .post(format!("{url}/token"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(
-            url::form_urlencoded::Serializer::new(String::new())
-                .extend_pairs([
-                    ("grant_type", "password"),
-                    ("username", typed_username),
-                    ("password", WRONG_PASSWORD),
-                    ("service", "svc.test"),
-                ])
-                .finish(),
-        )
-        .send()
-        .unwrap();
+    let r = post_form(
+        &client(),
+        &format!("{url}/token"),
+        &[
+            ("grant_type", "password"),
+            ("username", typed_username),
+            ("password", WRONG_PASSWORD),
+            ("service", "svc.test"),
+        ],
+    );
     assert_eq!(r.status().as_u16(), 401);
     // The right credentials still work.
     assert_eq!(get("deploy", PASSWORD).status().as_u16(), 200);
@@ -932,19 +911,10 @@ fn refused_token_requests_are_logged_with_the_reason_and_no_credentials() {
 #[test]
 fn a_token_minted_right_after_revoke_subject_is_valid() {
     let h = Home::with_config("");
-    for round in 0..25 {
+    for _ in 0..25 {
         h.ok(&["auth", "token", "revoke", "--subject", "ci"]);
         let (tok, _) = h.mint("ci", "pull");
-        let out = h
-            .cmd()
-            .args(["auth", "token", "verify", &tok])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "round {round}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        h.ok(&["auth", "token", "verify", &tok]);
     }
     // And one minted before the cut-off is revoked, however close.
     let (before, _) = h.mint("ci", "pull");
@@ -1052,11 +1022,7 @@ fn one_subject_cannot_pile_up_derived_tokens() {
     let (_srv, base) = h.serve_base();
     let (tok, _) = h.mint("ci", "pull");
     assert_eq!(verify(&base, &tok).0, 200, "the token itself is fine");
-    let r = client()
-        .post(format!("{base}/auth/refresh"))
-        .bearer_auth(&tok)
-        .send()
-        .unwrap();
+    let r = refresh(&base, &tok);
     assert_eq!(r.status(), 429);
     let v: Value = r.json().unwrap();
     assert_eq!(v["code"], "TOO_MANY_TOKENS", "{v}");
@@ -1067,60 +1033,58 @@ fn one_subject_cannot_pile_up_derived_tokens() {
     );
     // Another subject is not affected.
     let (other, _) = h.mint("bot", "pull");
-    let r = client()
-        .post(format!("{base}/auth/refresh"))
-        .bearer_auth(&other)
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    assert_eq!(refresh(&base, &other).status(), 200);
+}
+
+/// Two servers in this process sharing the store of one home, and a single-use token for `ci`
+/// minted through the first one's admin API (after both started).
+struct TwoServers {
+    _servers: [RunningServer; 2],
+    _home: Home,
+    first: String,
+    second: String,
+    once: String,
+}
+
+fn single_use_token_on_two_servers() -> TwoServers {
+    let home = Home::with_config("");
+    let servers = [home.serve(), home.serve()];
+    let [first, second] = servers.each_ref().map(|s| format!("http://{}", s.addr()));
+    let (admin, _) = home.mint("root", "admin");
+    let once = create_token(
+        &first,
+        &admin,
+        &json!({"subject": "ci", "scopes": "pull", "single_use": true}),
+    );
+    TwoServers {
+        _servers: servers,
+        _home: home,
+        first,
+        second,
+        once,
+    }
 }
 
 /// A server that did not mint a single-use token (another server on the host did, after this
 /// one started) still refuses to derive from it: the store knows it is single-use.
 #[test]
 fn a_single_use_token_minted_by_another_server_cannot_be_refreshed() {
-    let h = Home::with_config("");
-    let first = h.serve();
-    let second = h.serve();
-    let (admin, _) = h.mint("root", "admin");
-    let once = create_token(
-        &format!("http://{}", first.addr()),
-        &admin,
-        &json!({"subject": "ci", "scopes": "pull", "single_use": true}),
-    );
-    let r = client()
-        .post(format!("http://{}/auth/refresh", second.addr()))
-        .bearer_auth(&once)
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 403);
-    assert_eq!(r.json::<Value>().unwrap()["code"], "SINGLE_USE");
+    let t = single_use_token_on_two_servers();
+    let r = refresh(&t.second, &t.once);
+    assert_eq!(status_and_code(r), (403, "SINGLE_USE".into()));
     // Still usable once, where it is known as single-use.
-    let base = format!("http://{}", first.addr());
-    assert_eq!(verify(&base, &once).0, 200);
-    assert_eq!(verify(&base, &once).0, 401);
+    assert_eq!(verify(&t.first, &t.once).0, 200);
+    assert_eq!(verify(&t.first, &t.once).0, 401);
 }
 
 /// Single-use marks live in the store, not in a server's memory: a single-use token minted on
 /// one server is used once across every server sharing the store.
 #[test]
 fn a_single_use_token_is_used_once_across_servers() {
-    let h = Home::with_config("");
-    let first = h.serve();
-    let second = h.serve();
-    let (admin, _) = h.mint("root", "admin");
-    let (one, two) = (
-        format!("http://{}", first.addr()),
-        format!("http://{}", second.addr()),
-    );
-    let once = create_token(
-        &one,
-        &admin,
-        &json!({"subject": "ci", "scopes": "pull", "single_use": true}),
-    );
-    assert_eq!(verify(&two, &once).0, 200, "the first use");
-    for base in [&one, &two] {
-        let (s, v) = verify(base, &once);
+    let t = single_use_token_on_two_servers();
+    assert_eq!(verify(&t.second, &t.once).0, 200, "the first use");
+    for base in [&t.first, &t.second] {
+        let (s, v) = verify(base, &t.once);
         assert_eq!((s, v["code"].as_str()), (401, Some("TOKEN_REVOKED")), "{v}");
     }
 }

@@ -20,6 +20,21 @@ pub fn status_and_json(r: Response) -> (u16, Value) {
     (s, r.json().unwrap())
 }
 
+/// The JSON body of an answer that must have `status` and `Cache-Control: no-store` (as
+/// every answer carrying a token must).
+#[track_caller]
+pub fn no_store_json(r: Response, status: u16) -> Value {
+    assert_eq!(r.status().as_u16(), status);
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    r.json().unwrap()
+}
+
+/// The status and the `code` of an error document.
+pub fn status_and_code(r: Response) -> (u16, String) {
+    let (status, v) = status_and_json(r);
+    (status, v["code"].as_str().unwrap_or_default().to_owned())
+}
+
 /// `GET /auth/verify` with `token` as Bearer: (status, body).
 pub fn verify(base: &str, token: &str) -> (u16, Value) {
     status_and_json(
@@ -29,6 +44,15 @@ pub fn verify(base: &str, token: &str) -> (u16, Value) {
             .send()
             .unwrap(),
     )
+}
+
+/// `POST /auth/refresh` with `token` as Bearer.
+pub fn refresh(base: &str, token: &str) -> Response {
+    client()
+        .post(format!("{base}/auth/refresh"))
+        .bearer_auth(token)
+        .send()
+        .unwrap()
 }
 
 /// `POST /auth/login` with a username and password.
@@ -42,12 +66,21 @@ pub fn login(base: &str, user: &str, password: &str) -> Response {
 
 /// The status of `GET /health`.
 pub fn health(base: &str) -> u16 {
-    client()
-        .get(format!("{base}/health"))
+    get_status(&format!("{base}/health"))
+}
+
+/// The status of a plain `GET url`.
+pub fn get_status(url: &str) -> u16 {
+    client().get(url).send().unwrap().status().as_u16()
+}
+
+/// `POST url` with `pairs` as an `application/x-www-form-urlencoded` body.
+pub fn post_form(http: &Client, url: &str, pairs: &[(&str, &str)]) -> Response {
+    http.post(url)
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(form(pairs))
         .send()
         .unwrap()
-        .status()
-        .as_u16()
 }
 
 /// `POST /auth/tokens` with the `admin` token and `body`; expects 201 and returns the token.
@@ -114,12 +147,7 @@ impl Served {
 
     /// `POST /token` with `pairs` as a form.
     pub fn post_token(&self, pairs: &[(&str, &str)]) -> Response {
-        self.http
-            .post(self.url("/token"))
-            .header("Content-Type", "application/x-www-form-urlencoded")
-            .body(form(pairs))
-            .send()
-            .unwrap()
+        post_form(&self.http, &self.url("/token"), pairs)
     }
 
     /// The document at `/.well-known/jwks.json`.

@@ -79,6 +79,17 @@ impl Home {
         std::fs::write(self.config_file(), config).unwrap();
     }
 
+    /// Points `[registry] certificate` (of a home made by `Home::new`) at `cert`.
+    pub fn set_certificate(&self, cert: &Path) {
+        let config = std::fs::read_to_string(self.config_file()).unwrap();
+        let moved = config.replace(
+            "certificate = \"registry-token.crt\"",
+            &format!("certificate = \"{}\"", cert.display()),
+        );
+        assert_ne!(moved, config, "no `certificate` line to change");
+        std::fs::write(self.config_file(), moved).unwrap();
+    }
+
     pub fn home(&self) -> &Path {
         self.dir.path()
     }

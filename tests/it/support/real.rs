@@ -24,17 +24,26 @@ pub fn have(tool: &str) -> bool {
     })
 }
 
-/// True when every tool is present; otherwise false with a message, or a panic under
-/// `CI=true` (CI installs them all: a skipped real-tool test there is a defect).
+/// True when every tool is present; otherwise `skip_unless_ci`.
 pub fn tools_present(tools: &[&str], install: &str) -> bool {
     let missing: Vec<&str> = tools.iter().copied().filter(|t| !have(t)).collect();
-    if missing.is_empty() {
-        return true;
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("CI=true but {missing:?} is missing: run scripts/test, which installs them");
-    }
-    eprintln!("skipping: {missing:?} not installed ({install})");
+    missing.is_empty() || skip_unless_ci(&format!("{missing:?} not installed"), install)
+}
+
+/// Whether the tests run under `CI=true`, where every real tool must be there.
+pub fn in_ci() -> bool {
+    std::env::var("CI").as_deref() == Ok("true")
+}
+
+/// A real-tool test cannot run because of `missing` (`fix` says how to get it): false with a
+/// message, or a panic under `CI=true` (CI has them all: a skipped real-tool test there is a
+/// defect).
+pub fn skip_unless_ci(missing: &str, fix: &str) -> bool {
+    assert!(
+        !in_ci(),
+        "CI=true but {missing} ({fix}): run scripts/test, which provides every tool"
+    );
+    eprintln!("skipping: {missing} ({fix})");
     false
 }
 

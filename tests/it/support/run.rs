@@ -55,7 +55,14 @@ pub trait Run {
     /// stderr.
     #[track_caller]
     fn refuses(&self, args: &[&str], code: i32, needle: &str) -> String {
-        let e = self.fails(args, "", code);
+        self.refuses_with_stdin(args, "", code, needle)
+    }
+
+    /// Runs tessera with `args` and `stdin`, expecting exit code `code` and `needle` in
+    /// stderr; returns stderr.
+    #[track_caller]
+    fn refuses_with_stdin(&self, args: &[&str], stdin: &str, code: i32, needle: &str) -> String {
+        let e = self.fails(args, stdin, code);
         assert!(e.contains(needle), "{args:?}: `{needle}` not in: {e}");
         e
     }

@@ -3,9 +3,10 @@
 
 use std::process::Output;
 
-use assert_cmd::assert::Assert;
+use assert_cmd::Command;
 
 use super::Run;
+use super::user::texts;
 
 /// Commands and what they printed, with volatile values redacted, for one snapshot.
 #[derive(Default)]
@@ -52,13 +53,38 @@ impl Transcript {
     }
 
     /// Runs `tessera ARGS` in `home`, expects exit `code` and records it as `$ tessera ARGS`
-    /// (redacted like the rest).
+    /// (redacted like the rest); returns stderr.
     #[track_caller]
-    pub fn run(&mut self, home: &impl Run, args: &[&str], code: i32) -> Assert {
-        let out = home.tessera().args(args).output().unwrap();
-        self.record(&format!("tessera {}", args.join(" ")), &out);
-        let a = Assert::new(out);
-        a.code(code)
+    pub fn run(&mut self, home: &impl Run, args: &[&str], code: i32) -> String {
+        let what = format!("tessera {}", args.join(" "));
+        self.run_as(&what, home.tessera().args(args), code)
+    }
+
+    /// `run`, expecting `needle` in stderr too.
+    #[track_caller]
+    pub fn run_says(&mut self, home: &impl Run, args: &[&str], code: i32, needle: &str) -> String {
+        let e = self.run(home, args, code);
+        assert!(e.contains(needle), "{args:?}: `{needle}` not in: {e}");
+        e
+    }
+
+    /// Runs `cmd` (a `tessera` command the caller made ready) to the end, records it as
+    /// `$ what` and expects exit `code`; returns stderr.
+    #[track_caller]
+    pub fn run_as(&mut self, what: &str, cmd: &mut Command, code: i32) -> String {
+        let out = cmd.output().unwrap();
+        self.record(what, &out);
+        let (_, e) = texts(&out);
+        assert_eq!(out.status.code(), Some(code), "{what}: {e}");
+        e
+    }
+
+    /// `run_as`, expecting `needle` in stderr too.
+    #[track_caller]
+    pub fn refused(&mut self, what: &str, cmd: &mut Command, code: i32, needle: &str) -> String {
+        let e = self.run_as(what, cmd, code);
+        assert!(e.contains(needle), "{what}: `{needle}` not in: {e}");
+        e
     }
 
     /// The transcript with every redaction applied.
