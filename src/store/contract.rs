@@ -15,11 +15,11 @@ use super::{
     IssueError, MemoryStore, SqliteStore, Standing, StoreError, TokenRecord, TokenState, TokenStore,
 };
 
-fn t(s: &str) -> Timestamp {
+pub(super) fn t(s: &str) -> Timestamp {
     s.parse().unwrap()
 }
 
-fn rec(jti: &str, subject: &str, issued: &str, expires: Option<&str>) -> TokenRecord {
+pub(super) fn rec(jti: &str, subject: &str, issued: &str, expires: Option<&str>) -> TokenRecord {
     TokenRecord {
         jti: jti.to_owned(),
         subject: subject.to_owned(),
@@ -32,12 +32,12 @@ fn rec(jti: &str, subject: &str, issued: &str, expires: Option<&str>) -> TokenRe
     }
 }
 
-fn ago(secs: i64) -> Timestamp {
+pub(super) fn ago(secs: i64) -> Timestamp {
     Timestamp::now() - jiff::SignedDuration::from_secs(secs)
 }
 
 /// A record issued at `issued`, expiring an hour after the real clock.
-fn live(jti: &str, subject: &str, issued: Timestamp) -> TokenRecord {
+pub(super) fn live(jti: &str, subject: &str, issued: Timestamp) -> TokenRecord {
     TokenRecord {
         jti: jti.to_owned(),
         subject: subject.to_owned(),

@@ -13,8 +13,8 @@ use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use jiff::Timestamp;
 
 use super::{
-    IssueError, PRUNE_BATCH, Standing, StoreError, TokenRecord, TokenState, TokenStore,
-    prune_before,
+    IssueError, PRUNE_BATCH, Standing, StoreError, TokenRecord, TokenState, TokenStore, from_ms,
+    ms, prune_before,
 };
 
 /// A token store that lives in this process only. Cloning a handle is sharing it: wrap it in
@@ -54,18 +54,6 @@ impl Row {
     fn live_at(&self, now: i64) -> bool {
         self.expires_at.is_none_or(|e| e > now)
     }
-}
-
-fn ms(t: Timestamp) -> i64 {
-    t.as_millisecond()
-}
-
-fn from_ms(v: i64) -> Timestamp {
-    Timestamp::from_millisecond(v).unwrap_or(if v < 0 {
-        Timestamp::MIN
-    } else {
-        Timestamp::MAX
-    })
 }
 
 const LOCATION: &str = "(in memory)";

@@ -105,6 +105,21 @@ pub(crate) fn prune_before(now_ms: i64) -> i64 {
     now_ms.saturating_sub(i64::try_from(crate::token::LEEWAY_SECS * 1000).unwrap_or(i64::MAX))
 }
 
+/// A time as the engines keep it: Unix milliseconds.
+pub(crate) fn ms(t: Timestamp) -> i64 {
+    t.as_millisecond()
+}
+
+/// The time of Unix milliseconds `v` as the engines keep them, clamped to the range of
+/// [`Timestamp`].
+pub(crate) fn from_ms(v: i64) -> Timestamp {
+    Timestamp::from_millisecond(v).unwrap_or(if v < 0 {
+        Timestamp::MIN
+    } else {
+        Timestamp::MAX
+    })
+}
+
 /// Why [`TokenStore::record_checked`] did not record a token.
 #[derive(Debug, thiserror::Error)]
 pub enum IssueError {
