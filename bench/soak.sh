@@ -30,11 +30,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-. "$ROOT/bench/ports.sh"
-
-export HOME="$WORK" XDG_CONFIG_HOME="$WORK/config" XDG_DATA_HOME="$WORK/data"
-export TESSERA_AUTH_TOKEN_SECRET="soak-secret-$(head -c 24 /dev/urandom | base64 | tr -d '/+=')"
-mkdir -p "$XDG_CONFIG_HOME/tessera"
+. "$ROOT/bench/common.sh"
+isolated_home soak
 PORT="$(free_port)"
 cat > "$XDG_CONFIG_HOME/tessera/tessera.toml" <<TOML
 [auth]

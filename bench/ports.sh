@@ -1,7 +1,0 @@
-# Sourced by the bench scripts that start servers: a free local port, and waiting for one.
-
-# A TCP port on 127.0.0.1 that nothing listens on now.
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
-# Waits (up to about 10 s) until something listens on port $1 of 127.0.0.1.
-wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "nothing listens on $1" >&2; return 1; }
