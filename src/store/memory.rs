@@ -13,8 +13,8 @@ use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use jiff::Timestamp;
 
 use super::{
-    IssueError, PRUNE_BATCH, Standing, StoreError, TokenRecord, TokenState, TokenStore, from_ms,
-    ms, prune_before,
+    IssueError, PRUNE_BATCH, Standing, StoreError, TokenRecord, TokenState, TokenStore,
+    check_live_limit, from_ms, ms, prune_before, unrecorded_parent_issued_at,
 };
 
 /// A token store that lives in this process only. Cloning a handle is sharing it: wrap it in
@@ -194,7 +194,7 @@ impl TokenStore for MemoryStore {
             let (issued, subject) = match recorded {
                 Some(r) => (r.line_issued_at(), r.subject.as_str()),
                 None => (
-                    parent_issued_at.map_or(ms(record.issued_at), ms),
+                    unrecorded_parent_issued_at(record, parent_issued_at),
                     record.subject.as_str(),
                 ),
             };
@@ -210,12 +210,7 @@ impl TokenStore for MemoryStore {
             .values()
             .filter(|r| r.subject == record.subject && r.live_at(now))
             .count();
-        if live >= max_live {
-            return Err(IssueError::TooMany {
-                subject: record.subject.clone(),
-                limit: max_live,
-            });
-        }
+        check_live_limit(record, live, max_live)?;
         state.insert(record, line_issued_at)?;
         Ok(())
     }

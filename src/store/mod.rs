@@ -120,6 +120,32 @@ pub(crate) fn from_ms(v: i64) -> Timestamp {
     })
 }
 
+/// The issue time (Unix ms) [`TokenStore::record_checked`] judges a parent that is not
+/// recorded by: its `iat` second, as [`TokenStore::check`] judges an unrecorded token, else
+/// the derived token's own issue time.
+pub(crate) fn unrecorded_parent_issued_at(
+    record: &TokenRecord,
+    parent_issued_at: Option<Timestamp>,
+) -> i64 {
+    parent_issued_at.map_or(ms(record.issued_at), ms)
+}
+
+/// Refuses `record` when its subject already holds `live` unexpired recorded tokens, `max_live`
+/// or more ([`TokenStore::record_checked`]).
+pub(crate) fn check_live_limit(
+    record: &TokenRecord,
+    live: usize,
+    max_live: usize,
+) -> Result<(), IssueError> {
+    if live >= max_live {
+        return Err(IssueError::TooMany {
+            subject: record.subject.clone(),
+            limit: max_live,
+        });
+    }
+    Ok(())
+}
+
 /// Why [`TokenStore::record_checked`] did not record a token.
 #[derive(Debug, thiserror::Error)]
 pub enum IssueError {

@@ -29,8 +29,8 @@ use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
 use unchanged::{Lookup, Unchanged};
 
 use crate::store::{
-    IssueError, PRUNE_BATCH, Standing, StoreError, TokenRecord, TokenState, TokenStore, from_ms,
-    ms, prune_before,
+    IssueError, PRUNE_BATCH, Standing, StoreError, TokenRecord, TokenState, TokenStore,
+    check_live_limit, from_ms, ms, prune_before, unrecorded_parent_issued_at,
 };
 
 /// `PRAGMA user_version` of the schema this code writes: one step per entry of [`MIGRATIONS`].
@@ -709,7 +709,7 @@ impl TokenStore for SqliteStore {
             let (issued, subject) = match recorded {
                 Some((_, issued, subject)) => (issued, subject),
                 None => (
-                    parent_issued_at.map_or(ms(record.issued_at), ms),
+                    unrecorded_parent_issued_at(record, parent_issued_at),
                     record.subject.clone(),
                 ),
             };
@@ -730,12 +730,11 @@ impl TokenStore for SqliteStore {
         let live: i64 = tx
             .query_row(COUNT_LIVE_SQL, params![record.subject, now], |r| r.get(0))
             .map_err(|e| self.err(e))?;
-        if usize::try_from(live).unwrap_or(usize::MAX) >= max_live {
-            return Err(IssueError::TooMany {
-                subject: record.subject.clone(),
-                limit: max_live,
-            });
-        }
+        check_live_limit(
+            record,
+            usize::try_from(live).unwrap_or(usize::MAX),
+            max_live,
+        )?;
         insert(&tx, INSERT_SQL, record, line_issued_at).map_err(|e| self.err(e))?;
         tx.commit().map_err(|e| self.err(e))?;
         Ok(())
