@@ -30,12 +30,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "nothing listens on $1" >&2; return 1; }
-
-export HOME="$WORK" XDG_CONFIG_HOME="$WORK/config" XDG_DATA_HOME="$WORK/data"
-export TESSERA_AUTH_TOKEN_SECRET="soak-secret-$(head -c 24 /dev/urandom | base64 | tr -d '/+=')"
-mkdir -p "$XDG_CONFIG_HOME/tessera"
+. "$ROOT/bench/common.sh"
+isolated_home soak
 PORT="$(free_port)"
 cat > "$XDG_CONFIG_HOME/tessera/tessera.toml" <<TOML
 [auth]

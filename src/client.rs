@@ -226,23 +226,28 @@ impl Client {
     /// `GET /auth/verify`: what the server knows of a token (subject, scopes, jti,
     /// issued_at, expires_at).
     pub fn verify(&self, token: &SecretString) -> Result<Value, ClientError> {
-        let r = self
-            .http
-            .get(self.endpoint("/auth/verify"))
-            .bearer_auth(token.expose_secret())
-            .send()
-            .map_err(|e| self.transport(e))?;
-        self.json(r)
+        self.with_token(reqwest::Method::GET, "/auth/verify", token)
     }
 
     /// `DELETE /auth/token`: revokes the token.
     pub fn revoke(&self, token: &SecretString) -> Result<(), ClientError> {
+        self.with_token(reqwest::Method::DELETE, "/auth/token", token)
+            .map(|_| ())
+    }
+
+    /// A `method` request to `path` with `token` as its bearer, and the JSON of the answer.
+    fn with_token(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &SecretString,
+    ) -> Result<Value, ClientError> {
         let r = self
             .http
-            .delete(self.endpoint("/auth/token"))
+            .request(method, self.endpoint(path))
             .bearer_auth(token.expose_secret())
             .send()
             .map_err(|e| self.transport(e))?;
-        self.json(r).map(|_| ())
+        self.json(r)
     }
 }

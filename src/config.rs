@@ -720,6 +720,15 @@ mod tests {
         p
     }
 
+    /// The error of loading a `tessera.toml` holding `text`.
+    fn load_error(text: &str) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(dir.path(), text);
+        Config::load(Some(&p), &env(dir.path()))
+            .unwrap_err()
+            .to_string()
+    }
+
     #[test]
     fn no_file_gives_defaults() {
         let dir = tempfile::tempdir().unwrap();
@@ -754,35 +763,20 @@ mod tests {
 
     #[test]
     fn unknown_key_names_line_and_suggestion() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = write(dir.path(), "[secrets]\nbakend = \"pass\"\n");
-        let e = Config::load(Some(&p), &env(dir.path()))
-            .unwrap_err()
-            .to_string();
+        let e = load_error("[secrets]\nbakend = \"pass\"\n");
         assert!(e.contains("tessera.toml:2:"), "{e}");
         assert!(e.contains("did you mean `backend`"), "{e}");
     }
 
     #[test]
     fn type_error_names_line() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = write(
-            dir.path(),
-            "[server]\n\nlogin_attempts_per_minute = \"ten\"\n",
-        );
-        let e = Config::load(Some(&p), &env(dir.path()))
-            .unwrap_err()
-            .to_string();
+        let e = load_error("[server]\n\nlogin_attempts_per_minute = \"ten\"\n");
         assert!(e.contains(":3:"), "{e}");
     }
 
     #[test]
     fn unknown_backend_lists_valid_ones() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = write(dir.path(), "[secrets]\nbackend = \"vault\"\n");
-        let e = Config::load(Some(&p), &env(dir.path()))
-            .unwrap_err()
-            .to_string();
+        let e = load_error("[secrets]\nbackend = \"vault\"\n");
         assert!(e.contains("pass, sops, unsafe and age"), "{e}");
     }
 

@@ -79,15 +79,7 @@ fn grammar_after(reason: &str) -> &'static str {
 
 /// Quotes user input for an error message: control characters escaped, long input cut.
 fn quote(input: &str) -> String {
-    let mut out: String = input
-        .chars()
-        .take(40)
-        .flat_map(char::escape_debug)
-        .collect();
-    if input.chars().nth(40).is_some() {
-        out.push('…');
-    }
-    out
+    crate::term::excerpt(input, 40)
 }
 
 /// `1.5h` written without a fraction (`1h30m`), when the next smaller unit holds it exactly.

@@ -88,12 +88,15 @@ pub fn load_keyring<'a>(
             SigningKey::new(&SecretString::from(raw), " from TESSERA_AUTH_TOKEN_SECRET")?,
             SecretOrigin::Environment,
         ),
-        None => match backend()?.get(key) {
-            Ok(secret) => (
+        None => match backend()?
+            .get_optional(key)
+            .map_err(KeyringError::ReadSecret)?
+        {
+            Some(secret) => (
                 SigningKey::new(&secret, &format!(" at `{key}`"))?,
                 SecretOrigin::Backend(key.clone()),
             ),
-            Err(e) if e.is_not_found() => {
+            None => {
                 if create_missing && config.secrets.backend == BackendKind::Unsafe {
                     let secret = random_secret(32)?;
                     backend()?.set(key, &secret)?;
@@ -108,9 +111,6 @@ pub fn load_keyring<'a>(
                         backend: config.secrets.backend,
                     });
                 }
-            }
-            Err(e) => {
-                return Err(KeyringError::ReadSecret(e));
             }
         },
     };

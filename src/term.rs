@@ -26,6 +26,25 @@ pub fn safe(text: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// Input for a message: its first `max` characters, with control characters, quotes and
+/// backslashes escaped as `{:?}` writes them.
+pub fn escaped_head(input: &str, max: usize) -> String {
+    input
+        .chars()
+        .take(max)
+        .flat_map(char::escape_debug)
+        .collect()
+}
+
+/// [`escaped_head`], followed by `…` when `input` is longer than `max` characters.
+pub fn excerpt(input: &str, max: usize) -> String {
+    let mut out = escaped_head(input, max);
+    if input.chars().nth(max).is_some() {
+        out.push('…');
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::safe;

@@ -26,6 +26,7 @@ use serde_json::{Map, Value};
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::fsutil::{self, FileLock, PRIVATE_FILE_MODE};
+use crate::key::json_leaves;
 use crate::{AgeConfig, BackendError, KeyPath, SecretString, SecretsBackend, strip_one_newline};
 
 const NAME: &str = "age";
@@ -60,13 +61,6 @@ impl AgeBackend {
     /// A backend for the document and identity described by `config`. Does no I/O.
     pub fn new(config: AgeConfig) -> Self {
         Self { config }
-    }
-
-    fn not_found(key: &KeyPath) -> BackendError {
-        BackendError::NotFound {
-            backend: NAME,
-            key: key.clone(),
-        }
     }
 
     fn identity(&self) -> Result<x25519::Identity, BackendError> {
@@ -199,24 +193,6 @@ fn remove(map: &mut Map<String, Value>, segments: &[&str]) -> bool {
     }
 }
 
-fn leaves(map: &Map<String, Value>, rel: &str, keys: &mut Vec<KeyPath>) {
-    for (name, child) in map {
-        let path = if rel.is_empty() {
-            name.clone()
-        } else {
-            format!("{rel}/{name}")
-        };
-        let Ok(key) = KeyPath::new(&path) else {
-            continue;
-        };
-        match child {
-            Value::Object(inner) => leaves(inner, &path, keys),
-            Value::String(_) => keys.push(key),
-            _ => {}
-        }
-    }
-}
-
 impl SecretsBackend for AgeBackend {
     fn name(&self) -> &'static str {
         NAME
@@ -225,11 +201,11 @@ impl SecretsBackend for AgeBackend {
     fn get(&self, key: &KeyPath) -> Result<SecretString, BackendError> {
         let identity = self.identity()?;
         let Some(doc) = self.read(&identity)? else {
-            return Err(Self::not_found(key));
+            return Err(BackendError::not_found(NAME, key));
         };
         match lookup(&doc.0, key) {
             Some(Value::String(s)) => Ok(SecretString::from(strip_one_newline(s).to_owned())),
-            Some(Value::Object(_)) | None => Err(Self::not_found(key)),
+            Some(Value::Object(_)) | None => Err(BackendError::not_found(NAME, key)),
             Some(_) => Err(BackendError::Corrupt {
                 path: self.config.file.clone(),
                 reason: format!("the value of `{key}` is not a string"),
@@ -252,11 +228,11 @@ impl SecretsBackend for AgeBackend {
         let identity = self.identity()?;
         let _lock = self.lock()?;
         let Some(mut doc) = self.read(&identity)? else {
-            return Err(Self::not_found(key));
+            return Err(BackendError::not_found(NAME, key));
         };
         let segments: Vec<&str> = key.segments().collect();
         if !remove(&mut doc.0, &segments) {
-            return Err(Self::not_found(key));
+            return Err(BackendError::not_found(NAME, key));
         }
         self.write(&identity, &doc)
     }
@@ -265,7 +241,8 @@ impl SecretsBackend for AgeBackend {
         let identity = self.identity()?;
         let mut keys = Vec::new();
         if let Some(doc) = self.read(&identity)? {
-            leaves(&doc.0, "", &mut keys);
+            // Strings are secrets; other values are not tessera's and are skipped.
+            json_leaves(&doc.0, "", Value::is_string, &mut keys);
         }
         keys.retain(|k| prefix.is_none_or(|p| k.starts_with(p)));
         keys.sort();

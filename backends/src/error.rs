@@ -133,6 +133,14 @@ pub enum BackendError {
 }
 
 impl BackendError {
+    /// No secret named `key` in the backend named `backend`.
+    pub(crate) fn not_found(backend: &'static str, key: &KeyPath) -> Self {
+        BackendError::NotFound {
+            backend,
+            key: key.clone(),
+        }
+    }
+
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         BackendError::Io {
             path: path.into(),

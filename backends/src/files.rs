@@ -89,13 +89,6 @@ impl UnsafeBackend {
         }
     }
 
-    fn not_found(key: &KeyPath) -> BackendError {
-        BackendError::NotFound {
-            backend: NAME,
-            key: key.clone(),
-        }
-    }
-
     /// Checks that each parent folder of `key` below the root is a real folder (not a link, not
     /// a file).
     fn check_parents(&self, key: &KeyPath) -> Result<Parents, BackendError> {
@@ -146,7 +139,7 @@ impl UnsafeBackend {
     /// Opens the key's file without following links, refusing files others may access.
     fn open_secret(&self, key: &KeyPath) -> Result<(File, PathBuf), BackendError> {
         if let Parents::Missing = self.check_parents_to_read(key)? {
-            return Err(Self::not_found(key));
+            return Err(BackendError::not_found(NAME, key));
         }
         let path = self.file(key);
         Self::remove_stale_temps(&path);
@@ -156,14 +149,14 @@ impl UnsafeBackend {
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
             .open(&path)
             .map_err(|e| match e.raw_os_error() {
-                Some(libc::ENOENT) => Self::not_found(key),
+                Some(libc::ENOENT) => BackendError::not_found(NAME, key),
                 Some(libc::ELOOP) => Self::symlink_error(&path),
                 _ => BackendError::io(&path, e),
             })?;
         let meta = file.metadata().map_err(|e| BackendError::io(&path, e))?;
         if !meta.is_file() {
             // A folder of keys (or anything else) is not a value.
-            return Err(Self::not_found(key));
+            return Err(BackendError::not_found(NAME, key));
         }
         let mode = meta.mode() & 0o7777;
         if mode & 0o077 != 0 {
@@ -229,7 +222,7 @@ impl SecretsBackend for UnsafeBackend {
 
     fn delete(&self, key: &KeyPath) -> Result<(), BackendError> {
         if let Parents::Missing = self.check_parents_to_read(key)? {
-            return Err(Self::not_found(key));
+            return Err(BackendError::not_found(NAME, key));
         }
         let path = self.file(key);
         // Before the file itself, so that an interrupted `set` leaves nothing of the value.
@@ -237,13 +230,17 @@ impl SecretsBackend for UnsafeBackend {
         match fs::symlink_metadata(&path) {
             Ok(meta) if meta.file_type().is_symlink() => return Err(Self::symlink_error(&path)),
             Ok(meta) if meta.is_file() => {}
-            Ok(_) => return Err(Self::not_found(key)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(Self::not_found(key)),
+            Ok(_) => return Err(BackendError::not_found(NAME, key)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(BackendError::not_found(NAME, key));
+            }
             Err(e) => return Err(BackendError::io(&path, e)),
         }
         match fs::remove_file(&path) {
             Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(Self::not_found(key)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(BackendError::not_found(NAME, key));
+            }
             Err(e) => return Err(BackendError::io(&path, e)),
         }
         // Remove the folders this left empty, up to (not including) the root. `remove_dir`
@@ -268,7 +265,12 @@ impl SecretsBackend for UnsafeBackend {
             Err(e) => return Err(BackendError::io(self.root(), e)),
             Ok(_) => {}
         }
-        walk(self.root(), "", &mut keys)?;
+        // Links, temp files and names that are not key paths are skipped.
+        fsutil::walk_files(
+            self.root(),
+            &|_, path| KeyPath::new(path).is_ok(),
+            &mut |path| keys.extend(KeyPath::new(path).ok()),
+        )?;
         keys.retain(|k| prefix.is_none_or(|p| k.starts_with(p)));
         keys.sort();
         Ok(keys)
@@ -292,35 +294,6 @@ impl SecretsBackend for UnsafeBackend {
             Err(e) => Err(BackendError::io(root, e)),
         }
     }
-}
-
-/// Collects the regular files below `dir` as key paths. Links, temp files and names that are
-/// not key paths are skipped.
-fn walk(dir: &Path, rel: &str, keys: &mut Vec<KeyPath>) -> Result<(), BackendError> {
-    let entries = fs::read_dir(dir).map_err(|e| BackendError::io(dir, e))?;
-    for entry in entries {
-        let entry = entry.map_err(|e| BackendError::io(dir, e))?;
-        let Ok(name) = entry.file_name().into_string() else {
-            continue;
-        };
-        let child = if rel.is_empty() {
-            name
-        } else {
-            format!("{rel}/{name}")
-        };
-        let Ok(key) = KeyPath::new(&child) else {
-            continue;
-        };
-        let file_type = entry
-            .file_type()
-            .map_err(|e| BackendError::io(entry.path(), e))?;
-        if file_type.is_dir() {
-            walk(&entry.path(), &child, keys)?;
-        } else if file_type.is_file() {
-            keys.push(key);
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -208,6 +208,51 @@ pub fn lock_path(protected: &Path) -> io::Result<PathBuf> {
     Ok(dir.join(format!(".{name}.lock")))
 }
 
+/// Walks the folders below `dir` and hands `found` the path in the tree ("a/b/c") of every
+/// regular file in them. An entry whose name is not UTF-8, or that `enter` refuses (given its
+/// name and its path in the tree), is skipped, a folder with all it holds; symbolic links are
+/// never followed.
+pub(crate) fn walk_files(
+    dir: &Path,
+    enter: &dyn Fn(&str, &str) -> bool,
+    found: &mut dyn FnMut(&str),
+) -> Result<(), crate::BackendError> {
+    walk_below(dir, "", enter, found)
+}
+
+fn walk_below(
+    dir: &Path,
+    rel: &str,
+    enter: &dyn Fn(&str, &str) -> bool,
+    found: &mut dyn FnMut(&str),
+) -> Result<(), crate::BackendError> {
+    use crate::BackendError;
+    let entries = fs::read_dir(dir).map_err(|e| BackendError::io(dir, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| BackendError::io(dir, e))?;
+        let Ok(name) = entry.file_name().into_string() else {
+            continue;
+        };
+        let child = if rel.is_empty() {
+            name.clone()
+        } else {
+            format!("{rel}/{name}")
+        };
+        if !enter(&name, &child) {
+            continue;
+        }
+        let file_type = entry
+            .file_type()
+            .map_err(|e| BackendError::io(entry.path(), e))?;
+        if file_type.is_dir() {
+            walk_below(&entry.path(), &child, enter, found)?;
+        } else if file_type.is_file() {
+            found(&child);
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -68,6 +68,33 @@ fn bad_char_message(path: &str, ch: char) -> String {
     }
 }
 
+/// Adds to `keys` the key paths of the secrets in a tree of nested JSON maps (the age and sops
+/// documents): `entries` are those of the map at `rel` ("" at the top), a nested map is a
+/// folder, and `is_leaf` says which other values are secrets. A name that does not make a key
+/// path is skipped, a map with all it holds.
+pub(crate) fn json_leaves<'a>(
+    entries: impl IntoIterator<Item = (&'a String, &'a serde_json::Value)>,
+    rel: &str,
+    is_leaf: fn(&serde_json::Value) -> bool,
+    keys: &mut Vec<KeyPath>,
+) {
+    for (name, child) in entries {
+        let path = if rel.is_empty() {
+            name.clone()
+        } else {
+            format!("{rel}/{name}")
+        };
+        let Ok(key) = KeyPath::new(&path) else {
+            continue;
+        };
+        match child {
+            serde_json::Value::Object(inner) => json_leaves(inner, &path, is_leaf, keys),
+            leaf if is_leaf(leaf) => keys.push(key),
+            _ => {}
+        }
+    }
+}
+
 impl KeyPath {
     /// Parses and validates a key path.
     pub fn new(s: &str) -> Result<Self, KeyPathError> {

@@ -65,6 +65,15 @@ pub trait SecretsBackend: fmt::Debug + Send + Sync {
     /// Reads the value stored under `key` ([`BackendError::NotFound`] when there is none).
     fn get(&self, key: &KeyPath) -> Result<SecretString, BackendError>;
 
+    /// Reads the value stored under `key`: `None` when there is none.
+    fn get_optional(&self, key: &KeyPath) -> Result<Option<SecretString>, BackendError> {
+        match self.get(key) {
+            Ok(value) => Ok(Some(value)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Stores `value` under `key`, replacing any previous value. The write is atomic: a reader
     /// sees the old value or the new one, never a mix, and a crash leaves one of the two.
     fn set(&self, key: &KeyPath, value: &SecretString) -> Result<(), BackendError>;

@@ -27,10 +27,7 @@ impl SecretsBackend for MemoryBackend {
         self.map()
             .get(key)
             .map(|v| SecretString::from(v.expose_secret().to_owned()))
-            .ok_or_else(|| BackendError::NotFound {
-                backend: "memory",
-                key: key.clone(),
-            })
+            .ok_or_else(|| BackendError::not_found("memory", key))
     }
     fn set(&self, key: &KeyPath, value: &SecretString) -> Result<(), BackendError> {
         self.map().insert(
@@ -43,10 +40,7 @@ impl SecretsBackend for MemoryBackend {
         self.map()
             .remove(key)
             .map(|_| ())
-            .ok_or_else(|| BackendError::NotFound {
-                backend: "memory",
-                key: key.clone(),
-            })
+            .ok_or_else(|| BackendError::not_found("memory", key))
     }
     fn list(&self, prefix: Option<&KeyPath>) -> Result<Vec<KeyPath>, BackendError> {
         Ok(self

@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use secrecy::ExposeSecret;
 use zeroize::Zeroizing;
 
+use crate::fsutil;
 use crate::process::{self, Call, Tool};
 use crate::{
     BackendError, DEFAULT_TOOL_TIMEOUT, KeyPath, PassConfig, SecretString, SecretsBackend,
@@ -114,13 +115,6 @@ impl PassBackend {
         })
     }
 
-    fn not_found(key: &KeyPath) -> BackendError {
-        BackendError::NotFound {
-            backend: NAME,
-            key: key.clone(),
-        }
-    }
-
     fn not_initialised(store: &Path) -> BackendError {
         BackendError::Setup(format!(
             "the password store at {} is not initialised; run `pass init GPG-ID` (with \
@@ -134,7 +128,7 @@ impl PassBackend {
     fn failure(&self, out: &process::Output, store: &Path, key: &KeyPath) -> BackendError {
         let stderr = String::from_utf8_lossy(&out.stderr);
         if stderr.contains("is not in the password store") {
-            Self::not_found(key)
+            BackendError::not_found(NAME, key)
         } else if stderr.contains("You must run") || stderr.contains(".gpg-id") {
             Self::not_initialised(store)
         } else if stderr.contains("No secret key")
@@ -230,7 +224,7 @@ impl SecretsBackend for PassBackend {
         let file = Self::entry_file(&store, key);
         // `pass show FOLDER` prints a tree listing; only an existing entry file is a secret.
         if !file.is_file() {
-            return Err(Self::not_found(key));
+            return Err(BackendError::not_found(NAME, key));
         }
         let out = self.run(&store, &["show", key.as_str()], None)?;
         if !out.status.success() {
@@ -262,7 +256,7 @@ impl SecretsBackend for PassBackend {
     fn delete(&self, key: &KeyPath) -> Result<(), BackendError> {
         let store = self.store_dir()?;
         if !Self::entry_file(&store, key).is_file() {
-            return Err(Self::not_found(key));
+            return Err(BackendError::not_found(NAME, key));
         }
         let out = self.run(&store, &["rm", "--force", key.as_str()], None)?;
         if !out.status.success() {
@@ -275,7 +269,12 @@ impl SecretsBackend for PassBackend {
         let store = self.store_dir()?;
         let mut keys = Vec::new();
         if store.is_dir() {
-            walk(&store, "", &mut keys)?;
+            // The `*.gpg` entries, as key paths. Hidden entries (`.git`, `.gpg-id`,
+            // `.extensions`, ...), symbolic links and names that are not key paths are skipped.
+            fsutil::walk_files(&store, &|name, _| !name.starts_with('.'), &mut |path| {
+                let stem = path.strip_suffix(".gpg");
+                keys.extend(stem.and_then(|s| KeyPath::new(s).ok()));
+            })?;
         }
         keys.retain(|k| prefix.is_none_or(|p| k.starts_with(p)));
         keys.sort();
@@ -293,37 +292,4 @@ impl SecretsBackend for PassBackend {
         }
         Ok(format!("pass store at {}", store.display()))
     }
-}
-
-/// Collects the `*.gpg` entries below `dir` as key paths (`rel` is `dir`'s path in the store).
-/// Hidden entries (`.git`, `.gpg-id`, `.extensions`, ...), symbolic links and names that are
-/// not valid key paths are skipped.
-fn walk(dir: &Path, rel: &str, keys: &mut Vec<KeyPath>) -> Result<(), BackendError> {
-    let entries = fs::read_dir(dir).map_err(|e| BackendError::io(dir, e))?;
-    for entry in entries {
-        let entry = entry.map_err(|e| BackendError::io(dir, e))?;
-        let Ok(name) = entry.file_name().into_string() else {
-            continue;
-        };
-        if name.starts_with('.') {
-            continue;
-        }
-        let file_type = entry
-            .file_type()
-            .map_err(|e| BackendError::io(entry.path(), e))?;
-        let child = if rel.is_empty() {
-            name.clone()
-        } else {
-            format!("{rel}/{name}")
-        };
-        if file_type.is_dir() {
-            walk(&entry.path(), &child, keys)?;
-        } else if file_type.is_file()
-            && let Some(stem) = child.strip_suffix(".gpg")
-            && let Ok(key) = KeyPath::new(stem)
-        {
-            keys.push(key);
-        }
-    }
-    Ok(())
 }

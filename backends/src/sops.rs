@@ -27,6 +27,7 @@ use serde_json::Value;
 use zeroize::Zeroizing;
 
 use crate::fsutil::{self, FileLock, PRIVATE_FILE_MODE};
+use crate::key::json_leaves;
 use crate::process::{self, Call, Tool};
 use crate::{
     BackendError, DEFAULT_TOOL_TIMEOUT, KeyPath, SecretString, SecretsBackend, SopsConfig,
@@ -118,13 +119,6 @@ impl SopsBackend {
         })
     }
 
-    fn not_found(key: &KeyPath) -> BackendError {
-        BackendError::NotFound {
-            backend: NAME,
-            key: key.clone(),
-        }
-    }
-
     /// Reads the file's key structure without decrypting (`None` when the file does not exist).
     fn read_tree(&self, file: &Path) -> Result<Option<Value>, BackendError> {
         let text = match fs::read_to_string(file) {
@@ -150,7 +144,7 @@ impl SopsBackend {
     fn failure(out: &process::Output, file: &Path, key: &KeyPath) -> BackendError {
         let stderr = String::from_utf8_lossy(&out.stderr);
         if stderr.contains("not found") && stderr.contains("component") {
-            Self::not_found(key)
+            BackendError::not_found(NAME, key)
         } else if stderr.contains("Failed to get the data key")
             || stderr.contains("no master key was able to decrypt")
         {
@@ -330,31 +324,16 @@ fn unset_target(tree: &Value, key: &KeyPath) -> String {
         .collect()
 }
 
-/// Collects the leaves of `node` (at `rel`) as key paths.
-fn leaves(node: &Value, rel: &str, keys: &mut Vec<KeyPath>) {
-    let Value::Object(map) = node else { return };
-    for (name, child) in map {
-        if rel.is_empty() && name == METADATA_KEY {
-            continue;
-        }
-        let path = if rel.is_empty() {
-            name.clone()
-        } else {
-            format!("{rel}/{name}")
-        };
-        let Ok(key) = KeyPath::new(&path) else {
-            continue;
-        };
-        match child {
-            Value::Object(_) => leaves(child, &path, keys),
-            Value::Array(_) => {}
-            _ => keys.push(key),
-        }
+/// The key paths of the leaves of a sops tree: every value but an array, outside the metadata.
+fn leaves(tree: &Value) -> Vec<KeyPath> {
+    let mut keys = Vec::new();
+    if let Value::Object(map) = tree {
+        let entries = map.iter().filter(|(name, _)| *name != METADATA_KEY);
+        json_leaves(entries, "", |v| !v.is_array(), &mut keys);
     }
+    keys
 }
 
-/// Writes `value` + `"\n"` as a JSON string into `out` (which the caller zeroizes), nested in
-/// maps named by `key`'s segments when `nested`.
 fn json_value(out: &mut Vec<u8>, key: &KeyPath, value: &str, nested: bool) {
     let segments: Vec<&str> = key.segments().collect();
     out.reserve(value.len() * 6 + 64 + key.as_str().len() * 2);
@@ -402,10 +381,10 @@ impl SecretsBackend for SopsBackend {
     fn get(&self, key: &KeyPath) -> Result<SecretString, BackendError> {
         let file = self.file()?;
         let Some(tree) = self.read_tree(&file)? else {
-            return Err(Self::not_found(key));
+            return Err(BackendError::not_found(NAME, key));
         };
         if reserved(key).is_some() || lookup(&tree, key) != Lookup::Value {
-            return Err(Self::not_found(key));
+            return Err(BackendError::not_found(NAME, key));
         }
         let args = vec![
             "--decrypt".into(),
@@ -465,20 +444,20 @@ impl SecretsBackend for SopsBackend {
         let file = self.file()?;
         let _lock = FileLock::acquire(&file).map_err(|e| BackendError::io(&file, e))?;
         let Some(tree) = self.read_tree(&file)? else {
-            return Err(Self::not_found(key));
+            return Err(BackendError::not_found(NAME, key));
         };
         if reserved(key).is_some() || lookup(&tree, key) != Lookup::Value {
-            return Err(Self::not_found(key));
+            return Err(BackendError::not_found(NAME, key));
         }
         self.modify(&file, "unset", &unset_target(&tree, key), None, key)
     }
 
     fn list(&self, prefix: Option<&KeyPath>) -> Result<Vec<KeyPath>, BackendError> {
         let file = self.file()?;
-        let mut keys = Vec::new();
-        if let Some(tree) = self.read_tree(&file)? {
-            leaves(&tree, "", &mut keys);
-        }
+        let mut keys = match self.read_tree(&file)? {
+            Some(tree) => leaves(&tree),
+            None => Vec::new(),
+        };
         keys.retain(|k| prefix.is_none_or(|p| k.starts_with(p)));
         keys.sort();
         Ok(keys)
@@ -543,8 +522,7 @@ mod tests {
 
     #[test]
     fn leaves_skip_metadata_arrays_and_bad_names() {
-        let mut keys = Vec::new();
-        leaves(&tree(), "", &mut keys);
+        let mut keys = leaves(&tree());
         keys.sort();
         let names: Vec<_> = keys.iter().map(KeyPath::as_str).collect();
         assert_eq!(names, ["a/b/c", "a/b/d", "a/only/x/y", "top"]);

@@ -102,17 +102,14 @@ impl PasswordLogin {
             return Ok(None);
         };
         let key = &config.auth.password_hash;
-        let hash = match backend()?.get(key) {
-            Ok(h) => h,
-            Err(e) if e.is_not_found() => {
-                return Err(LoginError::NoHash {
-                    username: username.clone(),
-                    key: key.clone(),
-                    backend: config.secrets.backend,
-                });
-            }
-            Err(e) => return Err(LoginError::ReadHash(e)),
-        };
+        let hash = backend()?
+            .get_optional(key)
+            .map_err(LoginError::ReadHash)?
+            .ok_or_else(|| LoginError::NoHash {
+                username: username.clone(),
+                key: key.clone(),
+                backend: config.secrets.backend,
+            })?;
         let hash = SecretString::from(hash.expose_secret().trim().to_owned());
         let cost = crate::password::hash_cost(&hash)
             .map_err(|_| LoginError::NotBcrypt { key: key.clone() })?;

@@ -267,11 +267,7 @@ impl From<VerifyError> for AuthError {
 
 /// A subject for a message: control characters escaped, cut at 40 characters.
 fn shown(subject: &str) -> String {
-    subject
-        .chars()
-        .take(40)
-        .flat_map(char::escape_debug)
-        .collect()
+    crate::term::escaped_head(subject, 40)
 }
 
 /// SHA-256 of a username (so that constant-time comparison sees equal lengths) or of a token

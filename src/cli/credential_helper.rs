@@ -12,7 +12,7 @@ use clap::{Args, Subcommand};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::json;
-use tessera_backends::{KeyPath, SecretsBackend};
+use tessera_backends::KeyPath;
 use zeroize::Zeroizing;
 
 use super::Context;
@@ -173,14 +173,6 @@ impl<'de> Deserialize<'de> for HelperSecret {
     }
 }
 
-fn get_opt(b: &dyn SecretsBackend, k: &KeyPath) -> Result<Option<SecretString>, CliError> {
-    match b.get(k) {
-        Ok(v) => Ok(Some(v)),
-        Err(e) if e.is_not_found() => Ok(None),
-        Err(e) => Err(e.into()),
-    }
-}
-
 /// Runs one helper action. Errors are printed on stdout (the protocol) by the caller.
 pub fn run(ctx: &Context, cmd: HelperCommand) -> Result<(), CliError> {
     match cmd {
@@ -197,11 +189,13 @@ pub fn run(ctx: &Context, cmd: HelperCommand) -> Result<(), CliError> {
             let url = read_stdin()?;
             let (url_key, user_key, secret_key) = keys(&url)?;
             let b = ctx.backend()?;
-            let (Some(user), Some(secret)) = (get_opt(b, &user_key)?, get_opt(b, &secret_key)?)
+            let (Some(user), Some(secret)) =
+                (b.get_optional(&user_key)?, b.get_optional(&secret_key)?)
             else {
                 return Err(not_found());
             };
-            let stored_url = get_opt(b, &url_key)?
+            let stored_url = b
+                .get_optional(&url_key)?
                 .map_or_else(|| url.trim().to_owned(), |u| u.expose_secret().to_owned());
             // The protocol's answer is already one JSON document, so `--json` changes nothing.
             ctx.out.json(&json!({
@@ -263,7 +257,7 @@ pub fn run(ctx: &Context, cmd: HelperCommand) -> Result<(), CliError> {
             for k in listed.iter().filter(|k| k.as_str().ends_with("/username")) {
                 let base = k.as_str().trim_end_matches("/username");
                 let url_key = KeyPath::new(&format!("{base}/server_url"))?;
-                if let (Some(url), Some(user)) = (get_opt(b, &url_key)?, get_opt(b, k)?) {
+                if let (Some(url), Some(user)) = (b.get_optional(&url_key)?, b.get_optional(k)?) {
                     map.insert(url.expose_secret().to_owned(), json!(user.expose_secret()));
                 }
             }

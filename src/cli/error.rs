@@ -136,6 +136,15 @@ impl CliError {
         self
     }
 
+    /// Sets the hint when there is one, else keeps the one `self` has: a library error's own
+    /// hint wins over that of the error it wraps.
+    fn with_hint_if_any(self, hint: Option<impl Into<String>>) -> Self {
+        match hint {
+            Some(h) => self.with_hint(h),
+            None => self,
+        }
+    }
+
     /// Prefixes the message with context, e.g. `cannot read the token secret: ...`.
     pub fn context(mut self, prefix: impl fmt::Display) -> Self {
         self.message = format!("{prefix}: {}", self.message);
@@ -212,15 +221,14 @@ impl From<BackendError> for CliError {
             }
             _ => None,
         };
-        let mut err = match e {
+        let err = match e {
             BackendError::InvalidKey(k) => return k.into(),
             BackendError::NotFound { .. } => {
                 CliError::new(e.to_string()).with_code(ErrorCode::NotFound)
             }
             other => CliError::new(other.to_string()).with_code(ErrorCode::Backend),
         };
-        err.hint = hint;
-        err
+        err.with_hint_if_any(hint)
     }
 }
 
@@ -339,10 +347,7 @@ impl From<KeyringError> for CliError {
             }
             other => CliError::new(other.to_string()),
         };
-        match hint {
-            Some(h) => err.with_hint(h),
-            None => err,
-        }
+        err.with_hint_if_any(hint)
     }
 }
 
@@ -356,10 +361,7 @@ impl From<LoginError> for CliError {
             LoginError::Hash(e) => e.into(),
             other => CliError::new(other.to_string()),
         };
-        match hint {
-            Some(h) => err.with_hint(h),
-            None => err,
-        }
+        err.with_hint_if_any(hint)
     }
 }
 
@@ -373,10 +375,7 @@ impl From<RegistryError> for CliError {
             }
             other => CliError::new(other.to_string()),
         };
-        match hint {
-            Some(h) => err.with_hint(h),
-            None => err,
-        }
+        err.with_hint_if_any(hint)
     }
 }
 
@@ -391,10 +390,7 @@ impl From<StartError> for CliError {
             StartError::OpenStore(e) => CliError::from(e).context("cannot open the token store"),
             other => CliError::new(other.to_string()),
         };
-        match hint {
-            Some(h) => err.with_hint(h),
-            None => err,
-        }
+        err.with_hint_if_any(hint)
     }
 }
 

@@ -116,11 +116,9 @@ fn init(ctx: &Context, args: InitArgs) -> Result<(), CliError> {
     let reg = &config.registry;
     let service = crate::registry::service(reg)?;
     let backend = ctx.backend()?;
-    let existing = match backend.get(&reg.signing_key) {
-        Ok(k) => Some(k),
-        Err(e) if e.is_not_found() => None,
-        Err(e) => return Err(CliError::from(e).context("cannot read the registry signing key")),
-    };
+    let existing = backend
+        .get_optional(&reg.signing_key)
+        .map_err(|e| CliError::from(e).context("cannot read the registry signing key"))?;
     let bundle = read_bundle(&reg.certificate)?;
     let common_name = format!("tessera registry token signer ({service})");
     let what: &str;

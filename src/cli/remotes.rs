@@ -183,13 +183,9 @@ pub(crate) fn load_token(
         .with_hint(format!("log in again with `tessera auth login --remote {name}`")));
     }
     let key = remotes::token_key(name)?;
-    match ctx.backend()?.get(&key) {
-        Ok(t) => Ok(Some(t)),
-        Err(e) if e.is_not_found() => Ok(None),
-        Err(e) => {
-            Err(CliError::from(e).context(format!("cannot read the token of remote `{name}`")))
-        }
-    }
+    ctx.backend()?
+        .get_optional(&key)
+        .map_err(|e| CliError::from(e).context(format!("cannot read the token of remote `{name}`")))
 }
 
 /// The token to send to a remote: `TESSERA_TOKEN`, else the stored one. The second value

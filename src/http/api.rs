@@ -22,7 +22,7 @@ use crate::auth::{AudienceRule, Expiry, IssueRequest, Origin, Principal, Purpose
 use crate::duration::HumanDuration;
 use crate::scope::{Action, Scope, ScopeSet};
 use crate::store::TokenState;
-use crate::token::Claims;
+use crate::token::{Claims, Minted};
 
 type AppState = State<Arc<ServerState>>;
 
@@ -44,6 +44,19 @@ fn token_response(status: StatusCode, body: Value) -> Response {
         header::HeaderValue::from_static("no-store"),
     );
     r
+}
+
+/// The body that hands out a new token: the token and what it is.
+fn minted_body(minted: &Minted) -> Value {
+    let c = &minted.claims;
+    json!({
+        "token": minted.token.expose_secret(),
+        "jti": c.jti,
+        "subject": c.sub,
+        "scopes": scopes_of(c),
+        "issued_at": rfc3339(c.iat),
+        "expires_at": c.exp.and_then(rfc3339),
+    })
 }
 
 /// The audience rule of the API: anything but the registry service's.
@@ -220,18 +233,7 @@ pub(crate) async fn refresh(
             now: Timestamp::now(),
         })
         .await?;
-    let n = &minted.claims;
-    Ok(token_response(
-        StatusCode::OK,
-        json!({
-            "token": minted.token.expose_secret(),
-            "jti": n.jti,
-            "subject": n.sub,
-            "scopes": scopes_of(n),
-            "issued_at": rfc3339(n.iat),
-            "expires_at": n.exp.and_then(rfc3339),
-        }),
-    ))
+    Ok(token_response(StatusCode::OK, minted_body(&minted)))
 }
 
 /// `DELETE /auth/token`: revokes the presented token.
@@ -328,19 +330,9 @@ pub(crate) async fn create_token(
             now: Timestamp::now(),
         })
         .await?;
-    let c = &minted.claims;
-    Ok(token_response(
-        StatusCode::CREATED,
-        json!({
-            "token": minted.token.expose_secret(),
-            "jti": c.jti,
-            "subject": c.sub,
-            "scopes": scopes_of(c),
-            "issued_at": rfc3339(c.iat),
-            "expires_at": c.exp.and_then(rfc3339),
-            "single_use": body.single_use,
-        }),
-    ))
+    let mut created = minted_body(&minted);
+    created["single_use"] = Value::from(body.single_use);
+    Ok(token_response(StatusCode::CREATED, created))
 }
 
 /// `DELETE /auth/tokens/{jti}` (`admin:tokens:write`).

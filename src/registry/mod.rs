@@ -140,17 +140,14 @@ impl RegistryService {
             }
         };
         let key_path = &config.registry.signing_key;
-        let pem = match backend()?.get(key_path) {
-            Ok(p) => p,
-            Err(e) if e.is_not_found() => {
-                return Err(RegistryError::NoKey {
-                    certificate: cert_path.clone(),
-                    key: key_path.clone(),
-                    backend: config.secrets.backend,
-                });
-            }
-            Err(e) => return Err(RegistryError::ReadKey(e)),
-        };
+        let pem = backend()?
+            .get_optional(key_path)
+            .map_err(RegistryError::ReadKey)?
+            .ok_or_else(|| RegistryError::NoKey {
+                certificate: cert_path.clone(),
+                key: key_path.clone(),
+                backend: config.secrets.backend,
+            })?;
         let key = RegistryKey::new(&pem, &bundle)
             .and_then(|k| k.with_header(config.registry.header))
             .map_err(|source| RegistryError::Key {

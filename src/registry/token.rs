@@ -61,11 +61,7 @@ pub struct ScopeParseError {
 /// name with a `host:port/` prefix never moves the actions.
 pub fn parse_scope(s: &str) -> Result<Requested, ScopeParseError> {
     let err = || ScopeParseError {
-        shown: s
-            .chars()
-            .take(80)
-            .flat_map(char::escape_debug)
-            .collect::<String>(),
+        shown: crate::term::escaped_head(s, 80),
     };
     let (kind, rest) = s.split_once(':').ok_or_else(err)?;
     let (name, actions) = rest.rsplit_once(':').ok_or_else(err)?;

@@ -360,11 +360,7 @@ fn merge_into(old: &str, new: &str) -> Option<String> {
             }
         },
         None => {
-            let above = doc
-                .key("active")
-                .and_then(|k| k.leaf_decor().prefix())
-                .and_then(|p| p.as_str())
-                .map(str::to_owned);
+            let above = doc.key("active").and_then(|k| prefix_text(k.leaf_decor()));
             // Comments above `active`, the file's first key, are most often about the file.
             if doc.remove("active").is_some() {
                 top.push_str(above.as_deref().unwrap_or(""));
@@ -384,14 +380,8 @@ fn merge_into(old: &str, new: &str) -> Option<String> {
             let above = have
                 .iter()
                 .find_map(|(_, v)| v.as_table())
-                .and_then(|t| t.decor().prefix())
-                .and_then(|p| p.as_str())
-                .map(str::to_owned);
-            let above_table = have
-                .decor()
-                .prefix()
-                .and_then(|p| p.as_str())
-                .map(str::to_owned);
+                .and_then(|t| prefix_text(t.decor()));
+            let above_table = prefix_text(have.decor());
             top.push_str(kept_part(above_table.as_deref()));
             top.push_str(kept_part(above.as_deref()));
             doc.remove("remotes");
@@ -401,18 +391,11 @@ fn merge_into(old: &str, new: &str) -> Option<String> {
             doc.insert("remotes", want.get("remotes")?.clone());
         }
         (Some(want_remotes), Some(remotes)) => {
-            let gone: Vec<String> = remotes
-                .iter()
-                .map(|(k, _)| k.to_owned())
-                .filter(|k| !want_remotes.contains_key(k))
-                .collect();
-            for name in gone {
+            for name in keys_not_in(remotes, want_remotes) {
                 let above = remotes
                     .get(&name)
                     .and_then(Item::as_table)
-                    .and_then(|t| t.decor().prefix())
-                    .and_then(|p| p.as_str())
-                    .map(str::to_owned);
+                    .and_then(|t| prefix_text(t.decor()));
                 remotes.remove(&name);
                 orphans.push_str(kept_part(above.as_deref()));
             }
@@ -422,12 +405,7 @@ fn merge_into(old: &str, new: &str) -> Option<String> {
                     remotes.insert(name, item.clone());
                     continue;
                 };
-                let stale: Vec<String> = have
-                    .iter()
-                    .map(|(k, _)| k.to_owned())
-                    .filter(|k| !want_remote.contains_key(k))
-                    .collect();
-                for k in stale {
+                for k in keys_not_in(have, want_remote) {
                     have.remove(&k);
                 }
                 for (k, v) in want_remote.iter() {
@@ -473,6 +451,19 @@ fn set_value(old: &mut toml_edit::Value, new: &toml_edit::Value) {
     let decor = old.decor().clone();
     *old = new.clone();
     *old.decor_mut() = decor;
+}
+
+/// The text (comments, blank lines) written above an item.
+fn prefix_text(decor: &toml_edit::Decor) -> Option<String> {
+    decor.prefix().and_then(|p| p.as_str()).map(str::to_owned)
+}
+
+/// The keys of `have` that `want` does not have.
+fn keys_not_in(have: &toml_edit::Table, want: &toml_edit::Table) -> Vec<String> {
+    have.iter()
+        .map(|(k, _)| k.to_owned())
+        .filter(|k| !want.contains_key(k))
+        .collect()
 }
 
 /// Of the comment lines above an item that is removed, those that stay: everything up to the

@@ -164,15 +164,7 @@ pub enum ScopeError {
 
 /// Quotes user input for an error message: control characters escaped, long input cut.
 fn quote(input: &str) -> String {
-    let mut out: String = input
-        .chars()
-        .take(80)
-        .flat_map(char::escape_debug)
-        .collect();
-    if input.chars().nth(80).is_some() {
-        out.push('…');
-    }
-    out
+    crate::term::excerpt(input, 80)
 }
 
 fn invalid(scope: &str, reason: impl Into<String>) -> ScopeError {

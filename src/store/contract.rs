@@ -15,11 +15,11 @@ use super::{
     IssueError, MemoryStore, SqliteStore, Standing, StoreError, TokenRecord, TokenState, TokenStore,
 };
 
-fn t(s: &str) -> Timestamp {
+pub(super) fn t(s: &str) -> Timestamp {
     s.parse().unwrap()
 }
 
-fn rec(jti: &str, subject: &str, issued: &str, expires: Option<&str>) -> TokenRecord {
+pub(super) fn rec(jti: &str, subject: &str, issued: &str, expires: Option<&str>) -> TokenRecord {
     TokenRecord {
         jti: jti.to_owned(),
         subject: subject.to_owned(),
@@ -32,12 +32,17 @@ fn rec(jti: &str, subject: &str, issued: &str, expires: Option<&str>) -> TokenRe
     }
 }
 
-fn ago(secs: i64) -> Timestamp {
+/// Whether `store` says a token of `subject` issued at `issued` (RFC 3339) is revoked.
+fn revoked(store: &Arc<dyn TokenStore>, jti: &str, subject: &str, issued: &str) -> bool {
+    store.is_revoked(jti, subject, t(issued)).unwrap()
+}
+
+pub(super) fn ago(secs: i64) -> Timestamp {
     Timestamp::now() - jiff::SignedDuration::from_secs(secs)
 }
 
 /// A record issued at `issued`, expiring an hour after the real clock.
-fn live(jti: &str, subject: &str, issued: Timestamp) -> TokenRecord {
+pub(super) fn live(jti: &str, subject: &str, issued: Timestamp) -> TokenRecord {
     TokenRecord {
         jti: jti.to_owned(),
         subject: subject.to_owned(),
@@ -86,22 +91,10 @@ pub(super) fn record_list_and_revoke_by_id(make: &dyn Fn() -> Arc<dyn TokenStore
         .collect();
     assert_eq!(listed, ["b", "a"], "unexpired, newest first");
 
-    assert!(
-        !store
-            .is_revoked("a", "ci", t("2026-05-01T00:00:00Z"))
-            .unwrap()
-    );
+    assert!(!revoked(&store, "a", "ci", "2026-05-01T00:00:00Z"));
     assert!(store.revoke("a", now).unwrap());
-    assert!(
-        store
-            .is_revoked("a", "ci", t("2026-05-01T00:00:00Z"))
-            .unwrap()
-    );
-    assert!(
-        !store
-            .is_revoked("b", "bot", t("2026-05-02T00:00:00Z"))
-            .unwrap()
-    );
+    assert!(revoked(&store, "a", "ci", "2026-05-01T00:00:00Z"));
+    assert!(!revoked(&store, "b", "bot", "2026-05-02T00:00:00Z"));
     assert!(store.revoke("a", now).unwrap(), "known token");
     assert!(store.revoke("unknown", now).unwrap(), "newly recorded");
     assert!(
@@ -136,67 +129,31 @@ pub(super) fn cutoffs_revoke_by_subject_and_all(make: &dyn Fn() -> Arc<dyn Token
         0,
         "already revoked"
     );
-    assert!(
-        store
-            .is_revoked("a1", "ci", t("2026-05-01T00:00:00Z"))
-            .unwrap()
-    );
+    assert!(revoked(&store, "a1", "ci", "2026-05-01T00:00:00Z"));
     // Not recorded here (minted elsewhere with the same secret): covered by the cut-off.
-    assert!(
-        store
-            .is_revoked("zz", "ci", t("2026-05-03T00:00:00Z"))
-            .unwrap()
-    );
-    assert!(
-        !store
-            .is_revoked("zz", "ci", t("2026-05-03T00:00:01Z"))
-            .unwrap()
-    );
-    assert!(
-        !store
-            .is_revoked("b1", "bot", t("2026-05-01T00:00:00Z"))
-            .unwrap()
-    );
+    assert!(revoked(&store, "zz", "ci", "2026-05-03T00:00:00Z"));
+    assert!(!revoked(&store, "zz", "ci", "2026-05-03T00:00:01Z"));
+    assert!(!revoked(&store, "b1", "bot", "2026-05-01T00:00:00Z"));
     // Minted after the cut-off within the same second and recorded: still valid, even
     // when the caller passes the `iat` second.
     store
         .record(&rec("a3", "ci", "2026-05-03T00:00:00.900Z", None))
         .unwrap();
-    assert!(
-        !store
-            .is_revoked("a3", "ci", t("2026-05-03T00:00:00Z"))
-            .unwrap()
-    );
+    assert!(!revoked(&store, "a3", "ci", "2026-05-03T00:00:00Z"));
     // An earlier cut-off never moves the existing one back.
     store
         .revoke_subject("ci", t("2026-01-01T00:00:00Z"))
         .unwrap();
-    assert!(
-        store
-            .is_revoked("a2", "ci", t("2026-05-02T00:00:00Z"))
-            .unwrap()
-    );
+    assert!(revoked(&store, "a2", "ci", "2026-05-02T00:00:00Z"));
 
     assert_eq!(
         store.revoke_all(t("2026-05-04T00:00:00Z")).unwrap(),
         2,
         "b1 and a3"
     );
-    assert!(
-        store
-            .is_revoked("b1", "bot", t("2026-05-01T00:00:00Z"))
-            .unwrap()
-    );
-    assert!(
-        store
-            .is_revoked("new", "anyone", t("2026-05-04T00:00:00Z"))
-            .unwrap()
-    );
-    assert!(
-        !store
-            .is_revoked("new", "anyone", t("2026-05-04T00:00:01Z"))
-            .unwrap()
-    );
+    assert!(revoked(&store, "b1", "bot", "2026-05-01T00:00:00Z"));
+    assert!(revoked(&store, "new", "anyone", "2026-05-04T00:00:00Z"));
+    assert!(!revoked(&store, "new", "anyone", "2026-05-04T00:00:01Z"));
     assert!(
         store
             .list(t("2026-05-05T00:00:00Z"))
@@ -252,11 +209,7 @@ pub(super) fn prune_drops_expired_records_only(make: &dyn Fn() -> Arc<dyn TokenS
         2,
         "record and revocation of `gone`"
     );
-    assert!(
-        store
-            .is_revoked("never", "ci", t("2026-01-01T00:00:00Z"))
-            .unwrap()
-    );
+    assert!(revoked(&store, "never", "ci", "2026-01-01T00:00:00Z"));
     assert!(store.is_revoked("elsewhere", "ci", now).unwrap());
     assert_eq!(store.prune(now).unwrap(), 0);
     assert_eq!(store.list(now).unwrap().len(), 2);
@@ -537,11 +490,7 @@ pub(super) fn record_minted_is_listed_and_revocable(make: &dyn Fn() -> Arc<dyn T
     other
         .revoke_subject("ci", t("2026-05-01T00:00:00.100Z"))
         .unwrap();
-    assert!(
-        !other
-            .is_revoked("m", "ci", t("2026-05-01T00:00:00Z"))
-            .unwrap()
-    );
+    assert!(!revoked(&other, "m", "ci", "2026-05-01T00:00:00Z"));
     assert_eq!(other.token_state("m").unwrap(), TokenState::Active);
 }
 

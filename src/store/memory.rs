@@ -14,7 +14,7 @@ use jiff::Timestamp;
 
 use super::{
     IssueError, PRUNE_BATCH, Standing, StoreError, TokenRecord, TokenState, TokenStore,
-    prune_before,
+    check_live_limit, from_ms, ms, prune_before, unrecorded_parent_issued_at,
 };
 
 /// A token store that lives in this process only. Cloning a handle is sharing it: wrap it in
@@ -54,18 +54,6 @@ impl Row {
     fn live_at(&self, now: i64) -> bool {
         self.expires_at.is_none_or(|e| e > now)
     }
-}
-
-fn ms(t: Timestamp) -> i64 {
-    t.as_millisecond()
-}
-
-fn from_ms(v: i64) -> Timestamp {
-    Timestamp::from_millisecond(v).unwrap_or(if v < 0 {
-        Timestamp::MIN
-    } else {
-        Timestamp::MAX
-    })
 }
 
 const LOCATION: &str = "(in memory)";
@@ -206,7 +194,7 @@ impl TokenStore for MemoryStore {
             let (issued, subject) = match recorded {
                 Some(r) => (r.line_issued_at(), r.subject.as_str()),
                 None => (
-                    parent_issued_at.map_or(ms(record.issued_at), ms),
+                    unrecorded_parent_issued_at(record, parent_issued_at),
                     record.subject.as_str(),
                 ),
             };
@@ -222,12 +210,7 @@ impl TokenStore for MemoryStore {
             .values()
             .filter(|r| r.subject == record.subject && r.live_at(now))
             .count();
-        if live >= max_live {
-            return Err(IssueError::TooMany {
-                subject: record.subject.clone(),
-                limit: max_live,
-            });
-        }
+        check_live_limit(record, live, max_live)?;
         state.insert(record, line_issued_at)?;
         Ok(())
     }

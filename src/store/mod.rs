@@ -105,6 +105,47 @@ pub(crate) fn prune_before(now_ms: i64) -> i64 {
     now_ms.saturating_sub(i64::try_from(crate::token::LEEWAY_SECS * 1000).unwrap_or(i64::MAX))
 }
 
+/// A time as the engines keep it: Unix milliseconds.
+pub(crate) fn ms(t: Timestamp) -> i64 {
+    t.as_millisecond()
+}
+
+/// The time of Unix milliseconds `v` as the engines keep them, clamped to the range of
+/// [`Timestamp`].
+pub(crate) fn from_ms(v: i64) -> Timestamp {
+    Timestamp::from_millisecond(v).unwrap_or(if v < 0 {
+        Timestamp::MIN
+    } else {
+        Timestamp::MAX
+    })
+}
+
+/// The issue time (Unix ms) [`TokenStore::record_checked`] judges a parent that is not
+/// recorded by: its `iat` second, as [`TokenStore::check`] judges an unrecorded token, else
+/// the derived token's own issue time.
+pub(crate) fn unrecorded_parent_issued_at(
+    record: &TokenRecord,
+    parent_issued_at: Option<Timestamp>,
+) -> i64 {
+    parent_issued_at.map_or(ms(record.issued_at), ms)
+}
+
+/// Refuses `record` when its subject already holds `live` unexpired recorded tokens, `max_live`
+/// or more ([`TokenStore::record_checked`]).
+pub(crate) fn check_live_limit(
+    record: &TokenRecord,
+    live: usize,
+    max_live: usize,
+) -> Result<(), IssueError> {
+    if live >= max_live {
+        return Err(IssueError::TooMany {
+            subject: record.subject.clone(),
+            limit: max_live,
+        });
+    }
+    Ok(())
+}
+
 /// Why [`TokenStore::record_checked`] did not record a token.
 #[derive(Debug, thiserror::Error)]
 pub enum IssueError {

@@ -110,11 +110,7 @@ pub fn latest_expiry(
 }
 
 fn check_subject(subject: &str) -> Result<(), MintError> {
-    let shown: String = subject
-        .chars()
-        .take(40)
-        .flat_map(char::escape_debug)
-        .collect();
+    let shown = crate::term::escaped_head(subject, 40);
     if subject.is_empty() {
         return Err(MintError::Subject("the subject is empty".to_owned()));
     }

@@ -202,13 +202,10 @@ fn parse_claims(raw: RawClaims) -> Result<Claims, VerifyError> {
 
 fn check_claims(claims: &Claims, opts: &VerifyOptions<'_>) -> Result<(), VerifyError> {
     if claims.iss != opts.issuer {
-        let shown: String = claims
-            .iss
-            .chars()
-            .take(80)
-            .flat_map(char::escape_debug)
-            .collect();
-        return Err(VerifyError::WrongIssuer(shown));
+        return Err(VerifyError::WrongIssuer(crate::term::escaped_head(
+            &claims.iss,
+            80,
+        )));
     }
     if let Some(expected) = opts.audience
         && claims.aud.as_deref() != Some(expected)

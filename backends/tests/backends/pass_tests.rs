@@ -60,13 +60,14 @@ fn values_interoperate_with_pass_both_ways() {
     );
     std::fs::create_dir_all(home.store.join(".git/objects")).unwrap();
     std::fs::write(home.store.join(".git/objects/x.gpg"), b"").unwrap();
-    let listed: Vec<_> = b
-        .list(None)
-        .unwrap()
-        .iter()
-        .map(|k| k.to_string())
-        .collect();
-    assert_eq!(listed, ["ext/one", "ext/two", "tessera/auth/token_secret"]);
+    assert_eq!(
+        b.list(None).unwrap(),
+        [
+            key("ext/one"),
+            key("ext/two"),
+            key("tessera/auth/token_secret")
+        ]
+    );
 }
 
 #[test]

@@ -64,13 +64,14 @@ fn values_interoperate_with_sops_both_ways() {
         b.get(&key("ext/two")).unwrap().expose_secret(),
         "with newline"
     );
-    let listed: Vec<_> = b
-        .list(None)
-        .unwrap()
-        .iter()
-        .map(|k| k.to_string())
-        .collect();
-    assert_eq!(listed, ["ext/one", "ext/two", "tessera/auth/token_secret"]);
+    assert_eq!(
+        b.list(None).unwrap(),
+        [
+            key("ext/one"),
+            key("ext/two"),
+            key("tessera/auth/token_secret")
+        ]
+    );
 }
 
 #[test]

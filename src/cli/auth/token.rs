@@ -135,6 +135,15 @@ fn ts(secs: i64) -> Option<String> {
     Timestamp::from_second(secs).ok().map(|t| t.to_string())
 }
 
+/// A token's scopes for a sentence: `(none)` when it has none.
+fn scope_text(scopes: &ScopeSet) -> String {
+    if scopes.is_empty() {
+        "(none)".to_owned()
+    } else {
+        scopes.to_string()
+    }
+}
+
 fn open_store(ctx: &Context) -> Result<std::sync::Arc<dyn TokenStore>, CliError> {
     Ok(store::open(&ctx.config)?)
 }
@@ -191,11 +200,7 @@ fn generate(ctx: &Context, args: GenerateArgs) -> Result<(), CliError> {
     } else {
         ctx.out.line(minted.token.expose_secret())?;
     }
-    let scope_text = if c.scope.is_empty() {
-        "(none)".to_owned()
-    } else {
-        c.scope.to_string()
-    };
+    let scope_text = scope_text(&c.scope);
     ctx.out.note(&format!(
         "minted a token for `{}`\n  scopes:  {scope_text}\n  expires: {}\n  id:      {}",
         c.sub,
@@ -251,11 +256,7 @@ fn verify(ctx: &Context, args: VerifyArgs) -> Result<(), CliError> {
                 v["reason"] = Value::Null;
                 return ctx.out.json(&v);
             }
-            let scope_text = if c.scope.is_empty() {
-                "(none)".to_owned()
-            } else {
-                c.scope.to_string()
-            };
+            let scope_text = scope_text(&c.scope);
             // Claims of a token from anywhere: control characters escaped.
             ctx.out.line(&format!(
                 "valid token for `{}`\n  scopes:  {}\n  issued:  {}\n  expires: {}\n  id:      {}",

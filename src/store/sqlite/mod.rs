@@ -30,7 +30,7 @@ use unchanged::{Lookup, Unchanged};
 
 use crate::store::{
     IssueError, PRUNE_BATCH, Standing, StoreError, TokenRecord, TokenState, TokenStore,
-    prune_before,
+    check_live_limit, from_ms, ms, prune_before, unrecorded_parent_issued_at,
 };
 
 /// `PRAGMA user_version` of the schema this code writes: one step per entry of [`MIGRATIONS`].
@@ -204,18 +204,6 @@ impl std::fmt::Debug for SqliteStore {
             .field("path", &self.path)
             .finish_non_exhaustive()
     }
-}
-
-fn ms(t: Timestamp) -> i64 {
-    t.as_millisecond()
-}
-
-fn from_ms(v: i64) -> Timestamp {
-    Timestamp::from_millisecond(v).unwrap_or(if v < 0 {
-        Timestamp::MIN
-    } else {
-        Timestamp::MAX
-    })
 }
 
 impl SqliteStore {
@@ -475,6 +463,30 @@ impl SqliteStore {
         conn.query_row(&sql, params![now, subject], |r| r.get::<_, i64>(0))
             .map(|n| usize::try_from(n).unwrap_or(0))
     }
+
+    /// Writes a revocation cut-off (`cutoff_sql` with `cutoff_params`) in one write
+    /// transaction, after moving pending records in, and returns how many live tokens it
+    /// touched: those [`Self::count_live`] finds with `live` (`?1` is `now`, `?2` `subject`).
+    fn write_cutoff(
+        &self,
+        live: &str,
+        now: i64,
+        subject: Option<&str>,
+        cutoff_sql: &str,
+        cutoff_params: impl rusqlite::Params,
+    ) -> Result<usize, StoreError> {
+        self.move_pending(true);
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|e| self.err(e))?;
+        let touched = Self::count_live(&tx, live, now, subject).map_err(|e| self.err(e))?;
+        tx.execute(cutoff_sql, cutoff_params)
+            .map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))?;
+        self.make_durable(&conn)?;
+        Ok(touched)
+    }
 }
 
 /// Inserts `record` with `sql` ([`INSERT_SQL`] or [`INSERT_OR_IGNORE_SQL`]), with the issue
@@ -697,7 +709,7 @@ impl TokenStore for SqliteStore {
             let (issued, subject) = match recorded {
                 Some((_, issued, subject)) => (issued, subject),
                 None => (
-                    parent_issued_at.map_or(ms(record.issued_at), ms),
+                    unrecorded_parent_issued_at(record, parent_issued_at),
                     record.subject.clone(),
                 ),
             };
@@ -718,12 +730,11 @@ impl TokenStore for SqliteStore {
         let live: i64 = tx
             .query_row(COUNT_LIVE_SQL, params![record.subject, now], |r| r.get(0))
             .map_err(|e| self.err(e))?;
-        if usize::try_from(live).unwrap_or(usize::MAX) >= max_live {
-            return Err(IssueError::TooMany {
-                subject: record.subject.clone(),
-                limit: max_live,
-            });
-        }
+        check_live_limit(
+            record,
+            usize::try_from(live).unwrap_or(usize::MAX),
+            max_live,
+        )?;
         insert(&tx, INSERT_SQL, record, line_issued_at).map_err(|e| self.err(e))?;
         tx.commit().map_err(|e| self.err(e))?;
         Ok(())
@@ -764,53 +775,27 @@ impl TokenStore for SqliteStore {
     }
 
     fn revoke_subject(&self, subject: &str, now: Timestamp) -> Result<usize, StoreError> {
-        self.move_pending(true);
         let now = ms(now);
-        let mut conn = self.conn();
-        let tx = conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(|e| self.err(e))?;
-        let touched = Self::count_live(
-            &tx,
+        self.write_cutoff(
             "t.subject = ?2 AND COALESCE(t.root_issued_at, t.issued_at) <= ?1",
             now,
             Some(subject),
-        )
-        .map_err(|e| self.err(e))?;
-        tx.execute(
             "INSERT INTO subject_cutoffs (subject, revoked_before) VALUES (?1, ?2)
              ON CONFLICT (subject) DO UPDATE SET revoked_before = MAX(revoked_before, excluded.revoked_before)",
             params![subject, now],
         )
-        .map_err(|e| self.err(e))?;
-        tx.commit().map_err(|e| self.err(e))?;
-        self.make_durable(&conn)?;
-        Ok(touched)
     }
 
     fn revoke_all(&self, now: Timestamp) -> Result<usize, StoreError> {
-        self.move_pending(true);
         let now = ms(now);
-        let mut conn = self.conn();
-        let tx = conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(|e| self.err(e))?;
-        let touched = Self::count_live(
-            &tx,
+        self.write_cutoff(
             "COALESCE(t.root_issued_at, t.issued_at) <= ?1 AND ?2 IS NULL",
             now,
             None,
-        )
-        .map_err(|e| self.err(e))?;
-        tx.execute(
             "INSERT INTO global_cutoff (id, revoked_before) VALUES (1, ?1)
              ON CONFLICT (id) DO UPDATE SET revoked_before = MAX(revoked_before, excluded.revoked_before)",
             params![now],
         )
-        .map_err(|e| self.err(e))?;
-        tx.commit().map_err(|e| self.err(e))?;
-        self.make_durable(&conn)?;
-        Ok(touched)
     }
 
     /// True when the token may be used now: it is not a recorded single-use token, or this is
@@ -984,24 +969,8 @@ fn beside(store: &Path, suffix: &str) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::contract::{ago, live, rec, t};
     use std::os::unix::fs::PermissionsExt;
-
-    fn t(s: &str) -> Timestamp {
-        s.parse().unwrap()
-    }
-
-    fn rec(jti: &str, subject: &str, issued: &str, expires: Option<&str>) -> TokenRecord {
-        TokenRecord {
-            jti: jti.to_owned(),
-            subject: subject.to_owned(),
-            scopes: "repository:*:pull".to_owned(),
-            issued_at: t(issued),
-            expires_at: expires.map(t),
-            single_use: false,
-            revoked: false,
-            parent: None,
-        }
-    }
 
     fn open(dir: &tempfile::TempDir) -> SqliteStore {
         SqliteStore::open(&dir.path().join("data/tessera/tokens.db")).unwrap()
@@ -1321,24 +1290,6 @@ mod tests {
         assert!(a.is_revoked("z", "other", iat).unwrap());
     }
     // ---- derived tokens, issue times, pruning -------------------------------------------------
-
-    fn ago(secs: i64) -> Timestamp {
-        Timestamp::now() - jiff::SignedDuration::from_secs(secs)
-    }
-
-    /// A record issued at `issued`, expiring an hour after the real clock.
-    fn live(jti: &str, subject: &str, issued: Timestamp) -> TokenRecord {
-        TokenRecord {
-            jti: jti.to_owned(),
-            subject: subject.to_owned(),
-            scopes: "repository:*:pull".to_owned(),
-            issued_at: issued,
-            expires_at: Some(ago(-3600)),
-            single_use: false,
-            revoked: false,
-            parent: None,
-        }
-    }
 
     fn rows(store: &SqliteStore, table: &str) -> i64 {
         store
