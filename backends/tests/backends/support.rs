@@ -213,12 +213,7 @@ impl PassHome {
 impl Drop for PassHome {
     fn drop(&mut self) {
         // Stop the gpg-agent that gpg started for this home.
-        let _ = Command::new("gpgconf")
-            .args(["--kill", "gpg-agent"])
-            .env("GNUPGHOME", &self.gnupg)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+        self.stop_agent();
     }
 }
 
