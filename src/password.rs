@@ -1,6 +1,25 @@
-//! bcrypt password hashes that htpasswd-compatible servers accept.
+//! Password hashes: argon2id (what tessera makes by default) and bcrypt (what
+//! htpasswd-compatible servers accept). Verification picks the algorithm from the stored
+//! hash's prefix, so hashes of either kind keep working.
 
+use argon2::{Algorithm, Argon2, Params, PasswordHash, PasswordHasher, PasswordVerifier, Version};
 use secrecy::{ExposeSecret, SecretString};
+
+/// The least argon2id memory cost tessera makes or accepts, in KiB (OWASP's minimum).
+pub const ARGON2_MIN_M_KIB: u32 = 19_456;
+/// The least argon2id number of passes.
+pub const ARGON2_MIN_T: u32 = 2;
+/// The least argon2id parallelism.
+pub const ARGON2_MIN_P: u32 = 1;
+
+/// What a stored hash is, with the parameters that set its cost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HashKind {
+    /// `$argon2id$v=19$m=..,t=..,p=..$`: memory in KiB, passes, lanes.
+    Argon2id { m_kib: u32, t: u32, p: u32 },
+    /// `$2a$`, `$2b$` or `$2y$` with this cost.
+    Bcrypt { cost: u32 },
+}
 
 /// Default bcrypt cost.
 pub const DEFAULT_COST: u32 = 12;
@@ -27,10 +46,47 @@ pub enum PasswordError {
         "bcrypt cost {0} is out of range; use {MIN_STORED_COST} to {MAX_COST} (each step doubles the work; a hash below cost {MIN_STORED_COST} is too cheap, i.e. too easy to brute-force, and the server refuses it)"
     )]
     Cost(u32),
-    #[error("the stored password hash is not a bcrypt hash ($2a$, $2b$ or $2y$)")]
+    #[error(
+        "the stored password hash is not an argon2id hash ($argon2id$v=19$...) or a bcrypt hash ($2a$, $2b$ or $2y$)"
+    )]
     BadHash,
     #[error("hashing failed: {0}")]
     Hash(String),
+}
+
+/// Hashes `password` with argon2id at tessera's parameters (m=19456 KiB, t=2, p=1) and a
+/// random salt, as a PHC string (`$argon2id$v=19$m=19456,t=2,p=1$...`).
+pub fn hash_argon2id(password: &SecretString) -> Result<SecretString, PasswordError> {
+    hash_argon2id_with(password, ARGON2_MIN_M_KIB, ARGON2_MIN_T, ARGON2_MIN_P)
+}
+
+/// Hashes `password` with argon2id at the given parameters (for the dummy hash of the
+/// server, which must cost what the stored hash costs).
+fn hash_argon2id_with(
+    password: &SecretString,
+    m_kib: u32,
+    t: u32,
+    p: u32,
+) -> Result<SecretString, PasswordError> {
+    let bytes = password.expose_secret().as_bytes();
+    if bytes.is_empty() {
+        return Err(PasswordError::Empty);
+    }
+    let params =
+        Params::new(m_kib, t, p, None).map_err(|e| PasswordError::Hash(e.to_string()))?;
+    let hash = Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+        .hash_password(bytes)
+        .map_err(|e| PasswordError::Hash(e.to_string()))?;
+    Ok(SecretString::from(hash.to_string()))
+}
+
+/// A new hash of `password` of the same kind and cost as `kind` (argon2id with the same
+/// parameters, or bcrypt with the same cost).
+pub fn hash_like(password: &SecretString, kind: HashKind) -> Result<SecretString, PasswordError> {
+    match kind {
+        HashKind::Argon2id { m_kib, t, p } => hash_argon2id_with(password, m_kib, t, p),
+        HashKind::Bcrypt { cost } => hash(password, cost),
+    }
 }
 
 /// Hashes `password` with bcrypt (`$2y$` prefix, as htpasswd writes).
@@ -74,6 +130,50 @@ pub fn check_stored_cost(cost: u32) -> Result<(), String> {
     ))
 }
 
+/// What the stored `hash` is: argon2id (with its parameters) or bcrypt (with its cost); a
+/// malformed hash, or another algorithm, is [`PasswordError::BadHash`]. Never quotes the hash.
+pub fn hash_kind(hash: &SecretString) -> Result<HashKind, PasswordError> {
+    if hash.expose_secret().starts_with("$argon2id$") {
+        let parsed = parse_argon2id(hash.expose_secret())?;
+        let params = Params::try_from(&parsed).map_err(|_| PasswordError::BadHash)?;
+        return Ok(HashKind::Argon2id {
+            m_kib: params.m_cost(),
+            t: params.t_cost(),
+            p: params.p_cost(),
+        });
+    }
+    hash_cost(hash).map(|cost| HashKind::Bcrypt { cost })
+}
+
+/// The server's verdict on the cost of the stored hash: `Err` with the sentence to show when
+/// it is below tessera's floor (bcrypt cost [`MIN_STORED_COST`]; argon2id m=19456 KiB, t=2,
+/// p=1).
+pub fn check_stored(kind: HashKind) -> Result<(), String> {
+    match kind {
+        HashKind::Bcrypt { cost } => check_stored_cost(cost),
+        HashKind::Argon2id { m_kib, t, p } => {
+            if m_kib >= ARGON2_MIN_M_KIB && t >= ARGON2_MIN_T && p >= ARGON2_MIN_P {
+                return Ok(());
+            }
+            Err(format!(
+                "has argon2id parameters m={m_kib}, t={t}, p={p}; the server refuses less than m={ARGON2_MIN_M_KIB}, t={ARGON2_MIN_T}, p={ARGON2_MIN_P}, because such a hash is too cheap, i.e. too easy to brute-force"
+            ))
+        }
+    }
+}
+
+/// A `$argon2id$` PHC string of version 19 with a salt and an output, or `BadHash`.
+fn parse_argon2id(hash: &str) -> Result<PasswordHash, PasswordError> {
+    let parsed = PasswordHash::new(hash).map_err(|_| PasswordError::BadHash)?;
+    let argon2id_v19 = parsed.algorithm.as_str() == "argon2id"
+        && parsed.version.is_none_or(|v| v == u32::from(Version::V0x13));
+    if !argon2id_v19 || parsed.salt.is_none() || parsed.hash.is_none() {
+        return Err(PasswordError::BadHash);
+    }
+    Params::try_from(&parsed).map_err(|_| PasswordError::BadHash)?;
+    Ok(parsed)
+}
+
 fn check_length(bytes: &[u8]) -> Result<(), PasswordError> {
     match bytes.len() {
         0 => Err(PasswordError::Empty),
@@ -106,13 +206,20 @@ pub fn hash_cost(hash: &SecretString) -> Result<u32, PasswordError> {
 /// Checks `password` against a stored hash; malformed hashes fail closed (`Err`), a wrong
 /// password is `Ok(false)`.
 ///
-/// Accepts `$2a$`, `$2b$` and `$2y$` hashes (htpasswd writes `$2y$`). An empty password or one
+/// The stored hash's prefix picks the algorithm: `$argon2id$` is checked with argon2id at the
+/// parameters the hash names (an empty password never verifies, after the same work), and
+/// everything else must be bcrypt.
+///
+/// For bcrypt: accepts `$2a$`, `$2b$` and `$2y$` hashes (htpasswd writes `$2y$`). An empty password or one
 /// longer than [`MAX_PASSWORD_LEN`] bytes never verifies (`Ok(false)`), so two passwords that
 /// share their first 72 bytes cannot both be accepted; the hash is still checked for
 /// well-formedness first, so a broken configuration is reported whatever the password.
 /// The comparison of the computed and stored hash is constant-time (bcrypt uses `subtle`).
 pub fn verify(password: &SecretString, hash: &SecretString) -> Result<bool, PasswordError> {
     let hash = hash.expose_secret();
+    if hash.starts_with("$argon2id$") {
+        return verify_argon2id(password, hash);
+    }
     let prefix_ok = ["$2a$", "$2b$", "$2y$"].iter().any(|p| hash.starts_with(p));
     if !prefix_ok || hash.len() != 60 {
         return Err(PasswordError::BadHash);
@@ -124,6 +231,19 @@ pub fn verify(password: &SecretString, hash: &SecretString) -> Result<bool, Pass
         return Ok(false);
     }
     bcrypt::verify(bytes, hash).map_err(|_| PasswordError::BadHash)
+}
+
+fn verify_argon2id(password: &SecretString, hash: &str) -> Result<bool, PasswordError> {
+    let parsed = parse_argon2id(hash)?;
+    let bytes = password.expose_secret().as_bytes();
+    // An empty password never verifies; "x" spends the same time.
+    let tried: &[u8] = if bytes.is_empty() { b"x" } else { bytes };
+    // The algorithm, version and parameters are taken from the stored hash.
+    match Argon2::default().verify_password(tried, &parsed) {
+        Ok(()) => Ok(!bytes.is_empty()),
+        Err(argon2::password_hash::Error::PasswordInvalid) => Ok(false),
+        Err(_) => Err(PasswordError::BadHash),
+    }
 }
 
 #[cfg(test)]
@@ -146,6 +266,96 @@ mod tests {
         assert!(verify(&secret("correct horse"), &h).unwrap());
         assert!(!verify(&secret("correct horsf"), &h).unwrap());
         assert!(!verify(&secret(""), &h).unwrap());
+    }
+
+    #[test]
+    fn argon2id_hashes_verify_and_carry_the_floor_parameters() {
+        let h = hash_argon2id(&secret("correct horse")).unwrap();
+        let text = h.expose_secret();
+        assert!(text.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{text}");
+        assert_eq!(
+            hash_kind(&h).unwrap(),
+            HashKind::Argon2id {
+                m_kib: 19456,
+                t: 2,
+                p: 1
+            }
+        );
+        assert!(check_stored(hash_kind(&h).unwrap()).is_ok());
+        assert!(verify(&secret("correct horse"), &h).unwrap());
+        assert!(!verify(&secret("correct horsf"), &h).unwrap());
+        assert!(!verify(&secret(""), &h).unwrap());
+        // No 72-byte limit: the whole password counts.
+        let long = "a".repeat(200);
+        let h = hash_argon2id(&secret(&long)).unwrap();
+        assert!(verify(&secret(&long), &h).unwrap());
+        assert!(!verify(&secret(&long[..72]), &h).unwrap());
+        assert!(matches!(
+            hash_argon2id(&secret("")),
+            Err(PasswordError::Empty)
+        ));
+    }
+
+    #[test]
+    fn the_dummy_hash_has_the_kind_and_parameters_of_the_stored_one() {
+        let pw = secret("pw");
+        for kind in [
+            HashKind::Bcrypt { cost: 5 },
+            HashKind::Argon2id {
+                m_kib: 19456,
+                t: 3,
+                p: 2,
+            },
+        ] {
+            let h = hash_like(&pw, kind).unwrap();
+            assert_eq!(hash_kind(&h).unwrap(), kind);
+            assert!(verify(&pw, &h).unwrap());
+        }
+    }
+
+    #[test]
+    fn argon2id_below_the_floor_is_refused_by_the_server_check() {
+        for (m_kib, t, p) in [(19455, 2, 1), (19456, 1, 1), (4096, 3, 1)] {
+            let kind = HashKind::Argon2id { m_kib, t, p };
+            let e = check_stored(kind).unwrap_err();
+            assert!(
+                e.contains(&format!("m={m_kib}, t={t}, p={p}"))
+                    && e.contains("less than m=19456, t=2, p=1"),
+                "{e}"
+            );
+            assert!(e.contains("too easy to brute-force"), "{e}");
+        }
+        for (m_kib, t, p) in [(19456, 2, 1), (65536, 3, 4)] {
+            assert!(check_stored(HashKind::Argon2id { m_kib, t, p }).is_ok());
+        }
+        assert!(check_stored(HashKind::Bcrypt { cost: 9 }).is_err());
+        assert!(check_stored(HashKind::Bcrypt { cost: 10 }).is_ok());
+    }
+
+    #[test]
+    fn other_argon2_variants_and_broken_phc_strings_fail_closed() {
+        let good = hash_argon2id(&secret("pw")).unwrap();
+        let g = good.expose_secret();
+        let argon2i = g.replacen("$argon2id$", "$argon2i$", 1);
+        let argon2d = g.replacen("$argon2id$", "$argon2d$", 1);
+        let v16 = g.replacen("v=19", "v=16", 1);
+        let no_output = g[..g.rfind('$').unwrap()].to_owned();
+        let bad_b64 = format!("{}!", &g[..g.len() - 1]);
+        for bad in [
+            argon2i.as_str(),
+            argon2d.as_str(),
+            v16.as_str(),
+            no_output.as_str(),
+            bad_b64.as_str(),
+            "$argon2id$",
+            "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA",
+        ] {
+            assert!(
+                matches!(verify(&secret("pw"), &secret(bad)), Err(PasswordError::BadHash)),
+                "{bad}"
+            );
+            assert!(hash_kind(&secret(bad)).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! Password login: the configured user, checked in constant time against a bcrypt hash on a
-//! bounded pool of threads, with failures rate-limited.
+//! Password login: the configured user, checked in constant time against an argon2id or
+//! bcrypt hash on a bounded pool of threads, with failures rate-limited.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -19,10 +19,11 @@ pub struct PasswordLogin {
     username: String,
     /// SHA-256 of the username, compared in constant time with the digest of the one sent.
     username_digest: [u8; 32],
-    /// The bcrypt hash from the backend.
+    /// The argon2id or bcrypt hash from the backend.
     hash: SecretString,
-    /// A bcrypt hash of a random password with the same cost, checked for unknown users so
-    /// that they cost as much as a wrong password.
+    /// A hash of a random password of the same kind and parameters (argon2id with the same
+    /// m, t and p, or bcrypt with the same cost), checked for unknown users so that they cost
+    /// as much as a wrong password.
     dummy_hash: SecretString,
     /// Scopes of tokens issued by password login.
     scopes: ScopeSet,
@@ -55,10 +56,12 @@ pub enum LoginError {
     /// The hash cannot be read.
     #[error("cannot read the password hash: {0}")]
     ReadHash(BackendError),
-    /// The stored value is not a bcrypt hash.
-    #[error("the value at `{key}` is not a bcrypt hash ($2a$, $2b$ or $2y$, 60 characters)")]
-    NotBcrypt { key: KeyPath },
-    /// The stored hash's cost is out of range.
+    /// The stored value is neither an argon2id nor a bcrypt hash.
+    #[error(
+        "the value at `{key}` is not an argon2id hash ($argon2id$v=19$...) or a bcrypt hash ($2a$, $2b$ or $2y$, 60 characters)"
+    )]
+    NotAHash { key: KeyPath },
+    /// The stored hash is cheaper than tessera's floor (bcrypt cost, argon2id parameters).
     #[error("the password hash at `{key}` {why}")]
     Cost { key: KeyPath, why: String },
     /// No randomness for the dummy password.
@@ -79,11 +82,11 @@ impl LoginError {
             LoginError::NoHash { .. } => Some(
                 "store one with `tessera auth password hash --store`, or remove `auth.username` to turn password login off",
             ),
-            LoginError::NotBcrypt { .. } => {
+            LoginError::NotAHash { .. } => {
                 Some("store one with `tessera auth password hash --store`")
             }
             LoginError::Cost { .. } => Some(
-                "store a new hash with `tessera auth password hash --store` (cost 12 by default)",
+                "store a new hash with `tessera auth password hash --store` (argon2id, m=19456 KiB, t=2, p=1)",
             ),
             _ => None,
         }
@@ -92,8 +95,8 @@ impl LoginError {
 
 impl PasswordLogin {
     /// The password login of `[auth]`: `None` when `auth.username` is not set; else the hash
-    /// from `backend` (an error when it is missing or not a usable bcrypt hash) and a dummy
-    /// hash of the same cost.
+    /// from `backend` (an error when it is missing, not a usable argon2id or bcrypt hash, or
+    /// cheaper than tessera accepts) and a dummy hash of the same kind and cost.
     pub fn load<'a>(
         config: &Config,
         backend: &dyn Fn() -> Result<&'a dyn SecretsBackend, BackendError>,
@@ -111,16 +114,16 @@ impl PasswordLogin {
                 backend: config.secrets.backend,
             })?;
         let hash = SecretString::from(hash.expose_secret().trim().to_owned());
-        let cost = crate::password::hash_cost(&hash)
-            .map_err(|_| LoginError::NotBcrypt { key: key.clone() })?;
-        if let Err(why) = crate::password::check_stored_cost(cost) {
+        let kind = crate::password::hash_kind(&hash)
+            .map_err(|_| LoginError::NotAHash { key: key.clone() })?;
+        if let Err(why) = crate::password::check_stored(kind) {
             return Err(LoginError::Cost {
                 key: key.clone(),
                 why,
             });
         }
         let dummy_password = crate::keyring::random_secret(32).map_err(LoginError::Random)?;
-        let dummy_hash = crate::password::hash(&dummy_password, cost).map_err(LoginError::Hash)?;
+        let dummy_hash = crate::password::hash_like(&dummy_password, kind).map_err(LoginError::Hash)?;
         let scopes =
             ScopeSet::parse_list(&config.auth.login_scopes, "*").map_err(LoginError::Scopes)?;
         Ok(Some(PasswordLogin {
@@ -141,8 +144,8 @@ impl PasswordLogin {
 impl Auth {
     /// Checks a username and password against `[auth]`: failures rate-limited per client
     /// address and per account (see `ratelimit`), the username compared in constant time,
-    /// bcrypt on a thread of its own with at most all cores but one at once, and an unknown
-    /// user checked against a dummy hash of the same cost, so it costs what a wrong password
+    /// the hash (argon2id or bcrypt) checked on a thread of its own with at most all cores but
+    /// one at once, and an unknown user checked against a dummy hash of the same kind and cost, so it costs what a wrong password
     /// costs. The principal of the configured user, or `InvalidCredentials` (also when
     /// password login is off), `RateLimited`, or `Unavailable` for a server shutting down.
     pub async fn login(
@@ -180,7 +183,7 @@ impl Auth {
     }
 }
 
-/// At most all cores but one bcrypt checks at once, so that a flood of logins cannot starve
+/// At most all cores but one password checks (argon2id or bcrypt) at once, so that a flood of logins cannot starve
 /// token verification. A check holds its slot until the hash is done, even when the request
 /// that asked for it is gone (the client hung up, or the request timed out): the slot moves
 /// into the hashing thread with the work.
@@ -231,7 +234,7 @@ impl Hashing {
             .map_err(|_| AuthError::Unavailable("the server is shutting down".to_owned()))?;
         let running = Arc::clone(&self.running);
         let peak = Arc::clone(&self.peak);
-        bcrypt_in_background(move || {
+        hash_in_background(move || {
             let now = running.fetch_add(1, Ordering::SeqCst) + 1;
             peak.fetch_max(now, Ordering::SeqCst);
             let ok = crate::password::verify(&password, &hash).unwrap_or(false);
@@ -244,17 +247,17 @@ impl Hashing {
 }
 
 /// Runs a password check on a thread of its own with a lower scheduling
-/// priority (nice 10 on Linux). A bcrypt check is a quarter of a second of CPU that cannot
-/// yield: at the default priority, a flood of logins took whole time slices from the runtime
+/// priority (nice 10 on Linux). A password check (bcrypt cost 12 or argon2id) is tens to
+/// hundreds of milliseconds of CPU that cannot yield: at the default priority, a flood of logins took whole time slices from the runtime
 /// threads and delayed token checks queued behind them by tens of milliseconds. At nice 10 the
 /// scheduler lets a runtime thread with work preempt it at once; logins get the CPU the token
 /// checks leave (and at least a tenth of a core each when both compete).
-async fn bcrypt_in_background(
+async fn hash_in_background(
     check: impl FnOnce() -> bool + Send + 'static,
 ) -> Result<bool, AuthError> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
-        .name("tessera-bcrypt".to_owned())
+        .name("tessera-password".to_owned())
         .spawn(move || {
             lower_thread_priority();
             let _ = tx.send(check());

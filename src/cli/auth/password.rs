@@ -11,12 +11,14 @@ use crate::password::{self, DEFAULT_COST};
 
 #[derive(Debug, Subcommand)]
 pub enum PasswordCommand {
-    /// Print a bcrypt hash of a password (prompted twice without echo, or one line from
-    /// stdin with --stdin). The hash is accepted by htpasswd-compatible servers. Passwords
-    /// over 72 bytes are refused, never truncated.
+    /// Print an argon2id hash of a password (prompted twice without echo, or one line from
+    /// stdin with --stdin), with m=19456 KiB, t=2, p=1. With --bcrypt (or --cost), a bcrypt
+    /// hash instead, which htpasswd-compatible servers accept; bcrypt passwords over 72 bytes
+    /// are refused, never truncated.
     #[command(after_help = "EXAMPLES:
-  tessera auth password hash  # prompts twice, prints the hash
-  printf '%s\\n' \"$PW\" | tessera auth password hash --stdin --store")]
+  tessera auth password hash  # prompts twice, prints an argon2id hash
+  printf '%s\\n' \"$PW\" | tessera auth password hash --stdin --store
+  tessera auth password hash --bcrypt --cost 12  # for htpasswd-compatible servers")]
     Hash(HashArgs),
 }
 
@@ -25,9 +27,12 @@ pub struct HashArgs {
     /// Read the password as one line from stdin instead of prompting.
     #[arg(long)]
     pub stdin: bool,
-    /// bcrypt cost (10 to 31; each step doubles the work).
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_COST)]
-    pub cost: u32,
+    /// Make a bcrypt hash (htpasswd-compatible) instead of argon2id.
+    #[arg(long)]
+    pub bcrypt: bool,
+    /// bcrypt cost (10 to 31, default 12; each step doubles the work). Implies --bcrypt.
+    #[arg(long, value_name = "N")]
+    pub cost: Option<u32>,
     /// Write the hash to the configured `auth.password_hash` key instead of printing it.
     #[arg(long)]
     pub store: bool,
@@ -35,8 +40,16 @@ pub struct HashArgs {
 
 pub fn run(ctx: &Context, cmd: PasswordCommand) -> Result<(), CliError> {
     let PasswordCommand::Hash(args) = cmd;
+    // `--cost` implies bcrypt.
+    let bcrypt_cost = match (args.bcrypt, args.cost) {
+        (_, Some(cost)) => Some(cost),
+        (true, None) => Some(DEFAULT_COST),
+        (false, None) => None,
+    };
     // Before asking for the password: a cost the server would refuse is refused here.
-    password::check_cost(args.cost)?;
+    if let Some(cost) = bcrypt_cost {
+        password::check_cost(cost)?;
+    }
     let pw = if args.stdin || !stdin_is_terminal() {
         read_stdin_line("password")?
     } else {
@@ -47,7 +60,10 @@ pub fn run(ctx: &Context, cmd: PasswordCommand) -> Result<(), CliError> {
         }
         first
     };
-    let hash = password::hash(&pw, args.cost)?;
+    let hash = match bcrypt_cost {
+        Some(cost) => password::hash(&pw, cost)?,
+        None => password::hash_argon2id(&pw)?,
+    };
     if args.store {
         let key = &ctx.config.auth.password_hash;
         let backend = ctx.backend()?;
