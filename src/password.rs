@@ -72,8 +72,7 @@ fn hash_argon2id_with(
     if bytes.is_empty() {
         return Err(PasswordError::Empty);
     }
-    let params =
-        Params::new(m_kib, t, p, None).map_err(|e| PasswordError::Hash(e.to_string()))?;
+    let params = Params::new(m_kib, t, p, None).map_err(|e| PasswordError::Hash(e.to_string()))?;
     let hash = Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
         .hash_password(bytes)
         .map_err(|e| PasswordError::Hash(e.to_string()))?;
@@ -166,7 +165,9 @@ pub fn check_stored(kind: HashKind) -> Result<(), String> {
 fn parse_argon2id(hash: &str) -> Result<PasswordHash, PasswordError> {
     let parsed = PasswordHash::new(hash).map_err(|_| PasswordError::BadHash)?;
     let argon2id_v19 = parsed.algorithm.as_str() == "argon2id"
-        && parsed.version.is_none_or(|v| v == u32::from(Version::V0x13));
+        && parsed
+            .version
+            .is_none_or(|v| v == u32::from(Version::V0x13));
     if !argon2id_v19 || parsed.salt.is_none() || parsed.hash.is_none() {
         return Err(PasswordError::BadHash);
     }
@@ -272,7 +273,10 @@ mod tests {
     fn argon2id_hashes_verify_and_carry_the_floor_parameters() {
         let h = hash_argon2id(&secret("correct horse")).unwrap();
         let text = h.expose_secret();
-        assert!(text.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{text}");
+        assert!(
+            text.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+            "{text}"
+        );
         assert_eq!(
             hash_kind(&h).unwrap(),
             HashKind::Argon2id {
@@ -351,7 +355,10 @@ mod tests {
             "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA",
         ] {
             assert!(
-                matches!(verify(&secret("pw"), &secret(bad)), Err(PasswordError::BadHash)),
+                matches!(
+                    verify(&secret("pw"), &secret(bad)),
+                    Err(PasswordError::BadHash)
+                ),
                 "{bad}"
             );
             assert!(hash_kind(&secret(bad)).is_err(), "{bad}");

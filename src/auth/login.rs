@@ -123,7 +123,8 @@ impl PasswordLogin {
             });
         }
         let dummy_password = crate::keyring::random_secret(32).map_err(LoginError::Random)?;
-        let dummy_hash = crate::password::hash_like(&dummy_password, kind).map_err(LoginError::Hash)?;
+        let dummy_hash =
+            crate::password::hash_like(&dummy_password, kind).map_err(LoginError::Hash)?;
         let scopes =
             ScopeSet::parse_list(&config.auth.login_scopes, "*").map_err(LoginError::Scopes)?;
         Ok(Some(PasswordLogin {

@@ -8,7 +8,7 @@ use crate::support::{Home, SERVICE};
 use reqwest::blocking::Client;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
-use tessera::password::{self, PasswordError};
+use tessera::password::{self, HashKind, PasswordError};
 
 const HASH_KEY: &str = "tessera/auth/password_hash";
 
@@ -108,7 +108,7 @@ fn the_server_refuses_the_longer_of_two_passwords_sharing_72_bytes() {
     assert_eq!(login(&last_changed), 401);
 }
 
-/// Hashes that are not a usable bcrypt hash, each with what it is.
+/// Hashes that are neither a usable argon2id nor a usable bcrypt hash, each with what it is.
 fn malformed_hashes() -> Vec<(&'static str, String)> {
     let good = password::hash(&secret("pw"), 10).unwrap();
     let g = good.expose_secret().to_owned();
@@ -144,7 +144,11 @@ fn malformed_hashes() -> Vec<(&'static str, String)> {
             "$6$rounds=5000$salt$abcdefghijklmnopqrstuvwxyz".to_owned(),
         ),
         (
-            "argon2id",
+            "argon2i (not argon2id)",
+            "$argon2i$v=19$m=65536,t=3,p=4$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA".to_owned(),
+        ),
+        (
+            "argon2id with a 4-byte output",
             "$argon2id$v=19$m=65536,t=3,p=4$c2FsdA$aGFzaA".to_owned(),
         ),
         ("the plain password", "pw".to_owned()),
@@ -174,7 +178,10 @@ fn the_server_refuses_to_start_with_a_malformed_hash_and_does_not_echo_it() {
         }
         store_hash(&home, &bad);
         let err = home.start_error();
-        assert!(err.contains("not a bcrypt hash"), "{what}: {err}");
+        assert!(
+            err.contains("not an argon2id hash") && err.contains("or a bcrypt hash"),
+            "{what}: {err}"
+        );
         assert!(err.contains(HASH_KEY), "{what} names the key: {err}");
         if bad.len() > 8 {
             assert!(
@@ -215,6 +222,73 @@ fn the_server_refuses_a_stored_hash_cheaper_than_cost_10() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("below 10"));
     // Cost 10 starts.
     let h = password::hash(&secret("pw"), 10).unwrap();
+    store_hash(&home, h.expose_secret());
+    let (config, env) = home.config();
+    assert_eq!(crate::support::api::start_error(&config, &env), None);
+}
+
+#[test]
+fn a_server_with_an_argon2id_hash_logs_in_by_api_and_registry_basic() {
+    let home = Home::new();
+    // `auth password hash --store` makes argon2id by default.
+    home.ok_with_stdin(
+        &["auth", "password", "hash", "--stdin", "--store"],
+        "argon pass\n",
+    );
+    let (stored, _) = home.ok(&["secrets", "get", HASH_KEY]);
+    assert!(
+        stored.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+        "{stored}"
+    );
+    let server = home.serve();
+    crate::support::api::install_crypto_provider();
+    let http = Client::new();
+    let login = |user: &str, pw: &str| {
+        http.post(format!("http://{}/auth/login", server.addr()))
+            .json(&json!({"username": user, "password": pw}))
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    let token = |user: &str, pw: &str| {
+        http.get(format!("http://{}/token?service={SERVICE}", server.addr()))
+            .basic_auth(user, Some(pw))
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(login("deploy", "argon pass"), 200);
+    assert_eq!(token("deploy", "argon pass"), 200);
+    assert_eq!(login("deploy", "argon pasS"), 401);
+    assert_eq!(token("deploy", "argon pasS"), 401);
+    assert_eq!(login("nobody", "argon pass"), 401);
+    assert_eq!(token("deploy", ""), 401);
+}
+
+#[test]
+fn the_server_refuses_an_argon2id_hash_below_m19456_t2_p1() {
+    let home = Home::new();
+    for (m_kib, t, p) in [(4096, 2, 1), (19456, 1, 1)] {
+        let h = password::hash_like(&secret("pw"), HashKind::Argon2id { m_kib, t, p }).unwrap();
+        store_hash(&home, h.expose_secret());
+        let err = home.start_error();
+        assert!(
+            err.contains(&format!("m={m_kib}, t={t}, p={p}"))
+                && err.contains("less than m=19456, t=2, p=1"),
+            "{err}"
+        );
+        assert!(err.contains(HASH_KEY), "names the key: {err}");
+        assert!(
+            err.contains("tessera auth password hash --store"),
+            "the fix: {err}"
+        );
+        let salt_and_output = &h.expose_secret()[30..];
+        assert!(!err.contains(salt_and_output), "hash echoed: {err}");
+    }
+    // At the floor it starts.
+    let h = password::hash_argon2id(&secret("pw")).unwrap();
     store_hash(&home, h.expose_secret());
     let (config, env) = home.config();
     assert_eq!(crate::support::api::start_error(&config, &env), None);

@@ -488,6 +488,48 @@ fn init_creates_config_and_secret_and_keeps_them() {
 }
 
 #[test]
+fn password_hash_is_argon2id_by_default_and_bcrypt_on_request() {
+    let u = User::new();
+    let (out, _) = u.ok_with_stdin(&argv("auth password hash --stdin"), "correct horse\n");
+    assert!(out.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{out}");
+    let h = secrecy::SecretString::from(out.trim().to_owned());
+    assert!(
+        tessera::password::verify(&secrecy::SecretString::from("correct horse".to_owned()), &h)
+            .unwrap()
+    );
+    // No 72-byte limit for argon2id.
+    u.ok_with_stdin(
+        &argv("auth password hash --stdin"),
+        format!("{}\n", "x".repeat(73)),
+    );
+    let (out, _) = u.ok_with_stdin(
+        &argv("auth password hash --stdin --bcrypt"),
+        "correct horse\n",
+    );
+    assert!(
+        out.starts_with("$2y$12$") && out.trim().len() == 60,
+        "{out}"
+    );
+    assert!(bcrypt::verify("correct horse", out.trim()).unwrap());
+    let (out, _) = u.ok_with_stdin(
+        &argv("auth password hash --stdin --bcrypt --cost 10"),
+        "correct horse\n",
+    );
+    assert!(out.starts_with("$2y$10$"), "{out}");
+    // The bcrypt limits stay.
+    u.fails(
+        &argv("auth password hash --stdin --bcrypt"),
+        &format!("{}\n", "x".repeat(73)),
+        1,
+    );
+    u.fails(
+        &argv("auth password hash --stdin --bcrypt --cost 9"),
+        "pw\n",
+        2,
+    );
+}
+
+#[test]
 fn password_hash_is_htpasswd_bcrypt_and_refuses_long_input() {
     let u = User::new();
     let a = u
