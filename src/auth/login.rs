@@ -184,10 +184,10 @@ impl Auth {
     }
 }
 
-/// At most all cores but one password checks (argon2id or bcrypt) at once, so that a flood of logins cannot starve
-/// token verification. A check holds its slot until the hash is done, even when the request
-/// that asked for it is gone (the client hung up, or the request timed out): the slot moves
-/// into the hashing thread with the work.
+/// At most all cores but one password checks (argon2id or bcrypt) at once, so that a flood of
+/// logins cannot starve token verification. A check holds its slot until the hash is done,
+/// even when the request that asked for it is gone (the client hung up, or the request timed
+/// out): the slot moves into the hashing thread with the work.
 #[derive(Debug)]
 pub(crate) struct Hashing {
     slots: Arc<tokio::sync::Semaphore>,

@@ -18,7 +18,7 @@ pub enum AuthCommand {
   tessera auth token list
   tessera auth token revoke --subject ci")]
     Token(token::TokenCommand),
-    /// bcrypt password hashes for password login.
+    /// Password hashes (argon2id, or bcrypt) for password login.
     #[command(subcommand)]
     #[command(after_help = "EXAMPLES:
   tessera auth password hash --store  # prompts twice; enables login with auth.username")]
