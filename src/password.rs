@@ -165,9 +165,7 @@ pub fn check_stored(kind: HashKind) -> Result<(), String> {
 fn parse_argon2id(hash: &str) -> Result<PasswordHash, PasswordError> {
     let parsed = PasswordHash::new(hash).map_err(|_| PasswordError::BadHash)?;
     let argon2id_v19 = parsed.algorithm.as_str() == "argon2id"
-        && parsed
-            .version
-            .is_none_or(|v| v == u32::from(Version::V0x13));
+        && parsed.version == Some(u32::from(Version::V0x13));
     if !argon2id_v19 || parsed.salt.is_none() || parsed.hash.is_none() {
         return Err(PasswordError::BadHash);
     }
@@ -343,12 +341,15 @@ mod tests {
         let argon2i = g.replacen("$argon2id$", "$argon2i$", 1);
         let argon2d = g.replacen("$argon2id$", "$argon2d$", 1);
         let v16 = g.replacen("v=19", "v=16", 1);
+        // Without `v=` a PHC string means version 16 (0x10), which tessera does not read.
+        let no_version = g.replacen("v=19$", "", 1);
         let no_output = g[..g.rfind('$').unwrap()].to_owned();
         let bad_b64 = format!("{}!", &g[..g.len() - 1]);
         for bad in [
             argon2i.as_str(),
             argon2d.as_str(),
             v16.as_str(),
+            no_version.as_str(),
             no_output.as_str(),
             bad_b64.as_str(),
             "$argon2id$",
