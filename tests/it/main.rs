@@ -22,3 +22,4 @@ mod registry;
 mod registry_e2e;
 mod server;
 mod sessions;
+mod users;
