@@ -6,6 +6,7 @@
 //! the password login, the login rate limiter, the pool of password checks and the table of
 //! tokens already verified.
 
+pub mod apikey;
 pub mod authenticate;
 pub mod issue;
 pub mod login;

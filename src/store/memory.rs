@@ -31,6 +31,8 @@ struct State {
     revoked: HashMap<String, Option<i64>>,
     subject_cutoffs: HashMap<String, i64>,
     global_cutoff: Option<i64>,
+    /// API keys (contract section 9).
+    keys: super::keys::MemKeys,
 }
 
 #[derive(Debug, Clone)]
@@ -342,5 +344,49 @@ impl TokenStore for MemoryStore {
             .retain(|_, r| r.expires_at.is_none_or(|e| e >= before));
         state.revoked.retain(|_, e| e.is_none_or(|e| e >= before));
         Ok(tokens - state.tokens.len() + revoked - state.revoked.len())
+    }
+
+    // --- API keys (contract section 9) ---
+
+    fn create_key(
+        &self,
+        key: &super::ApiKeyRecord,
+        max_live: usize,
+    ) -> Result<super::KeyCreated, StoreError> {
+        self.write().keys.create(key, max_live)
+    }
+
+    fn key_by_digest(&self, digest: &[u8; 32]) -> Result<Option<super::ApiKeyRecord>, StoreError> {
+        Ok(self.read().keys.by_digest(digest))
+    }
+
+    fn key_by_id(&self, id: &str) -> Result<Option<super::ApiKeyRecord>, StoreError> {
+        Ok(self.read().keys.by_id(id))
+    }
+
+    fn list_keys(&self, owner: Option<&str>) -> Result<Vec<super::ApiKeyRecord>, StoreError> {
+        Ok(self.read().keys.list(owner))
+    }
+
+    fn set_key_state(
+        &self,
+        id: &str,
+        to: super::StoredKeyState,
+    ) -> Result<super::KeyChange, StoreError> {
+        Ok(self.write().keys.set_state(id, to))
+    }
+
+    fn rotate_key(
+        &self,
+        old_id: &str,
+        new: &super::ApiKeyRecord,
+        grace_until: Option<Timestamp>,
+    ) -> Result<super::KeyChange, StoreError> {
+        self.write().keys.rotate(old_id, new, grace_until)
+    }
+
+    fn touch_keys(&self, uses: &[super::KeyUse]) -> Result<(), StoreError> {
+        self.write().keys.touch(uses);
+        Ok(())
     }
 }
