@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::State;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use jiff::Timestamp;
 use secrecy::ExposeSecret;
@@ -15,10 +15,12 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::error::ApiError;
-use super::extract::{JsonBody, Password, PathParam, Peer, bearer};
+use super::extract::{Caller, ClientAddr, JsonBody, Password, PathParam};
 use super::middleware::AuditSlot;
 use super::state::ServerState;
-use crate::auth::{AudienceRule, Expiry, IssueRequest, Origin, Principal, Purpose, VerifiedToken};
+use crate::auth::{
+    AudienceRule, Credential, Expiry, IssueRequest, Origin, Principal, Purpose, VerifiedToken,
+};
 use crate::duration::HumanDuration;
 use crate::scope::{Action, Scope, ScopeSet};
 use crate::store::TokenState;
@@ -66,23 +68,39 @@ fn api_audience(state: &ServerState) -> AudienceRule<'_> {
     }
 }
 
-/// Authenticates the bearer token for the API (see `crate::auth::authenticate`), recording
-/// the subject as the request's principal once the token is identified.
-async fn authenticate(
+/// Authenticates the caller's credential for the API, the one dispatch of every way in: a
+/// token (see `crate::auth::authenticate`; the subject is recorded as the request's
+/// principal once the token is identified) or an API key (see `crate::auth::keys`; the key's
+/// name and id are recorded, and its rate-limit headers set).
+pub(crate) async fn authenticate(
     state: &ServerState,
-    headers: &HeaderMap,
+    caller: &Caller,
     audit: &AuditSlot,
     purpose: Purpose,
 ) -> Result<Principal, ApiError> {
-    let raw = bearer(headers)?;
-    let token = state.auth.identify(raw, api_audience(state), None)?;
-    audit.set_principal(&token.claims().sub);
-    Ok(state.auth.admit(token, purpose).await?)
+    match caller.required()? {
+        Credential::Jwt(raw) => {
+            let token = state
+                .auth
+                .identify(raw.expose_secret(), api_audience(state), None)?;
+            audit.set_principal(&token.claims().sub);
+            Ok(state.auth.admit(token, purpose).await?)
+        }
+        Credential::ApiKey(key) => {
+            super::keys::key_principal(state, key.expose_secret(), caller, Some(audit)).await
+        }
+    }
 }
 
-/// The token a principal authenticated with (every principal from [`authenticate`] has one).
+/// The token a principal authenticated with (every principal from [`authenticate`] but an
+/// API key's has one: a key cannot be refreshed).
 fn token_of(who: &Principal) -> Result<&Arc<VerifiedToken>, ApiError> {
     who.token.as_ref().ok_or_else(|| {
+        if who.key.is_some() {
+            return ApiError::bad_request(
+                "an API key cannot be refreshed or exchanged: use the key itself, or rotate it with `POST /auth/keys/{id}/rotate`",
+            );
+        }
         tracing::error!("an authenticated principal without its token");
         ApiError::internal()
     })
@@ -92,22 +110,32 @@ fn token_of(who: &Principal) -> Result<&Arc<VerifiedToken>, ApiError> {
 /// only), a request without credentials is let through with every scope.
 async fn admin(
     state: &ServerState,
-    headers: &HeaderMap,
+    caller: &Caller,
     audit: &AuditSlot,
     action: Action,
 ) -> Result<Principal, ApiError> {
-    if !headers.contains_key(header::AUTHORIZATION)
-        && let Some(anonymous) = state.auth.anonymous()
-    {
-        audit.set_principal(&anonymous.subject);
-        return Ok(anonymous);
-    }
-    let who = authenticate(state, headers, audit, Purpose::Use).await?;
+    let who = caller_or_anonymous(state, caller, audit).await?;
     who.require(&Scope::AdminResource {
         resource: "tokens".to_owned(),
         action,
     })?;
     Ok(who)
+}
+
+/// The authenticated caller; with `auth.enabled = false` (loopback only), a request without
+/// credentials is let through with every scope.
+pub(crate) async fn caller_or_anonymous(
+    state: &ServerState,
+    caller: &Caller,
+    audit: &AuditSlot,
+) -> Result<Principal, ApiError> {
+    if matches!(caller.credential, Ok(None))
+        && let Some(anonymous) = state.auth.anonymous()
+    {
+        audit.set_principal(&anonymous.subject);
+        return Ok(anonymous);
+    }
+    authenticate(state, caller, audit, Purpose::Use).await
 }
 
 // ---- handlers ------------------------------------------------------------------------------
@@ -126,7 +154,7 @@ pub(crate) struct LoginBody {
 /// `POST /auth/login`.
 pub(crate) async fn login(
     State(state): AppState,
-    Peer(ip): Peer,
+    ClientAddr(ip): ClientAddr,
     audit: AuditSlot,
     JsonBody(body): JsonBody<LoginBody>,
 ) -> Result<Response, ApiError> {
@@ -176,13 +204,17 @@ struct VerifyBody<'a> {
     valid: bool,
 }
 
-/// `GET /auth/verify`. Takes the request rather than a `HeaderMap`, which axum would clone.
+/// `GET /auth/verify`. Takes the [`Caller`] (read from the request's parts) rather than a
+/// `HeaderMap`, which axum would clone.
 pub(crate) async fn verify(
     State(state): AppState,
     audit: AuditSlot,
-    req: Request,
+    caller: Caller,
 ) -> Result<Response, ApiError> {
-    let who = authenticate(&state, req.headers(), &audit, Purpose::Use).await?;
+    let who = authenticate(&state, &caller, &audit, Purpose::Use).await?;
+    if let Some(presented) = &who.key {
+        return Ok(super::keys::verify_body(presented));
+    }
     // The body depends on the token's claims alone: made once per token and kept with it.
     let body = token_of(&who)?.rendered(|c| {
         let body = VerifyBody {
@@ -219,9 +251,9 @@ pub(crate) async fn verify(
 pub(crate) async fn refresh(
     State(state): AppState,
     audit: AuditSlot,
-    headers: HeaderMap,
+    caller: Caller,
 ) -> Result<Response, ApiError> {
-    let who = authenticate(&state, &headers, &audit, Purpose::Derive).await?;
+    let who = authenticate(&state, &caller, &audit, Purpose::Derive).await?;
     let c = token_of(&who)?.claims();
     let minted = state
         .auth
@@ -240,9 +272,12 @@ pub(crate) async fn refresh(
 pub(crate) async fn revoke_self(
     State(state): AppState,
     audit: AuditSlot,
-    headers: HeaderMap,
+    caller: Caller,
 ) -> Result<Response, ApiError> {
-    let who = authenticate(&state, &headers, &audit, Purpose::Use).await?;
+    let who = authenticate(&state, &caller, &audit, Purpose::Use).await?;
+    if let Some(presented) = &who.key {
+        return super::keys::revoke_presented(&state, presented, &audit).await;
+    }
     let jti = token_of(&who)?.claims().jti.clone();
     let id = jti.clone();
     state
@@ -259,9 +294,9 @@ pub(crate) async fn revoke_self(
 pub(crate) async fn list_tokens(
     State(state): AppState,
     audit: AuditSlot,
-    headers: HeaderMap,
+    caller: Caller,
 ) -> Result<Response, ApiError> {
-    admin(&state, &headers, &audit, Action::Read).await?;
+    admin(&state, &caller, &audit, Action::Read).await?;
     let records = state.auth.with_store(|s| s.list(Timestamp::now())).await?;
     Ok(token_response(StatusCode::OK, json!({"tokens": records})))
 }
@@ -297,10 +332,10 @@ pub(crate) struct CreateBody {
 pub(crate) async fn create_token(
     State(state): AppState,
     audit: AuditSlot,
-    headers: HeaderMap,
+    caller: Caller,
     JsonBody(body): JsonBody<CreateBody>,
 ) -> Result<Response, ApiError> {
-    let caller = admin(&state, &headers, &audit, Action::Write).await?;
+    let caller = admin(&state, &caller, &audit, Action::Write).await?;
     let list = match body.scopes {
         ScopesField::None => String::new(),
         ScopesField::Text(s) => s,
@@ -339,10 +374,10 @@ pub(crate) async fn create_token(
 pub(crate) async fn revoke_token(
     State(state): AppState,
     audit: AuditSlot,
-    headers: HeaderMap,
+    caller: Caller,
     PathParam(jti): PathParam<String>,
 ) -> Result<Response, ApiError> {
-    admin(&state, &headers, &audit, Action::Write).await?;
+    admin(&state, &caller, &audit, Action::Write).await?;
     if jti.is_empty()
         || jti.len() > 128
         || !jti

@@ -11,6 +11,7 @@ mod connection;
 mod error;
 pub mod extract;
 mod guard;
+mod keys;
 mod middleware;
 mod registry;
 mod state;
@@ -68,6 +69,12 @@ pub fn router(state: Arc<ServerState>) -> Router {
             get(api::list_tokens).post(api::create_token),
         )
         .route("/auth/tokens/{jti}", delete(api::revoke_token))
+        // API keys (contract section 9)
+        .route("/auth/keys", get(keys::list).post(keys::create))
+        .route("/auth/keys/{id}", get(keys::show).delete(keys::revoke))
+        .route("/auth/keys/{id}/disable", post(keys::disable))
+        .route("/auth/keys/{id}/enable", post(keys::enable))
+        .route("/auth/keys/{id}/rotate", post(keys::rotate))
         .route(
             "/token",
             get(registry::token_get).post(registry::token_post),
@@ -76,6 +83,7 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::from_fn(keys::rate_headers))
         .layer(axum::middleware::from_fn(guard::guard))
         .layer(axum::middleware::from_fn(middleware::around))
         .with_state(state)
