@@ -5,7 +5,6 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
@@ -19,9 +18,9 @@ use crate::scope::{Action, Scope};
 pub(crate) async fn list(
     State(state): State<Arc<ServerState>>,
     audit: AuditSlot,
-    headers: HeaderMap,
+    caller: super::extract::Caller,
 ) -> Result<Response, ApiError> {
-    let who = authenticate_any(&state, &headers, &audit).await?;
+    let who = authenticate_any(&state, &caller, &audit).await?;
     who.require(&Scope::AdminResource {
         resource: "users".to_owned(),
         action: Action::Read,
