@@ -146,6 +146,12 @@ pub enum ConfigError {
         key: &'static str,
         message: String,
     },
+    #[error("{}:{line}: {message}", path.display())]
+    Trust {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
     #[error("environment variable {0} is set but empty; unset it or give it a value")]
     EmptyVar(&'static str),
     #[error("environment variable {0} is not valid UTF-8")]
@@ -171,6 +177,9 @@ struct RawConfig {
     server: RawServer,
     #[serde(default)]
     registry: RawRegistry,
+    /// The line of each `[[auth.trust]]` table (filled in by `Config::parse`).
+    #[serde(skip)]
+    trust_lines: Vec<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -225,6 +234,7 @@ struct RawAuth {
     username: Option<String>,
     password_hash: Option<String>,
     login_scopes: Option<String>,
+    trust: Option<Vec<toml::Spanned<crate::auth::trust::RawTrust>>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -273,6 +283,8 @@ pub struct AuthConfig {
     pub username: Option<String>,
     pub password_hash: KeyPath,
     pub login_scopes: String,
+    /// `[[auth.trust]]`: workload identity policies (contract section 11).
+    pub trust: Vec<crate::auth::trust::TrustPolicy>,
 }
 
 /// The `[server]` section, resolved.
@@ -389,7 +401,7 @@ impl Config {
     }
 
     fn parse(path: &Path, text: &str) -> Result<RawConfig, ConfigError> {
-        toml::from_str(text).map_err(|e| {
+        let mut raw: RawConfig = toml::from_str(text).map_err(|e| {
             let (line, column) = e.span().map_or((1, 1), |s| line_col(text, s.start));
             ConfigError::Parse {
                 path: path.to_path_buf(),
@@ -397,7 +409,15 @@ impl Config {
                 column,
                 message: suggest(e.message()),
             }
-        })
+        })?;
+        raw.trust_lines = raw
+            .auth
+            .trust
+            .iter()
+            .flatten()
+            .map(|t| crate::auth::trust::line_of(text, t.span().start))
+            .collect();
+        Ok(raw)
     }
 
     fn resolve(
@@ -522,7 +542,25 @@ impl Config {
         if issuer.is_empty() {
             return Err(bad("auth.issuer", "must not be empty".into()));
         }
+        let trust_raw = a
+            .trust
+            .unwrap_or_default()
+            .into_iter()
+            .map(toml::Spanned::into_inner);
+        let trust_raw = raw
+            .trust_lines
+            .iter()
+            .copied()
+            .chain(std::iter::repeat(1))
+            .zip(trust_raw)
+            .collect();
+        let trust = crate::auth::trust::resolve(trust_raw, &fix).map_err(|e| ConfigError::Trust {
+            path: path.clone(),
+            line: e.line,
+            message: e.message,
+        })?;
         let auth = AuthConfig {
+            trust,
             enabled: a.enabled.unwrap_or(true),
             token_secret: key(
                 "auth.token_secret",

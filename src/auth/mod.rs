@@ -7,9 +7,12 @@
 //! tokens already verified.
 
 pub mod authenticate;
+pub mod exchange;
 pub mod issue;
+pub mod jwks;
 pub mod login;
 mod ratelimit;
+pub mod trust;
 mod verified;
 
 use std::sync::Arc;
@@ -144,6 +147,8 @@ pub enum Method {
     Password,
     /// Nothing: `auth.enabled = false` on loopback.
     Anonymous,
+    /// A CI job's OIDC ID token, accepted by an `[[auth.trust]]` policy (contract section 11).
+    Workload,
 }
 
 /// Who is calling: the subject, what it may do, and how it proved it.

@@ -9,6 +9,7 @@
 mod api;
 mod connection;
 mod error;
+mod exchange;
 pub mod extract;
 mod guard;
 mod middleware;
@@ -68,6 +69,7 @@ pub fn router(state: Arc<ServerState>) -> Router {
             get(api::list_tokens).post(api::create_token),
         )
         .route("/auth/tokens/{jti}", delete(api::revoke_token))
+        .route("/auth/exchange", post(exchange::exchange))
         .route(
             "/token",
             get(registry::token_get).post(registry::token_post),
@@ -251,6 +253,12 @@ impl RunningServer {
     #[doc(hidden)]
     pub fn password_checks(&self) -> PasswordChecks {
         self.state.auth.password_checks()
+    }
+
+    /// The server's state (for tests: the JWKS fetch counters and interval).
+    #[doc(hidden)]
+    pub fn state(&self) -> &ServerState {
+        &self.state
     }
 
     /// Stops the server and waits for it.

@@ -18,6 +18,8 @@ use crate::token::KeyRing;
 pub struct ServerState {
     pub(crate) auth: Auth,
     pub(crate) registry: Option<RegistryService>,
+    /// `[[auth.trust]]` policies and their issuers' keys, when there are policies.
+    pub(crate) workloads: Option<Arc<crate::auth::exchange::Workloads>>,
 }
 
 /// Why the server cannot start (or stopped with an error). Never carries a secret.
@@ -63,6 +65,9 @@ pub enum StartError {
     /// The server thread panicked.
     #[error("the server thread panicked")]
     Panicked,
+    /// An `[[auth.trust]]` policy cannot be used (its `jwks_file`).
+    #[error("{0}")]
+    Trust(String),
 }
 
 impl StartError {
@@ -102,6 +107,9 @@ impl ServerState {
         let login = PasswordLogin::load(config, &backend)?;
         let mut state = ServerState::new(config, keys, store, login);
         state.registry = RegistryService::load(config, &backend)?;
+        state.workloads = crate::auth::exchange::Workloads::new(config.auth.trust.clone())
+            .map_err(StartError::Trust)?
+            .map(Arc::new);
         Ok(state)
     }
 
@@ -127,11 +135,27 @@ impl ServerState {
         ServerState {
             auth,
             registry: None,
+            workloads: None,
         }
     }
 
     /// The authentication core.
     pub fn auth(&self) -> &Auth {
         &self.auth
+    }
+
+    /// Sets the least time between two fetches of an issuer's keys (tests shorten the
+    /// minute, to see a rotation without waiting for it).
+    #[doc(hidden)]
+    pub fn set_jwks_min_refetch(&self, d: std::time::Duration) {
+        if let Some(w) = &self.workloads {
+            w.jwks().set_min_refetch(d);
+        }
+    }
+
+    /// How many times the issuers' keys were fetched (for tests and benchmarks).
+    #[doc(hidden)]
+    pub fn jwks_fetches(&self) -> u64 {
+        self.workloads.as_ref().map_or(0, |w| w.jwks().fetches())
     }
 }

@@ -22,6 +22,8 @@ use super::{
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     state: RwLock<State>,
+    /// Exchanged OIDC ID tokens: id → expiry (Unix ms).
+    exchanged: std::sync::Mutex<HashMap<String, i64>>,
 }
 
 #[derive(Debug, Default)]
@@ -342,5 +344,29 @@ impl TokenStore for MemoryStore {
             .retain(|_, r| r.expires_at.is_none_or(|e| e >= before));
         state.revoked.retain(|_, e| e.is_none_or(|e| e >= before));
         Ok(tokens - state.tokens.len() + revoked - state.revoked.len())
+    }
+
+    fn mark_id_token_exchanged(
+        &self,
+        id: &str,
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let mut map = self.exchanged.lock().unwrap_or_else(|e| e.into_inner());
+        let now = ms(now);
+        let old: Vec<String> = map
+            .iter()
+            .filter(|(_, e)| **e < now)
+            .map(|(k, _)| k.clone())
+            .take(PRUNE_BATCH)
+            .collect();
+        for k in old {
+            map.remove(&k);
+        }
+        if map.contains_key(id) {
+            return Ok(false);
+        }
+        map.insert(id.to_owned(), ms(expires_at));
+        Ok(true)
     }
 }

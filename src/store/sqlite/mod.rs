@@ -12,6 +12,7 @@
 //! - A store that fails in a way a fresh connection may cure is reopened by the next call,
 //!   but never created again: a store moved aside stays unavailable until it is restored.
 
+mod exchange;
 mod pending;
 mod unchanged;
 
@@ -40,7 +41,7 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Schema steps: `MIGRATIONS[i]` brings a database of version `i` to version `i + 1`. A step is
 /// never changed once released: a change is a new step, so that existing stores are upgraded.
-const MIGRATIONS: [&str; 2] = [SCHEMA_V1, SCHEMA_V2];
+const MIGRATIONS: [&str; 3] = [SCHEMA_V1, SCHEMA_V2, exchange::SCHEMA_EXCHANGED_ID_TOKENS];
 
 const SCHEMA_V1: &str = "
 CREATE TABLE IF NOT EXISTS tokens (
@@ -877,6 +878,15 @@ impl TokenStore for SqliteStore {
         tx.commit().map_err(|e| self.err(e))?;
         Ok(revoked + tokens)
     }
+
+    fn mark_id_token_exchanged(
+        &self,
+        id: &str,
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        self.mark_exchanged(id, expires_at, now)
+    }
 }
 
 /// The store at `path`, opened when first needed ([`crate::store::open_lazily`]): recording a
@@ -956,6 +966,14 @@ impl TokenStore for Lazy {
     }
     fn prune(&self, now: Timestamp) -> Result<usize, StoreError> {
         self.store()?.prune(now)
+    }
+    fn mark_id_token_exchanged(
+        &self,
+        id: &str,
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        self.store()?.mark_id_token_exchanged(id, expires_at, now)
     }
 }
 
