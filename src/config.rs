@@ -554,11 +554,12 @@ impl Config {
             .chain(std::iter::repeat(1))
             .zip(trust_raw)
             .collect();
-        let trust = crate::auth::trust::resolve(trust_raw, &fix).map_err(|e| ConfigError::Trust {
-            path: path.clone(),
-            line: e.line,
-            message: e.message,
-        })?;
+        let trust =
+            crate::auth::trust::resolve(trust_raw, &fix).map_err(|e| ConfigError::Trust {
+                path: path.clone(),
+                line: e.line,
+                message: e.message,
+            })?;
         let auth = AuthConfig {
             trust,
             enabled: a.enabled.unwrap_or(true),

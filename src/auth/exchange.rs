@@ -462,7 +462,10 @@ fn check_times(token: &IdToken, now: Timestamp) -> Result<(), Mismatch> {
     if iat > now + leeway {
         return Err(Mismatch::new(
             "iat",
-            format!("the ID token claims to be issued in the future ({})", at(iat)),
+            format!(
+                "the ID token claims to be issued in the future ({})",
+                at(iat)
+            ),
         ));
     }
     let start = nbf.map_or(iat, |n| n.min(iat));
@@ -509,18 +512,11 @@ fn check_policy(token: &IdToken, p: &TrustPolicy) -> Result<(), Mismatch> {
             Some(a) => {
                 return Err(Mismatch::new(
                     &c.name,
-                    format!(
-                        "is `{}`; the policy wants `{}`",
-                        shown(&a),
-                        shown(&c.value)
-                    ),
+                    format!("is `{}`; the policy wants `{}`", shown(&a), shown(&c.value)),
                 ));
             }
             None => {
-                return Err(Mismatch::new(
-                    &c.name,
-                    "is not a string, number or boolean",
-                ));
+                return Err(Mismatch::new(&c.name, "is not a string, number or boolean"));
             }
         }
     }
@@ -560,11 +556,7 @@ impl Auth {
     /// policies, remembered as exchanged in the store until it expires (a second exchange of
     /// the same ID token is refused, atomically across every process sharing the store), then
     /// issued through [`Auth::issue`] with the policy's subject, scopes and expiry.
-    pub async fn exchange(
-        &self,
-        workloads: &Workloads,
-        raw: &str,
-    ) -> Result<Exchanged, AuthError> {
+    pub async fn exchange(&self, workloads: &Workloads, raw: &str) -> Result<Exchanged, AuthError> {
         let now = Timestamp::now();
         let verdict = workloads.judge(raw, now).await;
         let (Some(i), Some(token)) = (verdict.accepted, verdict.token.as_ref()) else {

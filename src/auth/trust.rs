@@ -66,8 +66,7 @@ fn glob_match(pattern: &str, text: &str) -> bool {
         return pattern == text;
     }
     let (first, last) = (parts[0], parts[parts.len() - 1]);
-    if !text.starts_with(first) || text.len() < first.len() + last.len() || !text.ends_with(last)
-    {
+    if !text.starts_with(first) || text.len() < first.len() + last.len() || !text.ends_with(last) {
         return false;
     }
     let mut rest = &text[first.len()..text.len() - last.len()];
@@ -197,9 +196,7 @@ fn resolve_one(
     }
     let scopes = ScopeSet::parse_list(&scope_list.join(","), &repo)
         .map_err(|e| within(&format!("`scopes`/`repo`: {e}")))?;
-    let expiry_text = r
-        .expiry
-        .unwrap_or_else(|| DEFAULT_POLICY_EXPIRY.to_owned());
+    let expiry_text = r.expiry.unwrap_or_else(|| DEFAULT_POLICY_EXPIRY.to_owned());
     let expiry =
         HumanDuration::parse(&expiry_text).map_err(|e| within(&format!("`expiry`: {e}")))?;
     match expiry.as_fixed() {
@@ -233,7 +230,10 @@ fn resolve_one(
                 "claim `{claim}` is checked by the policy itself (`issuer`, `audience`, times); remove it from [auth.trust.claims]"
             )));
         }
-        claims.push(ClaimCondition { name: claim, value: text });
+        claims.push(ClaimCondition {
+            name: claim,
+            value: text,
+        });
     }
     if !claims.iter().any(|c| !c.has_wildcard()) {
         return Err(within(
@@ -274,10 +274,9 @@ mod tests {
             trust: Vec<RawTrust>,
         }
         let d: Doc = toml::from_str(toml_text).unwrap();
-        resolve(
-            d.trust.into_iter().map(|t| (1, t)).collect(),
-            &|s: &str| PathBuf::from("/etc/tessera").join(s),
-        )
+        resolve(d.trust.into_iter().map(|t| (1, t)).collect(), &|s: &str| {
+            PathBuf::from("/etc/tessera").join(s)
+        })
     }
 
     const OK: &str = "[[trust]]\nname = \"a\"\nissuer = \"https://token.actions.githubusercontent.com\"\naudience = \"tessera\"\nsubject = \"ci\"\nscopes = [\"push\"]\nrepo = \"acme/*\"\n[trust.claims]\nrepository_owner_id = \"123\"\nref = \"refs/heads/*\"\n";
@@ -293,11 +292,23 @@ mod tests {
     #[test]
     fn refusals_name_the_fix() {
         let cases = [
-            (OK.replace("audience = \"tessera\"\n", ""), "`audience` is required"),
-            (OK.replace("repository_owner_id = \"123\"\n", ""), "at least one exact condition"),
-            (OK.replace("repo = ", "expiry = \"2h\"\nrepo = "), "between 1s and 1h"),
+            (
+                OK.replace("audience = \"tessera\"\n", ""),
+                "`audience` is required",
+            ),
+            (
+                OK.replace("repository_owner_id = \"123\"\n", ""),
+                "at least one exact condition",
+            ),
+            (
+                OK.replace("repo = ", "expiry = \"2h\"\nrepo = "),
+                "between 1s and 1h",
+            ),
             (OK.replace("https://token", "http://token"), "https://"),
-            (OK.replace("scopes = [\"push\"]\n", ""), "`scopes` is missing"),
+            (
+                OK.replace("scopes = [\"push\"]\n", ""),
+                "`scopes` is missing",
+            ),
             (format!("{OK}aud = \"x\"\n"), "checked by the policy itself"),
             (format!("{OK}{OK}"), "defined twice"),
         ];

@@ -155,8 +155,7 @@ async fn inner(state: &ServerState, req: Request) -> Result<Response, Refusal> {
         ))
         .into());
     }
-    if p
-        .requested_token_type
+    if p.requested_token_type
         .as_deref()
         .is_some_and(|t| t != ACCESS_TOKEN_TYPE)
     {

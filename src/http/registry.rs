@@ -167,10 +167,7 @@ async fn login(
         && Workloads::is_foreign_token(secret.expose_secret(), &state.auth.settings().issuer)
     {
         // An OIDC ID token (any username): usable until it expires.
-        Ok(state
-            .auth
-            .workload_login(w, secret.expose_secret())
-            .await?)
+        Ok(state.auth.workload_login(w, secret.expose_secret()).await?)
     } else if looks_like_jwt(secret.expose_secret()) {
         token_login(state, reg, &secret, Some(username), false, offline).await
     } else {

@@ -472,6 +472,14 @@ impl TokenStore for BrokenStore {
     fn prune(&self, _: Timestamp) -> Result<usize, StoreError> {
         Err(Self::err())
     }
+    fn mark_id_token_exchanged(
+        &self,
+        _: &str,
+        _: Timestamp,
+        _: Timestamp,
+    ) -> Result<bool, StoreError> {
+        Err(Self::err())
+    }
 }
 
 #[test]
