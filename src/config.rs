@@ -727,6 +727,19 @@ issuer = "tessera"
 # password_hash = "tessera/auth/password_hash"
 # login_scopes = "push,pull"
 
+# Workload identity: CI jobs exchange their OIDC ID token (docs/workload-identity.md).
+# [[auth.trust]]
+# name = "acme-app-release"
+# issuer = "https://token.actions.githubusercontent.com"
+# audience = "tessera"
+# subject = "ci-acme-app"
+# scopes = ["push"]
+# repo = "acme/*"
+# expiry = "15m"                    # at most 1h
+# [auth.trust.claims]
+# repository_owner_id = "123456"    # immutable ids; see the docs on account resurrection
+# ref = "refs/heads/main"
+
 # [server]
 # bind = "127.0.0.1:7390"
 # tls_cert = ""

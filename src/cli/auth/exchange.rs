@@ -93,7 +93,7 @@ fn read_file_token(path: &PathBuf) -> Result<SecretString, CliError> {
 fn github_actions_token(audience: &str) -> Result<SecretString, CliError> {
     let missing = |var: &str| {
         CliError::new(format!("{var} is not set, so there is no GitHub Actions ID token to ask for"))
-            .with_hint("give the job `permissions: id-token: write` (GitHub) or `enable-openid-connect: true` (Forgejo), or pass --id-token-file / --id-token-stdin")
+            .with_hint("give the job `permissions: id-token: write` (GitHub) or the workflow `enable-openid-connect: true` (Forgejo), or pass --id-token-file / --id-token-stdin")
     };
     let url = std::env::var(GHA_URL)
         .ok()
