@@ -256,6 +256,43 @@ impl Client {
         self.json(r)
     }
 
+    /// `POST /auth/exchange` (RFC 8693, a form): exchanges an OIDC ID token for a token.
+    /// Returns the token and its lifetime in seconds.
+    pub fn exchange(&self, id_token: &SecretString) -> Result<(SecretString, u64), ClientError> {
+        let body = zeroize::Zeroizing::new(
+            url::form_urlencoded::Serializer::new(String::new())
+                .append_pair(
+                    "grant_type",
+                    "urn:ietf:params:oauth:grant-type:token-exchange",
+                )
+                .append_pair("subject_token", id_token.expose_secret())
+                .append_pair(
+                    "subject_token_type",
+                    "urn:ietf:params:oauth:token-type:id_token",
+                )
+                .finish(),
+        );
+        let r = self
+            .http
+            .post(self.endpoint("/auth/exchange"))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(body.to_string())
+            .send()
+            .map_err(|e| self.transport(e))?;
+        let v = self.json(r)?;
+        let token = v
+            .get("access_token")
+            .and_then(Value::as_str)
+            .ok_or_else(|| ClientError::NotTessera {
+                url: self.base.clone(),
+                status: StatusCode::OK.as_u16(),
+            })?;
+        Ok((
+            SecretString::from(token.to_owned()),
+            v.get("expires_in").and_then(Value::as_u64).unwrap_or(0),
+        ))
+    }
+
     /// A `method` request to `path` with `token` as its bearer, and the JSON of the answer.
     fn with_token(
         &self,

@@ -884,6 +884,7 @@ mod tests {
             set_key_state(i: &str, s: StoredKeyState) -> Result<KeyChange, StoreError>;
             rotate_key(i: &str, n: &ApiKeyRecord, g: Option<Timestamp>) -> Result<KeyChange, StoreError>;
             touch_keys(u: &[KeyUse]) -> Result<(), StoreError>;
+            mark_id_token_exchanged(i: &str, e: Timestamp, n: Timestamp) -> Result<bool, StoreError>;
         }
         fn record_checked(
             &self,

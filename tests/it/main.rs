@@ -23,3 +23,4 @@ mod registry_e2e;
 mod server;
 mod sessions;
 mod users;
+mod workload;
