@@ -362,3 +362,62 @@ fn a_user_role_account_pushes_to_its_own_namespace_only() {
     let mut registry = rig.registry;
     registry.assert_no_token_trouble();
 }
+
+#[test]
+fn the_cli_token_commands_work_against_a_remote() {
+    let h = users_home(ROLES, &["root", "carol"], false);
+    let srv = h.serve_process(None);
+    let url = srv.url();
+    h.ok(&["remotes", "add", "prod", &url]);
+    h.ok_with_stdin(
+        &argv("auth login --remote prod --username carol --password-stdin"),
+        format!("{USER_PASSWORD}\n"),
+    );
+    // carol mints for herself through the server, within her role.
+    let (out, _) = h.ok(&argv(
+        "--json auth token generate --subject carol --scopes pull --repo carol/* --expiry 10m --remote prod",
+    ));
+    let minted: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(minted["subject"], "carol");
+    let jti = minted["jti"].as_str().unwrap().to_owned();
+    h.refuses(
+        &argv("auth token generate --subject carol --scopes admin --remote prod"),
+        1,
+        "admin",
+    );
+    h.refuses(
+        &argv("auth token generate --subject root --scopes pull --remote prod"),
+        1,
+        "admin:tokens:write",
+    );
+    // The list through the remote holds carol's tokens only.
+    let (_, root_jti) = h.mint("root", "pull");
+    let (out, _) = h.ok(&argv("--json auth token list --remote prod"));
+    let listed: Value = serde_json::from_str(&out).unwrap();
+    let subjects: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["subject"].as_str().unwrap())
+        .collect();
+    assert!(
+        !subjects.is_empty() && subjects.iter().all(|s| *s == "carol"),
+        "{listed}"
+    );
+    assert!(
+        h.prints(&argv("auth token list"), "root")
+            .contains(&root_jti)
+    );
+    // She revokes her own through the remote, not root's.
+    h.refuses(
+        &["auth", "token", "revoke", &root_jti, "--remote", "prod"],
+        1,
+        "admin:tokens:write",
+    );
+    h.ok(&["auth", "token", "revoke", &jti, "--remote", "prod"]);
+    assert_eq!(
+        crate::support::http::verify(&url, minted["token"].as_str().unwrap()).0,
+        401
+    );
+    drop(srv);
+}
