@@ -136,6 +136,18 @@ fn unknown_users_and_wrong_passwords_get_the_same_answer() {
     assert_eq!(wrong, no_hash);
     let login = |u: &str, p: &str| status_and_json(crate::support::http::login(&base, u, p));
     assert_eq!(login("alice", "nope"), login("mallory", "nope"));
+    // The login rate limiter covers sign-in as it covers /auth/login (10 failures a minute
+    // per account by default; the failures above count too).
+    let mut last = 0;
+    for _ in 0..12 {
+        last = sign_in_response(&base, "alice", "guess").status().as_u16();
+        if last == 429 {
+            break;
+        }
+    }
+    assert_eq!(last, 429, "sign-in failures are rate-limited");
+    let r = sign_in_response(&base, "alice", "guess");
+    assert_eq!(status_and_code(r), (429, "RATE_LIMITED".into()));
 }
 
 #[test]
@@ -243,4 +255,37 @@ fn sessions_survive_a_restart_and_end_with_the_user() {
         json!(["repository:public/*:pull"]),
         "the user's scopes of now"
     );
+}
+
+#[test]
+fn under_tls_the_cookie_is_secure() {
+    let h = users_home(USERS, &["alice"], false);
+    let cert =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+            .unwrap();
+    let cert_path = h.home().join("cert.pem");
+    let key_path = h.home().join("key.pem");
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+    h.append_config(&format!(
+        "\n[server]\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
+        cert_path.display(),
+        key_path.display()
+    ));
+    let srv = h.serve_process_as(h.std_cmd(), None, "https");
+    crate::support::api::install_crypto_provider();
+    let c = reqwest::blocking::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .build()
+        .unwrap();
+    let base = format!("https://localhost:{}", srv.addr.port());
+    let r = c
+        .post(format!("{base}/auth/session"))
+        .json(&json!({"username": "alice", "password": USER_PASSWORD}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 204);
+    let set = r.headers()["set-cookie"].to_str().unwrap();
+    assert!(set.split("; ").any(|a| a == "Secure"), "{set}");
+    assert!(set.split("; ").any(|a| a == "HttpOnly"), "{set}");
 }
