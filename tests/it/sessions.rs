@@ -289,3 +289,64 @@ fn under_tls_the_cookie_is_secure() {
     assert!(set.split("; ").any(|a| a == "Secure"), "{set}");
     assert!(set.split("; ").any(|a| a == "HttpOnly"), "{set}");
 }
+
+/// Attacks on sessions: piling them up, forging a cookie (also from the store's own id of a
+/// session), and reading secrets from the server's log.
+#[test]
+fn sessions_cannot_pile_up_be_forged_or_leak_into_the_log() {
+    let h = users_home(USERS, &["alice"], false);
+    let mut srv = h.serve_process(None);
+    let base = srv.url();
+    let mut browsers: Vec<Browser> = (0..23)
+        .map(|_| Browser::sign_in(&base, "alice", USER_PASSWORD))
+        .collect();
+    let last = browsers.pop().unwrap();
+    let (_, v) = status_and_json(last.request("GET", "/auth/sessions").send().unwrap());
+    assert_eq!(v["sessions"].as_array().unwrap().len(), 20, "{v}");
+    // The three oldest were ended to make room; the newest work.
+    for old in &browsers[..3] {
+        assert_eq!(old.whoami().0, 401);
+    }
+    assert_eq!(browsers[3].whoami().0, 200);
+    let csrf = last.csrf();
+    // Forged cookies: random, the CSRF token, and the store's id of the session (its
+    // SHA-256, which a copy of the database would show) are no way in.
+    use sha2::Digest;
+    let store_id = hex::encode(sha2::Sha256::digest(last.cookie.as_bytes()));
+    for forged in [
+        "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        &csrf,
+        &store_id,
+    ] {
+        let b = Browser {
+            base: base.clone(),
+            cookie: forged.to_owned(),
+        };
+        assert_eq!(b.whoami().0, 401, "{forged}");
+        let (s, _) = status_and_json(b.request("GET", "/auth/tokens").send().unwrap());
+        assert_eq!(s, 401);
+    }
+    let r = last
+        .write("POST", "/auth/tokens")
+        .json(&json!({"scopes": "pull"}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    let r = last.write("DELETE", "/auth/sessions").send().unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    srv.alive();
+    let log = srv.stop();
+    for secret in [USER_PASSWORD, last.cookie.as_str(), csrf.as_str()] {
+        assert!(!log.contains(secret), "a secret in the log:\n{log}");
+    }
+    assert!(
+        log.lines()
+            .any(|l| l.contains("\"alice\"") && l.contains("session") && l.contains("opened")),
+        "{log}"
+    );
+    assert!(
+        log.lines()
+            .any(|l| l.contains("\"alice\"") && l.contains("sign out everywhere")),
+        "{log}"
+    );
+}

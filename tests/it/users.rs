@@ -421,3 +421,55 @@ fn the_cli_token_commands_work_against_a_remote() {
     );
     drop(srv);
 }
+
+/// The registry's `/token` (Basic and `grant_type=password`) issues a user's effective
+/// scopes intersected with what is asked.
+#[test]
+fn the_registry_token_of_a_user_carries_what_its_role_allows_of_the_request() {
+    use base64::Engine;
+    let h = users_home(ROLES, &["carol"], true);
+    let s = crate::support::http::Served::start(h);
+    let access = |body: Value| -> Value {
+        let token = body["token"].as_str().unwrap();
+        let payload = token.split('.').nth(1).unwrap();
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap();
+        let claims: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(claims["sub"], "carol");
+        claims["access"].clone()
+    };
+    let want = json!([
+        {"type": "repository", "name": "carol/app", "actions": ["pull", "push"]},
+        {"type": "repository", "name": "team/app", "actions": ["pull"]},
+    ]);
+    let r = s.post_token(&[
+        ("grant_type", "password"),
+        ("username", "carol"),
+        ("password", USER_PASSWORD),
+        ("service", crate::support::SERVICE),
+        (
+            "scope",
+            "repository:carol/app:pull,push repository:team/app:pull,push",
+        ),
+    ]);
+    let (st, v) = status_and_json(r);
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(access(v), want);
+    let q = format!(
+        "?service={}&scope=repository:carol/app:pull,push&scope=repository:team/app:pull,push",
+        crate::support::SERVICE
+    );
+    let r = s.get_token(
+        &q,
+        Some(&crate::support::http::basic("carol", USER_PASSWORD)),
+    );
+    let (st, v) = status_and_json(r);
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(access(v), want);
+    // Unknown user and wrong password: the same refusal.
+    let a = status_and_json(s.get_token(&q, Some(&crate::support::http::basic("carol", "x"))));
+    let b = status_and_json(s.get_token(&q, Some(&crate::support::http::basic("nobody", "x"))));
+    assert_eq!(a.0, 401);
+    assert_eq!(a, b);
+}
