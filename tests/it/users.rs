@@ -473,3 +473,39 @@ fn the_registry_token_of_a_user_carries_what_its_role_allows_of_the_request() {
     assert_eq!(a.0, 401);
     assert_eq!(a, b);
 }
+
+/// An unknown user, a user without a hash and a wrong password cost the same work: one
+/// password check each, against a dummy hash of the kind most users have (shown by the
+/// server state's `Debug`, which holds no hash).
+#[test]
+fn unknown_users_cost_one_check_of_the_usual_kind() {
+    let h = users_home(ROLES, &["root", "dev"], false);
+    // carol gets an argon2id hash; root and dev have bcrypt cost 10, the majority.
+    h.ok_with_stdin(
+        &argv("users passwd carol --stdin"),
+        format!("{USER_PASSWORD}\n"),
+    );
+    let (config, env) = h.config();
+    let state = format!("{:?}", crate::support::api::state(&config, &env));
+    assert!(state.contains("dummy_kind: Bcrypt { cost: 10 }"), "{state}");
+    assert!(
+        !state.contains("$2b$") && !state.contains("$argon2id$"),
+        "{state}"
+    );
+    let srv = h.serve();
+    let base = format!("http://{}", srv.addr());
+    let mut done = srv.password_checks().done;
+    for (user, password) in [
+        ("dev", "wrong"),
+        ("nobody", USER_PASSWORD),
+        ("vic", USER_PASSWORD),
+        ("carol", "wrong"),
+        ("carol", USER_PASSWORD),
+    ] {
+        let status = login(&base, user, password).status().as_u16();
+        let now = srv.password_checks().done;
+        assert_eq!(now, done + 1, "{user}: one check, whoever it is");
+        done = now;
+        assert_eq!(status == 200, (user, password) == ("carol", USER_PASSWORD));
+    }
+}
