@@ -362,3 +362,150 @@ fn a_user_role_account_pushes_to_its_own_namespace_only() {
     let mut registry = rig.registry;
     registry.assert_no_token_trouble();
 }
+
+#[test]
+fn the_cli_token_commands_work_against_a_remote() {
+    let h = users_home(ROLES, &["root", "carol"], false);
+    let srv = h.serve_process(None);
+    let url = srv.url();
+    h.ok(&["remotes", "add", "prod", &url]);
+    h.ok_with_stdin(
+        &argv("auth login --remote prod --username carol --password-stdin"),
+        format!("{USER_PASSWORD}\n"),
+    );
+    // carol mints for herself through the server, within her role.
+    let (out, _) = h.ok(&argv(
+        "--json auth token generate --subject carol --scopes pull --repo carol/* --expiry 10m --remote prod",
+    ));
+    let minted: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(minted["subject"], "carol");
+    let jti = minted["jti"].as_str().unwrap().to_owned();
+    h.refuses(
+        &argv("auth token generate --subject carol --scopes admin --remote prod"),
+        1,
+        "admin",
+    );
+    h.refuses(
+        &argv("auth token generate --subject root --scopes pull --remote prod"),
+        1,
+        "admin:tokens:write",
+    );
+    // The list through the remote holds carol's tokens only.
+    let (_, root_jti) = h.mint("root", "pull");
+    let (out, _) = h.ok(&argv("--json auth token list --remote prod"));
+    let listed: Value = serde_json::from_str(&out).unwrap();
+    let subjects: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["subject"].as_str().unwrap())
+        .collect();
+    assert!(
+        !subjects.is_empty() && subjects.iter().all(|s| *s == "carol"),
+        "{listed}"
+    );
+    assert!(
+        h.prints(&argv("auth token list"), "root")
+            .contains(&root_jti)
+    );
+    // She revokes her own through the remote, not root's.
+    h.refuses(
+        &["auth", "token", "revoke", &root_jti, "--remote", "prod"],
+        1,
+        "admin:tokens:write",
+    );
+    h.ok(&["auth", "token", "revoke", &jti, "--remote", "prod"]);
+    assert_eq!(
+        crate::support::http::verify(&url, minted["token"].as_str().unwrap()).0,
+        401
+    );
+    drop(srv);
+}
+
+/// The registry's `/token` (Basic and `grant_type=password`) issues a user's effective
+/// scopes intersected with what is asked.
+#[test]
+fn the_registry_token_of_a_user_carries_what_its_role_allows_of_the_request() {
+    use base64::Engine;
+    let h = users_home(ROLES, &["carol"], true);
+    let s = crate::support::http::Served::start(h);
+    let access = |body: Value| -> Value {
+        let token = body["token"].as_str().unwrap();
+        let payload = token.split('.').nth(1).unwrap();
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap();
+        let claims: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(claims["sub"], "carol");
+        claims["access"].clone()
+    };
+    let want = json!([
+        {"type": "repository", "name": "carol/app", "actions": ["pull", "push"]},
+        {"type": "repository", "name": "team/app", "actions": ["pull"]},
+    ]);
+    let r = s.post_token(&[
+        ("grant_type", "password"),
+        ("username", "carol"),
+        ("password", USER_PASSWORD),
+        ("service", crate::support::SERVICE),
+        (
+            "scope",
+            "repository:carol/app:pull,push repository:team/app:pull,push",
+        ),
+    ]);
+    let (st, v) = status_and_json(r);
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(access(v), want);
+    let q = format!(
+        "?service={}&scope=repository:carol/app:pull,push&scope=repository:team/app:pull,push",
+        crate::support::SERVICE
+    );
+    let r = s.get_token(
+        &q,
+        Some(&crate::support::http::basic("carol", USER_PASSWORD)),
+    );
+    let (st, v) = status_and_json(r);
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(access(v), want);
+    // Unknown user and wrong password: the same refusal.
+    let a = status_and_json(s.get_token(&q, Some(&crate::support::http::basic("carol", "x"))));
+    let b = status_and_json(s.get_token(&q, Some(&crate::support::http::basic("nobody", "x"))));
+    assert_eq!(a.0, 401);
+    assert_eq!(a, b);
+}
+
+/// An unknown user, a user without a hash and a wrong password cost the same work: one
+/// password check each, against a dummy hash of the kind most users have (shown by the
+/// server state's `Debug`, which holds no hash).
+#[test]
+fn unknown_users_cost_one_check_of_the_usual_kind() {
+    let h = users_home(ROLES, &["root", "dev"], false);
+    // carol gets an argon2id hash; root and dev have bcrypt cost 10, the majority.
+    h.ok_with_stdin(
+        &argv("users passwd carol --stdin"),
+        format!("{USER_PASSWORD}\n"),
+    );
+    let (config, env) = h.config();
+    let state = format!("{:?}", crate::support::api::state(&config, &env));
+    assert!(state.contains("dummy_kind: Bcrypt { cost: 10 }"), "{state}");
+    assert!(
+        !state.contains("$2b$") && !state.contains("$argon2id$"),
+        "{state}"
+    );
+    let srv = h.serve();
+    let base = format!("http://{}", srv.addr());
+    let mut done = srv.password_checks().done;
+    for (user, password) in [
+        ("dev", "wrong"),
+        ("nobody", USER_PASSWORD),
+        ("vic", USER_PASSWORD),
+        ("carol", "wrong"),
+        ("carol", USER_PASSWORD),
+    ] {
+        let status = login(&base, user, password).status().as_u16();
+        let now = srv.password_checks().done;
+        assert_eq!(now, done + 1, "{user}: one check, whoever it is");
+        done = now;
+        assert_eq!(status == 200, (user, password) == ("carol", USER_PASSWORD));
+    }
+}
