@@ -560,3 +560,76 @@ fn the_scanner_patterns_of_the_docs_find_keys_and_only_keys() {
         assert!(gitleaks.is_match(&changed));
     }
 }
+
+#[test]
+fn a_key_is_the_registry_password_of_skopeo_and_podman_and_a_pull_only_key_cannot_push() {
+    use crate::docker_e2e::Podman;
+    use crate::support::real::{
+        Rig, Skopeo, fails, oci_image, ok, rootfs_tar, text, tools_present,
+    };
+    if !tools_present(
+        &["docker-registry", "skopeo", "podman", "tar", "gzip"],
+        "apt-get install docker-registry skopeo podman",
+    ) {
+        return;
+    }
+    let mut rig = Rig::start();
+    let host = rig.host.clone();
+    let key = |args: &[&str]| {
+        let (out, _) = rig.home.ok(&[&["auth", "key", "create"], args].concat());
+        out.trim().to_owned()
+    };
+    let pusher = key(&["--name", "ci", "--subject", "ci", "--scopes", "push,pull"]);
+    let reader = key(&["--name", "ro", "--subject", "reader", "--scopes", "pull"]);
+    let image = rig.work.path().join("image");
+    oci_image(&image, "v1");
+
+    // skopeo: the owner as username pushes; `key` as username with a pull-only key pulls and
+    // is refused a push.
+    let ci = Skopeo::new();
+    ok(ci.login(&host, "ci", &pusher));
+    ok(ci.push(&image, "v1", &format!("{host}/team/app:v1")));
+    ok(ci.inspect(&format!("{host}/team/app:v1")));
+    let ro = Skopeo::new();
+    ok(ro.login(&host, "key", &reader));
+    ok(ro.inspect(&format!("{host}/team/app:v1")));
+    let denied = fails(ro.push(&image, "v1", &format!("{host}/team/app:v2")));
+    assert!(
+        String::from_utf8_lossy(&denied.stderr).contains("denied"),
+        "{}",
+        text(&denied)
+    );
+    fails(ci.inspect(&format!("{host}/team/app:v2")));
+    // Another user name, or a key with one character changed, cannot log in.
+    fails(Skopeo::new().login(&host, "someone", &pusher));
+    fails(Skopeo::new().login(&host, "ci", &one_char_changed(&pusher)));
+
+    // podman, with the same keys.
+    let pc = Podman::new();
+    ok(pc.remote(
+        "login",
+        &["-u", "ci", "--password-stdin", &host],
+        Some(format!("{pusher}\n").as_bytes()),
+    ));
+    let app = format!("{host}/team/podman:1");
+    let tar = rootfs_tar(rig.work.path(), "hello from a key\n");
+    ok(pc.run(&["import", "-", &app], Some(&tar)));
+    ok(pc.remote("push", &[&app], None));
+    let pr = Podman::new();
+    ok(pr.remote(
+        "login",
+        &["-u", "key", "--password-stdin", &host],
+        Some(format!("{reader}\n").as_bytes()),
+    ));
+    ok(pr.remote("pull", &[&app], None));
+    let second = format!("{host}/team/podman:2");
+    ok(pr.run(&["tag", &app, &second], None));
+    fails(pr.remote("push", &[&second], None));
+
+    // Revoked (by the CLI, another process): refused within a second.
+    rig.home
+        .ok(&["auth", "key", "revoke", "ci", "--owner", "ci"]);
+    std::thread::sleep(Duration::from_millis(1100));
+    fails(Skopeo::new().login(&host, "ci", &pusher));
+    rig.registry.assert_no_token_trouble();
+}
