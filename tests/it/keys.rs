@@ -17,6 +17,8 @@ use crate::support::keys::{
 
 /// A home with no password login, its server, its base URL and an `admin` token of `ops`.
 fn served(extra_config: &str) -> (Home, crate::support::api::RunningServer, String, String) {
+    // `ops` holds `admin`: keys it creates are bound to this token (see
+    // `a_key_never_outlives_the_credential_it_was_created_with`).
     let h = Home::with_config(extra_config);
     let (admin, _) = h.mint("ops", "admin");
     let (srv, base) = h.serve_base();
@@ -632,4 +634,53 @@ fn a_key_is_the_registry_password_of_skopeo_and_podman_and_a_pull_only_key_canno
     std::thread::sleep(Duration::from_millis(1100));
     fails(Skopeo::new().login(&host, "ci", &pusher));
     rig.registry.assert_no_token_trouble();
+}
+
+#[test]
+fn a_key_never_outlives_the_credential_it_was_created_with() {
+    let (h, _srv, base, admin) = served("");
+    let (alice, jti) =
+        h.token_with_jti(&["--subject", "alice", "--scopes", "pull", "--expiry", "1h"]);
+    // Made with a token: expires with it at the latest, and dies with its revocation.
+    let (s, v) = keys_call(
+        &base,
+        Method::POST,
+        "/auth/keys",
+        &alice,
+        Some(&json!({"name": "laptop", "expiry": "1y"})),
+    );
+    assert_eq!(s, 201, "{v}");
+    let from_token = v["key"].as_str().unwrap().to_owned();
+    let exp: jiff::Timestamp = v["expires_at"].as_str().unwrap().parse().unwrap();
+    assert!(
+        exp <= jiff::Timestamp::now() + jiff::SignedDuration::from_secs(3600),
+        "{v}"
+    );
+    // Made with that key: dies with the key, but lives on through the key's rotation.
+    let (child, _) = create_key(&base, &from_token, &json!({"name": "child"}));
+    assert_eq!(verify_key(&base, &child).0, 200);
+    let parent_id = v["id"].as_str().unwrap().to_owned();
+    let (s, rotated) = key_action(&base, &alice, &parent_id, "rotate", None);
+    assert_eq!(s, 201, "{rotated}");
+    assert_eq!(code(&verify_key(&base, &from_token).1), "TOKEN_REVOKED");
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(
+        verify_key(&base, &child).0,
+        200,
+        "the parent's line lives on"
+    );
+    // Revoking the token (another process) takes the whole line of keys with it.
+    h.ok(&["auth", "token", "revoke", &jti]);
+    std::thread::sleep(Duration::from_millis(1100));
+    let new_parent = rotated["key"].as_str().unwrap();
+    assert_eq!(code(&verify_key(&base, new_parent).1), "TOKEN_REVOKED");
+    assert_eq!(code(&verify_key(&base, &child).1), "TOKEN_REVOKED");
+    // Keys made by an admin token are bound to it the same way; a key made on the local
+    // store (no credential) is not.
+    let (local, _) = h.ok(&["auth", "key", "create", "--name", "cli", "--subject", "bob"]);
+    assert_eq!(verify_key(&base, local.trim()).0, 200);
+    let (by_admin, _) = create_key(&base, &admin, &json!({"name": "svc", "subject": "svc"}));
+    let (_, admin_jti) = h.token_with_jti(&["--subject", "x"]);
+    assert_ne!(admin_jti, jti);
+    assert_eq!(verify_key(&base, &by_admin).0, 200);
 }

@@ -221,6 +221,7 @@ fn view(k: &ApiKeyRecord) -> Value {
         "rate_limit": k.rate_limit,
         "successor": k.successor,
         "grace_until": k.grace_until.map(|t| t.to_string()),
+        "parent": k.parent,
         "source": "store",
     });
     if k.id.starts_with("config:") {
@@ -343,6 +344,8 @@ fn create(ctx: &Context, a: CreateArgs) -> Result<(), CliError> {
         expiry,
         allow_ip,
         rate_limit,
+        parent: None,
+        not_after: None,
     };
     let store = open_store(ctx)?;
     let (text, rec) = keys::create_key(
