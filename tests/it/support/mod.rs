@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod http;
+pub mod keys;
 pub mod pass;
 pub mod principals;
 pub mod real;
