@@ -267,6 +267,19 @@ fn a_key_rotation_fetches_the_new_kid_and_drops_the_old_one() {
 }
 
 #[test]
+fn an_oversized_jwks_is_not_read_and_the_refusal_says_why() {
+    let a = RsaKey::fixture("a");
+    let gh = GithubIssuer::start(&[&a]);
+    let mut doc = gh.jwks();
+    doc["padding"] = json!("x".repeat(300 * 1024));
+    gh.publish_raw(doc);
+    let s = Served::start(gh_home(&gh.issuer));
+    let why = refused(&s.url(""), &gh.token(&a, "tessera"));
+    assert_claim(&why, "kid");
+    assert!(why.contains("larger than"), "{why}");
+}
+
+#[test]
 fn an_id_token_logs_in_at_the_registry_until_it_expires_without_a_refresh_token() {
     let a = RsaKey::fixture("a");
     let gh = GithubIssuer::start(&[&a]);
