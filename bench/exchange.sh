@@ -154,13 +154,14 @@ start_server
 exchange_once "$(sed -n "${n}p" "$WORK/tokens.txt")" >/dev/null; n=$((n + 1))
 tail -n +"$n" "$WORK/tokens.txt" > "$WORK/fresh.txt"
 cat > "$WORK/exchange.lua" <<'LUA'
-local threads, id = 2, 0
-function setup(thread) thread:set("id", id); id = id + 1 end
+-- Each thread takes every other token (its own slice): a token is exchanged once.
+local threads, counter = 2, 0
+function setup(thread) thread:set("slice", counter); counter = counter + 1 end
 function init(args)
   tokens = {}
   local i = 0
   for line in io.lines(os.getenv("TOKENS_FILE")) do
-    if i % threads == id then tokens[#tokens + 1] = line end
+    if i % threads == slice then tokens[#tokens + 1] = line end
     i = i + 1
   end
   next_token = 1
