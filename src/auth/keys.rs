@@ -1107,3 +1107,18 @@ mod tests {
         assert!(check_grantable(&admin, &push).is_ok());
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn limits_and_address_lists_never_panic(s in "\\PC{0,40}") {
+            let _ = RateLimit::parse(&s);
+            let _ = parse_cidr_list(&s);
+            let _ = check_name(&s);
+        }
+    }
+}
