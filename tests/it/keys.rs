@@ -719,3 +719,28 @@ fn keys_never_reach_the_log_and_cross_origin_writes_are_refused() {
     // The audit line names the key.
     assert!(log.contains(&format!("key ci ({id}) of ci")), "{log}");
 }
+
+#[test]
+fn made_up_keys_checked_against_config_hashes_are_rate_limited_per_address() {
+    let h = Home::with_config("[server]\nlogin_attempts_per_minute = 2\n");
+    let (out, _) = h.ok(&["auth", "key", "hash"]);
+    let (key, hash) = {
+        let mut l = out.lines();
+        (l.next().unwrap().to_owned(), l.next().unwrap().to_owned())
+    };
+    h.append_config(&format!(
+        "\n[[auth.api_keys]]\nname = \"ci\"\nhash = \"{hash}\"\nscopes = \"pull\"\n"
+    ));
+    let (_srv, base) = h.serve_base();
+    assert_eq!(verify_key(&base, &key).0, 200);
+    let made_up = || {
+        let (out, _) = h.ok(&["auth", "key", "hash"]);
+        out.lines().next().unwrap().to_owned()
+    };
+    assert_eq!(verify_key(&base, &made_up()).0, 401);
+    assert_eq!(verify_key(&base, &made_up()).0, 401);
+    let (s, v) = verify_key(&base, &made_up());
+    assert_eq!((s, code(&v)), (429, "RATE_LIMITED"), "{v}");
+    // The config-held key verified before is answered from the table, with no check to limit.
+    assert_eq!(verify_key(&base, &key).0, 200);
+}
