@@ -684,3 +684,63 @@ fn a_key_never_outlives_the_credential_it_was_created_with() {
     assert_ne!(admin_jti, jti);
     assert_eq!(verify_key(&base, &by_admin).0, 200);
 }
+
+#[test]
+fn keys_never_reach_the_log_and_cross_origin_writes_are_refused() {
+    let h = Home::with_config("");
+    let (admin, _) = h.mint("ops", "admin");
+    let srv = h.serve_process(Some("debug"));
+    let base = srv.url();
+    let (key, id) = create_key(
+        &base,
+        &admin,
+        &json!({"name": "ci", "subject": "ci", "scopes": "pull", "rate_limit": "2/1d", "allow_ip": "127.0.0.1"}),
+    );
+    for _ in 0..3 {
+        verify_key(&base, &key);
+    }
+    verify_key(&base, &one_char_changed(&key));
+    let (s, rotated) = key_action(&base, &admin, &id, "rotate", Some(&json!({"grace": "1h"})));
+    assert_eq!(s, 201);
+    // A web page of another origin cannot create or change keys with a stolen bearer.
+    let r = client()
+        .post(format!("{base}/auth/keys"))
+        .bearer_auth(&admin)
+        .header("Origin", "https://evil.example")
+        .json(&json!({"name": "x", "subject": "x"}))
+        .send()
+        .unwrap();
+    assert_eq!(status_and_json(r).1["code"], "CROSS_ORIGIN");
+    let log = srv.stop();
+    let new_key = rotated["key"].as_str().unwrap();
+    for secret in [key.as_str(), new_key, &one_char_changed(&key), &key[4..30]] {
+        assert!(!log.contains(secret), "a key is in the log:\n{log}");
+    }
+    // The audit line names the key.
+    assert!(log.contains(&format!("key ci ({id}) of ci")), "{log}");
+}
+
+#[test]
+fn made_up_keys_checked_against_config_hashes_are_rate_limited_per_address() {
+    let h = Home::with_config("[server]\nlogin_attempts_per_minute = 2\n");
+    let (out, _) = h.ok(&["auth", "key", "hash"]);
+    let (key, hash) = {
+        let mut l = out.lines();
+        (l.next().unwrap().to_owned(), l.next().unwrap().to_owned())
+    };
+    h.append_config(&format!(
+        "\n[[auth.api_keys]]\nname = \"ci\"\nhash = \"{hash}\"\nscopes = \"pull\"\n"
+    ));
+    let (_srv, base) = h.serve_base();
+    assert_eq!(verify_key(&base, &key).0, 200);
+    let made_up = || {
+        let (out, _) = h.ok(&["auth", "key", "hash"]);
+        out.lines().next().unwrap().to_owned()
+    };
+    assert_eq!(verify_key(&base, &made_up()).0, 401);
+    assert_eq!(verify_key(&base, &made_up()).0, 401);
+    let (s, v) = verify_key(&base, &made_up());
+    assert_eq!((s, code(&v)), (429, "RATE_LIMITED"), "{v}");
+    // The config-held key verified before is answered from the table, with no check to limit.
+    assert_eq!(verify_key(&base, &key).0, 200);
+}
