@@ -14,6 +14,7 @@ mod guard;
 mod middleware;
 mod registry;
 mod state;
+mod ui;
 
 use std::future::Future;
 use std::net::{SocketAddr, TcpListener};
@@ -73,6 +74,7 @@ pub fn router(state: Arc<ServerState>) -> Router {
             get(registry::token_get).post(registry::token_post),
         )
         .route("/.well-known/jwks.json", get(registry::jwks))
+        .merge(ui::routes())
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

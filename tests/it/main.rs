@@ -21,3 +21,4 @@ mod properties;
 mod registry;
 mod registry_e2e;
 mod server;
+mod ui;
