@@ -233,14 +233,14 @@ fn tokens() -> Markup {
     html! {
         p.lead { "Your own tokens and API keys. Nothing here can do more than you can." }
         section #create-section.card aria-labelledby="create-h" {
-            h2 #create-h { "Create a token or an API key" }
+            h2 #create-h tabindex="-1" { "Create a token or an API key" }
             form #create-form method="post" autocomplete="off" {
                 fieldset.kind {
                     legend { "Kind" }
                     label { input type="radio" name="kind" value="token" checked; " Token (JWT, for " code{"docker login"} " and the API)" }
                     label { input type="radio" name="kind" value="key"; " API key (opaque " code{"tsk_"} " key, can be disabled and rotated)" }
                 }
-                div.field {
+                div #name-field.field {
                     label for="c-name" { "Name" }
                     input #c-name name="name" type="text" required maxlength="64"
                         autocomplete="off" spellcheck="false" aria-describedby="c-name-hint";

@@ -10,10 +10,11 @@ use std::process::Command;
 
 use serde_json::{Value, json};
 
-use crate::support::Home;
 use crate::support::browser::{Browser, docs_ui_dir, webdriver};
 use crate::support::http::client;
-use crate::support::real::{ok, run_tool, text};
+use crate::support::real::{Registry, Skopeo, fails, oci_image, ok, run_tool, tools_present};
+use crate::support::serve::BinServer;
+use crate::support::{Home, Run, SERVICE};
 
 /// Every page of the UI.
 const PAGES: &[&str] = &["/ui/", "/ui/tokens", "/ui/users", "/ui/security"];
@@ -284,6 +285,483 @@ fn curl_verify(base: &str, token: &str) -> u16 {
         c,
         Some(format!("Authorization: Bearer {token}\n").as_bytes()),
     ));
-    text(&out);
     String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+// ---- signed-in screens ---------------------------------------------------------------------
+
+/// Passwords of the users of [`Ui`] (each its name and a fixed suffix).
+fn password_of(user: &str) -> String {
+    format!("{user}-correct horse battery")
+}
+
+/// A home with three users (`alice` admin, `dave` developer, `vera` viewer), the registry key,
+/// and `tessera serve` running as a real process with debug logging.
+struct Ui {
+    home: Home,
+    server: BinServer,
+    base: String,
+    wd: String,
+}
+
+impl Ui {
+    fn start() -> Option<Ui> {
+        let wd = webdriver()?;
+        let home = Home::with_config(&format!(
+            "[secrets.unsafe]\ndir = \"secrets\"\n\n[auth]\ntoken_expiry = \"1h\"\n\n[[auth.users]]\nname = \"alice\"\nroles = [\"admin\"]\n\n[[auth.users]]\nname = \"dave\"\nroles = [\"developer\"]\n\n[[auth.users]]\nname = \"vera\"\nroles = [\"viewer\"]\n\n[registry]\nservice = \"{SERVICE}\"\nissuer = \"tessera\"\ncertificate = \"registry-token.crt\"\ntoken_ttl = \"5m\"\n"
+        ));
+        for user in ["alice", "dave", "vera"] {
+            let (hash, _) = home.ok_with_stdin(
+                &["auth", "password", "hash", "--stdin"],
+                format!("{}\n", password_of(user)),
+            );
+            home.ok_with_stdin(
+                &[
+                    "secrets",
+                    "set",
+                    &format!("tessera/users/{user}/password_hash"),
+                ],
+                hash,
+            );
+        }
+        home.cmd().args(["registry", "init"]).assert().success();
+        let server = home.serve_process(Some("debug"));
+        let base = server.url();
+        Some(Ui {
+            home,
+            server,
+            base,
+            wd,
+        })
+    }
+
+    /// A new browser (fresh profile) signed in as `user` through the Sign in screen.
+    fn signed_in(&self, user: &str) -> Browser {
+        let b = Browser::new(&self.wd);
+        b.goto(&format!("{}/ui/", self.base));
+        b.wait_for("document.body.dataset.ready === 'true'");
+        b.type_into(&b.find("#username"), user);
+        b.type_into(&b.find("#password"), &password_of(user));
+        b.click(&b.find("#signin"));
+        b.wait_for("location.pathname === '/ui/tokens' && document.body.dataset.ready === 'true'");
+        b
+    }
+
+    fn page(&self, b: &Browser, path: &str) {
+        b.goto(&format!("{}{path}", self.base));
+        b.wait_for("document.body.dataset.ready === 'true'");
+    }
+
+    /// The server's log so far: it must never hold a secret.
+    fn assert_log_free_of(&self, secrets: &[&str]) {
+        let log = self.server.log();
+        assert!(!log.is_empty(), "no server log");
+        for s in secrets {
+            assert!(!log.contains(s), "the server log holds a secret");
+        }
+    }
+}
+
+/// Creates a token or a key (`kind` `token` or `key`) on the Tokens screen with `scopes`
+/// ticked (every other box cleared) and returns the secret shown once.
+fn create(b: &Browser, kind: &str, name: &str, scopes: &[&str], expiry: &str) -> String {
+    b.click(&b.find(&format!("input[name=kind][value={kind}]")));
+    if kind == "key" {
+        b.type_into(&b.find("#c-name"), name);
+    }
+    b.js(
+        "document.querySelectorAll('input[name=scope]').forEach(c => { c.checked = arguments[0].includes(c.value); });",
+        vec![json!(scopes)],
+    );
+    b.type_into(&b.find("#c-expiry"), expiry);
+    b.click(&b.find("#create"));
+    b.wait_for("!document.getElementById('secret-panel').hidden");
+    // The heading of the panel gets the focus, for screen readers and the keyboard.
+    assert_eq!(b.focused_id(), "secret-h");
+    let secret = b.property(&b.find("#secret"), "value");
+    let secret = secret.as_str().unwrap().to_owned();
+    assert!(!secret.is_empty());
+    // Never in the URL.
+    assert!(!b.url().contains(&secret[..20]));
+    secret
+}
+
+/// Dismisses the secret panel and checks that the secret left the page.
+fn dismiss(b: &Browser, secret: &str) {
+    b.click(&b.find("#secret-done"));
+    b.wait_for("document.getElementById('secret-panel').hidden");
+    let still = b.js(
+        "return document.documentElement.outerHTML.includes(arguments[0]) || document.getElementById('secret').value.includes(arguments[0]);",
+        vec![json!(secret)],
+    );
+    assert_eq!(still, json!(false), "the secret stayed in the page");
+}
+
+/// Clicks the button labelled `label` in the table row that mentions `text`, then the
+/// dialog's confirm button when `confirm` (cancel otherwise).
+fn row_action(b: &Browser, text: &str, label: &str, confirm: Option<bool>) {
+    let clicked = b.js(
+        "for (const tr of document.querySelectorAll('tbody tr')) { if (!tr.innerText.includes(arguments[0])) continue; for (const btn of tr.querySelectorAll('button')) { if (btn.innerText.trim() === arguments[1]) { btn.click(); return true; } } } return false;",
+        vec![json!(text), json!(label)],
+    );
+    assert_eq!(
+        clicked,
+        json!(true),
+        "no `{label}` button in the row of {text}:\n{}",
+        b.body_text()
+    );
+    if let Some(yes) = confirm {
+        b.wait_for("document.getElementById('confirm').open");
+        // The dialog opens on Cancel (the safe choice).
+        assert_eq!(b.focused_id(), "confirm-cancel");
+        b.click(&b.find(if yes {
+            "#confirm-ok"
+        } else {
+            "#confirm-cancel"
+        }));
+        b.wait_for("!document.getElementById('confirm').open");
+    }
+}
+
+fn row_text(b: &Browser, text: &str) -> String {
+    b.js(
+        "for (const tr of document.querySelectorAll('tbody tr')) { if (tr.innerText.includes(arguments[0])) return tr.innerText; } return '';",
+        vec![json!(text)],
+    )
+    .as_str()
+    .unwrap_or_default()
+    .to_owned()
+}
+
+fn jti_of(token: &str) -> String {
+    use base64::Engine;
+    let payload = token.split('.').nth(1).unwrap();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .unwrap();
+    let claims: Value = serde_json::from_slice(&bytes).unwrap();
+    claims["jti"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn sign_in_create_a_token_use_it_with_curl_revoke_it_and_see_401() {
+    let Some(ui) = Ui::start() else { return };
+    // A wrong password and an unknown user read the same.
+    let b = Browser::new(&ui.wd);
+    b.goto(&format!("{}/ui/", ui.base));
+    b.wait_for("document.body.dataset.ready === 'true'");
+    let mut shown = Vec::new();
+    for (user, pw) in [
+        ("dave", "wrong password"),
+        ("nobody-here", "wrong password"),
+    ] {
+        b.type_into(&b.find("#username"), user);
+        b.type_into(&b.find("#password"), pw);
+        b.click(&b.find("#signin"));
+        b.wait_for("!document.getElementById('signin-error').hidden");
+        shown.push(b.text(&b.find("#signin-error")));
+        // The password field is emptied and focused again; nothing went into the URL.
+        assert_eq!(b.property(&b.find("#password"), "value"), json!(""));
+        assert_eq!(b.focused_id(), "password");
+        assert!(!b.url().contains("wrong") && !b.url().contains('?'));
+        b.js(
+            "document.getElementById('signin-error').hidden = true;",
+            vec![],
+        );
+    }
+    assert_eq!(shown[0], shown[1]);
+    assert_eq!(shown[0], "The username or password is wrong.");
+    drop(b);
+
+    let b = ui.signed_in("dave");
+    assert_eq!(b.text(&b.find("#who")), "dave");
+    // The session cookie is HttpOnly and SameSite=Strict: the page's script cannot read it,
+    // and no other site's page sends it.
+    let cookies = b.cookies();
+    let session = cookies
+        .iter()
+        .find(|c| c["name"] == "tessera_session")
+        .expect("no session cookie");
+    assert_eq!(session["httpOnly"], true);
+    assert_eq!(session["sameSite"], "Strict");
+    assert_eq!(b.js("return document.cookie;", vec![]), json!(""));
+    // A developer is not an admin: no Users link.
+    assert_eq!(
+        b.js(
+            "return document.getElementById('nav-users').hidden;",
+            vec![]
+        ),
+        json!(true)
+    );
+    let token = create(&b, "token", "", &["repository:*:pull"], "2h");
+    assert_eq!(curl_verify(&ui.base, &token), 200);
+    let jti = jti_of(&token);
+    b.screenshot(1280, &docs_ui_dir().join("secret-once-desktop.png"));
+    dismiss(&b, &token);
+    b.wait_for(&format!("document.body.innerText.includes('{jti}')"));
+    let row = row_text(&b, &jti);
+    assert!(
+        row.contains("active") && row.contains("repository:*:pull"),
+        "{row}"
+    );
+    assert!(row.contains("left"), "no time left shown: {row}");
+    // Revoke: Cancel first keeps it, then confirm.
+    row_action(&b, &jti, "Revoke", Some(false));
+    assert_eq!(curl_verify(&ui.base, &token), 200);
+    row_action(&b, &jti, "Revoke", Some(true));
+    b.wait_for(&format!(
+        "[...document.querySelectorAll('tbody tr')].some(tr => tr.innerText.includes('{jti}') && tr.innerText.includes('revoked'))"
+    ));
+    assert_eq!(curl_verify(&ui.base, &token), 401);
+    b.screenshot(1280, &docs_ui_dir().join("tokens-desktop.png"));
+    b.screenshot(360, &docs_ui_dir().join("tokens-360.png"));
+    b.viewport(Some(360));
+    assert!(
+        !b.overflows_sideways(),
+        "the Tokens screen scrolls sideways at 360 px"
+    );
+    b.viewport(None);
+    // Leaving the page takes the secret with it: back and forward do not bring it back.
+    let token2 = create(&b, "token", "", &["repository:*:pull"], "1h");
+    ui.page(&b, "/ui/security");
+    b.back();
+    b.wait_for("document.body.dataset.ready === 'true'");
+    assert_eq!(
+        b.js("return document.documentElement.outerHTML.includes(arguments[0]) || document.getElementById('secret').value !== '';", vec![json!(token2)]),
+        json!(false)
+    );
+    ui.assert_log_free_of(&[&token, &token2, &password_of("dave")]);
+}
+
+#[test]
+fn a_pull_only_key_from_the_ui_pulls_with_skopeo_and_cannot_push() {
+    if !tools_present(
+        &["docker-registry", "skopeo"],
+        "apt-get install docker-registry skopeo",
+    ) {
+        return;
+    }
+    let Some(ui) = Ui::start() else { return };
+    let work = tempfile::tempdir().unwrap();
+    let mut registry = Registry::start(
+        work.path(),
+        &format!("{}/token", ui.base),
+        &ui.home.certificate(),
+    );
+    let host = registry.host();
+    let image = work.path().join("image");
+    oci_image(&image, "v1");
+    // dave (developer) pushes an image with a token minted on the Tokens screen.
+    let b = ui.signed_in("dave");
+    let push = create(
+        &b,
+        "token",
+        "",
+        &["repository:*:push", "repository:*:pull"],
+        "1h",
+    );
+    dismiss(&b, &push);
+    let pusher = Skopeo::new();
+    ok(pusher.login(&host, "dave", &push));
+    ok(pusher.push(&image, "v1", &format!("{host}/team/app:v1")));
+
+    // A pull-only API key, with a name, a rate limit and an allow-list for loopback.
+    b.click(&b.find("input[name=kind][value=key]"));
+    b.type_into(&b.find("#c-allow-ip"), "127.0.0.0/8");
+    b.type_into(&b.find("#c-rate"), "1000/1m");
+    let key = create(&b, "key", "ci-pull", &["repository:*:pull"], "7d");
+    assert!(key.starts_with("tsk_"), "not an API key");
+    b.screenshot(1280, &docs_ui_dir().join("key-once-desktop.png"));
+    dismiss(&b, &key);
+    b.wait_for("document.body.innerText.includes('ci-pull')");
+    let puller = Skopeo::new();
+    ok(puller.login(&host, "key", &key));
+    ok(puller.inspect(&format!("{host}/team/app:v1")));
+    fails(puller.push(&image, "v1", &format!("{host}/team/other:v1")));
+    // The Tokens screen shows when and from where it was last used.
+    ui.page(&b, "/ui/tokens");
+    let row = row_text(&b, "ci-pull");
+    assert!(row.contains("127.0.0.1"), "last use not shown: {row}");
+    assert!(
+        row.contains("1000/1m") && row.contains("127.0.0.0/8"),
+        "limits not shown: {row}"
+    );
+
+    // Disable: refused; enable: works again.
+    row_action(&b, "ci-pull", "Disable", None);
+    b.wait_for("[...document.querySelectorAll('tbody tr')].some(tr => tr.innerText.includes('ci-pull') && tr.innerText.includes('disabled'))");
+    fails(Skopeo::new().login(&host, "key", &key));
+    row_action(&b, "ci-pull", "Enable", None);
+    b.wait_for("[...document.querySelectorAll('tbody tr')].some(tr => tr.innerText.includes('ci-pull') && tr.innerText.includes('active'))");
+    ok(Skopeo::new().login(&host, "key", &key));
+    // Rotate: a new key shown once; the old one stops working.
+    row_action(&b, "ci-pull", "Rotate", Some(true));
+    b.wait_for("!document.getElementById('secret-panel').hidden");
+    let rotated = b
+        .property(&b.find("#secret"), "value")
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(rotated.starts_with("tsk_") && rotated != key);
+    dismiss(&b, &rotated);
+    fails(Skopeo::new().login(&host, "key", &key));
+    let again = Skopeo::new();
+    ok(again.login(&host, "key", &rotated));
+    ok(again.inspect(&format!("{host}/team/app:v1")));
+    // Revoke it from the screen.
+    ui.page(&b, "/ui/tokens");
+    b.screenshot(1280, &docs_ui_dir().join("keys-desktop.png"));
+    let id = b.js(
+        "for (const tr of document.querySelectorAll('tbody tr')) { if (tr.innerText.includes('ci-pull') && tr.innerText.includes('active')) return tr.querySelector('code').innerText; } return '';",
+        vec![],
+    );
+    row_action(&b, id.as_str().unwrap(), "Revoke", Some(true));
+    b.wait_for("![...document.querySelectorAll('tbody tr')].some(tr => tr.innerText.includes('ci-pull') && tr.innerText.includes('active'))");
+    fails(Skopeo::new().login(&host, "key", &rotated));
+    registry.assert_no_token_trouble();
+    ui.assert_log_free_of(&[&key, &rotated, &push, &password_of("dave")]);
+}
+
+#[test]
+fn a_viewer_never_sees_another_users_tokens_or_the_users_screen() {
+    let Some(ui) = Ui::start() else { return };
+    // alice (admin) and dave have tokens of their own.
+    let (_, alice_jti) = ui.home.mint("alice", "pull");
+    let a = ui.signed_in("alice");
+    let dave_token = {
+        let d = ui.signed_in("dave");
+        let t = create(&d, "token", "", &["repository:*:pull"], "1h");
+        dismiss(&d, &t);
+        t
+    };
+    let dave_jti = jti_of(&dave_token);
+
+    let v = ui.signed_in("vera");
+    ui.page(&v, "/ui/tokens");
+    let text = v.body_text();
+    assert!(
+        !text.contains(&alice_jti) && !text.contains(&dave_jti),
+        "{text}"
+    );
+    assert_eq!(
+        v.js(
+            "return document.getElementById('nav-users').hidden;",
+            vec![]
+        ),
+        json!(true)
+    );
+    // A viewer may grant only what it has: pull.
+    let offered = v.js(
+        "return [...document.querySelectorAll('input[name=scope]')].map(c => c.value);",
+        vec![],
+    );
+    assert_eq!(offered, json!(["repository:*:pull"]));
+    // The Users screen, typed in by hand, shows nobody.
+    ui.page(&v, "/ui/users");
+    let text = v.body_text();
+    assert!(text.contains("Only administrators"), "{text}");
+    for name in ["alice", "dave"] {
+        assert!(!text.contains(name), "the viewer sees {name}");
+    }
+    // The API underneath refuses the same, with the session's cookie.
+    let listed = v.js_async(
+        "const done = arguments[arguments.length - 1]; fetch('/auth/users').then(r => done(r.status));",
+        vec![],
+    );
+    assert_eq!(listed, json!(403));
+    let tokens = v.js_async(
+        "const done = arguments[arguments.length - 1]; fetch('/auth/tokens').then(r => r.text()).then(done);",
+        vec![],
+    );
+    let tokens = tokens.as_str().unwrap();
+    assert!(
+        !tokens.contains(&alice_jti) && !tokens.contains(&dave_jti),
+        "{tokens}"
+    );
+    // Revoking dave's token from vera's session is refused.
+    let status = v.js_async(
+        "const done = arguments[arguments.length - 1]; fetch('/auth/session').then(r => r.json()).then(s => fetch('/auth/tokens/' + arguments[0], {method: 'DELETE', headers: {'X-CSRF-Token': s.csrf_token}})).then(r => done(r.status));",
+        vec![json!(dave_jti)],
+    );
+    assert!(matches!(status.as_u64(), Some(403 | 404)), "{status}");
+    assert_eq!(curl_verify(&ui.base, &dave_token), 200);
+    v.screenshot(1280, &docs_ui_dir().join("users-refused-desktop.png"));
+
+    // The admin sees the Users screen with everyone.
+    ui.page(&a, "/ui/users");
+    assert_eq!(
+        a.js(
+            "return document.getElementById('nav-users').hidden;",
+            vec![]
+        ),
+        json!(false)
+    );
+    let text = a.body_text();
+    for name in ["alice", "dave", "vera"] {
+        assert!(text.contains(name), "{name} missing:\n{text}");
+    }
+    assert!(
+        text.contains("viewer") && text.contains("developer"),
+        "{text}"
+    );
+    a.screenshot(1280, &docs_ui_dir().join("users-desktop.png"));
+    a.screenshot(360, &docs_ui_dir().join("users-360.png"));
+}
+
+#[test]
+fn sign_out_everywhere_ends_a_second_browser_session() {
+    let Some(ui) = Ui::start() else { return };
+    let first = ui.signed_in("dave");
+    let second = ui.signed_in("dave");
+    let other_user = ui.signed_in("vera");
+    ui.page(&first, "/ui/security");
+    let text = first.body_text();
+    assert!(text.contains("this browser"), "{text}");
+    // The server facts: auth on, the signing key's kid, the registry certificate's expiry.
+    let facts: Value = client()
+        .get(format!("{}/auth/security", ui.base))
+        .bearer_auth(ui.home.mint("dave", "pull").0)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let kid = facts["signing_keys"][0]["kid"].as_str().unwrap();
+    assert!(text.contains(kid), "no kid {kid}:\n{text}");
+    assert!(
+        text.contains(facts["registry"]["kid"].as_str().unwrap()),
+        "{text}"
+    );
+    assert!(text.contains("Certificate expires"), "{text}");
+    // Two sessions of dave listed.
+    let rows = first.js(
+        "return document.querySelectorAll('#sessions-list tbody tr').length;",
+        vec![],
+    );
+    assert_eq!(rows, json!(2));
+    first.screenshot(1280, &docs_ui_dir().join("security-desktop.png"));
+    first.screenshot(360, &docs_ui_dir().join("security-360.png"));
+    first.viewport(Some(360));
+    assert!(
+        !first.overflows_sideways(),
+        "the Security screen scrolls sideways at 360 px"
+    );
+    first.viewport(None);
+
+    first.click(&first.find("#signout-all"));
+    first.wait_for("document.getElementById('confirm').open");
+    first.click(&first.find("#confirm-ok"));
+    first.wait_for("location.pathname === '/ui/'");
+    // The second browser's session has ended too: its next page goes to Sign in.
+    second.goto(&format!("{}/ui/tokens", ui.base));
+    second.wait_for("location.pathname === '/ui/' && document.body.dataset.ready === 'true'");
+    // Another user's session is untouched.
+    ui.page(&other_user, "/ui/tokens");
+    assert_eq!(other_user.url(), format!("{}/ui/tokens", ui.base));
+    // And the ended cookie no longer works even if replayed: the browser dropped it, the
+    // server forgot it.
+    let status = second.js_async(
+        "const done = arguments[arguments.length - 1]; fetch('/auth/session').then(r => done(r.status));",
+        vec![],
+    );
+    assert_eq!(status, json!(401));
 }

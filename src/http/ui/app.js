@@ -150,12 +150,12 @@
   }
 
   // ---- Sign in ------------------------------------------------------------------------------
-  function signIn() {
+  function signIn(ready) {
     const form = $('signin-form');
     // Already signed in: go to the Tokens screen.
     api('GET', '/auth/session', undefined, { quiet401: true })
       .then(() => location.replace('/ui/tokens'))
-      .catch(() => { $('username').focus(); });
+      .catch(() => { $('username').focus(); ready(); });
     form.addEventListener('submit', async (e) => {
       e.preventDefault();
       const username = $('username').value;
@@ -237,7 +237,7 @@
   }
 
   async function loadTokens() {
-    const [tokens, keys] = await Promise.allSettled([api('GET', '/auth/tokens'), api('GET', '/auth/keys')]);
+    const [tokens, keys] = await Promise.allSettled([api('GET', '/auth/tokens'), api('GET', '/auth/keys?owner=' + encodeURIComponent(me.subject || ''))]);
     renderTokens(tokens);
     renderKeys(keys);
   }
@@ -274,11 +274,12 @@
         const limits = [];
         const allow = k.allow_ip || k.allowed_ips;
         if (allow && allow.length) limits.push('from ' + (Array.isArray(allow) ? allow.join(', ') : allow));
-        if (k.rate_limit) limits.push(String(k.rate_limit));
+        if (k.rate_limit) limits.push(typeof k.rate_limit === 'object' ? (k.rate_limit.text || k.rate_limit.limit + ' per ' + k.rate_limit.period) : String(k.rate_limit));
         const acts = [];
-        if (st === 'active') acts.push(actionButton('Disable', () => keyAction(k, 'disable')));
-        if (st === 'disabled') acts.push(actionButton('Enable', () => keyAction(k, 'enable')));
-        if (st === 'active' || st === 'disabled') {
+        if (st === 'active' && k.source !== 'config') acts.push(actionButton('Disable', () => keyAction(k, 'disable')));
+        if (st === 'disabled' && k.source !== 'config') acts.push(actionButton('Enable', () => keyAction(k, 'enable')));
+        if (k.source === 'config') acts.push(el('span', { class: 'hint', text: 'held in the config file' }));
+        else if (st === 'active' || st === 'disabled') {
           acts.push(actionButton('Rotate', () => rotateKey(k)));
           acts.push(actionButton('Revoke', () => revokeKey(k), true));
         }
@@ -332,9 +333,12 @@
   }
   function createForm() {
     const form = $('create-form');
+    // Tokens have no name in the API (their id names them); keys have a name and limits.
     const kindChanged = () => {
       const key = form.querySelector('input[name=kind]:checked').value === 'key';
       $('key-options').hidden = !key;
+      $('name-field').hidden = !key;
+      $('c-name').required = key;
     };
     form.querySelectorAll('input[name=kind]').forEach((r) => r.addEventListener('change', kindChanged));
     form.addEventListener('submit', async (e) => {
@@ -358,13 +362,13 @@
           const r = await api('POST', '/auth/keys', body);
           secret = r.key || r.secret;
         } else {
-          const r = await api('POST', '/auth/tokens', { name, subject: me.subject, scopes, expiry });
+          const r = await api('POST', '/auth/tokens', { scopes, expiry });
           secret = r.token;
         }
         form.reset();
         kindChanged();
         fillScopeChoices();
-        showSecret(name, secret);
+        showSecret(kind === 'key' ? 'API key ' + name : 'the new token', secret);
       } catch (err) {
         showError('create-error', err.message);
       } finally {
@@ -373,7 +377,8 @@
       loadTokens();
     });
     $('copy').addEventListener('click', copySecret);
-    $('secret-done').addEventListener('click', () => { clearSecret(); $('c-name').focus(); });
+    kindChanged();
+    $('secret-done').addEventListener('click', () => { clearSecret(); $('create-h').focus(); });
   }
 
   // ---- Users --------------------------------------------------------------------------------
@@ -391,7 +396,7 @@
     box.replaceChildren(table('Users', ['Name', 'Roles', 'Effective scopes', 'Password hash'],
       users.map((u) => {
         const roles = Array.isArray(u.roles) ? u.roles.join(', ') : (u.roles || '—');
-        const exists = u.hash_exists ?? u.password_hash_exists ?? u.has_password;
+        const exists = u.hash_present ?? u.hash_exists;
         const where = u.password_hash || u.hash_key || '';
         return [u.name || u.username, roles || '—', scopeList(u),
           [exists === false ? el('span', { class: 'error', text: 'missing' }) : (exists ? 'present' : '—'), where ? [' ', code(where)] : null]];
@@ -457,9 +462,13 @@
     if (pw) pw.value = '';
   });
 
+  const ready = () => {
+    document.body.dataset.ready = 'true';
+    if (performance.mark) performance.mark('tessera-ready');
+  };
   async function start() {
-    if (screen === 'signin') return signIn();
-    if (screen === 'notfound') return;
+    if (screen === 'signin') return signIn(ready);
+    if (screen === 'notfound') return ready();
     try {
       await loadSession();
     } catch (e) {
@@ -475,7 +484,7 @@
     } else if (screen === 'security') {
       await loadSecurity();
     }
-    document.body.dataset.ready = 'true';
+    ready();
   }
   start();
 })();

@@ -172,6 +172,11 @@ impl Browser {
         self.post("/url", json!({ "url": url }));
     }
 
+    /// The browser's Back button.
+    pub fn back(&self) {
+        self.post("/back", json!({}));
+    }
+
     /// The current URL.
     pub fn url(&self) -> String {
         self.get("/url").as_str().unwrap_or_default().to_owned()
