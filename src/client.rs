@@ -235,6 +235,36 @@ impl Client {
             .map(|_| ())
     }
 
+    // --- the tokens API with a remote's token (contract section 9: the CLI's admin
+    // commands against a remote) ---
+
+    /// `GET /auth/tokens`: the tokens the token's holder may see (its own; everyone's with
+    /// `admin:tokens:read`).
+    pub fn list_tokens(&self, token: &SecretString) -> Result<Value, ClientError> {
+        self.with_token(reqwest::Method::GET, "/auth/tokens", token)
+    }
+
+    /// `POST /auth/tokens` with `body` (`subject`, `scopes`, `repo`, `expiry`, `audience`).
+    pub fn create_token(&self, token: &SecretString, body: &Value) -> Result<Value, ClientError> {
+        let r = self
+            .http
+            .post(self.endpoint("/auth/tokens"))
+            .bearer_auth(token.expose_secret())
+            .json(body)
+            .send()
+            .map_err(|e| self.transport(e))?;
+        self.json(r)
+    }
+
+    /// `DELETE /auth/tokens/{jti}`.
+    pub fn revoke_token(&self, token: &SecretString, jti: &str) -> Result<Value, ClientError> {
+        let path = format!(
+            "/auth/tokens/{}",
+            url::form_urlencoded::byte_serialize(jti.as_bytes()).collect::<String>()
+        );
+        self.with_token(reqwest::Method::DELETE, &path, token)
+    }
+
     /// A `method` request to `path` with `token` as its bearer, and the JSON of the answer.
     fn with_token(
         &self,

@@ -171,6 +171,9 @@ struct RawConfig {
     server: RawServer,
     #[serde(default)]
     registry: RawRegistry,
+    /// The file's text, to turn the byte spans of `[[auth.users]]` and roles into lines.
+    #[serde(skip)]
+    line_of: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -225,6 +228,31 @@ struct RawAuth {
     username: Option<String>,
     password_hash: Option<String>,
     login_scopes: Option<String>,
+    // --- users, roles and sessions (contract section 9) ---
+    session_expiry: Option<String>,
+    #[serde(default)]
+    users: Vec<toml::Spanned<RawUser>>,
+    #[serde(default)]
+    roles: std::collections::BTreeMap<String, toml::Spanned<RawRole>>,
+}
+
+/// One `[[auth.users]]` entry, as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUser {
+    name: String,
+    password_hash: Option<String>,
+    #[serde(default)]
+    roles: Vec<String>,
+    #[serde(default)]
+    scopes: Vec<String>,
+}
+
+/// One `[auth.roles.NAME]` table, as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRole {
+    scopes: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -273,6 +301,31 @@ pub struct AuthConfig {
     pub username: Option<String>,
     pub password_hash: KeyPath,
     pub login_scopes: String,
+    /// `auth.session_expiry`: how long a browser session lasts (default 12h).
+    pub session_expiry: HumanDuration,
+    /// `[[auth.users]]` and `[auth.roles.NAME]`, checked (see `crate::auth::users`).
+    pub users: Vec<UserConfig>,
+    pub roles: std::collections::BTreeMap<String, RoleConfig>,
+}
+
+/// One `[[auth.users]]` entry, with the line it starts on (for messages).
+#[derive(Debug, Clone)]
+pub struct UserConfig {
+    pub name: String,
+    /// Key path of the user's password hash (default `tessera/users/NAME/password_hash`).
+    pub password_hash: KeyPath,
+    pub roles: Vec<String>,
+    /// Extra scopes besides the roles', as written (`${user}` not expanded).
+    pub scopes: Vec<String>,
+    pub line: usize,
+}
+
+/// One `[auth.roles.NAME]` table, with the line it starts on.
+#[derive(Debug, Clone)]
+pub struct RoleConfig {
+    /// As written (`${user}` not expanded).
+    pub scopes: Vec<String>,
+    pub line: usize,
 }
 
 /// The `[server]` section, resolved.
@@ -389,6 +442,12 @@ impl Config {
     }
 
     fn parse(path: &Path, text: &str) -> Result<RawConfig, ConfigError> {
+        let mut raw: RawConfig = Self::parse_toml(path, text)?;
+        raw.line_of = Some(text.to_owned());
+        Ok(raw)
+    }
+
+    fn parse_toml(path: &Path, text: &str) -> Result<RawConfig, ConfigError> {
         toml::from_str(text).map_err(|e| {
             let (line, column) = e.span().map_or((1, 1), |s| line_col(text, s.start));
             ConfigError::Parse {
@@ -522,7 +581,7 @@ impl Config {
         if issuer.is_empty() {
             return Err(bad("auth.issuer", "must not be empty".into()));
         }
-        let auth = AuthConfig {
+        let mut auth = AuthConfig {
             enabled: a.enabled.unwrap_or(true),
             token_secret: key(
                 "auth.token_secret",
@@ -540,7 +599,63 @@ impl Config {
                 "tessera/auth/password_hash",
             )?,
             login_scopes: a.login_scopes.unwrap_or_else(|| "push,pull".into()),
+            session_expiry: duration("auth.session_expiry", a.session_expiry, "12h")?,
+            users: Vec::new(),
+            roles: Default::default(),
         };
+        if auth
+            .session_expiry
+            .as_fixed()
+            .is_none_or(|d| d < Duration::from_secs(60))
+        {
+            return Err(bad(
+                "auth.session_expiry",
+                "must be at least 60 s and have no months or years, e.g. `12h`".into(),
+            ));
+        }
+        let text = raw.line_of.as_deref().unwrap_or("");
+        let line = |span: std::ops::Range<usize>| line_col(text, span.start).0;
+        for (name, role) in a.roles {
+            let at = line(role.span());
+            auth.roles.insert(
+                name,
+                RoleConfig {
+                    scopes: role.into_inner().scopes,
+                    line: at,
+                },
+            );
+        }
+        for user in a.users {
+            let at = line(user.span());
+            let u = user.into_inner();
+            let hash = u
+                .password_hash
+                .unwrap_or_else(|| format!("tessera/users/{}/password_hash", u.name));
+            let password_hash = KeyPath::new(&hash).map_err(|e| ConfigError::Parse {
+                path: path.clone(),
+                line: at,
+                column: 1,
+                message: format!(
+                    "`password_hash` of user `{}`: {e}; give it as a key path such as `tessera/users/NAME/password_hash`",
+                    crate::term::escaped_head(&u.name, 40)
+                ),
+            })?;
+            auth.users.push(UserConfig {
+                name: u.name,
+                password_hash,
+                roles: u.roles,
+                scopes: u.scopes,
+                line: at,
+            });
+        }
+        if let Err(e) = crate::auth::users::Directory::check(&auth) {
+            return Err(ConfigError::Parse {
+                path: path.clone(),
+                line: e.line,
+                column: 1,
+                message: e.message,
+            });
+        }
 
         // [server]
         let s = raw.server;
@@ -687,6 +802,17 @@ issuer = "tessera"
 # username = "deploy"        # enables password login
 # password_hash = "tessera/auth/password_hash"
 # login_scopes = "push,pull"
+# session_expiry = "12h"     # browser sessions (POST /auth/session)
+
+# More users, each with roles (built-in: admin, developer, user, viewer); see docs/users.md.
+# [[auth.users]]
+# name = "alice"
+# password_hash = "tessera/users/alice/password_hash"   # set it with `tessera users passwd alice`
+# roles = ["developer"]
+# scopes = []                # extra scopes besides the roles'
+#
+# [auth.roles.ci-reader]
+# scopes = ["pull", "admin:tokens:read"]   # ${{user}} stands for the user's name
 
 # [server]
 # bind = "127.0.0.1:7390"

@@ -11,6 +11,10 @@ pub mod issue;
 pub mod login;
 mod ratelimit;
 mod verified;
+// --- principals: users, roles, sessions, self-service (contract section 9) ---
+pub mod access;
+pub mod session;
+pub mod users;
 
 use std::sync::Arc;
 
@@ -41,6 +45,8 @@ pub struct Settings {
     pub token_expiry: HumanDuration,
     /// `auth.max_token_expiry`: the longest expiry issued (never = no cap).
     pub max_token_expiry: HumanDuration,
+    /// `auth.session_expiry`: how long a browser session lasts.
+    pub session_expiry: std::time::Duration,
 }
 
 impl Settings {
@@ -51,6 +57,11 @@ impl Settings {
             enabled: config.auth.enabled,
             token_expiry: config.auth.token_expiry,
             max_token_expiry: config.auth.max_token_expiry,
+            session_expiry: config
+                .auth
+                .session_expiry
+                .as_fixed()
+                .unwrap_or(std::time::Duration::from_secs(12 * 3600)),
         }
     }
 }
@@ -149,6 +160,8 @@ pub enum Method {
     Password,
     /// Nothing: `auth.enabled = false` on loopback.
     Anonymous,
+    /// A browser session (`POST /auth/session`), with the user's current scopes.
+    Session,
 }
 
 /// Who is calling: the subject, what it may do, and how it proved it.

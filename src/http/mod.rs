@@ -13,8 +13,10 @@ pub mod extract;
 mod guard;
 mod middleware;
 mod registry;
+mod session;
 mod state;
 mod ui;
+mod users;
 
 use std::future::Future;
 use std::net::{SocketAddr, TcpListener};
@@ -69,6 +71,18 @@ pub fn router(state: Arc<ServerState>) -> Router {
             get(api::list_tokens).post(api::create_token),
         )
         .route("/auth/tokens/{jti}", delete(api::revoke_token))
+        // --- users and sessions (contract section 9) ---
+        .route(
+            "/auth/session",
+            post(session::sign_in)
+                .get(session::current)
+                .delete(session::sign_out),
+        )
+        .route(
+            "/auth/sessions",
+            get(session::list).delete(session::sign_out_everywhere),
+        )
+        .route("/auth/users", get(users::list))
         .route(
             "/token",
             get(registry::token_get).post(registry::token_post),
@@ -78,6 +92,10 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            session::layer,
+        ))
         .layer(axum::middleware::from_fn(guard::guard))
         .layer(axum::middleware::from_fn(middleware::around))
         .with_state(state)

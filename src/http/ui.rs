@@ -28,7 +28,6 @@ use serde_json::{Value, json};
 use super::error::ApiError;
 use super::middleware::AuditSlot;
 use super::state::ServerState;
-use crate::auth::{AudienceRule, Principal, Purpose};
 use crate::registry::validity::certificate_validity;
 
 const APP_JS: &str = include_str!("ui/app.js");
@@ -353,13 +352,14 @@ fn confirm_dialog() -> Markup {
 // ---- GET /auth/security --------------------------------------------------------------------
 
 /// `GET /auth/security`: the server facts of the Security screen, for any authenticated
-/// principal. Never a secret: key ids, algorithms, the certificate's dates.
+/// principal (a session, a token or, with the API keys merged, a key; anonymous when
+/// `auth.enabled = false`). Never a secret: key ids, algorithms, the certificate's dates.
 async fn security(
     State(state): State<Arc<ServerState>>,
     audit: AuditSlot,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    caller(&state, &headers, &audit).await?;
+    super::api::authenticate_any(&state, &headers, &audit).await?;
     let auth = &state.auth;
     let settings = auth.settings();
     let keys = auth.keys();
@@ -407,26 +407,4 @@ async fn security(
         "registry": registry,
     }))
     .into_response())
-}
-
-/// Who is calling `GET /auth/security`: any authenticated principal (anonymous when
-/// `auth.enabled = false` and no credentials were sent).
-async fn caller(
-    state: &ServerState,
-    headers: &HeaderMap,
-    audit: &AuditSlot,
-) -> Result<Principal, ApiError> {
-    if !headers.contains_key(header::AUTHORIZATION)
-        && let Some(anonymous) = state.auth.anonymous()
-    {
-        audit.set_principal(&anonymous.subject);
-        return Ok(anonymous);
-    }
-    let raw = super::extract::bearer(headers)?;
-    let rule = AudienceRule::Api {
-        registry_service: state.registry.as_ref().map(|r| r.service.as_str()),
-    };
-    let token = state.auth.identify(raw, rule, None)?;
-    audit.set_principal(&token.claims().sub);
-    Ok(state.auth.admit(token, Purpose::Use).await?)
 }

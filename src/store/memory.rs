@@ -13,8 +13,8 @@ use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use jiff::Timestamp;
 
 use super::{
-    IssueError, PRUNE_BATCH, Standing, StoreError, TokenRecord, TokenState, TokenStore,
-    check_live_limit, from_ms, ms, prune_before, unrecorded_parent_issued_at,
+    IssueError, PRUNE_BATCH, SessionRecord, Standing, StoreError, TokenRecord, TokenState,
+    TokenStore, check_live_limit, from_ms, ms, prune_before, unrecorded_parent_issued_at,
 };
 
 /// A token store that lives in this process only. Cloning a handle is sharing it: wrap it in
@@ -31,6 +31,8 @@ struct State {
     revoked: HashMap<String, Option<i64>>,
     subject_cutoffs: HashMap<String, i64>,
     global_cutoff: Option<i64>,
+    /// Browser sessions by id (contract section 9).
+    sessions: HashMap<String, SessionRecord>,
 }
 
 #[derive(Debug, Clone)]
@@ -342,5 +344,96 @@ impl TokenStore for MemoryStore {
             .retain(|_, r| r.expires_at.is_none_or(|e| e >= before));
         state.revoked.retain(|_, e| e.is_none_or(|e| e >= before));
         Ok(tokens - state.tokens.len() + revoked - state.revoked.len())
+    }
+
+    // --- Sessions (contract section 9) ---
+
+    fn session_create(
+        &self,
+        session: &SessionRecord,
+        max_per_subject: usize,
+    ) -> Result<(), StoreError> {
+        let mut state = self.write();
+        if state.sessions.contains_key(&session.id) {
+            return Err(StoreError::Conflict {
+                location: LOCATION.to_owned(),
+                message: "that session id is recorded already".to_owned(),
+                hint: "a session id is recorded only once",
+            });
+        }
+        let now = session.created_at;
+        let expired: Vec<String> = state
+            .sessions
+            .values()
+            .filter(|s| s.expires_at < now)
+            .map(|s| s.id.clone())
+            .take(PRUNE_BATCH)
+            .collect();
+        for id in expired {
+            state.sessions.remove(&id);
+        }
+        state.sessions.insert(session.id.clone(), session.clone());
+        let mut mine: Vec<(Timestamp, String)> = state
+            .sessions
+            .values()
+            .filter(|s| s.subject == session.subject && s.expires_at > now)
+            .map(|s| (s.created_at, s.id.clone()))
+            .collect();
+        if mine.len() > max_per_subject {
+            mine.sort();
+            let excess = mine.len() - max_per_subject;
+            for (_, id) in mine.into_iter().take(excess) {
+                state.sessions.remove(&id);
+            }
+        }
+        Ok(())
+    }
+
+    fn session_get(&self, id: &str, now: Timestamp) -> Result<Option<SessionRecord>, StoreError> {
+        Ok(self
+            .read()
+            .sessions
+            .get(id)
+            .filter(|s| s.expires_at > now)
+            .cloned())
+    }
+
+    fn session_touch(&self, id: &str, now: Timestamp, address: &str) -> Result<(), StoreError> {
+        if let Some(s) = self.write().sessions.get_mut(id) {
+            s.last_seen_at = now;
+            s.address = address.to_owned();
+        }
+        Ok(())
+    }
+
+    fn session_delete(&self, id: &str) -> Result<bool, StoreError> {
+        Ok(self.write().sessions.remove(id).is_some())
+    }
+
+    fn session_delete_subject(&self, subject: &str) -> Result<usize, StoreError> {
+        let mut state = self.write();
+        let before = state.sessions.len();
+        state.sessions.retain(|_, s| s.subject != subject);
+        Ok(before - state.sessions.len())
+    }
+
+    fn session_list(
+        &self,
+        subject: &str,
+        now: Timestamp,
+    ) -> Result<Vec<SessionRecord>, StoreError> {
+        let mut list: Vec<SessionRecord> = self
+            .read()
+            .sessions
+            .values()
+            .filter(|s| s.subject == subject && s.expires_at > now)
+            .cloned()
+            .collect();
+        list.sort_by(|a, b| {
+            b.created_at
+                .cmp(&a.created_at)
+                .then_with(|| a.id.cmp(&b.id))
+        });
+        Ok(list)
     }
 }

@@ -30,6 +30,8 @@
 
 #[cfg(test)]
 mod contract;
+#[cfg(test)]
+mod contract_sessions;
 mod memory;
 mod sqlite;
 
@@ -358,6 +360,87 @@ pub trait TokenStore: Send + Sync + std::fmt::Debug {
     /// whose expiry is unknown, and cut-offs, are kept: they may cover tokens that never
     /// expire.
     fn prune(&self, now: Timestamp) -> Result<usize, StoreError>;
+
+    // --- Sessions (contract section 9, principals: users and browser sessions) ---
+    // Every engine of tessera implements these; the defaults (an engine that keeps no
+    // sessions: every call is `Unavailable`) exist for stores written outside tessera.
+
+    /// Records a new browser session. Atomically with the insert: deletes at most
+    /// [`PRUNE_BATCH`] sessions (of anyone) that expired before `session.created_at`, then,
+    /// when `session.subject` holds more than `max_per_subject` unexpired sessions, deletes
+    /// its oldest ones (by `created_at`, ties by id) down to `max_per_subject`, the new one
+    /// included. Recording the same `id` twice is [`StoreError::Conflict`].
+    fn session_create(
+        &self,
+        session: &SessionRecord,
+        max_per_subject: usize,
+    ) -> Result<(), StoreError> {
+        let _ = (session, max_per_subject);
+        Err(no_sessions())
+    }
+
+    /// The session `id` when it is recorded and `expires_at > now`; `None` otherwise (unknown,
+    /// ended or expired). A read: engines answer it without waiting for a writer.
+    fn session_get(&self, id: &str, now: Timestamp) -> Result<Option<SessionRecord>, StoreError> {
+        let _ = (id, now);
+        Err(no_sessions())
+    }
+
+    /// Sets `last_seen_at = now` and `address` of session `id` (nothing when it is not
+    /// recorded). Callers touch a session at most once a minute.
+    fn session_touch(&self, id: &str, now: Timestamp, address: &str) -> Result<(), StoreError> {
+        let _ = (id, now, address);
+        Err(no_sessions())
+    }
+
+    /// Ends session `id`; true when it was recorded. Durable before it returns.
+    fn session_delete(&self, id: &str) -> Result<bool, StoreError> {
+        let _ = id;
+        Err(no_sessions())
+    }
+
+    /// Ends every session of `subject` ("sign out everywhere"); returns how many were
+    /// recorded (expired ones included). Durable before it returns.
+    fn session_delete_subject(&self, subject: &str) -> Result<usize, StoreError> {
+        let _ = subject;
+        Err(no_sessions())
+    }
+
+    /// The sessions of `subject` with `expires_at > now`, newest first (by `created_at`,
+    /// ties by id).
+    fn session_list(
+        &self,
+        subject: &str,
+        now: Timestamp,
+    ) -> Result<Vec<SessionRecord>, StoreError> {
+        let _ = (subject, now);
+        Err(no_sessions())
+    }
+}
+
+/// What an engine without sessions answers.
+fn no_sessions() -> StoreError {
+    StoreError::Unavailable {
+        location: "(this store engine)".to_owned(),
+        message: "this store engine does not keep browser sessions".to_owned(),
+        hint: "use the SQLite store, or sign in with a token instead",
+    }
+}
+
+/// One browser session, as the store keeps it (contract section 9). The session secret (the
+/// cookie's value) is never stored: `id` is the lowercase hex SHA-256 of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    /// Hex SHA-256 of the session secret (64 characters).
+    pub id: String,
+    /// The user signed in.
+    pub subject: String,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+    /// When the session was last used (updated at most once a minute).
+    pub last_seen_at: Timestamp,
+    /// The client address it was last used from.
+    pub address: String,
 }
 
 /// The engine the configuration names, with its settings.

@@ -21,4 +21,6 @@ mod properties;
 mod registry;
 mod registry_e2e;
 mod server;
+mod sessions;
+mod users;
 mod ui;

@@ -13,6 +13,7 @@
 //!   but never created again: a store moved aside stays unavailable until it is restored.
 
 mod pending;
+mod sessions;
 mod unchanged;
 
 use std::fs::{DirBuilder, OpenOptions};
@@ -29,8 +30,8 @@ use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
 use unchanged::{Lookup, Unchanged};
 
 use crate::store::{
-    IssueError, PRUNE_BATCH, Standing, StoreError, TokenRecord, TokenState, TokenStore,
-    check_live_limit, from_ms, ms, prune_before, unrecorded_parent_issued_at,
+    IssueError, PRUNE_BATCH, SessionRecord, Standing, StoreError, TokenRecord, TokenState,
+    TokenStore, check_live_limit, from_ms, ms, prune_before, unrecorded_parent_issued_at,
 };
 
 /// `PRAGMA user_version` of the schema this code writes: one step per entry of [`MIGRATIONS`].
@@ -40,7 +41,7 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Schema steps: `MIGRATIONS[i]` brings a database of version `i` to version `i + 1`. A step is
 /// never changed once released: a change is a new step, so that existing stores are upgraded.
-const MIGRATIONS: [&str; 2] = [SCHEMA_V1, SCHEMA_V2];
+const MIGRATIONS: [&str; 3] = [SCHEMA_V1, SCHEMA_V2, sessions::SCHEMA_SESSIONS];
 
 const SCHEMA_V1: &str = "
 CREATE TABLE IF NOT EXISTS tokens (
@@ -877,6 +878,31 @@ impl TokenStore for SqliteStore {
         tx.commit().map_err(|e| self.err(e))?;
         Ok(revoked + tokens)
     }
+
+    // --- Sessions (contract section 9): in `sessions.rs` ---
+
+    fn session_create(&self, s: &SessionRecord, max_per_subject: usize) -> Result<(), StoreError> {
+        self.sessions_create(s, max_per_subject)
+    }
+    fn session_get(&self, id: &str, now: Timestamp) -> Result<Option<SessionRecord>, StoreError> {
+        self.sessions_get(id, now)
+    }
+    fn session_touch(&self, id: &str, now: Timestamp, address: &str) -> Result<(), StoreError> {
+        self.sessions_touch(id, now, address)
+    }
+    fn session_delete(&self, id: &str) -> Result<bool, StoreError> {
+        self.sessions_delete(id)
+    }
+    fn session_delete_subject(&self, subject: &str) -> Result<usize, StoreError> {
+        self.sessions_delete_subject(subject)
+    }
+    fn session_list(
+        &self,
+        subject: &str,
+        now: Timestamp,
+    ) -> Result<Vec<SessionRecord>, StoreError> {
+        self.sessions_list(subject, now)
+    }
 }
 
 /// The store at `path`, opened when first needed ([`crate::store::open_lazily`]): recording a
@@ -956,6 +982,29 @@ impl TokenStore for Lazy {
     }
     fn prune(&self, now: Timestamp) -> Result<usize, StoreError> {
         self.store()?.prune(now)
+    }
+    // --- Sessions (contract section 9) ---
+    fn session_create(&self, s: &SessionRecord, max_per_subject: usize) -> Result<(), StoreError> {
+        self.store()?.session_create(s, max_per_subject)
+    }
+    fn session_get(&self, id: &str, now: Timestamp) -> Result<Option<SessionRecord>, StoreError> {
+        self.store()?.session_get(id, now)
+    }
+    fn session_touch(&self, id: &str, now: Timestamp, address: &str) -> Result<(), StoreError> {
+        self.store()?.session_touch(id, now, address)
+    }
+    fn session_delete(&self, id: &str) -> Result<bool, StoreError> {
+        self.store()?.session_delete(id)
+    }
+    fn session_delete_subject(&self, subject: &str) -> Result<usize, StoreError> {
+        self.store()?.session_delete_subject(subject)
+    }
+    fn session_list(
+        &self,
+        subject: &str,
+        now: Timestamp,
+    ) -> Result<Vec<SessionRecord>, StoreError> {
+        self.store()?.session_list(subject, now)
     }
 }
 

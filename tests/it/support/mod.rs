@@ -7,6 +7,7 @@ pub mod api;
 pub mod browser;
 pub mod http;
 pub mod pass;
+pub mod principals;
 pub mod real;
 pub mod run;
 pub mod serve;
