@@ -265,6 +265,27 @@ impl Client {
         self.with_token(reqwest::Method::DELETE, &path, token)
     }
 
+    /// A `method` request to `path` (e.g. `/auth/keys`) with `token` as its bearer and
+    /// `body` as JSON when given, and the JSON of the answer. For the API-key commands
+    /// (contract section 9) and other admin commands run with `--remote`.
+    pub fn api_call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &SecretString,
+        body: Option<&Value>,
+    ) -> Result<Value, ClientError> {
+        let mut req = self
+            .http
+            .request(method, self.endpoint(path))
+            .bearer_auth(token.expose_secret());
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let r = req.send().map_err(|e| self.transport(e))?;
+        self.json(r)
+    }
+
     /// A `method` request to `path` with `token` as its bearer, and the JSON of the answer.
     fn with_token(
         &self,

@@ -234,6 +234,9 @@ struct RawAuth {
     users: Vec<toml::Spanned<RawUser>>,
     #[serde(default)]
     roles: std::collections::BTreeMap<String, toml::Spanned<RawRole>>,
+    // --- API keys (contract section 9) ---
+    key_prefix: Option<String>,
+    api_keys: Option<Vec<RawApiKey>>,
 }
 
 /// One `[[auth.users]]` entry, as written.
@@ -255,6 +258,28 @@ struct RawRole {
     scopes: Vec<String>,
 }
 
+/// One `[[auth.api_keys]]` entry: a config-held API key (its argon2id hash, never the key).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApiKey {
+    name: String,
+    hash: String,
+    #[serde(default)]
+    scopes: RawScopes,
+    subject: Option<String>,
+    repo: Option<String>,
+}
+
+/// Scopes as a comma-separated string or an array of strings.
+#[derive(Debug, Default, Deserialize)]
+#[serde(untagged)]
+enum RawScopes {
+    #[default]
+    None,
+    Text(String),
+    List(Vec<String>),
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawServer {
@@ -262,6 +287,8 @@ struct RawServer {
     tls_cert: Option<String>,
     tls_key: Option<String>,
     login_attempts_per_minute: Option<u32>,
+    /// API keys (contract section 9): proxies whose `X-Forwarded-For` is believed.
+    trusted_proxies: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -306,6 +333,10 @@ pub struct AuthConfig {
     /// `[[auth.users]]` and `[auth.roles.NAME]`, checked (see `crate::auth::users`).
     pub users: Vec<UserConfig>,
     pub roles: std::collections::BTreeMap<String, RoleConfig>,
+    /// `auth.key_prefix`: the prefix of API keys (default `tsk`).
+    pub key_prefix: String,
+    /// `[[auth.api_keys]]`: config-held API keys.
+    pub api_keys: Vec<ApiKeyConfig>,
 }
 
 /// One `[[auth.users]]` entry, with the line it starts on (for messages).
@@ -328,6 +359,26 @@ pub struct RoleConfig {
     pub line: usize,
 }
 
+/// A config-held API key (`[[auth.api_keys]]`): name, argon2id hash, scopes, subject.
+#[derive(Clone)]
+pub struct ApiKeyConfig {
+    pub name: String,
+    /// The principal the key acts as (default: its name).
+    pub subject: String,
+    pub hash: secrecy::SecretString,
+    pub scopes: crate::scope::ScopeSet,
+}
+
+impl std::fmt::Debug for ApiKeyConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiKeyConfig")
+            .field("name", &self.name)
+            .field("subject", &self.subject)
+            .field("scopes", &self.scopes)
+            .finish_non_exhaustive()
+    }
+}
+
 /// The `[server]` section, resolved.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -337,6 +388,8 @@ pub struct ServerConfig {
     /// Failed password checks allowed per account and per client address (IPv6: per /64) per
     /// minute; 0 = no limit.
     pub login_attempts_per_minute: u32,
+    /// `server.trusted_proxies`: the proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 /// The `[registry]` section, resolved.
@@ -602,6 +655,8 @@ impl Config {
             session_expiry: duration("auth.session_expiry", a.session_expiry, "12h")?,
             users: Vec::new(),
             roles: Default::default(),
+            key_prefix: a.key_prefix.unwrap_or_else(|| "tsk".into()),
+            api_keys: Vec::new(),
         };
         if auth
             .session_expiry
@@ -656,6 +711,12 @@ impl Config {
                 message: e.message,
             });
         }
+        crate::auth::apikey::check_prefix(&auth.key_prefix)
+            .map_err(|m| bad("auth.key_prefix", m))?;
+        for k in a.api_keys.unwrap_or_default() {
+            auth.api_keys
+                .push(api_key_entry(k, &auth.api_keys).map_err(|m| bad("auth.api_keys", m))?);
+        }
 
         // [server]
         let s = raw.server;
@@ -665,6 +726,13 @@ impl Config {
             tls_cert: non_empty(s.tls_cert).as_deref().map(&fix),
             tls_key: non_empty(s.tls_key).as_deref().map(&fix),
             login_attempts_per_minute: s.login_attempts_per_minute.unwrap_or(10),
+            trusted_proxies: s
+                .trusted_proxies
+                .unwrap_or_default()
+                .iter()
+                .map(|c| crate::auth::keys::parse_cidr(c))
+                .collect::<Result<_, _>>()
+                .map_err(|m| bad("server.trusted_proxies", m))?,
         };
         if server.tls_cert.is_some() != server.tls_key.is_some() {
             return Err(bad(
@@ -768,6 +836,51 @@ fn resolve_path(s: &str, base: &Path, home: Option<&Path>) -> PathBuf {
     } else {
         base.join(p)
     }
+}
+
+/// One `[[auth.api_keys]]` entry, checked: a name (unique), an argon2id hash at or above the
+/// floor, scopes in the `--scopes` grammar, and an optional subject (default: the name).
+fn api_key_entry(k: RawApiKey, before: &[ApiKeyConfig]) -> Result<ApiKeyConfig, String> {
+    crate::auth::keys::check_name(&k.name).map_err(|e| e.to_string())?;
+    if before.iter().any(|b| b.name == k.name) {
+        return Err(format!(
+            "two keys are named `{}`; give each key its own name",
+            k.name
+        ));
+    }
+    let hash = secrecy::SecretString::from(k.hash);
+    match crate::password::hash_kind(&hash) {
+        Ok(kind @ crate::password::HashKind::Argon2id { .. }) => {
+            crate::password::check_stored(kind).map_err(|m| format!("key `{}`: {m}", k.name))?;
+        }
+        _ => {
+            return Err(format!(
+                "key `{}`: `hash` must be an argon2id hash (`$argon2id$v=19$...`); make one with `tessera auth key hash`",
+                k.name
+            ));
+        }
+    }
+    let list = match k.scopes {
+        RawScopes::None => String::new(),
+        RawScopes::Text(t) => t,
+        RawScopes::List(v) => v.join(","),
+    };
+    let scopes = if list.trim().is_empty() {
+        crate::scope::ScopeSet::default()
+    } else {
+        crate::scope::ScopeSet::parse_list(&list, k.repo.as_deref().unwrap_or("*"))
+            .map_err(|e| format!("key `{}`: {e}", k.name))?
+    };
+    let subject = k
+        .subject
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| k.name.clone());
+    Ok(ApiKeyConfig {
+        name: k.name,
+        subject,
+        hash,
+        scopes,
+    })
 }
 
 /// The config file `tessera init` writes, with every setting shown.

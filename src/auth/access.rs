@@ -79,6 +79,7 @@ mod tests {
             scopes: ScopeSet::parse_list(scopes, "*").unwrap(),
             method: Method::Token,
             token: None,
+            key: None,
         }
     }
 

@@ -152,6 +152,7 @@ impl Auth {
             scopes: claims.scope.clone(),
             method: Method::Token,
             token: Some(token),
+            key: None,
         })
     }
 }

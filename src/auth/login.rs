@@ -317,7 +317,11 @@ impl Hashing {
 
     /// Waits for a slot, then checks `password` against `hash` on a thread of its own that
     /// keeps the slot until it is done.
-    async fn check(&self, password: SecretString, hash: SecretString) -> Result<bool, AuthError> {
+    pub(crate) async fn check(
+        &self,
+        password: SecretString,
+        hash: SecretString,
+    ) -> Result<bool, AuthError> {
         let slot = Arc::clone(&self.slots)
             .acquire_owned()
             .await

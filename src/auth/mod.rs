@@ -6,8 +6,11 @@
 //! the password login, the login rate limiter, the pool of password checks and the table of
 //! tokens already verified.
 
+pub mod apikey;
 pub mod authenticate;
+pub mod credential;
 pub mod issue;
+pub mod keys;
 pub mod login;
 mod ratelimit;
 mod verified;
@@ -22,6 +25,7 @@ use jiff::Timestamp;
 use sha2::{Digest, Sha256};
 
 pub use authenticate::{AudienceRule, OfflineError, Purpose, check_offline};
+pub use credential::Credential;
 pub use issue::{Expiry, IssueRequest, Origin};
 pub use login::{LoginError, PasswordChecks, PasswordLogin};
 pub use ratelimit::RateLimiter;
@@ -76,6 +80,8 @@ pub struct Auth {
     limiter: RateLimiter,
     hashing: login::Hashing,
     verified: verified::Verified,
+    /// API keys (contract section 9): prefix, config-held keys, caches.
+    api_keys: keys::KeyAuth,
 }
 
 impl Auth {
@@ -98,7 +104,14 @@ impl Auth {
             limiter: RateLimiter::new(login_attempts_per_minute),
             hashing: login::Hashing::new(),
             verified: Default::default(),
+            api_keys: Default::default(),
         }
+    }
+
+    /// This core with the API-key settings `api_keys` (prefix, config-held keys).
+    pub fn with_api_keys(mut self, api_keys: keys::KeyAuth) -> Auth {
+        self.api_keys = api_keys;
+        self
     }
 
     /// The settings.
@@ -135,6 +148,7 @@ impl Auth {
             scopes: std::iter::once(Scope::Admin).collect(),
             method: Method::Anonymous,
             token: None,
+            key: None,
         })
     }
 
@@ -162,6 +176,8 @@ pub enum Method {
     Anonymous,
     /// A browser session (`POST /auth/session`), with the user's current scopes.
     Session,
+    /// An API key (contract section 9): `Principal::key` says which.
+    ApiKey,
 }
 
 /// Who is calling: the subject, what it may do, and how it proved it.
@@ -175,6 +191,8 @@ pub struct Principal {
     pub method: Method,
     /// The token presented, for [`Method::Token`].
     pub token: Option<Arc<VerifiedToken>>,
+    /// The API key presented, for [`Method::ApiKey`].
+    pub key: Option<keys::PresentedKey>,
 }
 
 impl Principal {
@@ -184,6 +202,7 @@ impl Principal {
             scopes,
             method: Method::Password,
             token: None,
+            key: None,
         }
     }
 
@@ -268,6 +287,31 @@ pub enum AuthError {
     /// A bug: what should not happen did.
     #[error("internal error: {0}")]
     Internal(String),
+    // --- API keys (contract section 9) ---
+    /// The API key is disabled.
+    #[error(
+        "the API key is disabled; enable it with `tessera auth key enable`, or use another key"
+    )]
+    KeyDisabled,
+    /// The API key is revoked (or was replaced by a rotation and its grace period is over).
+    #[error(
+        "the API key has been revoked (or replaced by a rotation whose grace period is over); use its successor or create a new key"
+    )]
+    KeyRevoked,
+    /// The API key expired at `at`.
+    #[error("the API key expired at {at}; create or rotate a key")]
+    KeyExpired { at: Timestamp },
+    /// The client address is not on the key's allow-list.
+    #[error(
+        "this API key may not be used from your address; use it from an allowed network, or ask its owner to extend its allow-list"
+    )]
+    IpNotAllowed,
+    /// The key's rate limit is used up until `status.reset`.
+    #[error("the API key's rate limit of {} requests is used up; try again in {retry_after} s", status.limit)]
+    KeyRateLimited {
+        retry_after: u64,
+        status: keys::RateStatus,
+    },
 }
 
 impl From<VerifyError> for AuthError {

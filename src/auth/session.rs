@@ -150,6 +150,7 @@ impl Auth {
                 scopes,
                 method: Method::Session,
                 token: None,
+                key: None,
             },
             record,
         })

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::State;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use jiff::Timestamp;
 use secrecy::ExposeSecret;
@@ -15,12 +15,12 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::error::ApiError;
-use super::extract::{JsonBody, Password, PathParam, Peer, bearer};
+use super::extract::{Caller, ClientAddr, JsonBody, Password, PathParam};
 use super::middleware::AuditSlot;
 use super::state::ServerState;
 use crate::auth::{
-    AudienceRule, AuthError, Expiry, IssueRequest, Origin, Principal, Purpose, VerifiedToken,
-    access,
+    AudienceRule, AuthError, Credential, Expiry, IssueRequest, Origin, Principal, Purpose,
+    VerifiedToken, access,
 };
 use crate::duration::HumanDuration;
 use crate::scope::ScopeSet;
@@ -69,31 +69,46 @@ fn api_audience(state: &ServerState) -> AudienceRule<'_> {
     }
 }
 
-/// Authenticates the bearer token for the API (see `crate::auth::authenticate`), recording
-/// the subject as the request's principal once the token is identified.
-async fn authenticate(
+/// Authenticates the caller's credential for the API, the one dispatch of every way in: a
+/// token (see `crate::auth::authenticate`; the subject is recorded as the request's
+/// principal once the token is identified) or an API key (see `crate::auth::keys`; the key's
+/// name and id are recorded, and its rate-limit headers set).
+pub(crate) async fn authenticate(
     state: &ServerState,
-    headers: &HeaderMap,
+    caller: &Caller,
     audit: &AuditSlot,
     purpose: Purpose,
 ) -> Result<Principal, ApiError> {
     // A browser session (accepted, CSRF included, by `super::session::layer`) stands for a
-    // bearer token when no `Authorization` header was sent.
-    if !headers.contains_key(header::AUTHORIZATION)
+    // credential when none was sent.
+    if matches!(caller.credential, Ok(None))
         && let Some(session) = audit.session()
     {
         return Ok(session.principal);
     }
-    let raw = bearer(headers)?;
-    let token = state.auth.identify(raw, api_audience(state), None)?;
-    audit.set_principal(&token.claims().sub);
-    Ok(state.auth.admit(token, purpose).await?)
+    match caller.required()? {
+        Credential::Jwt(raw) => {
+            let token = state
+                .auth
+                .identify(raw.expose_secret(), api_audience(state), None)?;
+            audit.set_principal(&token.claims().sub);
+            Ok(state.auth.admit(token, purpose).await?)
+        }
+        Credential::ApiKey(key) => {
+            super::keys::key_principal(state, key.expose_secret(), caller, Some(audit)).await
+        }
+    }
 }
 
 /// The token a principal authenticated with: a request that acts on the presented token
-/// (refresh, revoke itself) needs one, not a session.
+/// (refresh, revoke itself) needs one, not a session or an API key.
 fn token_of(who: &Principal) -> Result<&Arc<VerifiedToken>, ApiError> {
     who.token.as_ref().ok_or_else(|| {
+        if who.key.is_some() {
+            return ApiError::bad_request(
+                "an API key cannot be refreshed or exchanged: use the key itself, or rotate it with `POST /auth/keys/{id}/rotate`",
+            );
+        }
         ApiError::bad_request(
             "this request acts on the token presented, so it needs `Authorization: Bearer TOKEN`, not a session; end a session with `DELETE /auth/session`",
         )
@@ -104,17 +119,27 @@ fn token_of(who: &Principal) -> Result<&Arc<VerifiedToken>, ApiError> {
 /// (loopback only), a request without credentials is let through with every scope.
 pub(crate) async fn authenticate_any(
     state: &ServerState,
-    headers: &HeaderMap,
+    caller: &Caller,
     audit: &AuditSlot,
 ) -> Result<Principal, ApiError> {
-    if !headers.contains_key(header::AUTHORIZATION)
+    caller_or_anonymous(state, caller, audit).await
+}
+
+/// The authenticated caller; with `auth.enabled = false` (loopback only), a request without
+/// credentials is let through with every scope.
+pub(crate) async fn caller_or_anonymous(
+    state: &ServerState,
+    caller: &Caller,
+    audit: &AuditSlot,
+) -> Result<Principal, ApiError> {
+    if matches!(caller.credential, Ok(None))
         && audit.session().is_none()
         && let Some(anonymous) = state.auth.anonymous()
     {
         audit.set_principal(&anonymous.subject);
         return Ok(anonymous);
     }
-    authenticate(state, headers, audit, Purpose::Use).await
+    authenticate(state, caller, audit, Purpose::Use).await
 }
 
 // ---- handlers ------------------------------------------------------------------------------
@@ -136,7 +161,7 @@ pub(crate) struct LoginBody {
 /// `POST /auth/login`.
 pub(crate) async fn login(
     State(state): AppState,
-    Peer(ip): Peer,
+    ClientAddr(ip): ClientAddr,
     audit: AuditSlot,
     JsonBody(body): JsonBody<LoginBody>,
 ) -> Result<Response, ApiError> {
@@ -200,13 +225,17 @@ struct VerifyBody<'a> {
     valid: bool,
 }
 
-/// `GET /auth/verify`. Takes the request rather than a `HeaderMap`, which axum would clone.
+/// `GET /auth/verify`. Takes the [`Caller`] (read from the request's parts) rather than a
+/// `HeaderMap`, which axum would clone.
 pub(crate) async fn verify(
     State(state): AppState,
     audit: AuditSlot,
-    req: Request,
+    caller: Caller,
 ) -> Result<Response, ApiError> {
-    let who = authenticate(&state, req.headers(), &audit, Purpose::Use).await?;
+    let who = authenticate(&state, &caller, &audit, Purpose::Use).await?;
+    if let Some(presented) = &who.key {
+        return Ok(super::keys::verify_body(presented));
+    }
     // The body depends on the token's claims alone: made once per token and kept with it.
     let body = token_of(&who)?.rendered(|c| {
         let body = VerifyBody {
@@ -243,9 +272,9 @@ pub(crate) async fn verify(
 pub(crate) async fn refresh(
     State(state): AppState,
     audit: AuditSlot,
-    headers: HeaderMap,
+    caller: Caller,
 ) -> Result<Response, ApiError> {
-    let who = authenticate(&state, &headers, &audit, Purpose::Derive).await?;
+    let who = authenticate(&state, &caller, &audit, Purpose::Derive).await?;
     let c = token_of(&who)?.claims();
     let minted = state
         .auth
@@ -264,9 +293,12 @@ pub(crate) async fn refresh(
 pub(crate) async fn revoke_self(
     State(state): AppState,
     audit: AuditSlot,
-    headers: HeaderMap,
+    caller: Caller,
 ) -> Result<Response, ApiError> {
-    let who = authenticate(&state, &headers, &audit, Purpose::Use).await?;
+    let who = authenticate(&state, &caller, &audit, Purpose::Use).await?;
+    if let Some(presented) = &who.key {
+        return super::keys::revoke_presented(&state, presented, &audit).await;
+    }
     let jti = token_of(&who)?.claims().jti.clone();
     let id = jti.clone();
     state
@@ -284,9 +316,9 @@ pub(crate) async fn revoke_self(
 pub(crate) async fn list_tokens(
     State(state): AppState,
     audit: AuditSlot,
-    headers: HeaderMap,
+    caller: Caller,
 ) -> Result<Response, ApiError> {
-    let who = authenticate_any(&state, &headers, &audit).await?;
+    let who = authenticate_any(&state, &caller, &audit).await?;
     let mut records = state.auth.with_store(|s| s.list(Timestamp::now())).await?;
     records.retain(|r| access::may_read(&who, &r.subject));
     Ok(token_response(StatusCode::OK, json!({"tokens": records})))
@@ -340,10 +372,10 @@ pub(crate) struct CreateBody {
 pub(crate) async fn create_token(
     State(state): AppState,
     audit: AuditSlot,
-    headers: HeaderMap,
+    caller: Caller,
     JsonBody(body): JsonBody<CreateBody>,
 ) -> Result<Response, ApiError> {
-    let caller = authenticate_any(&state, &headers, &audit).await?;
+    let caller = authenticate_any(&state, &caller, &audit).await?;
     let subject = body.subject.unwrap_or_else(|| caller.subject.clone());
     access::require_write(&caller, &subject)?;
     let scopes = match scope_list(body.scopes, body.repo.as_deref())? {
@@ -393,10 +425,10 @@ pub(crate) async fn create_token(
 pub(crate) async fn revoke_token(
     State(state): AppState,
     audit: AuditSlot,
-    headers: HeaderMap,
+    caller: Caller,
     PathParam(jti): PathParam<String>,
 ) -> Result<Response, ApiError> {
-    let caller = authenticate_any(&state, &headers, &audit).await?;
+    let caller = authenticate_any(&state, &caller, &audit).await?;
     let everyone = access::may_write_all(&caller);
     if jti.is_empty()
         || jti.len() > 128

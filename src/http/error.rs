@@ -216,6 +216,31 @@ impl From<AuthError> for ApiError {
                 tracing::error!(error = %why, "internal error");
                 ApiError::internal()
             }
+            // --- API keys (contract section 9) ---
+            AuthError::KeyDisabled => Self::new(StatusCode::UNAUTHORIZED, "KEY_DISABLED", message),
+            AuthError::KeyRevoked => ApiError::token_revoked(message),
+            AuthError::KeyExpired { .. } => ApiError::token_expired(message),
+            AuthError::IpNotAllowed => Self::new(StatusCode::FORBIDDEN, "IP_NOT_ALLOWED", message),
+            AuthError::KeyRateLimited { retry_after, .. } => ApiError {
+                message,
+                ..ApiError::rate_limited(retry_after)
+            },
+        }
+    }
+}
+
+impl From<crate::auth::keys::KeyError> for ApiError {
+    fn from(e: crate::auth::keys::KeyError) -> Self {
+        use crate::auth::keys::KeyError;
+        let message = e.to_string();
+        match e {
+            KeyError::Invalid(_) => ApiError::bad_request(message),
+            KeyError::NameTaken { .. } => Self::new(StatusCode::CONFLICT, "NAME_TAKEN", message),
+            KeyError::TooMany { .. } => Self::new(StatusCode::CONFLICT, "TOO_MANY_KEYS", message),
+            KeyError::NotFound(_) => ApiError::no_such(message),
+            KeyError::Final(_) => Self::new(StatusCode::CONFLICT, "KEY_REVOKED", message),
+            KeyError::Auth(a) => a.into(),
+            KeyError::Store(s) => ApiError::store_unavailable(s),
         }
     }
 }

@@ -14,6 +14,7 @@ use serde::de::DeserializeOwned;
 
 use super::BODY_LIMIT;
 use super::error::ApiError;
+use crate::auth::Credential;
 
 /// A JSON body whose every rejection is a JSON error: 413 over the size limit, 400 otherwise
 /// (never axum's plain-text rejections). Error messages never quote values from the body.
@@ -73,17 +74,6 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for PathPar
                     "the URL path cannot be read (it must be percent-encoded UTF-8); check the URL",
                 )
             })
-    }
-}
-
-/// The socket peer's IP address (never `X-Forwarded-For`); unspecified when unknown.
-pub(crate) struct Peer(pub IpAddr);
-
-impl<S: Send + Sync> FromRequestParts<S> for Peer {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(Peer(peer_of(parts)))
     }
 }
 
@@ -208,5 +198,136 @@ mod tests {
             basic(&HeaderMap::new()).err().unwrap().code,
             "AUTH_REQUIRED"
         );
+    }
+}
+
+// ---- the credential and the client address (contract section 9) ----------------------------
+
+/// The client's address: the TCP peer, unless the peer is one of `server.trusted_proxies`;
+/// then `X-Forwarded-For` is read from the right, skipping trusted proxies, and the first
+/// address that is not one is the client (the rightmost untrusted hop). Every header of that
+/// name counts, in order. A hop that is not an address stops the walk at the last good one.
+pub(crate) fn client_addr(parts: &Parts, trusted: &[ipnet::IpNet]) -> IpAddr {
+    let peer = peer_of(parts);
+    if trusted.is_empty() || !crate::auth::keys::ip_in(trusted, peer) {
+        return peer;
+    }
+    let hops: Vec<&str> = parts
+        .headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    let mut client = peer;
+    for hop in hops.iter().rev() {
+        let Ok(ip) = hop.parse::<IpAddr>() else {
+            break;
+        };
+        client = ip;
+        if !crate::auth::keys::ip_in(trusted, ip) {
+            break;
+        }
+    }
+    client
+}
+
+/// The client's address ([`client_addr`]): what the login rate limiter counts and an API
+/// key's allow-list is checked against.
+pub(crate) struct ClientAddr(pub IpAddr);
+
+impl FromRequestParts<std::sync::Arc<super::ServerState>> for ClientAddr {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &std::sync::Arc<super::ServerState>,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(ClientAddr(client_addr(parts, &state.trusted_proxies)))
+    }
+}
+
+/// Where the rate limit of the API key of a request stands, for the `X-RateLimit-*` headers
+/// that `keys::rate_headers` adds to the response.
+#[derive(Clone, Default)]
+pub(crate) struct RateSlot(
+    pub std::sync::Arc<std::sync::Mutex<Option<crate::auth::keys::RateStatus>>>,
+);
+
+impl RateSlot {
+    pub(crate) fn set(&self, status: crate::auth::keys::RateStatus) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(status);
+    }
+
+    pub(crate) fn get(&self) -> Option<crate::auth::keys::RateStatus> {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The credential of a request, read once: `Authorization: Bearer X` (an API key or a
+/// token, by its shape) or `X-API-Key: KEY`. `Ok(None)` when there is none; both headers at
+/// once is refused, as is an `Authorization` header of another scheme.
+pub(crate) fn credential(headers: &HeaderMap) -> Result<Option<Credential>, ApiError> {
+    let api_key = match headers.get("x-api-key") {
+        None => None,
+        Some(v) => {
+            let text = v
+                .to_str()
+                .map_err(|_| {
+                    ApiError::invalid_token("the X-API-Key header is not printable ASCII")
+                })?
+                .trim();
+            if text.is_empty() {
+                return Err(ApiError::invalid_token("the X-API-Key header is empty"));
+            }
+            Some(Credential::ApiKey(SecretString::from(text.to_owned())))
+        }
+    };
+    match (headers.contains_key(header::AUTHORIZATION), api_key) {
+        (true, Some(_)) => Err(ApiError::bad_request(
+            "send one credential: either `Authorization` or `X-API-Key`, not both",
+        )),
+        (false, key) => Ok(key),
+        (true, None) => bearer(headers).map(|t| Some(Credential::bearer(t))),
+    }
+}
+
+/// What a request presents: its credential (read once, see [`credential`]), the client's
+/// address ([`client_addr`]) and the slot for its key's rate-limit headers. Every handler that
+/// authenticates takes this.
+pub(crate) struct Caller {
+    pub credential: Result<Option<Credential>, ApiError>,
+    pub client: IpAddr,
+    pub rate: RateSlot,
+}
+
+impl Caller {
+    /// The credential, or 401 `AUTH_REQUIRED` when none was sent.
+    pub(crate) fn required(&self) -> Result<&Credential, ApiError> {
+        match &self.credential {
+            Ok(Some(c)) => Ok(c),
+            Ok(None) => Err(ApiError::auth_required()),
+            Err(e) => Err(e.clone()),
+        }
+    }
+}
+
+impl FromRequestParts<std::sync::Arc<super::ServerState>> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &std::sync::Arc<super::ServerState>,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Caller {
+            credential: credential(&parts.headers),
+            client: client_addr(parts, &state.trusted_proxies),
+            rate: parts
+                .extensions
+                .get::<RateSlot>()
+                .cloned()
+                .unwrap_or_default(),
+        })
     }
 }

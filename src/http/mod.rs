@@ -11,6 +11,7 @@ mod connection;
 mod error;
 pub mod extract;
 mod guard;
+mod keys;
 mod middleware;
 mod registry;
 mod session;
@@ -83,6 +84,12 @@ pub fn router(state: Arc<ServerState>) -> Router {
             get(session::list).delete(session::sign_out_everywhere),
         )
         .route("/auth/users", get(users::list))
+        // API keys (contract section 9)
+        .route("/auth/keys", get(keys::list).post(keys::create))
+        .route("/auth/keys/{id}", get(keys::show).delete(keys::revoke))
+        .route("/auth/keys/{id}/disable", post(keys::disable))
+        .route("/auth/keys/{id}/enable", post(keys::enable))
+        .route("/auth/keys/{id}/rotate", post(keys::rotate))
         .route(
             "/token",
             get(registry::token_get).post(registry::token_post),
@@ -96,6 +103,7 @@ pub fn router(state: Arc<ServerState>) -> Router {
             Arc::clone(&state),
             session::layer,
         ))
+        .layer(axum::middleware::from_fn(keys::rate_headers))
         .layer(axum::middleware::from_fn(guard::guard))
         .layer(axum::middleware::from_fn(middleware::around))
         .with_state(state)

@@ -13,7 +13,6 @@
 //!   that is not a repository name is just not granted. More than [`MAX_SCOPES`] scopes is 400.
 //! - Every 401 carries `WWW-Authenticate: Basic realm="tessera"` and a JSON `{error, code}`.
 
-use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::Json;
@@ -27,7 +26,7 @@ use serde_json::{Value, json};
 
 use super::BODY_LIMIT;
 use super::error::ApiError;
-use super::extract::{BASIC_CHALLENGE, basic, peer_of};
+use super::extract::{BASIC_CHALLENGE, Caller, RateSlot, basic, client_addr, peer_of};
 use super::middleware::{AuditSlot, RequestId};
 use super::state::ServerState;
 use crate::auth::{AudienceRule, AuthError, IssueRequest, Origin, Principal, Purpose};
@@ -152,15 +151,36 @@ async fn token_login(
         .await?)
 }
 
-/// A password or a token, for `username`.
+/// A password, a token or an API key, for `username`. An API key's username is its owner
+/// (subject) or `key`.
 async fn login(
     state: &ServerState,
     reg: &RegistryService,
-    peer: IpAddr,
+    parts: &Parts,
     username: &str,
     secret: SecretString,
     offline: bool,
 ) -> Result<Principal, ApiError> {
+    let peer = client_addr(parts, &state.trusted_proxies);
+    if crate::auth::apikey::looks_like_key(secret.expose_secret()) {
+        let caller = Caller {
+            credential: Ok(None),
+            client: peer,
+            rate: parts
+                .extensions
+                .get::<RateSlot>()
+                .cloned()
+                .unwrap_or_default(),
+        };
+        let audit = parts.extensions.get::<AuditSlot>();
+        let who = super::keys::key_principal(state, secret.expose_secret(), &caller, audit).await?;
+        if username != "key" && username != who.subject {
+            return Err(ApiError::from(AuthError::SubjectMismatch {
+                subject: who.subject,
+            }));
+        }
+        return Ok(who);
+    }
     if looks_like_jwt(secret.expose_secret()) {
         token_login(state, reg, &secret, Some(username), false, offline).await
     } else {
@@ -183,6 +203,11 @@ async fn refresh_token(
     reg: &RegistryService,
     who: &Principal,
 ) -> Result<Option<String>, ApiError> {
+    // No refresh token for an API key: it would outlive a revocation of the key. The client
+    // keeps the key and sends it again (one cached check, no hashing).
+    if who.key.is_some() {
+        return Ok(None);
+    }
     let parent = who.token.as_ref().map(|t| t.claims());
     match state
         .auth
@@ -295,7 +320,7 @@ async fn get_inner(state: &ServerState, req: &Parts) -> Result<Response, ApiErro
             "the `account` parameter names another user than the credentials",
         ));
     }
-    let who = login(state, reg, peer_of(req), &user, secret, params.offline).await?;
+    let who = login(state, reg, req, &user, secret, params.offline).await?;
     respond(state, reg, who, &requested, params.offline, audit).await
 }
 
@@ -316,7 +341,6 @@ async fn post_inner(
     body: axum::body::Body,
 ) -> Result<Response, ApiError> {
     let reg = registry(state)?;
-    let peer = peer_of(parts);
     let audit = parts.extensions.get::<AuditSlot>().cloned();
     let body = axum::body::to_bytes(body, BODY_LIMIT)
         .await
@@ -331,7 +355,7 @@ async fn post_inner(
                     "`grant_type=password` needs `username` and `password`",
                 ));
             };
-            login(state, reg, peer, user, password.clone(), params.offline).await?
+            login(state, reg, parts, user, password.clone(), params.offline).await?
         }
         Some("refresh_token") => {
             let Some(refresh) = &params.refresh_token else {

@@ -25,7 +25,7 @@ use serde_json::json;
 
 use super::api::{LoginBody, authenticate_any};
 use super::error::ApiError;
-use super::extract::{JsonBody, Peer};
+use super::extract::{Caller, ClientAddr, JsonBody};
 use super::guard::Bound;
 use super::middleware::AuditSlot;
 use super::state::ServerState;
@@ -169,7 +169,7 @@ fn rfc3339(t: Timestamp) -> String {
 /// `POST /auth/session`: signs in with a username and password.
 pub(crate) async fn sign_in(
     State(state): AppState,
-    Peer(ip): Peer,
+    ClientAddr(ip): ClientAddr,
     audit: AuditSlot,
     req: Request,
 ) -> Result<Response, ApiError> {
@@ -253,9 +253,9 @@ fn listed(s: &crate::store::SessionRecord, current: Option<&str>) -> serde_json:
 pub(crate) async fn list(
     State(state): AppState,
     audit: AuditSlot,
-    headers: HeaderMap,
+    caller: Caller,
 ) -> Result<Response, ApiError> {
-    let who = authenticate_any(&state, &headers, &audit).await?;
+    let who = authenticate_any(&state, &caller, &audit).await?;
     let sessions = state.auth.sessions(&who.subject).await?;
     let current = audit.session().map(|s| s.record.id);
     let items: Vec<_> = sessions
@@ -269,10 +269,11 @@ pub(crate) async fn list(
 pub(crate) async fn sign_out_everywhere(
     State(state): AppState,
     audit: AuditSlot,
+    caller: Caller,
     req: Request,
 ) -> Result<Response, ApiError> {
     let tls = is_tls(req.extensions());
-    let who = authenticate_any(&state, req.headers(), &audit).await?;
+    let who = authenticate_any(&state, &caller, &audit).await?;
     let ended = state.auth.end_sessions(&who.subject).await?;
     audit.set_target(&format!("{ended} sessions ended (sign out everywhere)"));
     let mut r = axum::Json(json!({"subject": who.subject, "ended": ended})).into_response();

@@ -18,6 +18,8 @@ use crate::token::KeyRing;
 pub struct ServerState {
     pub(crate) auth: Auth,
     pub(crate) registry: Option<RegistryService>,
+    /// `server.trusted_proxies`: whose `X-Forwarded-For` is believed (`extract::client_addr`).
+    pub(crate) trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 /// Why the server cannot start (or stopped with an error). Never carries a secret.
@@ -124,9 +126,24 @@ impl ServerState {
             login,
             config.server.login_attempts_per_minute,
         );
+        let auth = auth.with_api_keys(crate::auth::keys::KeyAuth::new(
+            &config.auth.key_prefix,
+            config
+                .auth
+                .api_keys
+                .iter()
+                .map(|k| crate::auth::keys::ConfigKey {
+                    name: k.name.clone(),
+                    subject: k.subject.clone(),
+                    hash: k.hash.clone(),
+                    scopes: k.scopes.clone(),
+                })
+                .collect(),
+        ));
         ServerState {
             auth,
             registry: None,
+            trusted_proxies: config.server.trusted_proxies.clone(),
         }
     }
 

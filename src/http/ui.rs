@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
@@ -26,6 +26,7 @@ use maud::{DOCTYPE, Markup, html};
 use serde_json::{Value, json};
 
 use super::error::ApiError;
+use super::extract::Caller;
 use super::middleware::AuditSlot;
 use super::state::ServerState;
 use crate::registry::validity::certificate_validity;
@@ -357,9 +358,9 @@ fn confirm_dialog() -> Markup {
 async fn security(
     State(state): State<Arc<ServerState>>,
     audit: AuditSlot,
-    headers: HeaderMap,
+    caller: Caller,
 ) -> Result<Response, ApiError> {
-    super::api::authenticate_any(&state, &headers, &audit).await?;
+    super::api::authenticate_any(&state, &caller, &audit).await?;
     let auth = &state.auth;
     let settings = auth.settings();
     let keys = auth.keys();

@@ -5,12 +5,12 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::api::authenticate_any;
 use super::error::ApiError;
+use super::extract::Caller;
 use super::middleware::AuditSlot;
 use super::state::ServerState;
 use crate::scope::{Action, Scope};
@@ -19,9 +19,9 @@ use crate::scope::{Action, Scope};
 pub(crate) async fn list(
     State(state): State<Arc<ServerState>>,
     audit: AuditSlot,
-    headers: HeaderMap,
+    caller: Caller,
 ) -> Result<Response, ApiError> {
-    let who = authenticate_any(&state, &headers, &audit).await?;
+    let who = authenticate_any(&state, &caller, &audit).await?;
     who.require(&Scope::AdminResource {
         resource: "users".to_owned(),
         action: Action::Read,

@@ -33,6 +33,8 @@ struct State {
     global_cutoff: Option<i64>,
     /// Browser sessions by id (contract section 9).
     sessions: HashMap<String, SessionRecord>,
+    /// API keys (contract section 9).
+    keys: super::keys::MemKeys,
 }
 
 #[derive(Debug, Clone)]
@@ -435,5 +437,48 @@ impl TokenStore for MemoryStore {
                 .then_with(|| a.id.cmp(&b.id))
         });
         Ok(list)
+    }
+    // --- API keys (contract section 9) ---
+
+    fn create_key(
+        &self,
+        key: &super::ApiKeyRecord,
+        max_live: usize,
+    ) -> Result<super::KeyCreated, StoreError> {
+        self.write().keys.create(key, max_live)
+    }
+
+    fn key_by_digest(&self, digest: &[u8; 32]) -> Result<Option<super::ApiKeyRecord>, StoreError> {
+        Ok(self.read().keys.by_digest(digest))
+    }
+
+    fn key_by_id(&self, id: &str) -> Result<Option<super::ApiKeyRecord>, StoreError> {
+        Ok(self.read().keys.by_id(id))
+    }
+
+    fn list_keys(&self, owner: Option<&str>) -> Result<Vec<super::ApiKeyRecord>, StoreError> {
+        Ok(self.read().keys.list(owner))
+    }
+
+    fn set_key_state(
+        &self,
+        id: &str,
+        to: super::StoredKeyState,
+    ) -> Result<super::KeyChange, StoreError> {
+        Ok(self.write().keys.set_state(id, to))
+    }
+
+    fn rotate_key(
+        &self,
+        old_id: &str,
+        new: &super::ApiKeyRecord,
+        grace_until: Option<Timestamp>,
+    ) -> Result<super::KeyChange, StoreError> {
+        self.write().keys.rotate(old_id, new, grace_until)
+    }
+
+    fn touch_keys(&self, uses: &[super::KeyUse]) -> Result<(), StoreError> {
+        self.write().keys.touch(uses);
+        Ok(())
     }
 }

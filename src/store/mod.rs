@@ -31,7 +31,10 @@
 #[cfg(test)]
 mod contract;
 #[cfg(test)]
+mod contract_keys;
+#[cfg(test)]
 mod contract_sessions;
+pub mod keys;
 mod memory;
 mod sqlite;
 
@@ -41,6 +44,7 @@ use jiff::Timestamp;
 
 use crate::config::Config;
 
+pub use keys::{ApiKeyRecord, KeyChange, KeyCreated, KeyState, KeyUse, StoredKeyState};
 pub use memory::MemoryStore;
 pub use sqlite::SqliteStore;
 
@@ -416,6 +420,54 @@ pub trait TokenStore: Send + Sync + std::fmt::Debug {
         let _ = (subject, now);
         Err(no_sessions())
     }
+
+    // --- API keys (contract section 9) ---
+    // Keys are found by the SHA-256 of their text; the text itself is never stored. A key's
+    // name is unique per owner among the keys that "hold their name": stored state not
+    // `revoked` and no successor (see `ApiKeyRecord::holds_name`).
+
+    /// Stores a new key, atomically with two checks: [`KeyCreated::NameTaken`] when another
+    /// key of the same owner holds `key.name`, [`KeyCreated::TooMany`] when the owner already
+    /// has `max_live` keys that hold their names. Storing an id or digest twice is
+    /// [`StoreError::Conflict`].
+    fn create_key(&self, key: &ApiKeyRecord, max_live: usize) -> Result<KeyCreated, StoreError>;
+
+    /// The key whose text has SHA-256 `digest`, in any state (`None`: no such key). Asked
+    /// when a server sees a key it has not cached: engines answer without writing and without
+    /// waiting for a writer.
+    fn key_by_digest(&self, digest: &[u8; 32]) -> Result<Option<ApiKeyRecord>, StoreError>;
+
+    /// The key with id `id`, in any state.
+    fn key_by_id(&self, id: &str) -> Result<Option<ApiKeyRecord>, StoreError>;
+
+    /// The keys of `owner` (of every owner when `None`) in every state, expired and revoked
+    /// ones included, newest first (`created_at` descending, ties by id ascending).
+    fn list_keys(&self, owner: Option<&str>) -> Result<Vec<ApiKeyRecord>, StoreError>;
+
+    /// Sets the stored state of key `id` to `to`. A key whose stored state is `revoked` is
+    /// never changed ([`KeyChange::Final`]); enabling a key whose name another key of its
+    /// owner took meanwhile cannot happen, since a key keeps its name until it is revoked or
+    /// replaced. [`KeyChange::Done`] carries the record after the change (also when it was
+    /// already in that state).
+    fn set_key_state(&self, id: &str, to: StoredKeyState) -> Result<KeyChange, StoreError>;
+
+    /// Rotation, in one transaction: stores `new` (which has the old key's owner and name;
+    /// the name check ignores the old key) and marks key `old_id` replaced by it (`successor`
+    /// = `new.id`), working until `grace_until`; with no grace the old key's stored state
+    /// becomes `revoked` at once. [`KeyChange::Final`] (nothing stored) when the old key is
+    /// revoked or already replaced; [`KeyChange::Done`] carries the old key's record after
+    /// the change.
+    fn rotate_key(
+        &self,
+        old_id: &str,
+        new: &ApiKeyRecord,
+        grace_until: Option<Timestamp>,
+    ) -> Result<KeyChange, StoreError>;
+
+    /// Records uses reported by a server: for each key, `last_used_at` becomes the later of
+    /// the stored one and `at`, and `addresses` (latest first) go before the stored ones,
+    /// without repeats, at most [`keys::MAX_ADDRESSES`]. Unknown ids are skipped.
+    fn touch_keys(&self, uses: &[KeyUse]) -> Result<(), StoreError>;
 }
 
 /// What an engine without sessions answers.

@@ -22,5 +22,5 @@ mod registry;
 mod registry_e2e;
 mod server;
 mod sessions;
-mod users;
 mod ui;
+mod users;

@@ -472,6 +472,44 @@ impl TokenStore for BrokenStore {
     fn prune(&self, _: Timestamp) -> Result<usize, StoreError> {
         Err(Self::err())
     }
+    // --- API keys (contract section 9) ---
+    fn create_key(
+        &self,
+        _: &tessera::store::ApiKeyRecord,
+        _: usize,
+    ) -> Result<tessera::store::KeyCreated, StoreError> {
+        Err(Self::err())
+    }
+    fn key_by_digest(
+        &self,
+        _: &[u8; 32],
+    ) -> Result<Option<tessera::store::ApiKeyRecord>, StoreError> {
+        Err(Self::err())
+    }
+    fn key_by_id(&self, _: &str) -> Result<Option<tessera::store::ApiKeyRecord>, StoreError> {
+        Err(Self::err())
+    }
+    fn list_keys(&self, _: Option<&str>) -> Result<Vec<tessera::store::ApiKeyRecord>, StoreError> {
+        Err(Self::err())
+    }
+    fn set_key_state(
+        &self,
+        _: &str,
+        _: tessera::store::StoredKeyState,
+    ) -> Result<tessera::store::KeyChange, StoreError> {
+        Err(Self::err())
+    }
+    fn rotate_key(
+        &self,
+        _: &str,
+        _: &tessera::store::ApiKeyRecord,
+        _: Option<Timestamp>,
+    ) -> Result<tessera::store::KeyChange, StoreError> {
+        Err(Self::err())
+    }
+    fn touch_keys(&self, _: &[tessera::store::KeyUse]) -> Result<(), StoreError> {
+        Err(Self::err())
+    }
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! `tessera auth ...`: tokens, password hashes, and logins to remote tessera servers.
 
+mod key;
 pub(crate) mod login;
 mod password;
 mod token;
@@ -18,6 +19,15 @@ pub enum AuthCommand {
   tessera auth token list
   tessera auth token revoke --subject ci")]
     Token(token::TokenCommand),
+    /// API keys: create, list, show, disable, enable, revoke, rotate (local store, or a
+    /// server with --remote), and argon2id-hashed keys for the config.
+    #[command(subcommand)]
+    #[command(after_help = "EXAMPLES:
+  tessera auth key create --name ci --subject ci --scopes pull --expiry 90d
+  tessera auth key list
+  tessera auth key rotate ci --grace 1h
+  tessera auth key revoke ci")]
+    Key(key::KeyCommand),
     /// Password hashes (argon2id, or bcrypt) for password login.
     #[command(subcommand)]
     #[command(after_help = "EXAMPLES:
@@ -50,6 +60,7 @@ pub enum AuthCommand {
 pub fn run(ctx: &Context, cmd: AuthCommand) -> Result<(), CliError> {
     match cmd {
         AuthCommand::Token(c) => token::run(ctx, c),
+        AuthCommand::Key(c) => key::run(ctx, c),
         AuthCommand::Password(c) => password::run(ctx, c),
         AuthCommand::Login(a) => login::login(ctx, a),
         AuthCommand::Logout(a) => login::logout(ctx, a),

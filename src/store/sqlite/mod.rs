@@ -12,6 +12,7 @@
 //! - A store that fails in a way a fresh connection may cure is reopened by the next call,
 //!   but never created again: a store moved aside stays unavailable until it is restored.
 
+mod keys;
 mod pending;
 mod sessions;
 mod unchanged;
@@ -41,7 +42,12 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Schema steps: `MIGRATIONS[i]` brings a database of version `i` to version `i + 1`. A step is
 /// never changed once released: a change is a new step, so that existing stores are upgraded.
-const MIGRATIONS: [&str; 3] = [SCHEMA_V1, SCHEMA_V2, sessions::SCHEMA_SESSIONS];
+const MIGRATIONS: [&str; 4] = [
+    SCHEMA_V1,
+    SCHEMA_V2,
+    sessions::SCHEMA_SESSIONS,
+    keys::SCHEMA_KEYS,
+];
 
 const SCHEMA_V1: &str = "
 CREATE TABLE IF NOT EXISTS tokens (
@@ -903,6 +909,49 @@ impl TokenStore for SqliteStore {
     ) -> Result<Vec<SessionRecord>, StoreError> {
         self.sessions_list(subject, now)
     }
+
+    // --- API keys (contract section 9): in keys.rs ---
+
+    fn create_key(
+        &self,
+        key: &crate::store::ApiKeyRecord,
+        max_live: usize,
+    ) -> Result<crate::store::KeyCreated, StoreError> {
+        self.create_key_in(key, max_live)
+    }
+    fn key_by_digest(
+        &self,
+        digest: &[u8; 32],
+    ) -> Result<Option<crate::store::ApiKeyRecord>, StoreError> {
+        self.key_by_digest_in(digest)
+    }
+    fn key_by_id(&self, id: &str) -> Result<Option<crate::store::ApiKeyRecord>, StoreError> {
+        self.key_by_id_in(id)
+    }
+    fn list_keys(
+        &self,
+        owner: Option<&str>,
+    ) -> Result<Vec<crate::store::ApiKeyRecord>, StoreError> {
+        self.list_keys_in(owner)
+    }
+    fn set_key_state(
+        &self,
+        id: &str,
+        to: crate::store::StoredKeyState,
+    ) -> Result<crate::store::KeyChange, StoreError> {
+        self.set_key_state_in(id, to)
+    }
+    fn rotate_key(
+        &self,
+        old_id: &str,
+        new: &crate::store::ApiKeyRecord,
+        grace_until: Option<Timestamp>,
+    ) -> Result<crate::store::KeyChange, StoreError> {
+        self.rotate_key_in(old_id, new, grace_until)
+    }
+    fn touch_keys(&self, uses: &[crate::store::KeyUse]) -> Result<(), StoreError> {
+        self.touch_keys_in(uses)
+    }
 }
 
 /// The store at `path`, opened when first needed ([`crate::store::open_lazily`]): recording a
@@ -1005,6 +1054,49 @@ impl TokenStore for Lazy {
         now: Timestamp,
     ) -> Result<Vec<SessionRecord>, StoreError> {
         self.store()?.session_list(subject, now)
+    }
+
+    // --- API keys (contract section 9): in keys.rs ---
+
+    fn create_key(
+        &self,
+        key: &crate::store::ApiKeyRecord,
+        max_live: usize,
+    ) -> Result<crate::store::KeyCreated, StoreError> {
+        self.store()?.create_key_in(key, max_live)
+    }
+    fn key_by_digest(
+        &self,
+        digest: &[u8; 32],
+    ) -> Result<Option<crate::store::ApiKeyRecord>, StoreError> {
+        self.store()?.key_by_digest_in(digest)
+    }
+    fn key_by_id(&self, id: &str) -> Result<Option<crate::store::ApiKeyRecord>, StoreError> {
+        self.store()?.key_by_id_in(id)
+    }
+    fn list_keys(
+        &self,
+        owner: Option<&str>,
+    ) -> Result<Vec<crate::store::ApiKeyRecord>, StoreError> {
+        self.store()?.list_keys_in(owner)
+    }
+    fn set_key_state(
+        &self,
+        id: &str,
+        to: crate::store::StoredKeyState,
+    ) -> Result<crate::store::KeyChange, StoreError> {
+        self.store()?.set_key_state_in(id, to)
+    }
+    fn rotate_key(
+        &self,
+        old_id: &str,
+        new: &crate::store::ApiKeyRecord,
+        grace_until: Option<Timestamp>,
+    ) -> Result<crate::store::KeyChange, StoreError> {
+        self.store()?.rotate_key_in(old_id, new, grace_until)
+    }
+    fn touch_keys(&self, uses: &[crate::store::KeyUse]) -> Result<(), StoreError> {
+        self.store()?.touch_keys_in(uses)
     }
 }
 
