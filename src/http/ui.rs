@@ -232,13 +232,24 @@ fn sign_in() -> Markup {
 fn tokens() -> Markup {
     html! {
         p.lead { "Your own tokens and API keys. Nothing here can do more than you can." }
+        section #secret-panel.card.secret aria-labelledby="secret-h" hidden {
+            h2 #secret-h tabindex="-1" { "Copy your new secret now" }
+            p.warning { strong { "This is the only time it is shown." } " tessera does not keep it: if you lose it, revoke it and create another. Do not paste it into chats or tickets." }
+            label for="secret" #secret-label { "Secret" }
+            div.copyrow {
+                input #secret type="text" readonly autocomplete="off" spellcheck="false";
+                button #copy type="button" { "Copy" }
+            }
+            p #copy-status.hint role="status" {}
+            button #secret-done type="button" { "I have saved it" }
+        }
         section #create-section.card aria-labelledby="create-h" {
             h2 #create-h tabindex="-1" { "Create a token or an API key" }
             form #create-form method="post" autocomplete="off" {
                 fieldset.kind {
                     legend { "Kind" }
-                    label { input type="radio" name="kind" value="token" checked; " Token (JWT, for " code{"docker login"} " and the API)" }
-                    label { input type="radio" name="kind" value="key"; " API key (opaque " code{"tsk_"} " key, can be disabled and rotated)" }
+                    label { input type="radio" name="kind" value="token" checked; span { "Token (JWT, for " code{"docker login"} " and the API)" } }
+                    label { input type="radio" name="kind" value="key"; span { "API key (opaque " code{"tsk_"} " key: can be disabled and rotated, records its last use)" } }
                 }
                 div #name-field.field {
                     label for="c-name" { "Name" }
@@ -286,17 +297,6 @@ fn tokens() -> Markup {
                 p #create-error.error role="alert" hidden {}
                 button #create type="submit" { "Create" }
             }
-        }
-        section #secret-panel.card.secret aria-labelledby="secret-h" hidden {
-            h2 #secret-h tabindex="-1" { "Copy your new secret now" }
-            p.warning { strong { "This is the only time it is shown." } " tessera does not keep it: if you lose it, revoke it and create another. Do not paste it into chats or tickets." }
-            label for="secret" #secret-label { "Secret" }
-            div.copyrow {
-                input #secret type="text" readonly autocomplete="off" spellcheck="false";
-                button #copy type="button" { "Copy" }
-            }
-            p #copy-status.hint role="status" {}
-            button #secret-done type="button" { "I have saved it" }
         }
         section aria-labelledby="tokens-h" {
             h2 #tokens-h { "Tokens" }

@@ -214,20 +214,36 @@ impl Attacker {
 
 #[test]
 fn a_cross_origin_form_post_is_refused() {
-    let Some(wd) = webdriver() else { return };
-    let home = Home::with_login("");
-    let (_server, base) = home.serve_base();
-    let (admin, _) = home.mint("root", "admin");
-    let before = tokens_of(&base, &admin);
+    let Some(ui) = Ui::start() else { return };
+    let (admin, _) = ui.home.mint("root", "admin");
+    let before = tokens_of(&ui.base, &admin);
+    // alice (an admin) is signed in in this browser, and then visits a hostile page.
+    let b = ui.signed_in("alice");
     let attacker = Attacker::start(
-        &format!("{base}/auth/tokens"),
+        &format!("{}/auth/tokens", ui.base),
         &[(r#"{"subject":"mallory","scopes":"admin","x":""#, r#""}"#)],
     );
-    let b = Browser::new(&wd);
     b.goto(&attacker.url);
     b.click(&b.find("#go"));
     b.wait_for("document.body && document.body.innerText.includes('CROSS_ORIGIN')");
-    assert_eq!(tokens_of(&base, &admin), before, "a token was created");
+    // The same page's scripts: a JSON request needs a CORS preflight the server never
+    // grants, and a "simple" one is refused like the form.
+    b.goto(&attacker.url);
+    let outcomes = b.js_async(
+        r#"const done = arguments[arguments.length - 1]; const url = arguments[0];
+        const body = JSON.stringify({subject: 'mallory', scopes: 'admin'});
+        Promise.allSettled([
+          fetch(url, {method: 'POST', credentials: 'include', headers: {'Content-Type': 'application/json'}, body}),
+          fetch(url, {method: 'POST', credentials: 'include', mode: 'no-cors', headers: {'Content-Type': 'text/plain'}, body}),
+          fetch(url.replace('/auth/tokens', '/auth/sessions'), {method: 'DELETE', credentials: 'include'}),
+        ]).then(r => done(r.map(x => x.status)));"#,
+        vec![json!(format!("{}/auth/tokens", ui.base))],
+    );
+    assert_eq!(outcomes[0], "rejected", "{outcomes}");
+    assert_eq!(tokens_of(&ui.base, &admin), before, "a token was created");
+    // alice's session is still there: nothing signed her out.
+    ui.page(&b, "/ui/tokens");
+    assert_eq!(b.url(), format!("{}/ui/tokens", ui.base));
 }
 
 /// The tokens in the store, through the admin API.
@@ -264,6 +280,17 @@ fn the_sign_in_screen_works_with_the_keyboard_and_at_360_px() {
     assert_eq!(b.focused_id(), "password");
     b.keys(&b.find("#password"), "\u{E004}");
     assert_eq!(b.focused_id(), "signin");
+    // The policy is in force: an inline script added to the page does not run, and the
+    // browser reports the violation (so the tests that expect none would see one).
+    assert_eq!(b.csp_violations(), Vec::<Value>::new());
+    let ran = b.js(
+        "const s = document.createElement('script'); s.textContent = 'window.__ran = true'; document.head.append(s); return window.__ran === true;",
+        vec![],
+    );
+    assert_eq!(ran, json!(false), "an inline script ran");
+    b.wait_for("window.__csp.length === 1");
+    b.goto(&format!("{base}/ui/"));
+    b.wait_for("document.activeElement && document.activeElement.id === 'username'");
     b.screenshot(1280, &docs_ui_dir().join("signin-desktop.png"));
     b.viewport(Some(360));
     assert_eq!(b.inner_width(), 360);
@@ -344,12 +371,14 @@ impl Ui {
         b.type_into(&b.find("#password"), &password_of(user));
         b.click(&b.find("#signin"));
         b.wait_for("location.pathname === '/ui/tokens' && document.body.dataset.ready === 'true'");
+        assert_eq!(b.csp_violations(), Vec::<Value>::new());
         b
     }
 
     fn page(&self, b: &Browser, path: &str) {
         b.goto(&format!("{}{path}", self.base));
         b.wait_for("document.body.dataset.ready === 'true'");
+        assert_eq!(b.csp_violations(), Vec::<Value>::new(), "{path}");
     }
 
     /// The server's log so far: it must never hold a secret.
@@ -493,6 +522,34 @@ fn sign_in_create_a_token_use_it_with_curl_revoke_it_and_see_401() {
         ),
         json!(true)
     );
+    // The create form in keyboard order: the kind, the scopes, more scopes, expiry, Create.
+    b.js(
+        "document.querySelector('input[name=kind][value=token]').focus();",
+        vec![],
+    );
+    let order = b.js(
+        "return [...document.querySelectorAll('#create-form input, #create-form button')].filter(e => e.offsetParent !== null && !(e.type === 'radio' && !e.checked)).map(e => e.id || e.name);",
+        vec![],
+    );
+    let order: Vec<String> = serde_json::from_value(order).unwrap();
+    for pair in order.windows(2) {
+        let e = b.js("return document.activeElement;", vec![]);
+        b.keys(
+            &crate::support::browser::Element::from_value(&e),
+            "\u{E004}",
+        );
+        let now = b.js(
+            "const e = document.activeElement; return e.id || e.name;",
+            vec![],
+        );
+        assert_eq!(
+            now,
+            json!(pair[1]),
+            "Tab after {} (order {order:?})",
+            pair[0]
+        );
+    }
+    assert_eq!(order.last().map(String::as_str), Some("create"));
     let token = create(&b, "token", "", &["repository:*:pull"], "2h");
     assert_eq!(curl_verify(&ui.base, &token), 200);
     let jti = jti_of(&token);

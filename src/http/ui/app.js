@@ -20,7 +20,7 @@
       else if (k.startsWith('on')) e.addEventListener(k.slice(2), v);
       else e.setAttribute(k, v === true ? '' : String(v));
     }
-    for (const c of children.flat()) {
+    for (const c of children.flat(Infinity)) {
       if (c === null || c === undefined || c === false) continue;
       e.append(c instanceof Node ? c : String(c));
     }
@@ -214,6 +214,8 @@
     if (x.expires_at && new Date(x.expires_at) < Date.now()) return 'expired';
     return 'active';
   }
+  const expiryCell = (x, st) => [fmtTime(x.expires_at), el('br'),
+    el('span', { class: 'hint', text: st === 'active' || st === 'disabled' || st === 'expired' ? timeLeft(x.expires_at) : st })];
   const stateBadge = (st) => el('span', { class: 'state state-' + st, text: st });
   function lastUsed(x) {
     const at = x.last_used_at || x.last_used;
@@ -226,7 +228,7 @@
     return el('table', {},
       el('caption', { text: caption }),
       el('thead', {}, el('tr', {}, heads.map((h) => el('th', { scope: 'col', text: h })))),
-      el('tbody', {}, rows.map((cells) => el('tr', {}, cells.map((c, i) => el('td', { 'data-label': heads[i] }, c))))));
+      el('tbody', {}, rows.map((cells) => el('tr', {}, cells.map((c, i) => el('td', { 'data-label': heads[i] }, el('div', {}, c)))))));
   }
   function scopeList(x) {
     const s = scopesOf(x);
@@ -250,14 +252,13 @@
     const mine = list(result.value, 'tokens').filter((t) => !me.subject || !t.subject || t.subject === me.subject);
     if (!mine.length) return box.replaceChildren(el('p', { class: 'hint', text: 'You have no tokens yet.' }));
     mine.sort((a, b) => String(b.issued_at).localeCompare(String(a.issued_at)));
-    box.replaceChildren(table('Your tokens, newest first', ['Name', 'Id', 'Scopes', 'State', 'Expires', 'Last used', 'Actions'],
+    box.replaceChildren(table('Your tokens, newest first', ['Id', 'Scopes', 'State', 'Issued', 'Expires', 'Actions'],
       mine.map((t) => {
         const st = stateOf(t);
-        const name = t.name || (t.single_use ? 'single-use' : '—');
-        return [name, code(t.jti), scopeList(t), stateBadge(st),
-          [fmtTime(t.expires_at), el('br'), el('span', { class: 'hint', text: timeLeft(t.expires_at) })],
-          lastUsed(t),
-          el('div', { class: 'actions' }, st === 'active' ? actionButton('Revoke', () => revokeToken(t, name), true) : null)];
+        const kind = [t.single_use ? 'single use' : null, t.parent ? 'derived' : null].filter(Boolean).join(', ');
+        return [[code(t.jti), kind ? [el('br'), el('span', { class: 'hint', text: kind })] : null], scopeList(t), stateBadge(st),
+          fmtTime(t.issued_at), expiryCell(t, st),
+          el('div', { class: 'actions' }, st === 'active' ? actionButton('Revoke', () => revokeToken(t, t.jti), true) : null)];
       })));
   }
   function renderKeys(result) {
@@ -283,13 +284,12 @@
           acts.push(actionButton('Rotate', () => rotateKey(k)));
           acts.push(actionButton('Revoke', () => revokeKey(k), true));
         }
-        return [k.name || '—', code(k.id), scopeList(k), stateBadge(st),
-          [fmtTime(k.expires_at), el('br'), el('span', { class: 'hint', text: timeLeft(k.expires_at) })],
+        return [k.name || '—', code(k.id), scopeList(k), stateBadge(st), expiryCell(k, st),
           lastUsed(k), limits.length ? limits.join('; ') : 'none', el('div', { class: 'actions' }, acts)];
       })));
   }
   async function revokeToken(t, name) {
-    if (!(await confirmDialog('Revoke the token ' + name + ' (' + t.jti + ')? Everything using it stops working at once; this cannot be undone.', 'Revoke'))) return;
+    if (!(await confirmDialog('Revoke the token ' + name + '? Everything using it stops working at once; this cannot be undone.', 'Revoke'))) return;
     try {
       await api('DELETE', '/auth/tokens/' + encodeURIComponent(t.jti));
       say('Token revoked.');

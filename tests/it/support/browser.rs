@@ -103,6 +103,18 @@ pub struct Browser {
 #[derive(Clone)]
 pub struct Element(String);
 
+impl Element {
+    /// The element a script returned.
+    pub fn from_value(v: &Value) -> Element {
+        Element(
+            v[ELEMENT]
+                .as_str()
+                .unwrap_or_else(|| panic!("not an element: {v}"))
+                .to_owned(),
+        )
+    }
+}
+
 impl Browser {
     /// A new browser with a fresh profile (no cookies), 1280x900.
     pub fn new(webdriver: &str) -> Browser {
@@ -137,11 +149,28 @@ impl Browser {
             .as_str()
             .unwrap_or_else(|| panic!("chromedriver did not start Chromium: {r}"))
             .to_owned();
-        Browser {
+        let b = Browser {
             http,
             session: format!("{webdriver}/session/{session}"),
             _profile: profile,
-        }
+        };
+        // Counts the Content-Security-Policy violations of every page from its first moment
+        // (a DevTools script, which the policy does not govern).
+        b.post(
+            "/goog/cdp/execute",
+            json!({"cmd": "Page.addScriptToEvaluateOnNewDocument", "params": {"source":
+                "window.__csp = []; document.addEventListener('securitypolicyviolation', e => window.__csp.push(e.violatedDirective + ' ' + e.blockedURI));"
+            }}),
+        );
+        b
+    }
+
+    /// The Content-Security-Policy violations of the current page so far.
+    pub fn csp_violations(&self) -> Vec<Value> {
+        self.js("return window.__csp || [];", vec![])
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
     }
 
     fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
