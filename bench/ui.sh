@@ -12,7 +12,8 @@
 # minimal static page (one heading) served by python3's http.server, the floor of paint time
 # here; the ratio is screen FCP / peer FCP.
 #
-# Usage: bench/ui.sh [ROUNDS]. Needs chromium, chromedriver, python3. Builds the release binary.
+# Usage: bench/ui.sh [ROUNDS]. Needs chromium, chromedriver, python3. Builds the release binary
+# (or measures TESSERA_BIN).
 set -euo pipefail
 
 ROUNDS="${1:-10}"
@@ -22,8 +23,13 @@ for tool in chromium chromedriver python3; do
     command -v "$tool" >/dev/null || { echo "$tool is not installed (apt-get install chromium chromium-driver)" >&2; exit 1; }
 done
 
-cargo build --release --bin tessera --manifest-path "$ROOT/Cargo.toml" >&2
-BIN="$ROOT/target/release/tessera"
+# TESSERA_BIN: a tessera binary to measure instead of building the release one.
+if [ -n "${TESSERA_BIN:-}" ]; then
+    BIN="$TESSERA_BIN"
+else
+    cargo build --release --bin tessera --manifest-path "$ROOT/Cargo.toml" >&2
+    BIN="$ROOT/target/release/tessera"
+fi
 
 WORK="$(mktemp -d)"
 PIDS=()

@@ -552,6 +552,19 @@ fn sign_in_create_a_token_use_it_with_curl_revoke_it_and_see_401() {
     assert_eq!(order.last().map(String::as_str), Some("create"));
     let token = create(&b, "token", "", &["repository:*:pull"], "2h");
     assert_eq!(curl_verify(&ui.base, &token), 200);
+    // The Copy button puts exactly the secret on the clipboard.
+    b.grant_clipboard(&ui.base);
+    b.click(&b.find("#copy"));
+    b.wait_for("document.getElementById('copy-status').innerText.includes('Copied')");
+    let copied = b.js_async(
+        "const done = arguments[arguments.length - 1]; navigator.clipboard.readText().then(done, e => done('error: ' + e));",
+        vec![],
+    );
+    assert_eq!(
+        copied.as_str(),
+        Some(token.as_str()),
+        "the clipboard holds something else"
+    );
     let jti = jti_of(&token);
     b.screenshot(1280, &docs_ui_dir().join("secret-once-desktop.png"));
     dismiss(&b, &token);

@@ -165,6 +165,17 @@ impl Browser {
         b
     }
 
+    /// Lets pages of `origin` read and write the clipboard (as a user's click on "Allow").
+    pub fn grant_clipboard(&self, origin: &str) {
+        self.post(
+            "/goog/cdp/execute",
+            json!({"cmd": "Browser.grantPermissions", "params": {
+                "origin": origin,
+                "permissions": ["clipboardReadWrite", "clipboardSanitizedWrite"],
+            }}),
+        );
+    }
+
     /// The Content-Security-Policy violations of the current page so far.
     pub fn csp_violations(&self) -> Vec<Value> {
         self.js("return window.__csp || [];", vec![])
