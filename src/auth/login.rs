@@ -24,6 +24,8 @@ pub struct PasswordLogin {
     /// (argon2id with the same m, t and p, or bcrypt with the same cost), checked for unknown
     /// users (and users without a hash) so that they cost as much as a wrong password.
     dummy_hash: SecretString,
+    /// The kind and cost of `dummy_hash` (not secret; shown by `Debug`).
+    dummy_kind: HashKind,
 }
 
 /// One user who may log in.
@@ -46,9 +48,11 @@ impl std::fmt::Debug for PasswordLogin {
                 "users",
                 &self.users.iter().map(|u| &u.name).collect::<Vec<_>>(),
             )
+            .field("dummy_kind", &self.dummy_kind)
             .finish_non_exhaustive()
     }
 }
+
 /// Why password login cannot be set up. Never carries a secret.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -188,6 +192,7 @@ impl PasswordLogin {
             users,
             directory,
             dummy_hash,
+            dummy_kind: kind,
         }))
     }
 
@@ -283,6 +288,7 @@ pub(crate) struct Hashing {
     limit: usize,
     running: Arc<AtomicUsize>,
     peak: Arc<AtomicUsize>,
+    done: Arc<AtomicUsize>,
 }
 
 /// How many password checks may run at once, and the most that ever did (for tests).
@@ -293,6 +299,9 @@ pub struct PasswordChecks {
     pub limit: usize,
     /// The most hashes that ran at the same time since the server started.
     pub peak: usize,
+    /// How many password checks ran since the server started (every login attempt that was
+    /// not rate-limited runs exactly one, whatever the username).
+    pub done: usize,
 }
 
 impl Hashing {
@@ -305,6 +314,7 @@ impl Hashing {
             limit,
             running: Default::default(),
             peak: Default::default(),
+            done: Default::default(),
         }
     }
 
@@ -312,6 +322,7 @@ impl Hashing {
         PasswordChecks {
             limit: self.limit,
             peak: self.peak.load(Ordering::Relaxed),
+            done: self.done.load(Ordering::SeqCst),
         }
     }
 
@@ -328,11 +339,13 @@ impl Hashing {
             .map_err(|_| AuthError::Unavailable("the server is shutting down".to_owned()))?;
         let running = Arc::clone(&self.running);
         let peak = Arc::clone(&self.peak);
+        let done = Arc::clone(&self.done);
         hash_in_background(move || {
             let now = running.fetch_add(1, Ordering::SeqCst) + 1;
             peak.fetch_max(now, Ordering::SeqCst);
             let ok = crate::password::verify(&password, &hash).unwrap_or(false);
             running.fetch_sub(1, Ordering::SeqCst);
+            done.fetch_add(1, Ordering::SeqCst);
             drop(slot);
             ok
         })

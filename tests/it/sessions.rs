@@ -136,6 +136,18 @@ fn unknown_users_and_wrong_passwords_get_the_same_answer() {
     assert_eq!(wrong, no_hash);
     let login = |u: &str, p: &str| status_and_json(crate::support::http::login(&base, u, p));
     assert_eq!(login("alice", "nope"), login("mallory", "nope"));
+    // The login rate limiter covers sign-in as it covers /auth/login (10 failures a minute
+    // per account by default; the failures above count too).
+    let mut last = 0;
+    for _ in 0..12 {
+        last = sign_in_response(&base, "alice", "guess").status().as_u16();
+        if last == 429 {
+            break;
+        }
+    }
+    assert_eq!(last, 429, "sign-in failures are rate-limited");
+    let r = sign_in_response(&base, "alice", "guess");
+    assert_eq!(status_and_code(r), (429, "RATE_LIMITED".into()));
 }
 
 #[test]
@@ -242,5 +254,99 @@ fn sessions_survive_a_restart_and_end_with_the_user() {
         v["scopes"],
         json!(["repository:public/*:pull"]),
         "the user's scopes of now"
+    );
+}
+
+#[test]
+fn under_tls_the_cookie_is_secure() {
+    let h = users_home(USERS, &["alice"], false);
+    let cert =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+            .unwrap();
+    let cert_path = h.home().join("cert.pem");
+    let key_path = h.home().join("key.pem");
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+    h.append_config(&format!(
+        "\n[server]\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
+        cert_path.display(),
+        key_path.display()
+    ));
+    let srv = h.serve_process_as(h.std_cmd(), None, "https");
+    crate::support::api::install_crypto_provider();
+    let c = reqwest::blocking::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .build()
+        .unwrap();
+    let base = format!("https://localhost:{}", srv.addr.port());
+    let r = c
+        .post(format!("{base}/auth/session"))
+        .json(&json!({"username": "alice", "password": USER_PASSWORD}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 204);
+    let set = r.headers()["set-cookie"].to_str().unwrap();
+    assert!(set.split("; ").any(|a| a == "Secure"), "{set}");
+    assert!(set.split("; ").any(|a| a == "HttpOnly"), "{set}");
+}
+
+/// Attacks on sessions: piling them up, forging a cookie (also from the store's own id of a
+/// session), and reading secrets from the server's log.
+#[test]
+fn sessions_cannot_pile_up_be_forged_or_leak_into_the_log() {
+    let h = users_home(USERS, &["alice"], false);
+    let mut srv = h.serve_process(None);
+    let base = srv.url();
+    let mut browsers: Vec<Browser> = (0..23)
+        .map(|_| Browser::sign_in(&base, "alice", USER_PASSWORD))
+        .collect();
+    let last = browsers.pop().unwrap();
+    let (_, v) = status_and_json(last.request("GET", "/auth/sessions").send().unwrap());
+    assert_eq!(v["sessions"].as_array().unwrap().len(), 20, "{v}");
+    // The three oldest were ended to make room; the newest work.
+    for old in &browsers[..3] {
+        assert_eq!(old.whoami().0, 401);
+    }
+    assert_eq!(browsers[3].whoami().0, 200);
+    let csrf = last.csrf();
+    // Forged cookies: random, the CSRF token, and the store's id of the session (its
+    // SHA-256, which a copy of the database would show) are no way in.
+    use sha2::Digest;
+    let store_id = hex::encode(sha2::Sha256::digest(last.cookie.as_bytes()));
+    for forged in [
+        "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        &csrf,
+        &store_id,
+    ] {
+        let b = Browser {
+            base: base.clone(),
+            cookie: forged.to_owned(),
+        };
+        assert_eq!(b.whoami().0, 401, "{forged}");
+        let (s, _) = status_and_json(b.request("GET", "/auth/tokens").send().unwrap());
+        assert_eq!(s, 401);
+    }
+    let r = last
+        .write("POST", "/auth/tokens")
+        .json(&json!({"scopes": "pull"}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    let r = last.write("DELETE", "/auth/sessions").send().unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    srv.alive();
+    let log = srv.stop();
+    for secret in [USER_PASSWORD, last.cookie.as_str(), csrf.as_str()] {
+        assert!(!log.contains(secret), "a secret in the log:\n{log}");
+    }
+    assert!(
+        log.lines()
+            .any(|l| l.contains("\"alice\"") && l.contains("session") && l.contains("opened")),
+        "{log}"
+    );
+    assert!(
+        log.lines()
+            .any(|l| l.contains("\"alice\"") && l.contains("sign out everywhere")),
+        "{log}"
     );
 }

@@ -421,3 +421,91 @@ fn the_cli_token_commands_work_against_a_remote() {
     );
     drop(srv);
 }
+
+/// The registry's `/token` (Basic and `grant_type=password`) issues a user's effective
+/// scopes intersected with what is asked.
+#[test]
+fn the_registry_token_of_a_user_carries_what_its_role_allows_of_the_request() {
+    use base64::Engine;
+    let h = users_home(ROLES, &["carol"], true);
+    let s = crate::support::http::Served::start(h);
+    let access = |body: Value| -> Value {
+        let token = body["token"].as_str().unwrap();
+        let payload = token.split('.').nth(1).unwrap();
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap();
+        let claims: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(claims["sub"], "carol");
+        claims["access"].clone()
+    };
+    let want = json!([
+        {"type": "repository", "name": "carol/app", "actions": ["pull", "push"]},
+        {"type": "repository", "name": "team/app", "actions": ["pull"]},
+    ]);
+    let r = s.post_token(&[
+        ("grant_type", "password"),
+        ("username", "carol"),
+        ("password", USER_PASSWORD),
+        ("service", crate::support::SERVICE),
+        (
+            "scope",
+            "repository:carol/app:pull,push repository:team/app:pull,push",
+        ),
+    ]);
+    let (st, v) = status_and_json(r);
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(access(v), want);
+    let q = format!(
+        "?service={}&scope=repository:carol/app:pull,push&scope=repository:team/app:pull,push",
+        crate::support::SERVICE
+    );
+    let r = s.get_token(
+        &q,
+        Some(&crate::support::http::basic("carol", USER_PASSWORD)),
+    );
+    let (st, v) = status_and_json(r);
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(access(v), want);
+    // Unknown user and wrong password: the same refusal.
+    let a = status_and_json(s.get_token(&q, Some(&crate::support::http::basic("carol", "x"))));
+    let b = status_and_json(s.get_token(&q, Some(&crate::support::http::basic("nobody", "x"))));
+    assert_eq!(a.0, 401);
+    assert_eq!(a, b);
+}
+
+/// An unknown user, a user without a hash and a wrong password cost the same work: one
+/// password check each, against a dummy hash of the kind most users have (shown by the
+/// server state's `Debug`, which holds no hash).
+#[test]
+fn unknown_users_cost_one_check_of_the_usual_kind() {
+    let h = users_home(ROLES, &["root", "dev"], false);
+    // carol gets an argon2id hash; root and dev have bcrypt cost 10, the majority.
+    h.ok_with_stdin(
+        &argv("users passwd carol --stdin"),
+        format!("{USER_PASSWORD}\n"),
+    );
+    let (config, env) = h.config();
+    let state = format!("{:?}", crate::support::api::state(&config, &env));
+    assert!(state.contains("dummy_kind: Bcrypt { cost: 10 }"), "{state}");
+    assert!(
+        !state.contains("$2b$") && !state.contains("$argon2id$"),
+        "{state}"
+    );
+    let srv = h.serve();
+    let base = format!("http://{}", srv.addr());
+    let mut done = srv.password_checks().done;
+    for (user, password) in [
+        ("dev", "wrong"),
+        ("nobody", USER_PASSWORD),
+        ("vic", USER_PASSWORD),
+        ("carol", "wrong"),
+        ("carol", USER_PASSWORD),
+    ] {
+        let status = login(&base, user, password).status().as_u16();
+        let now = srv.password_checks().done;
+        assert_eq!(now, done + 1, "{user}: one check, whoever it is");
+        done = now;
+        assert_eq!(status == 200, (user, password) == ("carol", USER_PASSWORD));
+    }
+}
