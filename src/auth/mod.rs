@@ -122,6 +122,11 @@ impl Auth {
         &self.settings
     }
 
+    /// The signing keys (for the web UI's Security screen: their ids, never the secrets).
+    pub fn keys(&self) -> &KeyRing {
+        &self.keys
+    }
+
     /// The token store.
     pub fn store(&self) -> &Arc<dyn TokenStore> {
         &self.store

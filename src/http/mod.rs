@@ -17,6 +17,7 @@ mod middleware;
 mod registry;
 mod session;
 mod state;
+mod ui;
 mod users;
 
 use std::future::Future;
@@ -96,6 +97,7 @@ pub fn router(state: Arc<ServerState>) -> Router {
             get(registry::token_get).post(registry::token_post),
         )
         .route("/.well-known/jwks.json", get(registry::jwks))
+        .merge(ui::routes())
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

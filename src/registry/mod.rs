@@ -5,6 +5,7 @@
 
 pub mod key;
 pub mod token;
+pub mod validity;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -23,5 +23,6 @@ mod registry;
 mod registry_e2e;
 mod server;
 mod sessions;
+mod ui;
 mod users;
 mod workload;

@@ -4,6 +4,7 @@
 //! clients (`real`), and the constants every test uses.
 
 pub mod api;
+pub mod browser;
 pub mod http;
 pub mod keys;
 pub mod pass;
