@@ -256,6 +256,73 @@ impl Client {
         self.json(r)
     }
 
+    /// `POST /auth/exchange` (RFC 8693, a form): exchanges an OIDC ID token for a token.
+    /// Returns the token and its lifetime in seconds.
+    pub fn exchange(&self, id_token: &SecretString) -> Result<(SecretString, u64), ClientError> {
+        let body = zeroize::Zeroizing::new(
+            url::form_urlencoded::Serializer::new(String::new())
+                .append_pair(
+                    "grant_type",
+                    "urn:ietf:params:oauth:grant-type:token-exchange",
+                )
+                .append_pair("subject_token", id_token.expose_secret())
+                .append_pair(
+                    "subject_token_type",
+                    "urn:ietf:params:oauth:token-type:id_token",
+                )
+                .finish(),
+        );
+        let r = self
+            .http
+            .post(self.endpoint("/auth/exchange"))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(body.to_string())
+            .send()
+            .map_err(|e| self.transport(e))?;
+        let v = self.json(r)?;
+        let token = v
+            .get("access_token")
+            .and_then(Value::as_str)
+            .ok_or_else(|| ClientError::NotTessera {
+                url: self.base.clone(),
+                status: StatusCode::OK.as_u16(),
+            })?;
+        Ok((
+            SecretString::from(token.to_owned()),
+            v.get("expires_in").and_then(Value::as_u64).unwrap_or(0),
+        ))
+    }
+
+    // --- the tokens API with a remote's token (contract section 9: the CLI's admin
+    // commands against a remote) ---
+
+    /// `GET /auth/tokens`: the tokens the token's holder may see (its own; everyone's with
+    /// `admin:tokens:read`).
+    pub fn list_tokens(&self, token: &SecretString) -> Result<Value, ClientError> {
+        self.with_token(reqwest::Method::GET, "/auth/tokens", token)
+    }
+
+    /// `POST /auth/tokens` with `body` (`subject`, `scopes`, `repo`, `expiry`, `audience`).
+    pub fn create_token(&self, token: &SecretString, body: &Value) -> Result<Value, ClientError> {
+        let r = self
+            .http
+            .post(self.endpoint("/auth/tokens"))
+            .bearer_auth(token.expose_secret())
+            .json(body)
+            .send()
+            .map_err(|e| self.transport(e))?;
+        self.json(r)
+    }
+
+    /// `DELETE /auth/tokens/{jti}`.
+    pub fn revoke_token(&self, token: &SecretString, jti: &str) -> Result<Value, ClientError> {
+        let path = format!(
+            "/auth/tokens/{}",
+            url::form_urlencoded::byte_serialize(jti.as_bytes()).collect::<String>()
+        );
+        self.with_token(reqwest::Method::DELETE, &path, token)
+    }
+
     /// A `method` request to `path` with `token` as its bearer, and the JSON of the answer.
     fn with_token(
         &self,

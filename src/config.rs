@@ -146,6 +146,12 @@ pub enum ConfigError {
         key: &'static str,
         message: String,
     },
+    #[error("{}:{line}: {message}", path.display())]
+    Trust {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
     #[error("environment variable {0} is set but empty; unset it or give it a value")]
     EmptyVar(&'static str),
     #[error("environment variable {0} is not valid UTF-8")]
@@ -171,6 +177,12 @@ struct RawConfig {
     server: RawServer,
     #[serde(default)]
     registry: RawRegistry,
+    /// The file's text, to turn the byte spans of `[[auth.users]]` and roles into lines.
+    #[serde(skip)]
+    line_of: Option<String>,
+    /// The line of each `[[auth.trust]]` table (filled in by `Config::parse`).
+    #[serde(skip)]
+    trust_lines: Vec<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -225,9 +237,35 @@ struct RawAuth {
     username: Option<String>,
     password_hash: Option<String>,
     login_scopes: Option<String>,
+    // --- users, roles and sessions (contract section 9) ---
+    session_expiry: Option<String>,
+    #[serde(default)]
+    users: Vec<toml::Spanned<RawUser>>,
+    #[serde(default)]
+    roles: std::collections::BTreeMap<String, toml::Spanned<RawRole>>,
     // --- API keys (contract section 9) ---
     key_prefix: Option<String>,
     api_keys: Option<Vec<RawApiKey>>,
+    trust: Option<Vec<toml::Spanned<crate::auth::trust::RawTrust>>>,
+}
+
+/// One `[[auth.users]]` entry, as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUser {
+    name: String,
+    password_hash: Option<String>,
+    #[serde(default)]
+    roles: Vec<String>,
+    #[serde(default)]
+    scopes: Vec<String>,
+}
+
+/// One `[auth.roles.NAME]` table, as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRole {
+    scopes: Vec<String>,
 }
 
 /// One `[[auth.api_keys]]` entry: a config-held API key (its argon2id hash, never the key).
@@ -300,10 +338,37 @@ pub struct AuthConfig {
     pub username: Option<String>,
     pub password_hash: KeyPath,
     pub login_scopes: String,
+    /// `auth.session_expiry`: how long a browser session lasts (default 12h).
+    pub session_expiry: HumanDuration,
+    /// `[[auth.users]]` and `[auth.roles.NAME]`, checked (see `crate::auth::users`).
+    pub users: Vec<UserConfig>,
+    pub roles: std::collections::BTreeMap<String, RoleConfig>,
     /// `auth.key_prefix`: the prefix of API keys (default `tsk`).
     pub key_prefix: String,
     /// `[[auth.api_keys]]`: config-held API keys.
     pub api_keys: Vec<ApiKeyConfig>,
+    /// `[[auth.trust]]`: workload identity policies (contract section 11).
+    pub trust: Vec<crate::auth::trust::TrustPolicy>,
+}
+
+/// One `[[auth.users]]` entry, with the line it starts on (for messages).
+#[derive(Debug, Clone)]
+pub struct UserConfig {
+    pub name: String,
+    /// Key path of the user's password hash (default `tessera/users/NAME/password_hash`).
+    pub password_hash: KeyPath,
+    pub roles: Vec<String>,
+    /// Extra scopes besides the roles', as written (`${user}` not expanded).
+    pub scopes: Vec<String>,
+    pub line: usize,
+}
+
+/// One `[auth.roles.NAME]` table, with the line it starts on.
+#[derive(Debug, Clone)]
+pub struct RoleConfig {
+    /// As written (`${user}` not expanded).
+    pub scopes: Vec<String>,
+    pub line: usize,
 }
 
 /// A config-held API key (`[[auth.api_keys]]`): name, argon2id hash, scopes, subject.
@@ -442,7 +507,7 @@ impl Config {
     }
 
     fn parse(path: &Path, text: &str) -> Result<RawConfig, ConfigError> {
-        toml::from_str(text).map_err(|e| {
+        let mut raw: RawConfig = toml::from_str(text).map_err(|e| {
             let (line, column) = e.span().map_or((1, 1), |s| line_col(text, s.start));
             ConfigError::Parse {
                 path: path.to_path_buf(),
@@ -450,7 +515,16 @@ impl Config {
                 column,
                 message: suggest(e.message()),
             }
-        })
+        })?;
+        raw.trust_lines = raw
+            .auth
+            .trust
+            .iter()
+            .flatten()
+            .map(|t| crate::auth::trust::line_of(text, t.span().start))
+            .collect();
+        raw.line_of = Some(text.to_owned());
+        Ok(raw)
     }
 
     fn resolve(
@@ -575,7 +649,26 @@ impl Config {
         if issuer.is_empty() {
             return Err(bad("auth.issuer", "must not be empty".into()));
         }
-        let auth = AuthConfig {
+        let trust_raw = a
+            .trust
+            .unwrap_or_default()
+            .into_iter()
+            .map(toml::Spanned::into_inner);
+        let trust_raw = raw
+            .trust_lines
+            .iter()
+            .copied()
+            .chain(std::iter::repeat(1))
+            .zip(trust_raw)
+            .collect();
+        let trust =
+            crate::auth::trust::resolve(trust_raw, &fix).map_err(|e| ConfigError::Trust {
+                path: path.clone(),
+                line: e.line,
+                message: e.message,
+            })?;
+        let mut auth = AuthConfig {
+            trust,
             enabled: a.enabled.unwrap_or(true),
             token_secret: key(
                 "auth.token_secret",
@@ -593,15 +686,70 @@ impl Config {
                 "tessera/auth/password_hash",
             )?,
             login_scopes: a.login_scopes.unwrap_or_else(|| "push,pull".into()),
+            session_expiry: duration("auth.session_expiry", a.session_expiry, "12h")?,
+            users: Vec::new(),
+            roles: Default::default(),
             key_prefix: a.key_prefix.unwrap_or_else(|| "tsk".into()),
             api_keys: Vec::new(),
         };
-        let mut auth = auth;
         crate::auth::apikey::check_prefix(&auth.key_prefix)
             .map_err(|m| bad("auth.key_prefix", m))?;
         for k in a.api_keys.unwrap_or_default() {
             auth.api_keys
                 .push(api_key_entry(k, &auth.api_keys).map_err(|m| bad("auth.api_keys", m))?);
+        }
+        if auth
+            .session_expiry
+            .as_fixed()
+            .is_none_or(|d| d < Duration::from_secs(60))
+        {
+            return Err(bad(
+                "auth.session_expiry",
+                "must be at least 60 s and have no months or years, e.g. `12h`".into(),
+            ));
+        }
+        let text = raw.line_of.as_deref().unwrap_or("");
+        let line = |span: std::ops::Range<usize>| line_col(text, span.start).0;
+        for (name, role) in a.roles {
+            let at = line(role.span());
+            auth.roles.insert(
+                name,
+                RoleConfig {
+                    scopes: role.into_inner().scopes,
+                    line: at,
+                },
+            );
+        }
+        for user in a.users {
+            let at = line(user.span());
+            let u = user.into_inner();
+            let hash = u
+                .password_hash
+                .unwrap_or_else(|| format!("tessera/users/{}/password_hash", u.name));
+            let password_hash = KeyPath::new(&hash).map_err(|e| ConfigError::Parse {
+                path: path.clone(),
+                line: at,
+                column: 1,
+                message: format!(
+                    "`password_hash` of user `{}`: {e}; give it as a key path such as `tessera/users/NAME/password_hash`",
+                    crate::term::escaped_head(&u.name, 40)
+                ),
+            })?;
+            auth.users.push(UserConfig {
+                name: u.name,
+                password_hash,
+                roles: u.roles,
+                scopes: u.scopes,
+                line: at,
+            });
+        }
+        if let Err(e) = crate::auth::users::Directory::check(&auth) {
+            return Err(ConfigError::Parse {
+                path: path.clone(),
+                line: e.line,
+                column: 1,
+                message: e.message,
+            });
         }
 
         // [server]
@@ -801,6 +949,30 @@ issuer = "tessera"
 # username = "deploy"        # enables password login
 # password_hash = "tessera/auth/password_hash"
 # login_scopes = "push,pull"
+# session_expiry = "12h"     # browser sessions (POST /auth/session)
+
+# More users, each with roles (built-in: admin, developer, user, viewer); see docs/users.md.
+# [[auth.users]]
+# name = "alice"
+# password_hash = "tessera/users/alice/password_hash"   # set it with `tessera users passwd alice`
+# roles = ["developer"]
+# scopes = []                # extra scopes besides the roles'
+#
+# [auth.roles.ci-reader]
+# scopes = ["pull", "admin:tokens:read"]   # ${{user}} stands for the user's name
+
+# Workload identity: CI jobs exchange their OIDC ID token (docs/workload-identity.md).
+# [[auth.trust]]
+# name = "acme-app-release"
+# issuer = "https://token.actions.githubusercontent.com"
+# audience = "tessera"
+# subject = "ci-acme-app"
+# scopes = ["push"]
+# repo = "acme/*"
+# expiry = "15m"                    # at most 1h
+# [auth.trust.claims]
+# repository_owner_id = "123456"    # immutable ids; see the docs on account resurrection
+# ref = "refs/heads/main"
 
 # [server]
 # bind = "127.0.0.1:7390"

@@ -43,6 +43,15 @@ pub enum Origin<'a> {
     /// Asked for by its holder with a credential it already has: derived from `parent` (a
     /// token that was authenticated), or from a password login (`None`).
     OnRequest { parent: Option<&'a Claims> },
+    /// Minted by a principal for itself without `admin:tokens:write` (self-service, contract
+    /// section 9): the expiry and single use asked for, but, like a token on request, within
+    /// `parent` (the caller's token, when it came with one: its subject, at most its scopes,
+    /// never after its expiry, revoked with it) and within the limit of tokens a subject holds.
+    SelfService {
+        parent: Option<&'a Claims>,
+        expiry: Expiry,
+        single_use: bool,
+    },
 }
 
 /// What to issue.
@@ -117,6 +126,27 @@ pub fn prepare(
                 parent.map(|p| Timestamp::from_second(p.iat).unwrap_or(Timestamp::MIN));
             (settings.token_expiry, not_after, false, Some(parent_iat))
         }
+        Origin::SelfService {
+            parent,
+            expiry,
+            single_use,
+        } => {
+            if let Some(p) = parent {
+                check_parent(p, req)?;
+            }
+            let asked = match expiry {
+                Expiry::Asked(asked) => {
+                    check_cap(settings.max_token_expiry, asked, now)?;
+                    asked
+                }
+                Expiry::Default => settings.token_expiry,
+            };
+            let not_after =
+                token::latest_expiry(now, settings.max_token_expiry, parent.and_then(|p| p.exp))?;
+            let parent_iat =
+                parent.map(|p| Timestamp::from_second(p.iat).unwrap_or(Timestamp::MIN));
+            (asked, not_after, single_use, Some(parent_iat))
+        }
     };
     let minted = token::mint_until(
         keys,
@@ -131,7 +161,11 @@ pub fn prepare(
         not_after,
     )?;
     let mut record = TokenRecord::minted(&minted.claims, now, single_use);
-    if let Origin::OnRequest { parent: Some(p) } = req.origin {
+    if let Origin::OnRequest { parent: Some(p) }
+    | Origin::SelfService {
+        parent: Some(p), ..
+    } = req.origin
+    {
         record = record.with_parent(&p.jti);
     }
     Ok(Issued {

@@ -985,6 +985,7 @@ mod tests {
             set_key_state(i: &str, s: StoredKeyState) -> Result<KeyChange, StoreError>;
             rotate_key(i: &str, n: &ApiKeyRecord, g: Option<Timestamp>) -> Result<KeyChange, StoreError>;
             touch_keys(u: &[KeyUse]) -> Result<(), StoreError>;
+            mark_id_token_exchanged(i: &str, e: Timestamp, n: Timestamp) -> Result<bool, StoreError>;
         }
         fn record_checked(
             &self,
@@ -1013,6 +1014,7 @@ mod tests {
             enabled: true,
             token_expiry: HumanDuration::parse("1h").unwrap(),
             max_token_expiry: HumanDuration::default(),
+            session_expiry: Duration::from_secs(12 * 3600),
         };
         Auth::new(settings, keys, store, None, 10)
     }

@@ -1,4 +1,4 @@
-//! Password login: the configured user, checked in constant time against an argon2id or
+//! Password login: the configured users, checked in constant time against an argon2id or
 //! bcrypt hash on a bounded pool of threads, with failures rate-limited.
 
 use std::sync::Arc;
@@ -7,32 +7,48 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use secrecy::{ExposeSecret, SecretString};
 use tessera_backends::{BackendError, BackendKind, KeyPath, SecretsBackend};
 
+use super::users::Directory;
 use super::{Auth, AuthError, Principal, digest};
 use crate::config::Config;
 use crate::keyring::KeyringError;
-use crate::password::PasswordError;
+use crate::password::{HashKind, PasswordError};
 use crate::scope::{ScopeError, ScopeSet};
 
-/// Password login settings, loaded once at start-up.
+/// Password login settings, loaded once at start-up: every user of the configuration (the
+/// single-user keys' and `[[auth.users]]`), with its hash and effective scopes.
 pub struct PasswordLogin {
-    /// The configured username (not secret; for the audit line and the token subject).
-    username: String,
-    /// SHA-256 of the username, compared in constant time with the digest of the one sent.
-    username_digest: [u8; 32],
-    /// The argon2id or bcrypt hash from the backend.
-    hash: SecretString,
-    /// A hash of a random password of the same kind and parameters (argon2id with the same
-    /// m, t and p, or bcrypt with the same cost), checked for unknown users so that they cost
-    /// as much as a wrong password.
+    users: Vec<LoginUser>,
+    /// The directory the users come from (roles, where each hash lives).
+    directory: Directory,
+    /// A hash of a random password of the same kind and parameters as most users' hashes
+    /// (argon2id with the same m, t and p, or bcrypt with the same cost), checked for unknown
+    /// users (and users without a hash) so that they cost as much as a wrong password.
     dummy_hash: SecretString,
-    /// Scopes of tokens issued by password login.
+    /// The kind and cost of `dummy_hash` (not secret; shown by `Debug`).
+    dummy_kind: HashKind,
+}
+
+/// One user who may log in.
+struct LoginUser {
+    /// The name (not secret; for the audit line and the token subject).
+    name: String,
+    /// SHA-256 of the name, compared in constant time with the digest of the one sent.
+    digest: [u8; 32],
+    /// The argon2id or bcrypt hash from the backend; `None` when the backend holds none (a
+    /// `[[auth.users]]` user whose password was never set: it cannot log in).
+    hash: Option<SecretString>,
+    /// The user's effective scopes.
     scopes: ScopeSet,
 }
 
 impl std::fmt::Debug for PasswordLogin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PasswordLogin")
-            .field("username", &self.username)
+            .field(
+                "users",
+                &self.users.iter().map(|u| &u.name).collect::<Vec<_>>(),
+            )
+            .field("dummy_kind", &self.dummy_kind)
             .finish_non_exhaustive()
     }
 }
@@ -94,61 +110,136 @@ impl LoginError {
 }
 
 impl PasswordLogin {
-    /// The password login of `[auth]`: `None` when `auth.username` is not set; else the hash
-    /// from `backend` (an error when it is missing, not a usable argon2id or bcrypt hash, or
-    /// cheaper than tessera accepts) and a dummy hash of the same kind and cost.
+    /// The password login of `[auth]`: `None` when there is no user (neither `auth.username`
+    /// nor `[[auth.users]]`); else each user's hash from `backend` and a dummy hash of the
+    /// kind most users have. The single-user keys' hash must exist (an error when it is
+    /// missing, as before); a `[[auth.users]]` user without a hash is logged and cannot log in
+    /// until `tessera users passwd` sets one. A hash that is not a usable argon2id or bcrypt
+    /// hash, or is cheaper than tessera accepts, is an error.
     pub fn load<'a>(
         config: &Config,
         backend: &dyn Fn() -> Result<&'a dyn SecretsBackend, BackendError>,
     ) -> Result<Option<PasswordLogin>, LoginError> {
-        let Some(username) = &config.auth.username else {
+        let directory = Directory::from_config(&config.auth).map_err(LoginError::Scopes)?;
+        if directory.is_empty() {
             return Ok(None);
-        };
-        let key = &config.auth.password_hash;
-        let hash = backend()?
-            .get_optional(key)
-            .map_err(LoginError::ReadHash)?
-            .ok_or_else(|| LoginError::NoHash {
-                username: username.clone(),
-                key: key.clone(),
-                backend: config.secrets.backend,
-            })?;
-        let hash = SecretString::from(hash.expose_secret().trim().to_owned());
-        let kind = crate::password::hash_kind(&hash)
-            .map_err(|_| LoginError::NotAHash { key: key.clone() })?;
-        if let Err(why) = crate::password::check_stored(kind) {
-            return Err(LoginError::Cost {
-                key: key.clone(),
-                why,
+        }
+        let mut users = Vec::with_capacity(directory.len());
+        let mut kinds: Vec<HashKind> = Vec::new();
+        for user in directory.iter() {
+            let key = &user.password_hash;
+            let hash = backend()?.get_optional(key).map_err(LoginError::ReadHash)?;
+            let hash = match hash {
+                Some(h) => SecretString::from(h.expose_secret().trim().to_owned()),
+                None if user.single_user_keys => {
+                    return Err(LoginError::NoHash {
+                        username: user.name.clone(),
+                        key: key.clone(),
+                        backend: config.secrets.backend,
+                    });
+                }
+                None => {
+                    tracing::warn!(
+                        user = %crate::term::escaped_head(&user.name, 40),
+                        key = %key,
+                        "no password hash for this user: it cannot log in until `tessera users passwd` sets one"
+                    );
+                    users.push(LoginUser {
+                        name: user.name.clone(),
+                        digest: digest(user.name.as_bytes()),
+                        hash: None,
+                        scopes: user.scopes.clone(),
+                    });
+                    continue;
+                }
+            };
+            let kind = crate::password::hash_kind(&hash)
+                .map_err(|_| LoginError::NotAHash { key: key.clone() })?;
+            if let Err(why) = crate::password::check_stored(kind) {
+                return Err(LoginError::Cost {
+                    key: key.clone(),
+                    why,
+                });
+            }
+            kinds.push(kind);
+            users.push(LoginUser {
+                name: user.name.clone(),
+                digest: digest(user.name.as_bytes()),
+                hash: Some(hash),
+                scopes: user.scopes.clone(),
             });
         }
+        // The kind most users have (the first one written on a tie); the default argon2id
+        // when no user has a hash yet.
+        let kind = kinds
+            .iter()
+            .max_by_key(|k| {
+                (
+                    kinds.iter().filter(|o| o == k).count(),
+                    std::cmp::Reverse(kinds.iter().position(|o| o == *k)),
+                )
+            })
+            .copied()
+            .unwrap_or(HashKind::Argon2id {
+                m_kib: crate::password::ARGON2_MIN_M_KIB,
+                t: crate::password::ARGON2_MIN_T,
+                p: crate::password::ARGON2_MIN_P,
+            });
         let dummy_password = crate::keyring::random_secret(32).map_err(LoginError::Random)?;
         let dummy_hash =
             crate::password::hash_like(&dummy_password, kind).map_err(LoginError::Hash)?;
-        let scopes =
-            ScopeSet::parse_list(&config.auth.login_scopes, "*").map_err(LoginError::Scopes)?;
         Ok(Some(PasswordLogin {
-            username: username.clone(),
-            username_digest: digest(username.as_bytes()),
-            hash,
+            users,
+            directory,
             dummy_hash,
-            scopes,
+            dummy_kind: kind,
         }))
     }
 
-    /// The configured username: the subject of the tokens password login issues.
+    /// The first configured username (the single-user keys' user when there is one).
     pub fn username(&self) -> &str {
-        &self.username
+        self.users.first().map_or("", |u| u.name.as_str())
+    }
+
+    /// The users and roles the logins come from.
+    pub fn directory(&self) -> &Directory {
+        &self.directory
+    }
+
+    /// Whether the backend held a password hash for `name` when the server started.
+    pub fn has_hash(&self, name: &str) -> bool {
+        self.users
+            .iter()
+            .any(|u| u.name == name && u.hash.is_some())
+    }
+
+    /// The effective scopes of user `name`, when it is configured.
+    pub fn user_scopes(&self, name: &str) -> Option<&ScopeSet> {
+        self.users
+            .iter()
+            .find(|u| u.name == name)
+            .map(|u| &u.scopes)
     }
 }
 
 impl Auth {
-    /// Checks a username and password against `[auth]`: failures rate-limited per client
-    /// address and per account (see `ratelimit`), the username compared in constant time,
-    /// the hash (argon2id or bcrypt) checked on a thread of its own with at most all cores but
-    /// one at once, and an unknown user checked against a dummy hash of the same kind and cost, so it costs what a wrong password
-    /// costs. The principal of the configured user, or `InvalidCredentials` (also when
-    /// password login is off), `RateLimited`, or `Unavailable` for a server shutting down.
+    /// The effective scopes of the configured user `name` (its roles' and its own scopes,
+    /// `${user}` expanded); `None` when no such user is configured. Sessions call it on every
+    /// use, so a session never carries more than its user's current scopes and ends with the
+    /// user's removal from the configuration.
+    pub fn user_scopes(&self, name: &str) -> Option<ScopeSet> {
+        self.login.as_ref()?.user_scopes(name).cloned()
+    }
+
+    /// Checks a username and password against the configured users: failures rate-limited
+    /// per client address and per account (see `ratelimit`), the username compared in
+    /// constant time with every configured name (no early exit: the position of a user in
+    /// the file does not show in the time taken), the hash (argon2id or bcrypt) checked on a
+    /// thread of its own with at most all cores but one at once, and an unknown user (or one
+    /// without a hash) checked against a dummy hash of the kind most users have, so it costs
+    /// what a wrong password costs. The principal of the user with its effective scopes, or
+    /// `InvalidCredentials` (also when password login is off), `RateLimited`, or
+    /// `Unavailable` for a server shutting down.
     pub async fn login(
         &self,
         peer: std::net::IpAddr,
@@ -162,25 +253,28 @@ impl Auth {
             .limiter
             .begin(username, peer, std::time::Instant::now())
             .map_err(|retry_after| AuthError::RateLimited { retry_after })?;
-        let user_ok: bool = subtle::ConstantTimeEq::ct_eq(
-            &login.username_digest[..],
-            &digest(username.as_bytes())[..],
-        )
-        .into();
+        let sent = digest(username.as_bytes());
+        let mut found: Option<&LoginUser> = None;
+        for user in &login.users {
+            let same: bool = subtle::ConstantTimeEq::ct_eq(&user.digest[..], &sent[..]).into();
+            if same {
+                found = Some(user);
+            }
+        }
+        let known = found.and_then(|u| u.hash.as_ref().map(|h| (u, h)));
         let hash = SecretString::from(
-            if user_ok {
-                login.hash.expose_secret()
-            } else {
-                login.dummy_hash.expose_secret()
+            match known {
+                Some((_, h)) => h.expose_secret(),
+                None => login.dummy_hash.expose_secret(),
             }
             .to_owned(),
         );
         let password_ok = self.hashing.check(password, hash).await?;
-        if !(user_ok && password_ok) {
+        let Some((user, _)) = known.filter(|_| password_ok) else {
             return Err(AuthError::InvalidCredentials);
-        }
+        };
         self.limiter.succeeded(attempt, std::time::Instant::now());
-        Ok(Principal::password(&login.username, login.scopes.clone()))
+        Ok(Principal::password(&user.name, user.scopes.clone()))
     }
 }
 
@@ -194,6 +288,7 @@ pub(crate) struct Hashing {
     limit: usize,
     running: Arc<AtomicUsize>,
     peak: Arc<AtomicUsize>,
+    done: Arc<AtomicUsize>,
 }
 
 /// How many password checks may run at once, and the most that ever did (for tests).
@@ -204,6 +299,9 @@ pub struct PasswordChecks {
     pub limit: usize,
     /// The most hashes that ran at the same time since the server started.
     pub peak: usize,
+    /// How many password checks ran since the server started (every login attempt that was
+    /// not rate-limited runs exactly one, whatever the username).
+    pub done: usize,
 }
 
 impl Hashing {
@@ -216,6 +314,7 @@ impl Hashing {
             limit,
             running: Default::default(),
             peak: Default::default(),
+            done: Default::default(),
         }
     }
 
@@ -223,6 +322,7 @@ impl Hashing {
         PasswordChecks {
             limit: self.limit,
             peak: self.peak.load(Ordering::Relaxed),
+            done: self.done.load(Ordering::SeqCst),
         }
     }
 
@@ -239,11 +339,13 @@ impl Hashing {
             .map_err(|_| AuthError::Unavailable("the server is shutting down".to_owned()))?;
         let running = Arc::clone(&self.running);
         let peak = Arc::clone(&self.peak);
+        let done = Arc::clone(&self.done);
         hash_in_background(move || {
             let now = running.fetch_add(1, Ordering::SeqCst) + 1;
             peak.fetch_max(now, Ordering::SeqCst);
             let ok = crate::password::verify(&password, &hash).unwrap_or(false);
             running.fetch_sub(1, Ordering::SeqCst);
+            done.fetch_add(1, Ordering::SeqCst);
             drop(slot);
             ok
         })

@@ -9,11 +9,18 @@
 pub mod apikey;
 pub mod authenticate;
 pub mod credential;
+pub mod exchange;
 pub mod issue;
+pub mod jwks;
 pub mod keys;
 pub mod login;
 mod ratelimit;
+pub mod trust;
 mod verified;
+// --- principals: users, roles, sessions, self-service (contract section 9) ---
+pub mod access;
+pub mod session;
+pub mod users;
 
 use std::sync::Arc;
 
@@ -45,6 +52,8 @@ pub struct Settings {
     pub token_expiry: HumanDuration,
     /// `auth.max_token_expiry`: the longest expiry issued (never = no cap).
     pub max_token_expiry: HumanDuration,
+    /// `auth.session_expiry`: how long a browser session lasts.
+    pub session_expiry: std::time::Duration,
 }
 
 impl Settings {
@@ -55,6 +64,11 @@ impl Settings {
             enabled: config.auth.enabled,
             token_expiry: config.auth.token_expiry,
             max_token_expiry: config.auth.max_token_expiry,
+            session_expiry: config
+                .auth
+                .session_expiry
+                .as_fixed()
+                .unwrap_or(std::time::Duration::from_secs(12 * 3600)),
         }
     }
 }
@@ -158,8 +172,12 @@ pub enum Method {
     Password,
     /// Nothing: `auth.enabled = false` on loopback.
     Anonymous,
+    /// A browser session (`POST /auth/session`), with the user's current scopes.
+    Session,
     /// An API key (contract section 9): `Principal::key` says which.
     ApiKey,
+    /// A CI job's OIDC ID token, accepted by an `[[auth.trust]]` policy (contract section 11).
+    Workload,
 }
 
 /// Who is calling: the subject, what it may do, and how it proved it.

@@ -22,6 +22,7 @@ fn settings(max: &str) -> Settings {
         enabled: true,
         token_expiry: HumanDuration::parse("1h").unwrap(),
         max_token_expiry: HumanDuration::parse(max).unwrap(),
+        session_expiry: std::time::Duration::from_secs(3600),
     }
 }
 

@@ -10,6 +10,7 @@ mod registry;
 mod remotes;
 mod secrets;
 mod serve;
+mod users;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -132,6 +133,15 @@ pub enum Command {
   tessera credential-helper list"
     )]
     CredentialHelper(credential_helper::HelperCommand),
+    /// Users and roles of the configuration: list them, set a password, explain scopes.
+    #[command(
+        subcommand,
+        after_help = "EXAMPLES:
+  tessera users list
+  tessera users passwd alice
+  tessera users check alice"
+    )]
+    Users(users::UsersCommand),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     #[command(after_help = "EXAMPLES:
   tessera completions bash > ~/.local/share/bash-completion/completions/tessera
@@ -335,6 +345,7 @@ pub fn run(cli: Cli, env: Env) -> Result<(), CliError> {
         Command::Remotes(cmd) => remotes::run(&ctx, cmd),
         Command::Serve(args) => serve::run(&ctx, args),
         Command::Registry(cmd) => registry::run(&ctx, cmd),
+        Command::Users(cmd) => users::run(&ctx, cmd),
         Command::CredentialHelper(cmd) => credential_helper::run(&ctx, cmd).map_err(|e| {
             if json || e.is_silent() {
                 return e;

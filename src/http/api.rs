@@ -19,10 +19,11 @@ use super::extract::{Caller, ClientAddr, JsonBody, Password, PathParam};
 use super::middleware::AuditSlot;
 use super::state::ServerState;
 use crate::auth::{
-    AudienceRule, Credential, Expiry, IssueRequest, Origin, Principal, Purpose, VerifiedToken,
+    AudienceRule, AuthError, Credential, Expiry, IssueRequest, Origin, Principal, Purpose,
+    VerifiedToken, access,
 };
 use crate::duration::HumanDuration;
-use crate::scope::{Action, Scope, ScopeSet};
+use crate::scope::ScopeSet;
 use crate::store::TokenState;
 use crate::token::{Claims, Minted};
 
@@ -78,6 +79,13 @@ pub(crate) async fn authenticate(
     audit: &AuditSlot,
     purpose: Purpose,
 ) -> Result<Principal, ApiError> {
+    // A browser session (accepted, CSRF included, by `super::session::layer`) stands for a
+    // credential when none was sent.
+    if matches!(caller.credential, Ok(None))
+        && let Some(session) = audit.session()
+    {
+        return Ok(session.principal);
+    }
     match caller.required()? {
         Credential::Jwt(raw) => {
             let token = state
@@ -92,8 +100,8 @@ pub(crate) async fn authenticate(
     }
 }
 
-/// The token a principal authenticated with (every principal from [`authenticate`] but an
-/// API key's has one: a key cannot be refreshed).
+/// The token a principal authenticated with: a request that acts on the presented token
+/// (refresh, revoke itself) needs one, not a session or an API key.
 fn token_of(who: &Principal) -> Result<&Arc<VerifiedToken>, ApiError> {
     who.token.as_ref().ok_or_else(|| {
         if who.key.is_some() {
@@ -101,35 +109,21 @@ fn token_of(who: &Principal) -> Result<&Arc<VerifiedToken>, ApiError> {
                 "an API key cannot be refreshed or exchanged: use the key itself, or rotate it with `POST /auth/keys/{id}/rotate`",
             );
         }
-        tracing::error!("an authenticated principal without its token");
-        ApiError::internal()
+        ApiError::bad_request(
+            "this request acts on the token presented, so it needs `Authorization: Bearer TOKEN`, not a session; end a session with `DELETE /auth/session`",
+        )
     })
 }
 
-/// Authenticates and requires `admin:tokens:ACTION`. With `auth.enabled = false` (loopback
-/// only), a request without credentials is let through with every scope.
-async fn admin(
-    state: &ServerState,
-    caller: &Caller,
-    audit: &AuditSlot,
-    action: Action,
-) -> Result<Principal, ApiError> {
-    let who = caller_or_anonymous(state, caller, audit).await?;
-    who.require(&Scope::AdminResource {
-        resource: "tokens".to_owned(),
-        action,
-    })?;
-    Ok(who)
-}
-
-/// The authenticated caller; with `auth.enabled = false` (loopback only), a request without
-/// credentials is let through with every scope.
-pub(crate) async fn caller_or_anonymous(
+/// Any authenticated caller of the API (a token or a session); with `auth.enabled = false`
+/// (loopback only), a request without credentials is let through with every scope.
+pub(crate) async fn authenticate_any(
     state: &ServerState,
     caller: &Caller,
     audit: &AuditSlot,
 ) -> Result<Principal, ApiError> {
     if matches!(caller.credential, Ok(None))
+        && audit.session().is_none()
         && let Some(anonymous) = state.auth.anonymous()
     {
         audit.set_principal(&anonymous.subject);
@@ -147,8 +141,11 @@ pub(crate) async fn health() -> Json<Value> {
 
 #[derive(Deserialize)]
 pub(crate) struct LoginBody {
-    username: String,
-    password: Password,
+    pub(crate) username: String,
+    pub(crate) password: Password,
+    /// Scopes asked for (optional): the token carries those the user has.
+    #[serde(default)]
+    scopes: ScopesField,
 }
 
 /// `POST /auth/login`.
@@ -170,11 +167,24 @@ pub(crate) async fn login(
         .login(ip, &body.username, body.password.0)
         .await?;
     audit.set_principal(&who.subject);
+    // Asked-for scopes: the token carries what the user has of them; none is 403.
+    let scopes = match scope_list(body.scopes, None)? {
+        None => who.scopes.clone(),
+        Some(asked) => {
+            let granted = who.scopes.intersect(&asked);
+            if granted.is_empty()
+                && let Some(first) = asked.iter().next()
+            {
+                return Err(ApiError::forbidden(first.to_string()));
+            }
+            granted
+        }
+    };
     let minted = state
         .auth
         .issue(IssueRequest {
             subject: &who.subject,
-            scopes: &who.scopes,
+            scopes: &scopes,
             audience: None,
             origin: Origin::Granted {
                 expiry: Expiry::Default,
@@ -188,6 +198,7 @@ pub(crate) async fn login(
         json!({
             "token": minted.token.expose_secret(),
             "expires_at": minted.claims.exp.and_then(rfc3339),
+            "scopes": scopes_of(&minted.claims),
         }),
     ))
 }
@@ -290,15 +301,29 @@ pub(crate) async fn revoke_self(
     ))
 }
 
-/// `GET /auth/tokens` (`admin:tokens:read`).
+/// `GET /auth/tokens`: every token with `admin:tokens:read`, else the caller's own (see
+/// `crate::auth::access`).
 pub(crate) async fn list_tokens(
     State(state): AppState,
     audit: AuditSlot,
     caller: Caller,
 ) -> Result<Response, ApiError> {
-    admin(&state, &caller, &audit, Action::Read).await?;
-    let records = state.auth.with_store(|s| s.list(Timestamp::now())).await?;
+    let who = authenticate_any(&state, &caller, &audit).await?;
+    let mut records = state.auth.with_store(|s| s.list(Timestamp::now())).await?;
+    records.retain(|r| access::may_read(&who, &r.subject));
     Ok(token_response(StatusCode::OK, json!({"tokens": records})))
+}
+
+/// The scopes of a request body (`None` when none were given), shorthands bound to `repo`.
+fn scope_list(field: ScopesField, repo: Option<&str>) -> Result<Option<ScopeSet>, ApiError> {
+    let list = match field {
+        ScopesField::None => return Ok(None),
+        ScopesField::Text(s) => s,
+        ScopesField::List(v) => v.join(","),
+    };
+    ScopeSet::parse_list(&list, repo.unwrap_or("*"))
+        .map(Some)
+        .map_err(|e| ApiError::bad_request(e.to_string()))
 }
 
 /// Scopes in a request body: the CLI's comma-separated string or an array of strings.
@@ -314,7 +339,9 @@ pub(crate) enum ScopesField {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreateBody {
-    subject: String,
+    /// The owner; the caller itself when absent.
+    #[serde(default)]
+    subject: Option<String>,
     #[serde(default)]
     scopes: ScopesField,
     #[serde(default)]
@@ -327,57 +354,72 @@ pub(crate) struct CreateBody {
     audience: Option<String>,
 }
 
-/// `POST /auth/tokens` (`admin:tokens:write`): mints a token for anyone, with at most the
-/// caller's own scopes.
+/// `POST /auth/tokens`: mints a token, with at most the caller's own scopes, for the caller
+/// itself (anyone may), or for anyone with `admin:tokens:write` (see `crate::auth::access`).
+/// A token minted by a caller without `admin:tokens:write` is recorded as asked for by its
+/// holder: under the caller's token when it came with one (it never outlives it and is
+/// revoked with it), and within the limit of tokens a subject may hold.
 pub(crate) async fn create_token(
     State(state): AppState,
     audit: AuditSlot,
     caller: Caller,
     JsonBody(body): JsonBody<CreateBody>,
 ) -> Result<Response, ApiError> {
-    let caller = admin(&state, &caller, &audit, Action::Write).await?;
-    let list = match body.scopes {
-        ScopesField::None => String::new(),
-        ScopesField::Text(s) => s,
-        ScopesField::List(v) => v.join(","),
+    let caller = authenticate_any(&state, &caller, &audit).await?;
+    let subject = body.subject.unwrap_or_else(|| caller.subject.clone());
+    access::require_write(&caller, &subject)?;
+    let scopes = match scope_list(body.scopes, body.repo.as_deref())? {
+        Some(s) => s,
+        None => ScopeSet::parse_list("", "*").map_err(|e| ApiError::bad_request(e.to_string()))?,
     };
-    let scopes = ScopeSet::parse_list(&list, body.repo.as_deref().unwrap_or("*"))
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    for wanted in scopes.iter() {
-        caller.require(wanted)?;
-    }
+    access::require_within(&caller, &scopes)?;
     let expiry = match body.expiry.as_deref() {
         Some(e) => Expiry::Asked(
             HumanDuration::parse(e).map_err(|e| ApiError::bad_request(e.to_string()))?,
         ),
         None => Expiry::Default,
     };
+    let origin = if access::may_write_all(&caller) {
+        Origin::Granted {
+            expiry,
+            single_use: body.single_use,
+        }
+    } else {
+        Origin::SelfService {
+            parent: caller.token.as_ref().map(|t| t.claims()),
+            expiry,
+            single_use: body.single_use,
+        }
+    };
     let minted = state
         .auth
         .issue(IssueRequest {
-            subject: &body.subject,
+            subject: &subject,
             scopes: &scopes,
             audience: body.audience.as_deref(),
-            origin: Origin::Granted {
-                expiry,
-                single_use: body.single_use,
-            },
+            origin,
             now: Timestamp::now(),
         })
         .await?;
+    audit.set_target(&format!(
+        "minted token {} for `{}` with scopes `{}`",
+        minted.claims.jti, minted.claims.sub, minted.claims.scope
+    ));
     let mut created = minted_body(&minted);
     created["single_use"] = Value::from(body.single_use);
     Ok(token_response(StatusCode::CREATED, created))
 }
 
-/// `DELETE /auth/tokens/{jti}` (`admin:tokens:write`).
+/// `DELETE /auth/tokens/{jti}`: any token with `admin:tokens:write`, else one of the
+/// caller's own (403 for any other id, known or not, so ids of others are not confirmed).
 pub(crate) async fn revoke_token(
     State(state): AppState,
     audit: AuditSlot,
     caller: Caller,
     PathParam(jti): PathParam<String>,
 ) -> Result<Response, ApiError> {
-    admin(&state, &caller, &audit, Action::Write).await?;
+    let caller = authenticate_any(&state, &caller, &audit).await?;
+    let everyone = access::may_write_all(&caller);
     if jti.is_empty()
         || jti.len() > 128
         || !jti
@@ -388,7 +430,27 @@ pub(crate) async fn revoke_token(
             "that is not a token id; take the id from `GET /auth/tokens`",
         ));
     }
-    audit.set_target(&jti);
+    if !everyone {
+        let id = jti.clone();
+        let owner = state
+            .auth
+            .with_store(move |s| {
+                Ok(s.list(Timestamp::now())?
+                    .into_iter()
+                    .find(|r| r.jti == id)
+                    .map(|r| r.subject))
+            })
+            .await?;
+        // Unknown ids are refused like others' ids: a non-admin learns nothing of them.
+        access::require_write(&caller, owner.as_deref().unwrap_or(""))?;
+        if owner.is_none() {
+            return Err(AuthError::Forbidden {
+                required: "admin:tokens:write".to_owned(),
+            }
+            .into());
+        }
+    }
+    audit.set_target(&format!("revoked token {jti}"));
     let id = jti.clone();
     // An id the store has never heard of (a typo) is refused rather than recorded as revoked.
     let before = state

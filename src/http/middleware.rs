@@ -23,6 +23,10 @@ pub(crate) struct AuditSlot(Arc<Mutex<AuditInfo>>);
 struct AuditInfo {
     principal: Option<String>,
     target: Option<String>,
+    /// The browser session the request came with, once `super::session::layer` accepted it
+    /// (contract section 9): handlers take the caller from here when no `Authorization`
+    /// header was sent.
+    session: Option<crate::auth::session::Session>,
 }
 
 impl AuditSlot {
@@ -37,6 +41,15 @@ impl AuditSlot {
     }
     pub(crate) fn set_target(&self, what: &str) {
         self.with(|i| i.target = Some(what.to_owned()));
+    }
+    pub(crate) fn set_session(&self, session: crate::auth::session::Session) {
+        self.with(|i| {
+            i.principal = Some(session.principal.subject.clone());
+            i.session = Some(session);
+        });
+    }
+    pub(crate) fn session(&self) -> Option<crate::auth::session::Session> {
+        self.with(|i| i.session.clone())
     }
     fn get(&self) -> AuditInfo {
         self.with(|i| i.clone())

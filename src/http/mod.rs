@@ -9,12 +9,15 @@
 mod api;
 mod connection;
 mod error;
+mod exchange;
 pub mod extract;
 mod guard;
 mod keys;
 mod middleware;
 mod registry;
+mod session;
 mod state;
+mod users;
 
 use std::future::Future;
 use std::net::{SocketAddr, TcpListener};
@@ -69,12 +72,25 @@ pub fn router(state: Arc<ServerState>) -> Router {
             get(api::list_tokens).post(api::create_token),
         )
         .route("/auth/tokens/{jti}", delete(api::revoke_token))
+        // --- users and sessions (contract section 9) ---
+        .route(
+            "/auth/session",
+            post(session::sign_in)
+                .get(session::current)
+                .delete(session::sign_out),
+        )
+        .route(
+            "/auth/sessions",
+            get(session::list).delete(session::sign_out_everywhere),
+        )
+        .route("/auth/users", get(users::list))
         // API keys (contract section 9)
         .route("/auth/keys", get(keys::list).post(keys::create))
         .route("/auth/keys/{id}", get(keys::show).delete(keys::revoke))
         .route("/auth/keys/{id}/disable", post(keys::disable))
         .route("/auth/keys/{id}/enable", post(keys::enable))
         .route("/auth/keys/{id}/rotate", post(keys::rotate))
+        .route("/auth/exchange", post(exchange::exchange))
         .route(
             "/token",
             get(registry::token_get).post(registry::token_post),
@@ -83,6 +99,10 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            session::layer,
+        ))
         .layer(axum::middleware::from_fn(keys::rate_headers))
         .layer(axum::middleware::from_fn(guard::guard))
         .layer(axum::middleware::from_fn(middleware::around))
@@ -259,6 +279,12 @@ impl RunningServer {
     #[doc(hidden)]
     pub fn password_checks(&self) -> PasswordChecks {
         self.state.auth.password_checks()
+    }
+
+    /// The server's state (for tests: the JWKS fetch counters and interval).
+    #[doc(hidden)]
+    pub fn state(&self) -> &ServerState {
+        &self.state
     }
 
     /// Stops the server and waits for it.

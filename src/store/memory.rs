@@ -13,8 +13,8 @@ use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use jiff::Timestamp;
 
 use super::{
-    IssueError, PRUNE_BATCH, Standing, StoreError, TokenRecord, TokenState, TokenStore,
-    check_live_limit, from_ms, ms, prune_before, unrecorded_parent_issued_at,
+    IssueError, PRUNE_BATCH, SessionRecord, Standing, StoreError, TokenRecord, TokenState,
+    TokenStore, check_live_limit, from_ms, ms, prune_before, unrecorded_parent_issued_at,
 };
 
 /// A token store that lives in this process only. Cloning a handle is sharing it: wrap it in
@@ -22,6 +22,8 @@ use super::{
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     state: RwLock<State>,
+    /// Exchanged OIDC ID tokens: id → expiry (Unix ms).
+    exchanged: std::sync::Mutex<HashMap<String, i64>>,
 }
 
 #[derive(Debug, Default)]
@@ -31,6 +33,8 @@ struct State {
     revoked: HashMap<String, Option<i64>>,
     subject_cutoffs: HashMap<String, i64>,
     global_cutoff: Option<i64>,
+    /// Browser sessions by id (contract section 9).
+    sessions: HashMap<String, SessionRecord>,
     /// API keys (contract section 9).
     keys: super::keys::MemKeys,
 }
@@ -346,6 +350,96 @@ impl TokenStore for MemoryStore {
         Ok(tokens - state.tokens.len() + revoked - state.revoked.len())
     }
 
+    // --- Sessions (contract section 9) ---
+
+    fn session_create(
+        &self,
+        session: &SessionRecord,
+        max_per_subject: usize,
+    ) -> Result<(), StoreError> {
+        let mut state = self.write();
+        if state.sessions.contains_key(&session.id) {
+            return Err(StoreError::Conflict {
+                location: LOCATION.to_owned(),
+                message: "that session id is recorded already".to_owned(),
+                hint: "a session id is recorded only once",
+            });
+        }
+        let now = session.created_at;
+        let expired: Vec<String> = state
+            .sessions
+            .values()
+            .filter(|s| s.expires_at < now)
+            .map(|s| s.id.clone())
+            .take(PRUNE_BATCH)
+            .collect();
+        for id in expired {
+            state.sessions.remove(&id);
+        }
+        state.sessions.insert(session.id.clone(), session.clone());
+        let mut mine: Vec<(Timestamp, String)> = state
+            .sessions
+            .values()
+            .filter(|s| s.subject == session.subject && s.expires_at > now)
+            .map(|s| (s.created_at, s.id.clone()))
+            .collect();
+        if mine.len() > max_per_subject {
+            mine.sort();
+            let excess = mine.len() - max_per_subject;
+            for (_, id) in mine.into_iter().take(excess) {
+                state.sessions.remove(&id);
+            }
+        }
+        Ok(())
+    }
+
+    fn session_get(&self, id: &str, now: Timestamp) -> Result<Option<SessionRecord>, StoreError> {
+        Ok(self
+            .read()
+            .sessions
+            .get(id)
+            .filter(|s| s.expires_at > now)
+            .cloned())
+    }
+
+    fn session_touch(&self, id: &str, now: Timestamp, address: &str) -> Result<(), StoreError> {
+        if let Some(s) = self.write().sessions.get_mut(id) {
+            s.last_seen_at = now;
+            s.address = address.to_owned();
+        }
+        Ok(())
+    }
+
+    fn session_delete(&self, id: &str) -> Result<bool, StoreError> {
+        Ok(self.write().sessions.remove(id).is_some())
+    }
+
+    fn session_delete_subject(&self, subject: &str) -> Result<usize, StoreError> {
+        let mut state = self.write();
+        let before = state.sessions.len();
+        state.sessions.retain(|_, s| s.subject != subject);
+        Ok(before - state.sessions.len())
+    }
+
+    fn session_list(
+        &self,
+        subject: &str,
+        now: Timestamp,
+    ) -> Result<Vec<SessionRecord>, StoreError> {
+        let mut list: Vec<SessionRecord> = self
+            .read()
+            .sessions
+            .values()
+            .filter(|s| s.subject == subject && s.expires_at > now)
+            .cloned()
+            .collect();
+        list.sort_by(|a, b| {
+            b.created_at
+                .cmp(&a.created_at)
+                .then_with(|| a.id.cmp(&b.id))
+        });
+        Ok(list)
+    }
     // --- API keys (contract section 9) ---
 
     fn create_key(
@@ -388,5 +482,31 @@ impl TokenStore for MemoryStore {
     fn touch_keys(&self, uses: &[super::KeyUse]) -> Result<(), StoreError> {
         self.write().keys.touch(uses);
         Ok(())
+    }
+
+    // --- Exchanged ID tokens (contract section 11) ---
+
+    fn mark_id_token_exchanged(
+        &self,
+        id: &str,
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let mut map = self.exchanged.lock().unwrap_or_else(|e| e.into_inner());
+        let now = ms(now);
+        let old: Vec<String> = map
+            .iter()
+            .filter(|(_, e)| **e < now)
+            .map(|(k, _)| k.clone())
+            .take(PRUNE_BATCH)
+            .collect();
+        for k in old {
+            map.remove(&k);
+        }
+        if map.contains_key(id) {
+            return Ok(false);
+        }
+        map.insert(id.to_owned(), ms(expires_at));
+        Ok(true)
     }
 }

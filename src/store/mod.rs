@@ -32,6 +32,10 @@
 mod contract;
 #[cfg(test)]
 mod contract_keys;
+#[cfg(test)]
+mod contract_sessions;
+#[cfg(test)]
+mod contract_workload;
 pub mod keys;
 mod memory;
 mod sqlite;
@@ -363,6 +367,62 @@ pub trait TokenStore: Send + Sync + std::fmt::Debug {
     /// expire.
     fn prune(&self, now: Timestamp) -> Result<usize, StoreError>;
 
+    // --- Sessions (contract section 9, principals: users and browser sessions) ---
+    // Every engine of tessera implements these; the defaults (an engine that keeps no
+    // sessions: every call is `Unavailable`) exist for stores written outside tessera.
+
+    /// Records a new browser session. Atomically with the insert: deletes at most
+    /// [`PRUNE_BATCH`] sessions (of anyone) that expired before `session.created_at`, then,
+    /// when `session.subject` holds more than `max_per_subject` unexpired sessions, deletes
+    /// its oldest ones (by `created_at`, ties by id) down to `max_per_subject`, the new one
+    /// included. Recording the same `id` twice is [`StoreError::Conflict`].
+    fn session_create(
+        &self,
+        session: &SessionRecord,
+        max_per_subject: usize,
+    ) -> Result<(), StoreError> {
+        let _ = (session, max_per_subject);
+        Err(no_sessions())
+    }
+
+    /// The session `id` when it is recorded and `expires_at > now`; `None` otherwise (unknown,
+    /// ended or expired). A read: engines answer it without waiting for a writer.
+    fn session_get(&self, id: &str, now: Timestamp) -> Result<Option<SessionRecord>, StoreError> {
+        let _ = (id, now);
+        Err(no_sessions())
+    }
+
+    /// Sets `last_seen_at = now` and `address` of session `id` (nothing when it is not
+    /// recorded). Callers touch a session at most once a minute.
+    fn session_touch(&self, id: &str, now: Timestamp, address: &str) -> Result<(), StoreError> {
+        let _ = (id, now, address);
+        Err(no_sessions())
+    }
+
+    /// Ends session `id`; true when it was recorded. Durable before it returns.
+    fn session_delete(&self, id: &str) -> Result<bool, StoreError> {
+        let _ = id;
+        Err(no_sessions())
+    }
+
+    /// Ends every session of `subject` ("sign out everywhere"); returns how many were
+    /// recorded (expired ones included). Durable before it returns.
+    fn session_delete_subject(&self, subject: &str) -> Result<usize, StoreError> {
+        let _ = subject;
+        Err(no_sessions())
+    }
+
+    /// The sessions of `subject` with `expires_at > now`, newest first (by `created_at`,
+    /// ties by id).
+    fn session_list(
+        &self,
+        subject: &str,
+        now: Timestamp,
+    ) -> Result<Vec<SessionRecord>, StoreError> {
+        let _ = (subject, now);
+        Err(no_sessions())
+    }
+
     // --- API keys (contract section 9) ---
     // Keys are found by the SHA-256 of their text; the text itself is never stored. A key's
     // name is unique per owner among the keys that "hold their name": stored state not
@@ -410,6 +470,47 @@ pub trait TokenStore: Send + Sync + std::fmt::Debug {
     /// the stored one and `at`, and `addresses` (latest first) go before the stored ones,
     /// without repeats, at most [`keys::MAX_ADDRESSES`]. Unknown ids are skipped.
     fn touch_keys(&self, uses: &[KeyUse]) -> Result<(), StoreError>;
+
+    // --- Workload identity: exchanged ID tokens (contract section 11) ---
+
+    /// Remembers that the OIDC ID token `id` (a digest of its issuer and `jti`, or of the
+    /// whole token) was exchanged, until `expires_at` (its `exp` plus the verification
+    /// leeway). True when this is the first exchange of `id` (a row is inserted); false when
+    /// a row for `id` already exists, whatever its expiry. Atomic across every process
+    /// sharing the store: of any number of concurrent calls with one `id`, exactly one gets
+    /// true (SQL: `INSERT ... ON CONFLICT (id) DO NOTHING`, true when one row was inserted).
+    /// On the way, deletes at most [`PRUNE_BATCH`] rows whose `expires_at` is before `now`.
+    fn mark_id_token_exchanged(
+        &self,
+        id: &str,
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<bool, StoreError>;
+}
+
+/// What an engine without sessions answers.
+fn no_sessions() -> StoreError {
+    StoreError::Unavailable {
+        location: "(this store engine)".to_owned(),
+        message: "this store engine does not keep browser sessions".to_owned(),
+        hint: "use the SQLite store, or sign in with a token instead",
+    }
+}
+
+/// One browser session, as the store keeps it (contract section 9). The session secret (the
+/// cookie's value) is never stored: `id` is the lowercase hex SHA-256 of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    /// Hex SHA-256 of the session secret (64 characters).
+    pub id: String,
+    /// The user signed in.
+    pub subject: String,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+    /// When the session was last used (updated at most once a minute).
+    pub last_seen_at: Timestamp,
+    /// The client address it was last used from.
+    pub address: String,
 }
 
 /// The engine the configuration names, with its settings.

@@ -22,3 +22,6 @@ mod properties;
 mod registry;
 mod registry_e2e;
 mod server;
+mod sessions;
+mod users;
+mod workload;

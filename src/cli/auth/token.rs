@@ -24,7 +24,9 @@ pub enum TokenCommand {
   tessera auth token generate --subject ci --scopes push,pull --expiry 1y6M
   tessera auth token generate --subject team --scopes pull --repo 'team/*' --expiry 2w3d
   # 15 minutes (15M = months)
-  tessera auth token generate --subject job --scopes pull --expiry 15m")]
+  tessera auth token generate --subject job --scopes pull --expiry 15m
+  # minted by the server of remote prod, with the stored token's rights
+  tessera auth token generate --subject ci --scopes pull --remote prod")]
     Generate(GenerateArgs),
     /// Check a token (argument, or stdin when absent or `-`): exit 0 and a summary when
     /// valid; exit 1 and the reason (expired, bad signature, revoked, malformed, not yet
@@ -34,16 +36,21 @@ pub enum TokenCommand {
   printf '%s\\n' \"$TOKEN\" | tessera --json auth token verify")]
     Verify(VerifyArgs),
     /// List recorded tokens that have not expired (ids and claims, never the tokens).
+    ///
+    /// With --remote, the list comes from that remote's server with the remote's stored
+    /// token: the token's own tokens, or everyone's with `admin:tokens:read`.
     #[command(after_help = "EXAMPLES:
   tessera auth token list
-  tessera --json auth token list")]
-    List,
+  tessera --json auth token list
+  tessera auth token list --remote prod    # through the server's API")]
+    List(ListArgs),
     /// Revoke one token by id, every token of a subject, or every token.
     #[command(after_help = "EXAMPLES:
   # an id from `tessera auth token list`
   tessera auth token revoke 3f0c9a6e2b7d41c8a5e0f1d2c3b4a596
   tessera auth token revoke --subject ci
-  tessera auth token revoke --all")]
+  tessera auth token revoke --all
+  tessera auth token revoke 3f0c9a6e2b7d41c8a5e0f1d2c3b4a596 --remote prod")]
     Revoke(RevokeArgs),
     /// Print the token of a remote alone on stdout (TESSERA_TOKEN, else the stored one).
     #[command(after_help = "EXAMPLES:
@@ -74,6 +81,18 @@ pub struct GenerateArgs {
     /// Audience (the `aud` claim).
     #[arg(long, value_name = "A")]
     pub audience: Option<String>,
+    /// Ask the server of this remote to mint it (`POST /auth/tokens` with the remote's
+    /// stored token) instead of signing here: for the token's own subject, or for anyone
+    /// with `admin:tokens:write`, never with more than the token's scopes.
+    #[arg(long, value_name = "NAME")]
+    pub remote: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// List through the API of this remote with its stored token instead of the local store.
+    #[arg(long, value_name = "NAME")]
+    pub remote: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -96,6 +115,10 @@ pub struct RevokeArgs {
     /// machine with the same secret); without it, an unknown id is an error.
     #[arg(long, conflicts_with_all = ["subject", "all"])]
     pub unrecorded: bool,
+    /// Revoke JTI through the API of this remote with its stored token (one's own tokens, or
+    /// anyone's with `admin:tokens:write`).
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["subject", "all", "unrecorded"])]
+    pub remote: Option<String>,
 }
 
 /// What `revoke` revokes: one of an id, a subject, or everything.
@@ -115,9 +138,12 @@ pub struct RevokeTarget {
 
 pub fn run(ctx: &Context, cmd: TokenCommand) -> Result<(), CliError> {
     match cmd {
+        TokenCommand::Generate(a) if a.remote.is_some() => remote_generate(ctx, a),
+        TokenCommand::Revoke(a) if a.remote.is_some() => remote_revoke(ctx, a),
+        TokenCommand::List(ListArgs { remote: Some(r) }) => remote_list(ctx, &r),
+        TokenCommand::List(_) => list(ctx),
         TokenCommand::Generate(a) => generate(ctx, a),
         TokenCommand::Verify(a) => verify(ctx, a),
-        TokenCommand::List => list(ctx),
         TokenCommand::Revoke(a) => revoke(ctx, a),
         TokenCommand::Show(a) => super::login::show(ctx, a),
     }
@@ -412,6 +438,130 @@ fn revoke_id(ctx: &Context, jti: &str, unrecorded: bool, now: Timestamp) -> Resu
             .note(&format!("token {jti} was already revoked; nothing changed"));
     } else {
         ctx.out.note(&format!("revoked token {jti}"));
+    }
+    Ok(())
+}
+
+// --- the same commands against a remote (contract section 9) ---
+
+/// The client and stored token of remote `name`.
+fn remote(
+    ctx: &Context,
+    name: &str,
+) -> Result<(crate::client::Client, secrecy::SecretString), CliError> {
+    let (name, remote) = crate::cli::remotes::select(ctx, Some(name))?;
+    let (token, _) = crate::cli::remotes::select_token(ctx, &name, &remote)?;
+    Ok((crate::cli::remotes::client_for(&remote)?, token))
+}
+
+fn remote_list(ctx: &Context, name: &str) -> Result<(), CliError> {
+    let (client, token) = remote(ctx, name)?;
+    let v = client.list_tokens(&token)?;
+    let records = v["tokens"].as_array().cloned().unwrap_or_default();
+    if ctx.out.json {
+        return ctx.out.json(&Value::Array(records));
+    }
+    if records.is_empty() {
+        ctx.out
+            .note("no recorded tokens that this remote's token may see");
+        return Ok(());
+    }
+    ctx.out.line(&format!(
+        "{:<34} {:<16} {:<21} {:<21} {:<8} SCOPES",
+        "ID", "SUBJECT", "ISSUED", "EXPIRES", "STATE"
+    ))?;
+    let text = |v: &Value| crate::term::safe(v.as_str().unwrap_or("-")).into_owned();
+    for r in records {
+        let scopes: Vec<String> = r["scopes"]
+            .as_array()
+            .map(|a| a.iter().map(text).collect())
+            .unwrap_or_default();
+        ctx.out.line(&format!(
+            "{:<34} {:<16} {:<21} {:<21} {:<8} {}",
+            text(&r["jti"]),
+            text(&r["subject"]),
+            text(&r["issued_at"]),
+            if r["expires_at"].is_null() {
+                "never".to_owned()
+            } else {
+                text(&r["expires_at"])
+            },
+            if r["revoked"] == true {
+                "revoked"
+            } else {
+                "active"
+            },
+            scopes.join(" ")
+        ))?;
+    }
+    Ok(())
+}
+
+fn remote_generate(ctx: &Context, args: GenerateArgs) -> Result<(), CliError> {
+    // Checked here first, so that a typo is refused without a round trip.
+    if let Some(list) = &args.scopes {
+        ScopeSet::parse_list(list, &args.repo)?;
+    }
+    if let Some(e) = &args.expiry {
+        HumanDuration::parse(e)?;
+    }
+    let (client, token) = remote(ctx, args.remote.as_deref().unwrap_or_default())?;
+    let mut body = json!({"subject": args.subject, "repo": args.repo});
+    if let Some(s) = &args.scopes {
+        body["scopes"] = json!(s);
+    } else {
+        return Err(CliError::usage(
+            "--remote needs --scopes: the server mints no identity-only tokens",
+        ));
+    }
+    if let Some(e) = &args.expiry {
+        body["expiry"] = json!(e);
+    }
+    if let Some(a) = &args.audience {
+        body["audience"] = json!(a);
+    }
+    let v = client.create_token(&token, &body)?;
+    let minted = v["token"].as_str().unwrap_or_default().to_owned();
+    if ctx.out.json {
+        return ctx.out.json(&json!({
+            "token": minted,
+            "jti": v["jti"],
+            "subject": v["subject"],
+            "scopes": v["scopes"],
+            "issued_at": v["issued_at"],
+            "expires_at": v["expires_at"],
+        }));
+    }
+    ctx.out.line(&minted)?;
+    ctx.out.note(&format!(
+        "minted by the remote for `{}` with scopes {}, expires {}",
+        crate::term::safe(v["subject"].as_str().unwrap_or("-")),
+        v["scopes"],
+        v["expires_at"].as_str().unwrap_or("never")
+    ));
+    Ok(())
+}
+
+fn remote_revoke(ctx: &Context, args: RevokeArgs) -> Result<(), CliError> {
+    let Some(jti) = &args.target.jti else {
+        return Err(CliError::usage(
+            "--remote revokes one token id; `--subject` and `--all` work on the local store only",
+        ));
+    };
+    let jti = parse_token_id(jti)?;
+    let (client, token) = remote(ctx, args.remote.as_deref().unwrap_or_default())?;
+    let v = client.revoke_token(&token, &jti)?;
+    let already = v["already_revoked"] == true;
+    if ctx.out.json {
+        return ctx
+            .out
+            .json(&json!({"jti": jti, "revoked": true, "already_revoked": already}));
+    }
+    if already {
+        ctx.out
+            .note(&format!("token {jti} was already revoked; nothing changed"));
+    } else {
+        ctx.out.note(&format!("revoked token {jti} on the remote"));
     }
     Ok(())
 }

@@ -12,8 +12,10 @@
 //! - A store that fails in a way a fresh connection may cure is reopened by the next call,
 //!   but never created again: a store moved aside stays unavailable until it is restored.
 
+mod exchange;
 mod keys;
 mod pending;
+mod sessions;
 mod unchanged;
 
 use std::fs::{DirBuilder, OpenOptions};
@@ -30,8 +32,8 @@ use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
 use unchanged::{Lookup, Unchanged};
 
 use crate::store::{
-    IssueError, PRUNE_BATCH, Standing, StoreError, TokenRecord, TokenState, TokenStore,
-    check_live_limit, from_ms, ms, prune_before, unrecorded_parent_issued_at,
+    IssueError, PRUNE_BATCH, SessionRecord, Standing, StoreError, TokenRecord, TokenState,
+    TokenStore, check_live_limit, from_ms, ms, prune_before, unrecorded_parent_issued_at,
 };
 
 /// `PRAGMA user_version` of the schema this code writes: one step per entry of [`MIGRATIONS`].
@@ -41,7 +43,13 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Schema steps: `MIGRATIONS[i]` brings a database of version `i` to version `i + 1`. A step is
 /// never changed once released: a change is a new step, so that existing stores are upgraded.
-const MIGRATIONS: [&str; 3] = [SCHEMA_V1, SCHEMA_V2, keys::SCHEMA_KEYS];
+const MIGRATIONS: [&str; 5] = [
+    SCHEMA_V1,
+    SCHEMA_V2,
+    sessions::SCHEMA_SESSIONS,
+    keys::SCHEMA_KEYS,
+    exchange::SCHEMA_EXCHANGED_ID_TOKENS,
+];
 
 const SCHEMA_V1: &str = "
 CREATE TABLE IF NOT EXISTS tokens (
@@ -879,6 +887,31 @@ impl TokenStore for SqliteStore {
         Ok(revoked + tokens)
     }
 
+    // --- Sessions (contract section 9): in `sessions.rs` ---
+
+    fn session_create(&self, s: &SessionRecord, max_per_subject: usize) -> Result<(), StoreError> {
+        self.sessions_create(s, max_per_subject)
+    }
+    fn session_get(&self, id: &str, now: Timestamp) -> Result<Option<SessionRecord>, StoreError> {
+        self.sessions_get(id, now)
+    }
+    fn session_touch(&self, id: &str, now: Timestamp, address: &str) -> Result<(), StoreError> {
+        self.sessions_touch(id, now, address)
+    }
+    fn session_delete(&self, id: &str) -> Result<bool, StoreError> {
+        self.sessions_delete(id)
+    }
+    fn session_delete_subject(&self, subject: &str) -> Result<usize, StoreError> {
+        self.sessions_delete_subject(subject)
+    }
+    fn session_list(
+        &self,
+        subject: &str,
+        now: Timestamp,
+    ) -> Result<Vec<SessionRecord>, StoreError> {
+        self.sessions_list(subject, now)
+    }
+
     // --- API keys (contract section 9): in keys.rs ---
 
     fn create_key(
@@ -920,6 +953,17 @@ impl TokenStore for SqliteStore {
     }
     fn touch_keys(&self, uses: &[crate::store::KeyUse]) -> Result<(), StoreError> {
         self.touch_keys_in(uses)
+    }
+
+    // --- Exchanged ID tokens (contract section 11): in exchange.rs ---
+
+    fn mark_id_token_exchanged(
+        &self,
+        id: &str,
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        self.mark_exchanged(id, expires_at, now)
     }
 }
 
@@ -1001,6 +1045,29 @@ impl TokenStore for Lazy {
     fn prune(&self, now: Timestamp) -> Result<usize, StoreError> {
         self.store()?.prune(now)
     }
+    // --- Sessions (contract section 9) ---
+    fn session_create(&self, s: &SessionRecord, max_per_subject: usize) -> Result<(), StoreError> {
+        self.store()?.session_create(s, max_per_subject)
+    }
+    fn session_get(&self, id: &str, now: Timestamp) -> Result<Option<SessionRecord>, StoreError> {
+        self.store()?.session_get(id, now)
+    }
+    fn session_touch(&self, id: &str, now: Timestamp, address: &str) -> Result<(), StoreError> {
+        self.store()?.session_touch(id, now, address)
+    }
+    fn session_delete(&self, id: &str) -> Result<bool, StoreError> {
+        self.store()?.session_delete(id)
+    }
+    fn session_delete_subject(&self, subject: &str) -> Result<usize, StoreError> {
+        self.store()?.session_delete_subject(subject)
+    }
+    fn session_list(
+        &self,
+        subject: &str,
+        now: Timestamp,
+    ) -> Result<Vec<SessionRecord>, StoreError> {
+        self.store()?.session_list(subject, now)
+    }
 
     // --- API keys (contract section 9): in keys.rs ---
 
@@ -1043,6 +1110,15 @@ impl TokenStore for Lazy {
     }
     fn touch_keys(&self, uses: &[crate::store::KeyUse]) -> Result<(), StoreError> {
         self.store()?.touch_keys_in(uses)
+    }
+
+    fn mark_id_token_exchanged(
+        &self,
+        id: &str,
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        self.store()?.mark_id_token_exchanged(id, expires_at, now)
     }
 }
 

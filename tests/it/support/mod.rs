@@ -7,11 +7,13 @@ pub mod api;
 pub mod http;
 pub mod keys;
 pub mod pass;
+pub mod principals;
 pub mod real;
 pub mod run;
 pub mod serve;
 pub mod snapshot;
 pub mod user;
+pub mod workload;
 
 use std::path::{Path, PathBuf};
 

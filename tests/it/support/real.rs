@@ -183,7 +183,11 @@ pub struct Rig {
 
 impl Rig {
     pub fn start() -> Rig {
-        let home = super::Home::new();
+        Rig::start_with(super::Home::new())
+    }
+
+    /// A rig around `home` (a home with a registry section and key).
+    pub fn start_with(home: super::Home) -> Rig {
         let server = home.serve();
         let work = tempfile::tempdir().unwrap();
         let registry = Registry::start(
