@@ -255,3 +255,26 @@ mod tests {
         assert!(check_prefix("1a").is_err());
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn any_text_is_checked_without_panicking(s in "\\PC{0,60}") {
+            let _ = check_shape(&s, "tsk");
+            let _ = looks_like_key(&s);
+        }
+
+        #[test]
+        fn any_base62_text_of_the_right_length_passes_only_with_its_checksum(
+            body in "[0-9A-Za-z]{30}", check in "[0-9A-Za-z]{6}"
+        ) {
+            let text = format!("tsk_{body}{check}");
+            let right = base62_6(crc32(body.as_bytes()));
+            prop_assert_eq!(check_shape(&text, "tsk").is_ok(), check.as_bytes() == right);
+        }
+    }
+}

@@ -141,6 +141,9 @@ pub struct KnownKey {
     pub limit: Option<RateLimit>,
     /// A config-held key (`[[auth.api_keys]]`), not in the store.
     pub from_config: bool,
+    /// Whether the credential the key was created with (see [`ApiKeyRecord::parent`]) was
+    /// still good when the record was read.
+    pub parent_alive: bool,
     /// The body of `GET /auth/verify` for this key, made once.
     rendered: std::sync::OnceLock<Arc<[u8]>>,
 }
@@ -165,6 +168,7 @@ impl KnownKey {
             allow,
             limit,
             from_config,
+            parent_alive: true,
             rendered: Default::default(),
         })
     }
@@ -289,6 +293,7 @@ impl KeyAuth {
                 rate_limit: None,
                 successor: None,
                 grace_until: None,
+                parent: None,
             };
             known.push(Arc::new(KnownKey {
                 record,
@@ -296,6 +301,7 @@ impl KeyAuth {
                 allow: vec![],
                 limit: None,
                 from_config: true,
+                parent_alive: true,
                 rendered: Default::default(),
             }));
             hashes.push(c.hash);
@@ -376,7 +382,7 @@ impl Auth {
         let keys = &self.api_keys;
         let key = KeyText::parse(text, &keys.prefix)?;
         let digest = key.digest();
-        let known = match self.find_key(&key, &digest).await? {
+        let known = match self.find_key(&key, &digest, client).await? {
             Some(k) => k,
             None => {
                 return Err(AuthError::Invalid(
@@ -385,6 +391,9 @@ impl Auth {
             }
         };
         let now = Timestamp::now();
+        if !known.parent_alive {
+            return Err(AuthError::KeyRevoked);
+        }
         match known.record.state_at(now) {
             KeyState::Active => {}
             KeyState::Disabled => return Err(AuthError::KeyDisabled),
@@ -430,6 +439,7 @@ impl Auth {
         &self,
         key: &KeyText,
         digest: &[u8; 32],
+        client: IpAddr,
     ) -> Result<Option<Arc<KnownKey>>, AuthError> {
         let keys = &self.api_keys;
         if let Some(Some(i)) = read(&keys.config_verified).get(digest) {
@@ -448,7 +458,14 @@ impl Auth {
             .key_by_digest(digest)
             .map_err(AuthError::StoreUnavailable)?;
         let at = Instant::now();
-        let known = fetched.and_then(|r| KnownKey::of(r, false).map(Arc::new));
+        let known = match fetched.and_then(|r| KnownKey::of(r, false)) {
+            None => None,
+            Some(mut k) => {
+                k.parent_alive = parent_alive(self.store.as_ref(), &k.record, Timestamp::now())
+                    .map_err(AuthError::StoreUnavailable)?;
+                Some(Arc::new(k))
+            }
+        };
         if known.is_some() || keys.config.is_empty() {
             let mut seen = write(&keys.seen);
             if seen.len() >= MAX_CACHED {
@@ -463,20 +480,28 @@ impl Auth {
             );
             return Ok(known);
         }
-        self.check_config_keys(key, digest).await
+        self.check_config_keys(key, digest, client).await
     }
 
     /// Checks `key` against every config-held hash (once per digest per server start, on the
-    /// bounded hashing pool), and remembers the answer.
+    /// bounded hashing pool), and remembers the answer. Keys that verify against none count
+    /// as failed logins of the client address (the login rate limiter), since each costs
+    /// argon2id work.
     async fn check_config_keys(
         &self,
         key: &KeyText,
         digest: &[u8; 32],
+        client: IpAddr,
     ) -> Result<Option<Arc<KnownKey>>, AuthError> {
         let keys = &self.api_keys;
         if let Some(answer) = read(&keys.config_verified).get(digest) {
             return Ok(answer.and_then(|i| keys.config.get(i).cloned()));
         }
+        let account = format!("api-key:{}", hex::encode(&digest[..8]));
+        let attempt = self
+            .limiter
+            .begin(&account, client, Instant::now())
+            .map_err(|retry_after| AuthError::RateLimited { retry_after })?;
         let mut found = None;
         for (i, hash) in keys.config_hashes.iter().enumerate() {
             let text = SecretString::from(key.expose().to_owned());
@@ -492,6 +517,10 @@ impl Auth {
             verified.retain(|_, v| v.is_some());
         }
         verified.insert(*digest, found);
+        drop(verified);
+        if found.is_some() {
+            self.limiter.succeeded(attempt, Instant::now());
+        }
         Ok(found.and_then(|i| keys.config.get(i).cloned()))
     }
 
@@ -535,6 +564,77 @@ impl Auth {
     }
 }
 
+/// Most links followed from a key to the credential it was created with.
+const MAX_PARENT_DEPTH: usize = 16;
+
+/// Whether the credential `key` was created with is still good at `now`: a token that is not
+/// revoked (by id, its line, its subject or `--all`), or an API key whose current rotation is
+/// active and whose own parent is alive; no parent is alive. Fails closed past
+/// [`MAX_PARENT_DEPTH`] links or on a parent that cannot be read.
+pub fn parent_alive(
+    store: &dyn TokenStore,
+    key: &ApiKeyRecord,
+    now: Timestamp,
+) -> Result<bool, StoreError> {
+    let mut parent = key.parent.clone();
+    let mut owner = key.owner.clone();
+    for _ in 0..MAX_PARENT_DEPTH {
+        let Some(p) = parent else { return Ok(true) };
+        if let Some(rest) = p.strip_prefix("token:") {
+            let Some((jti, iat)) = rest.rsplit_once(':') else {
+                return Ok(false);
+            };
+            let iat = iat
+                .parse::<i64>()
+                .ok()
+                .and_then(|s| Timestamp::from_second(s).ok())
+                .unwrap_or(Timestamp::MIN);
+            return Ok(store.check(jti, &owner, iat)? != crate::store::Standing::Revoked);
+        }
+        let Some(id) = p.strip_prefix("key:") else {
+            return Ok(false);
+        };
+        let Some(mut current) = store.key_by_id(id)? else {
+            return Ok(false);
+        };
+        // A rotated parent lives on in its successor.
+        for _ in 0..MAX_PARENT_DEPTH {
+            match current.successor.clone() {
+                Some(next) => match store.key_by_id(&next)? {
+                    Some(k) => current = k,
+                    None => return Ok(false),
+                },
+                None => break,
+            }
+        }
+        if current.successor.is_some() || current.state_at(now) != KeyState::Active {
+            return Ok(false);
+        }
+        owner = current.owner.clone();
+        parent = current.parent.clone();
+    }
+    Ok(false)
+}
+
+/// What a new key's `parent` is when `who` creates it (see [`ApiKeyRecord::parent`]), and the
+/// latest expiry that parent allows.
+pub fn parent_of(who: &Principal) -> (Option<String>, Option<Timestamp>) {
+    if let Some(t) = &who.token {
+        let c = t.claims();
+        return (
+            Some(format!("token:{}:{}", c.jti, c.iat)),
+            c.exp.and_then(|e| Timestamp::from_second(e).ok()),
+        );
+    }
+    match &who.key {
+        Some(p) if !p.key.from_config => (
+            Some(format!("key:{}", p.key.record.id)),
+            p.key.record.expires_at,
+        ),
+        _ => (None, None),
+    }
+}
+
 /// Every [`TOUCH_EVERY`], writes the uses noted since to the store, until the server is gone.
 async fn flush_loop(uses: Weak<Mutex<HashMap<String, KeyUse>>>, store: Arc<dyn TokenStore>) {
     loop {
@@ -550,13 +650,6 @@ async fn flush_loop(uses: Weak<Mutex<HashMap<String, KeyUse>>>, store: Arc<dyn T
         if let Ok(Err(e)) = written {
             tracing::warn!(error = %e, "cannot record when API keys were last used");
         }
-    }
-}
-
-impl Drop for KeyAuth {
-    fn drop(&mut self) {
-        // The last uses are lost only if the store cannot take them; nothing depends on them.
-        let _ = self.take_uses();
     }
 }
 
@@ -604,6 +697,10 @@ pub struct NewKey {
     pub expiry: Option<HumanDuration>,
     pub allow_ip: Vec<IpNet>,
     pub rate_limit: Option<RateLimit>,
+    /// The credential it is created with ([`parent_of`]).
+    pub parent: Option<String>,
+    /// The latest expiry its parent allows: the key never expires later.
+    pub not_after: Option<Timestamp>,
 }
 
 /// Checks a key name: 1 to 64 characters of letters, digits and `._-`, not starting with `-`.
@@ -649,7 +746,10 @@ pub fn prepare_key(
     }
     let expiry = new.expiry.unwrap_or(max_expiry);
     super::issue::check_cap(max_expiry, expiry, now)?;
-    let expires_at = expiry.after(now).map_err(AuthError::from)?;
+    let expires_at = match (expiry.after(now).map_err(AuthError::from)?, new.not_after) {
+        (Some(e), Some(n)) => Some(e.min(n)),
+        (e, n) => e.or(n),
+    };
     let text = KeyText::generate(prefix).map_err(|e| KeyError::Invalid(e.to_string()))?;
     let now_ms = Timestamp::from_millisecond(now.as_millisecond()).unwrap_or(now);
     let record = ApiKeyRecord {
@@ -667,6 +767,7 @@ pub fn prepare_key(
         rate_limit: new.rate_limit.as_ref().map(|r| r.text.clone()),
         successor: None,
         grace_until: None,
+        parent: new.parent.clone(),
     };
     Ok((text, record))
 }
@@ -928,6 +1029,8 @@ mod tests {
             expiry: None,
             allow_ip: vec![],
             rate_limit: None,
+            parent: None,
+            not_after: None,
         };
         let (text, _) = create_key(
             store.as_ref(),
@@ -966,6 +1069,8 @@ mod tests {
             expiry: None,
             allow_ip: vec![],
             rate_limit: None,
+            parent: None,
+            not_after: None,
         };
         let (text, rec) = create_key(
             store.as_ref(),
@@ -1007,5 +1112,20 @@ mod tests {
         let push = ScopeSet::parse_list("push", "*").unwrap();
         assert!(check_grantable(&alice, &push).is_err());
         assert!(check_grantable(&admin, &push).is_ok());
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn limits_and_address_lists_never_panic(s in "\\PC{0,40}") {
+            let _ = RateLimit::parse(&s);
+            let _ = parse_cidr_list(&s);
+            let _ = check_name(&s);
+        }
     }
 }

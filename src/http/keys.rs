@@ -149,6 +149,7 @@ pub(crate) fn key_json(k: &ApiKeyRecord, now: Timestamp) -> Value {
         "rate_limit": k.rate_limit,
         "successor": k.successor,
         "grace_until": rfc3339(k.grace_until),
+        "parent": k.parent,
         "source": if from_config { "config" } else { "store" },
     })
 }
@@ -305,6 +306,8 @@ pub(crate) async fn create(
         .map(RateLimit::parse)
         .transpose()
         .map_err(bad)?;
+    // The key never outlives the credential it is made with (a token, or another key).
+    let (parent, not_after) = keys::parent_of(&who);
     let new = NewKey {
         name: body.name,
         owner,
@@ -312,6 +315,8 @@ pub(crate) async fn create(
         expiry,
         allow_ip,
         rate_limit,
+        parent,
+        not_after,
     };
     let prefix = state.auth.api_keys().prefix().to_owned();
     let max = state.auth.settings().max_token_expiry;

@@ -241,7 +241,10 @@ async fn respond(
     let now = Timestamp::now();
     let (signed, claims) = reg.issue(&who.subject, &who.scopes, requested, now)?;
     if let Some(a) = audit {
-        a.set_principal(&who.subject);
+        match &who.key {
+            Some(p) => a.set_principal(&format!("{} of {}", p.key.audit_name(), who.subject)),
+            None => a.set_principal(&who.subject),
+        }
     }
     let granted: Vec<String> = claims
         .access

@@ -32,6 +32,7 @@ pub(super) fn key(id: &str, owner: &str, name: &str, created: &str) -> ApiKeyRec
         rate_limit: Some("100/1m".to_owned()),
         successor: None,
         grace_until: None,
+        parent: Some("key:zz".to_owned()),
     }
 }
 
@@ -243,6 +244,25 @@ fn touches_keep_the_latest_time_and_five_addresses(make: &dyn Fn() -> Arc<dyn To
     );
 }
 
+fn concurrent_creations_of_one_name_store_one_key(make: &dyn Fn() -> Arc<dyn TokenStore>) {
+    let handles: Vec<_> = (0..8)
+        .map(|i| {
+            let store = make();
+            std::thread::spawn(move || {
+                let k = key(&format!("r{i}"), "alice", "ci", "2026-06-01T00:00:00Z");
+                store.create_key(&k, 100).unwrap()
+            })
+        })
+        .collect();
+    let created = handles
+        .into_iter()
+        .map(|h| h.join().unwrap())
+        .filter(|c| *c == KeyCreated::Created)
+        .count();
+    assert_eq!(created, 1);
+    assert_eq!(make().list_keys(Some("alice")).unwrap().len(), 1);
+}
+
 macro_rules! contract_keys {
     ($($check:ident),* $(,)?) => {
         mod memory_engine {
@@ -279,4 +299,5 @@ contract_keys!(
     states_change_until_revoked,
     rotation_links_the_successor_and_keeps_a_grace,
     touches_keep_the_latest_time_and_five_addresses,
+    concurrent_creations_of_one_name_store_one_key,
 );

@@ -88,6 +88,10 @@ pub struct ApiKeyRecord {
     pub successor: Option<String>,
     /// Until when a rotated key still works (its grace period).
     pub grace_until: Option<Timestamp>,
+    /// The credential the key was created with, which it never outlives: `token:JTI:IAT_MS`
+    /// (a tessera token) or `key:ID` (another API key, followed through its rotations), or
+    /// `None` (a password login, the CLI on the local store, an admin with auth off).
+    pub parent: Option<String>,
 }
 
 impl ApiKeyRecord {

@@ -187,18 +187,18 @@ fn docker_login_keeps_a_refresh_token_that_dies_with_its_parent() {
 }
 
 /// podman with its own storage, run root and auth file in a scratch folder.
-struct Podman {
+pub(crate) struct Podman {
     dir: tempfile::TempDir,
 }
 
 impl Podman {
-    fn new() -> Podman {
+    pub(crate) fn new() -> Podman {
         Podman {
             dir: tempfile::tempdir().unwrap(),
         }
     }
 
-    fn run(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
+    pub(crate) fn run(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
         let d = self.dir.path();
         let mut c = Command::new("podman");
         c.env_clear()
@@ -215,7 +215,7 @@ impl Podman {
     }
 
     /// A registry command (`login`, `push`, `pull`) with the scratch auth file and plain HTTP.
-    fn remote(&self, verb: &str, args: &[&str], stdin: Option<&[u8]>) -> Output {
+    pub(crate) fn remote(&self, verb: &str, args: &[&str], stdin: Option<&[u8]>) -> Output {
         let auth = self.dir.path().join("auth.json").display().to_string();
         let mut all = vec![verb, "--tls-verify=false", "--authfile", &auth];
         all.extend_from_slice(args);

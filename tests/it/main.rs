@@ -17,6 +17,7 @@ mod cli;
 mod docker_e2e;
 mod faults;
 mod first_run;
+mod keys;
 mod properties;
 mod registry;
 mod registry_e2e;

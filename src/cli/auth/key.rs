@@ -28,11 +28,10 @@ pub enum KeyCommand {
     /// login (username: the owner, or `key`).
     #[command(after_help = "EXAMPLES:
   tessera auth key create --name ci --subject ci --scopes pull --expiry 90d
-  tessera auth key create --name deploy --subject deploy --scopes push,pull --repo 'acme/*' \\
-      --allow-ip 10.0.0.0/8,192.0.2.7 --rate-limit 100/1m
+  tessera auth key create --name deploy --subject deploy --scopes push --allow-ip 10.0.0.0/8
+  tessera auth key create --name bot --subject bot --scopes pull --rate-limit 100/1m
   # on a server, as yourself (the remote's stored token):
-  tessera auth key create --remote prod --name laptop --scopes pull
-  tessera auth key create --name ci --subject ci --scopes pull | docker login -u ci --password-stdin REGISTRY")]
+  tessera auth key create --remote prod --name laptop --scopes pull")]
     Create(CreateArgs),
     /// List API keys (never the keys themselves): id, name, owner, state, scopes, expiry,
     /// last use. Expired and revoked keys stay listed.
@@ -222,6 +221,7 @@ fn view(k: &ApiKeyRecord) -> Value {
         "rate_limit": k.rate_limit,
         "successor": k.successor,
         "grace_until": k.grace_until.map(|t| t.to_string()),
+        "parent": k.parent,
         "source": "store",
     });
     if k.id.starts_with("config:") {
@@ -344,6 +344,8 @@ fn create(ctx: &Context, a: CreateArgs) -> Result<(), CliError> {
         expiry,
         allow_ip,
         rate_limit,
+        parent: None,
+        not_after: None,
     };
     let store = open_store(ctx)?;
     let (text, rec) = keys::create_key(

@@ -31,7 +31,8 @@ CREATE TABLE IF NOT EXISTS api_keys (
     allow_ip       TEXT NOT NULL DEFAULT '',
     rate_limit     TEXT,
     successor      TEXT,
-    grace_until    INTEGER
+    grace_until    INTEGER,
+    parent         TEXT
 );
 CREATE UNIQUE INDEX IF NOT EXISTS api_keys_digest ON api_keys (digest);
 CREATE UNIQUE INDEX IF NOT EXISTS api_keys_name ON api_keys (owner, name)
@@ -40,7 +41,7 @@ CREATE INDEX IF NOT EXISTS api_keys_owner ON api_keys (owner, created_at);
 ";
 
 const COLUMNS: &str = "id, digest, name, owner, scopes, created_at, expires_at, state, \
-    last_used_at, last_addresses, allow_ip, rate_limit, successor, grace_until";
+    last_used_at, last_addresses, allow_ip, rate_limit, successor, grace_until, parent";
 
 fn words(s: &str) -> Vec<String> {
     s.split_whitespace().map(str::to_owned).collect()
@@ -66,12 +67,13 @@ fn row(r: &Row<'_>) -> rusqlite::Result<ApiKeyRecord> {
         rate_limit: r.get(11)?,
         successor: r.get(12)?,
         grace_until: r.get::<_, Option<i64>>(13)?.map(from_ms),
+        parent: r.get(14)?,
     })
 }
 
 fn insert(conn: &Connection, k: &ApiKeyRecord) -> rusqlite::Result<()> {
     conn.execute(
-        &format!("INSERT INTO api_keys ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"),
+        &format!("INSERT INTO api_keys ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"),
         params![
             k.id,
             hex::encode(k.digest),
@@ -87,6 +89,7 @@ fn insert(conn: &Connection, k: &ApiKeyRecord) -> rusqlite::Result<()> {
             k.rate_limit,
             k.successor,
             k.grace_until.map(ms),
+            k.parent,
         ],
     )
     .map(drop)

@@ -6,6 +6,7 @@
 pub mod api;
 pub mod browser;
 pub mod http;
+pub mod keys;
 pub mod pass;
 pub mod principals;
 pub mod real;
