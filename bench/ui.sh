@@ -110,7 +110,9 @@ const fcp = performance.getEntriesByName('first-contentful-paint')[0];
 const ready = performance.getEntriesByName('tessera-ready')[0];
 return {bytes: nav.transferSize + res.reduce((a, r) => a + r.transferSize, 0),
         requests: 1 + res.length,
-        fcp: fcp ? fcp.startTime : null, ready: ready ? ready.startTime : null};
+        fcp: fcp ? fcp.startTime : null, ready: ready ? ready.startTime : null,
+        html: nav.responseEnd, dcl: nav.domContentLoadedEventEnd,
+        assets: Math.max(0, ...res.filter(r => /\/ui\/app\.(css|js)$/.test(r.name)).map(r => r.responseEnd))};
 """
 
 def measure(url, ready_cond):
@@ -138,8 +140,9 @@ for name, path in [("Tokens", "/ui/tokens"), ("Users", "/ui/users"), ("Security"
 call("DELETE", s)
 
 peer_fcp = statistics.median(r["fcp"] for r in results["peer: static page"])
-print(f"\nweb UI, {rounds} navigations per screen, headless Chromium ({time.strftime('%Y-%m-%d')})")
-print(f"{'screen':<20}{'KB transferred':>15}{'requests':>10}{'FCP median':>12}{'FCP max':>9}{'ready median':>14}{'vs peer':>9}  targets")
+load = open('/proc/loadavg').read().split()[0]
+print(f"\nweb UI, {rounds} navigations per screen, headless Chromium ({time.strftime('%Y-%m-%d %H:%M')}, load average {load}); times from navigation start, medians")
+print(f"{'screen':<20}{'KB transferred':>15}{'requests':>10}{'HTML':>8}{'CSS+JS':>8}{'FCP median':>12}{'FCP max':>9}{'ready median':>14}{'vs peer':>9}  targets")
 for name, rs in results.items():
     kb = max(r["bytes"] for r in rs) / 1024
     fcp = [r["fcp"] for r in rs]
@@ -147,5 +150,7 @@ for name, rs in results.items():
     med = statistics.median(fcp)
     ok = "" if name.startswith("peer") else ("ok" if kb < 100 and med < 200 else "MISSED")
     rd = f"{statistics.median(ready):.0f} ms" if ready else "-"
-    print(f"{name:<20}{kb:>15.1f}{rs[0]['requests']:>10}{med:>9.0f} ms{max(fcp):>6.0f} ms{rd:>14}{med / peer_fcp:>8.2f}x  {ok}")
+    html = statistics.median(r["html"] for r in rs)
+    assets = statistics.median(r["assets"] for r in rs)
+    print(f"{name:<20}{kb:>15.1f}{rs[0]['requests']:>10}{html:>5.0f} ms{assets:>5.0f} ms{med:>9.0f} ms{max(fcp):>6.0f} ms{rd:>14}{med / peer_fcp:>8.2f}x  {ok}")
 PY

@@ -123,7 +123,11 @@ pub(crate) async fn around(mut req: Request, next: Next) -> Response {
     if let Ok(v) = HeaderValue::from_str(&id) {
         headers.insert(REQUEST_ID, v);
     }
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    // `no-store` unless the handler chose otherwise (only the web UI's versioned static
+    // assets, which hold no secret, do).
+    if !headers.contains_key(header::CACHE_CONTROL) {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
     let info = slot.get();
     let principal = info.principal.as_deref().unwrap_or("-");
     let target = info.target.as_deref().unwrap_or("-");

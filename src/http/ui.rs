@@ -9,8 +9,11 @@
 //! reveals nothing. Assets are compiled into the binary; nothing is loaded from elsewhere.
 //!
 //! Every `/ui/` response carries a strict `Content-Security-Policy` (no inline script or
-//! style, nothing from another origin, no framing), `X-Frame-Options: DENY`,
-//! `Referrer-Policy: no-referrer` and (from the common middleware) `Cache-Control: no-store`.
+//! style, nothing from another origin, no framing), `X-Frame-Options: DENY` and
+//! `Referrer-Policy: no-referrer`. Pages are `Cache-Control: no-store`; the script and the
+//! style sheet, which hold no secret, are linked with a version (a digest of both) in their
+//! URL and may be kept by the browser for good, so moving between screens costs one request
+//! for the page and the API calls only.
 
 use std::sync::Arc;
 
@@ -89,13 +92,39 @@ async fn headers(req: Request, next: Next) -> Response {
         "cross-origin-resource-policy",
         HeaderValue::from_static("same-origin"),
     );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
     response
 }
 
+/// The version in the URLs of the script and the style sheet: the first 12 hex digits of
+/// the SHA-256 of both, so a new build's assets are never taken from an old cache.
+fn asset_version() -> &'static str {
+    use sha2::{Digest, Sha256};
+    static VERSION: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    VERSION.get_or_init(|| {
+        let digest = Sha256::new()
+            .chain_update(APP_JS)
+            .chain_update(APP_CSS)
+            .finalize();
+        hex::encode(&digest[..6])
+    })
+}
+
+/// A static asset; the script and the style sheet may be cached for good (see the module
+/// documentation), the icon (not versioned) for a day.
 fn asset(content_type: &'static str, body: &'static str) -> Response {
+    let cache = if content_type.starts_with("image/") {
+        "public, max-age=86400"
+    } else {
+        "public, max-age=31536000, immutable"
+    };
     (
-        [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))],
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+            (header::CACHE_CONTROL, HeaderValue::from_static(cache)),
+        ],
         body,
     )
         .into_response()
@@ -153,8 +182,8 @@ fn page(screen: Screen) -> Response {
                 meta name="referrer" content="no-referrer";
                 title { (screen.title()) " · tessera" }
                 link rel="icon" href="/ui/icon.svg" type="image/svg+xml";
-                link rel="stylesheet" href="/ui/app.css";
-                script src="/ui/app.js" defer {}
+                link rel="stylesheet" href=(format!("/ui/app.css?v={}", asset_version()));
+                script src=(format!("/ui/app.js?v={}", asset_version())) defer {}
             }
             body data-screen=(screen.id()) {
                 a.skip href="#main" { "Skip to content" }

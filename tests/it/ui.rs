@@ -54,7 +54,15 @@ fn every_ui_response_carries_the_security_headers_and_no_inline_code() {
         );
         assert_eq!(header("x-frame-options"), "DENY", "{path}");
         assert_eq!(header("referrer-policy"), "no-referrer", "{path}");
-        assert_eq!(header("cache-control"), "no-store", "{path}");
+        let cache = header("cache-control");
+        if path.ends_with(".js") || path.ends_with(".css") {
+            // Versioned URLs (below): kept by the browser for good. They hold no secret.
+            assert_eq!(cache, "public, max-age=31536000, immutable", "{path}");
+        } else if path.ends_with(".svg") {
+            assert_eq!(cache, "public, max-age=86400", "{path}");
+        } else {
+            assert_eq!(cache, "no-store", "{path}");
+        }
         assert_eq!(header("x-content-type-options"), "nosniff", "{path}");
         let status = r.status().as_u16();
         assert_eq!(
@@ -78,9 +86,31 @@ fn every_ui_response_carries_the_security_headers_and_no_inline_code() {
             let lower = body.to_ascii_lowercase();
             assert_eq!(
                 lower.matches("<script").count(),
-                lower.matches("<script src=\"/ui/app.js\"").count(),
+                lower.matches("<script src=\"/ui/app.js?v=").count(),
                 "{path}: an inline script"
             );
+            // The assets are linked with the digest of this build's assets.
+            let js = http
+                .get(format!("{base}/ui/app.js"))
+                .send()
+                .unwrap()
+                .text()
+                .unwrap();
+            let css = http
+                .get(format!("{base}/ui/app.css"))
+                .send()
+                .unwrap()
+                .text()
+                .unwrap();
+            use sha2::Digest;
+            let v = hex::encode(
+                &sha2::Sha256::new()
+                    .chain_update(&js)
+                    .chain_update(&css)
+                    .finalize()[..6],
+            );
+            assert!(body.contains(&format!("/ui/app.js?v={v}\"")), "{path}");
+            assert!(body.contains(&format!("/ui/app.css?v={v}\"")), "{path}");
             assert!(!lower.contains("<style"), "{path}: an inline style sheet");
             assert!(!lower.contains(" style="), "{path}: a style attribute");
             assert!(
