@@ -235,6 +235,64 @@ impl Client {
             .map(|_| ())
     }
 
+    /// A `method` request to `path` (e.g. `/auth/keys`) with `token` as its bearer and
+    /// `body` as JSON when given, and the JSON of the answer. For the API-key commands
+    /// (contract section 9) and other admin commands run with `--remote`.
+    pub fn api_call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &SecretString,
+        body: Option<&Value>,
+    ) -> Result<Value, ClientError> {
+        let mut req = self
+            .http
+            .request(method, self.endpoint(path))
+            .bearer_auth(token.expose_secret());
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let r = req.send().map_err(|e| self.transport(e))?;
+        self.json(r)
+    }
+
+    /// `POST /auth/exchange` (RFC 8693, a form): exchanges an OIDC ID token for a token.
+    /// Returns the token and its lifetime in seconds.
+    pub fn exchange(&self, id_token: &SecretString) -> Result<(SecretString, u64), ClientError> {
+        let body = zeroize::Zeroizing::new(
+            url::form_urlencoded::Serializer::new(String::new())
+                .append_pair(
+                    "grant_type",
+                    "urn:ietf:params:oauth:grant-type:token-exchange",
+                )
+                .append_pair("subject_token", id_token.expose_secret())
+                .append_pair(
+                    "subject_token_type",
+                    "urn:ietf:params:oauth:token-type:id_token",
+                )
+                .finish(),
+        );
+        let r = self
+            .http
+            .post(self.endpoint("/auth/exchange"))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(body.to_string())
+            .send()
+            .map_err(|e| self.transport(e))?;
+        let v = self.json(r)?;
+        let token = v
+            .get("access_token")
+            .and_then(Value::as_str)
+            .ok_or_else(|| ClientError::NotTessera {
+                url: self.base.clone(),
+                status: StatusCode::OK.as_u16(),
+            })?;
+        Ok((
+            SecretString::from(token.to_owned()),
+            v.get("expires_in").and_then(Value::as_u64).unwrap_or(0),
+        ))
+    }
+
     // --- the tokens API with a remote's token (contract section 9: the CLI's admin
     // commands against a remote) ---
 
@@ -263,27 +321,6 @@ impl Client {
             url::form_urlencoded::byte_serialize(jti.as_bytes()).collect::<String>()
         );
         self.with_token(reqwest::Method::DELETE, &path, token)
-    }
-
-    /// A `method` request to `path` (e.g. `/auth/keys`) with `token` as its bearer and
-    /// `body` as JSON when given, and the JSON of the answer. For the API-key commands
-    /// (contract section 9) and other admin commands run with `--remote`.
-    pub fn api_call(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        token: &SecretString,
-        body: Option<&Value>,
-    ) -> Result<Value, ClientError> {
-        let mut req = self
-            .http
-            .request(method, self.endpoint(path))
-            .bearer_auth(token.expose_secret());
-        if let Some(b) = body {
-            req = req.json(b);
-        }
-        let r = req.send().map_err(|e| self.transport(e))?;
-        self.json(r)
     }
 
     /// A `method` request to `path` with `token` as its bearer, and the JSON of the answer.

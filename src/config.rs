@@ -146,6 +146,12 @@ pub enum ConfigError {
         key: &'static str,
         message: String,
     },
+    #[error("{}:{line}: {message}", path.display())]
+    Trust {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
     #[error("environment variable {0} is set but empty; unset it or give it a value")]
     EmptyVar(&'static str),
     #[error("environment variable {0} is not valid UTF-8")]
@@ -174,6 +180,9 @@ struct RawConfig {
     /// The file's text, to turn the byte spans of `[[auth.users]]` and roles into lines.
     #[serde(skip)]
     line_of: Option<String>,
+    /// The line of each `[[auth.trust]]` table (filled in by `Config::parse`).
+    #[serde(skip)]
+    trust_lines: Vec<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -237,6 +246,7 @@ struct RawAuth {
     // --- API keys (contract section 9) ---
     key_prefix: Option<String>,
     api_keys: Option<Vec<RawApiKey>>,
+    trust: Option<Vec<toml::Spanned<crate::auth::trust::RawTrust>>>,
 }
 
 /// One `[[auth.users]]` entry, as written.
@@ -337,6 +347,8 @@ pub struct AuthConfig {
     pub key_prefix: String,
     /// `[[auth.api_keys]]`: config-held API keys.
     pub api_keys: Vec<ApiKeyConfig>,
+    /// `[[auth.trust]]`: workload identity policies (contract section 11).
+    pub trust: Vec<crate::auth::trust::TrustPolicy>,
 }
 
 /// One `[[auth.users]]` entry, with the line it starts on (for messages).
@@ -495,13 +507,7 @@ impl Config {
     }
 
     fn parse(path: &Path, text: &str) -> Result<RawConfig, ConfigError> {
-        let mut raw: RawConfig = Self::parse_toml(path, text)?;
-        raw.line_of = Some(text.to_owned());
-        Ok(raw)
-    }
-
-    fn parse_toml(path: &Path, text: &str) -> Result<RawConfig, ConfigError> {
-        toml::from_str(text).map_err(|e| {
+        let mut raw: RawConfig = toml::from_str(text).map_err(|e| {
             let (line, column) = e.span().map_or((1, 1), |s| line_col(text, s.start));
             ConfigError::Parse {
                 path: path.to_path_buf(),
@@ -509,7 +515,16 @@ impl Config {
                 column,
                 message: suggest(e.message()),
             }
-        })
+        })?;
+        raw.trust_lines = raw
+            .auth
+            .trust
+            .iter()
+            .flatten()
+            .map(|t| crate::auth::trust::line_of(text, t.span().start))
+            .collect();
+        raw.line_of = Some(text.to_owned());
+        Ok(raw)
     }
 
     fn resolve(
@@ -634,7 +649,26 @@ impl Config {
         if issuer.is_empty() {
             return Err(bad("auth.issuer", "must not be empty".into()));
         }
+        let trust_raw = a
+            .trust
+            .unwrap_or_default()
+            .into_iter()
+            .map(toml::Spanned::into_inner);
+        let trust_raw = raw
+            .trust_lines
+            .iter()
+            .copied()
+            .chain(std::iter::repeat(1))
+            .zip(trust_raw)
+            .collect();
+        let trust =
+            crate::auth::trust::resolve(trust_raw, &fix).map_err(|e| ConfigError::Trust {
+                path: path.clone(),
+                line: e.line,
+                message: e.message,
+            })?;
         let mut auth = AuthConfig {
+            trust,
             enabled: a.enabled.unwrap_or(true),
             token_secret: key(
                 "auth.token_secret",
@@ -658,6 +692,12 @@ impl Config {
             key_prefix: a.key_prefix.unwrap_or_else(|| "tsk".into()),
             api_keys: Vec::new(),
         };
+        crate::auth::apikey::check_prefix(&auth.key_prefix)
+            .map_err(|m| bad("auth.key_prefix", m))?;
+        for k in a.api_keys.unwrap_or_default() {
+            auth.api_keys
+                .push(api_key_entry(k, &auth.api_keys).map_err(|m| bad("auth.api_keys", m))?);
+        }
         if auth
             .session_expiry
             .as_fixed()
@@ -710,12 +750,6 @@ impl Config {
                 column: 1,
                 message: e.message,
             });
-        }
-        crate::auth::apikey::check_prefix(&auth.key_prefix)
-            .map_err(|m| bad("auth.key_prefix", m))?;
-        for k in a.api_keys.unwrap_or_default() {
-            auth.api_keys
-                .push(api_key_entry(k, &auth.api_keys).map_err(|m| bad("auth.api_keys", m))?);
         }
 
         // [server]
@@ -926,6 +960,19 @@ issuer = "tessera"
 #
 # [auth.roles.ci-reader]
 # scopes = ["pull", "admin:tokens:read"]   # ${{user}} stands for the user's name
+
+# Workload identity: CI jobs exchange their OIDC ID token (docs/workload-identity.md).
+# [[auth.trust]]
+# name = "acme-app-release"
+# issuer = "https://token.actions.githubusercontent.com"
+# audience = "tessera"
+# subject = "ci-acme-app"
+# scopes = ["push"]
+# repo = "acme/*"
+# expiry = "15m"                    # at most 1h
+# [auth.trust.claims]
+# repository_owner_id = "123456"    # immutable ids; see the docs on account resurrection
+# ref = "refs/heads/main"
 
 # [server]
 # bind = "127.0.0.1:7390"

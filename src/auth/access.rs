@@ -78,6 +78,7 @@ mod tests {
             subject: subject.to_owned(),
             scopes: ScopeSet::parse_list(scopes, "*").unwrap(),
             method: Method::Token,
+            key: None,
             token: None,
             key: None,
         }

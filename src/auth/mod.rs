@@ -9,10 +9,13 @@
 pub mod apikey;
 pub mod authenticate;
 pub mod credential;
+pub mod exchange;
 pub mod issue;
+pub mod jwks;
 pub mod keys;
 pub mod login;
 mod ratelimit;
+pub mod trust;
 mod verified;
 // --- principals: users, roles, sessions, self-service (contract section 9) ---
 pub mod access;
@@ -178,6 +181,8 @@ pub enum Method {
     Session,
     /// An API key (contract section 9): `Principal::key` says which.
     ApiKey,
+    /// A CI job's OIDC ID token, accepted by an `[[auth.trust]]` policy (contract section 11).
+    Workload,
 }
 
 /// Who is calling: the subject, what it may do, and how it proved it.

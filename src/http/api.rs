@@ -122,16 +122,6 @@ pub(crate) async fn authenticate_any(
     caller: &Caller,
     audit: &AuditSlot,
 ) -> Result<Principal, ApiError> {
-    caller_or_anonymous(state, caller, audit).await
-}
-
-/// The authenticated caller; with `auth.enabled = false` (loopback only), a request without
-/// credentials is let through with every scope.
-pub(crate) async fn caller_or_anonymous(
-    state: &ServerState,
-    caller: &Caller,
-    audit: &AuditSlot,
-) -> Result<Principal, ApiError> {
     if matches!(caller.credential, Ok(None))
         && audit.session().is_none()
         && let Some(anonymous) = state.auth.anonymous()

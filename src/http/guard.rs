@@ -83,7 +83,9 @@ fn check(req: &Request) -> Result<(), ApiError> {
             return Err(ApiError::cross_origin());
         }
     }
-    if has_body(req) && !is_json(req) {
+    // RFC 8693 token exchange is a form post by its protocol; it carries its credential in
+    // the body (never a cookie), so a page of another origin gains nothing by sending one.
+    if has_body(req) && !is_json(req) && !(req.uri().path() == "/auth/exchange" && is_form(req)) {
         return Err(ApiError::unsupported_media_type());
     }
     Ok(())
@@ -129,6 +131,17 @@ fn has_body(req: &Request) -> bool {
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.trim() != "0")
+}
+
+fn is_form(req: &Request) -> bool {
+    req.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|t| {
+            t.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        })
 }
 
 fn is_json(req: &Request) -> bool {

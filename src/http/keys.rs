@@ -19,7 +19,7 @@ use jiff::Timestamp;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::api::{ScopesField, caller_or_anonymous};
+use super::api::{ScopesField, authenticate_any};
 use super::error::ApiError;
 use super::extract::{Caller, PathParam, RateSlot};
 use super::middleware::AuditSlot;
@@ -177,7 +177,7 @@ pub(crate) async fn list(
     caller: Caller,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let who = caller_or_anonymous(&state, &caller, &audit).await?;
+    let who = authenticate_any(&state, &caller, &audit).await?;
     let Query(q) = query.map_err(|_| {
         ApiError::bad_request("the only query parameter of `GET /auth/keys` is `owner`")
     })?;
@@ -264,7 +264,7 @@ pub(crate) async fn create(
     caller: Caller,
     super::extract::JsonBody(body): super::extract::JsonBody<CreateBody>,
 ) -> Result<Response, ApiError> {
-    let who = caller_or_anonymous(&state, &caller, &audit).await?;
+    let who = authenticate_any(&state, &caller, &audit).await?;
     let owner = match body.subject {
         Some(s) => s,
         None if who.method == crate::auth::Method::Anonymous => {
@@ -379,7 +379,7 @@ pub(crate) async fn show(
     caller: Caller,
     PathParam(id): PathParam<String>,
 ) -> Result<Response, ApiError> {
-    let who = caller_or_anonymous(&state, &caller, &audit).await?;
+    let who = authenticate_any(&state, &caller, &audit).await?;
     state.auth.flush_key_uses().await?;
     let rec = visible(&state, &who, &id, Access::Read).await?;
     Ok(answer(StatusCode::OK, key_json(&rec, Timestamp::now())))
@@ -408,7 +408,7 @@ async fn change_handler(
     id: &str,
     to: StoredKeyState,
 ) -> Result<Response, ApiError> {
-    let who = caller_or_anonymous(state, caller, audit).await?;
+    let who = authenticate_any(state, caller, audit).await?;
     let rec = visible(state, &who, id, Access::Write).await?;
     audit.set_target(&format!("key {} ({}) of {}", rec.name, rec.id, rec.owner));
     let rec = change(state, rec.id, to).await?;
@@ -462,7 +462,7 @@ pub(crate) async fn rotate(
     PathParam(id): PathParam<String>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let who = caller_or_anonymous(&state, &caller, &audit).await?;
+    let who = authenticate_any(&state, &caller, &audit).await?;
     let body: RotateBody = if body.iter().all(u8::is_ascii_whitespace) {
         RotateBody::default()
     } else {

@@ -9,6 +9,7 @@
 mod api;
 mod connection;
 mod error;
+mod exchange;
 pub mod extract;
 mod guard;
 mod keys;
@@ -90,6 +91,7 @@ pub fn router(state: Arc<ServerState>) -> Router {
         .route("/auth/keys/{id}/disable", post(keys::disable))
         .route("/auth/keys/{id}/enable", post(keys::enable))
         .route("/auth/keys/{id}/rotate", post(keys::rotate))
+        .route("/auth/exchange", post(exchange::exchange))
         .route(
             "/token",
             get(registry::token_get).post(registry::token_post),
@@ -279,6 +281,12 @@ impl RunningServer {
     #[doc(hidden)]
     pub fn password_checks(&self) -> PasswordChecks {
         self.state.auth.password_checks()
+    }
+
+    /// The server's state (for tests: the JWKS fetch counters and interval).
+    #[doc(hidden)]
+    pub fn state(&self) -> &ServerState {
+        &self.state
     }
 
     /// Stops the server and waits for it.

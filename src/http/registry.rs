@@ -29,7 +29,8 @@ use super::error::ApiError;
 use super::extract::{BASIC_CHALLENGE, Caller, RateSlot, basic, client_addr, peer_of};
 use super::middleware::{AuditSlot, RequestId};
 use super::state::ServerState;
-use crate::auth::{AudienceRule, AuthError, IssueRequest, Origin, Principal, Purpose};
+use crate::auth::exchange::Workloads;
+use crate::auth::{AudienceRule, AuthError, IssueRequest, Method, Origin, Principal, Purpose};
 use crate::registry::RegistryService;
 use crate::registry::token::{MAX_SCOPES, Requested};
 
@@ -181,7 +182,13 @@ async fn login(
         }
         return Ok(who);
     }
-    if looks_like_jwt(secret.expose_secret()) {
+    if let Some(w) = &state.workloads
+        && looks_like_jwt(secret.expose_secret())
+        && Workloads::is_foreign_token(secret.expose_secret(), &state.auth.settings().issuer)
+    {
+        // An OIDC ID token (any username): usable until it expires.
+        Ok(state.auth.workload_login(w, secret.expose_secret()).await?)
+    } else if looks_like_jwt(secret.expose_secret()) {
         token_login(state, reg, &secret, Some(username), false, offline).await
     } else {
         match state.auth.login(peer, username, secret).await {
@@ -267,7 +274,11 @@ async fn respond(
         "expires_in": reg.ttl_secs(),
         "issued_at": issued_at,
     });
-    if offline && let Some(refresh) = refresh_token(state, reg, &who).await? {
+    // A workload's ID token is its only credential: nothing that outlives it is derived.
+    if offline
+        && who.method != Method::Workload
+        && let Some(refresh) = refresh_token(state, reg, &who).await?
+    {
         body["refresh_token"] = Value::String(refresh);
     }
     let mut r = (StatusCode::OK, Json(body)).into_response();

@@ -270,9 +270,9 @@ pub(crate) async fn sign_out_everywhere(
     State(state): AppState,
     audit: AuditSlot,
     caller: Caller,
-    req: Request,
+    parts: axum::http::request::Parts,
 ) -> Result<Response, ApiError> {
-    let tls = is_tls(req.extensions());
+    let tls = is_tls(&parts.extensions);
     let who = authenticate_any(&state, &caller, &audit).await?;
     let ended = state.auth.end_sessions(&who.subject).await?;
     audit.set_target(&format!("{ended} sessions ended (sign out everywhere)"));

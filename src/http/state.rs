@@ -20,6 +20,8 @@ pub struct ServerState {
     pub(crate) registry: Option<RegistryService>,
     /// `server.trusted_proxies`: whose `X-Forwarded-For` is believed (`extract::client_addr`).
     pub(crate) trusted_proxies: Vec<ipnet::IpNet>,
+    /// `[[auth.trust]]` policies and their issuers' keys, when there are policies.
+    pub(crate) workloads: Option<Arc<crate::auth::exchange::Workloads>>,
 }
 
 /// Why the server cannot start (or stopped with an error). Never carries a secret.
@@ -65,6 +67,9 @@ pub enum StartError {
     /// The server thread panicked.
     #[error("the server thread panicked")]
     Panicked,
+    /// An `[[auth.trust]]` policy cannot be used (its `jwks_file`).
+    #[error("{0}")]
+    Trust(String),
 }
 
 impl StartError {
@@ -104,6 +109,9 @@ impl ServerState {
         let login = PasswordLogin::load(config, &backend)?;
         let mut state = ServerState::new(config, keys, store, login);
         state.registry = RegistryService::load(config, &backend)?;
+        state.workloads = crate::auth::exchange::Workloads::new(config.auth.trust.clone())
+            .map_err(StartError::Trust)?
+            .map(Arc::new);
         Ok(state)
     }
 
@@ -144,11 +152,27 @@ impl ServerState {
             auth,
             registry: None,
             trusted_proxies: config.server.trusted_proxies.clone(),
+            workloads: None,
         }
     }
 
     /// The authentication core.
     pub fn auth(&self) -> &Auth {
         &self.auth
+    }
+
+    /// Sets the least time between two fetches of an issuer's keys (tests shorten the
+    /// minute, to see a rotation without waiting for it).
+    #[doc(hidden)]
+    pub fn set_jwks_min_refetch(&self, d: std::time::Duration) {
+        if let Some(w) = &self.workloads {
+            w.jwks().set_min_refetch(d);
+        }
+    }
+
+    /// How many times the issuers' keys were fetched (for tests and benchmarks).
+    #[doc(hidden)]
+    pub fn jwks_fetches(&self) -> u64 {
+        self.workloads.as_ref().map_or(0, |w| w.jwks().fetches())
     }
 }

@@ -10,7 +10,6 @@ use serde_json::json;
 
 use super::api::authenticate_any;
 use super::error::ApiError;
-use super::extract::Caller;
 use super::middleware::AuditSlot;
 use super::state::ServerState;
 use crate::scope::{Action, Scope};
@@ -19,7 +18,7 @@ use crate::scope::{Action, Scope};
 pub(crate) async fn list(
     State(state): State<Arc<ServerState>>,
     audit: AuditSlot,
-    caller: Caller,
+    caller: super::extract::Caller,
 ) -> Result<Response, ApiError> {
     let who = authenticate_any(&state, &caller, &audit).await?;
     who.require(&Scope::AdminResource {

@@ -22,6 +22,8 @@ use super::{
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     state: RwLock<State>,
+    /// Exchanged OIDC ID tokens: id → expiry (Unix ms).
+    exchanged: std::sync::Mutex<HashMap<String, i64>>,
 }
 
 #[derive(Debug, Default)]
@@ -480,5 +482,31 @@ impl TokenStore for MemoryStore {
     fn touch_keys(&self, uses: &[super::KeyUse]) -> Result<(), StoreError> {
         self.write().keys.touch(uses);
         Ok(())
+    }
+
+    // --- Exchanged ID tokens (contract section 11) ---
+
+    fn mark_id_token_exchanged(
+        &self,
+        id: &str,
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let mut map = self.exchanged.lock().unwrap_or_else(|e| e.into_inner());
+        let now = ms(now);
+        let old: Vec<String> = map
+            .iter()
+            .filter(|(_, e)| **e < now)
+            .map(|(k, _)| k.clone())
+            .take(PRUNE_BATCH)
+            .collect();
+        for k in old {
+            map.remove(&k);
+        }
+        if map.contains_key(id) {
+            return Ok(false);
+        }
+        map.insert(id.to_owned(), ms(expires_at));
+        Ok(true)
     }
 }

@@ -34,6 +34,8 @@ mod contract;
 mod contract_keys;
 #[cfg(test)]
 mod contract_sessions;
+#[cfg(test)]
+mod contract_workload;
 pub mod keys;
 mod memory;
 mod sqlite;
@@ -468,6 +470,22 @@ pub trait TokenStore: Send + Sync + std::fmt::Debug {
     /// the stored one and `at`, and `addresses` (latest first) go before the stored ones,
     /// without repeats, at most [`keys::MAX_ADDRESSES`]. Unknown ids are skipped.
     fn touch_keys(&self, uses: &[KeyUse]) -> Result<(), StoreError>;
+
+    // --- Workload identity: exchanged ID tokens (contract section 11) ---
+
+    /// Remembers that the OIDC ID token `id` (a digest of its issuer and `jti`, or of the
+    /// whole token) was exchanged, until `expires_at` (its `exp` plus the verification
+    /// leeway). True when this is the first exchange of `id` (a row is inserted); false when
+    /// a row for `id` already exists, whatever its expiry. Atomic across every process
+    /// sharing the store: of any number of concurrent calls with one `id`, exactly one gets
+    /// true (SQL: `INSERT ... ON CONFLICT (id) DO NOTHING`, true when one row was inserted).
+    /// On the way, deletes at most [`PRUNE_BATCH`] rows whose `expires_at` is before `now`.
+    fn mark_id_token_exchanged(
+        &self,
+        id: &str,
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<bool, StoreError>;
 }
 
 /// What an engine without sessions answers.

@@ -25,3 +25,4 @@ mod server;
 mod sessions;
 mod ui;
 mod users;
+mod workload;

@@ -510,6 +510,14 @@ impl TokenStore for BrokenStore {
     fn touch_keys(&self, _: &[tessera::store::KeyUse]) -> Result<(), StoreError> {
         Err(Self::err())
     }
+    fn mark_id_token_exchanged(
+        &self,
+        _: &str,
+        _: Timestamp,
+        _: Timestamp,
+    ) -> Result<bool, StoreError> {
+        Err(Self::err())
+    }
 }
 
 #[test]

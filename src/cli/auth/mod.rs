@@ -1,5 +1,6 @@
 //! `tessera auth ...`: tokens, password hashes, and logins to remote tessera servers.
 
+mod exchange;
 mod key;
 pub(crate) mod login;
 mod password;
@@ -55,6 +56,24 @@ pub enum AuthCommand {
   tessera auth status --remote prod
   TESSERA_TOKEN=\"$TOKEN\" tessera --json auth status --remote prod")]
     Status(login::RemoteArg),
+    /// Exchange a CI job's OIDC ID token for a short-lived token of a remote (workload
+    /// identity: no stored secret in CI).
+    ///
+    /// The remote checks the ID token against its [[auth.trust]] policies (issuer, audience,
+    /// claims such as the repository and ref) and issues a token with the policy's subject,
+    /// scopes and expiry (at most 1 h). An ID token is exchanged once. The token is stored for
+    /// the remote like `auth login` does, or printed with --print.
+    #[command(after_help = "EXAMPLES:
+  tessera auth exchange --remote prod --github-actions   # in a GitHub or Forgejo Actions job
+  tessera auth exchange --remote prod --id-token-file \"$CI_JOB_JWT_FILE\"
+  printf '%s' \"$ID_TOKEN\" | tessera auth exchange --remote prod --id-token-stdin --print
+  tessera auth token show --remote prod | docker login -u ci --password-stdin registry.example.com")]
+    Exchange(exchange::ExchangeArgs),
+    /// Workload identity policies ([[auth.trust]]): test an ID token against them.
+    #[command(subcommand)]
+    #[command(after_help = "EXAMPLES:
+  tessera auth trust test \"$ID_TOKEN\"   # which policy accepts it, and why the others do not")]
+    Trust(exchange::TrustCommand),
 }
 
 pub fn run(ctx: &Context, cmd: AuthCommand) -> Result<(), CliError> {
@@ -65,5 +84,7 @@ pub fn run(ctx: &Context, cmd: AuthCommand) -> Result<(), CliError> {
         AuthCommand::Login(a) => login::login(ctx, a),
         AuthCommand::Logout(a) => login::logout(ctx, a),
         AuthCommand::Status(a) => login::status(ctx, a),
+        AuthCommand::Exchange(a) => exchange::exchange(ctx, a),
+        AuthCommand::Trust(c) => exchange::trust(ctx, c),
     }
 }

@@ -12,6 +12,7 @@
 //! - A store that fails in a way a fresh connection may cure is reopened by the next call,
 //!   but never created again: a store moved aside stays unavailable until it is restored.
 
+mod exchange;
 mod keys;
 mod pending;
 mod sessions;
@@ -42,11 +43,12 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Schema steps: `MIGRATIONS[i]` brings a database of version `i` to version `i + 1`. A step is
 /// never changed once released: a change is a new step, so that existing stores are upgraded.
-const MIGRATIONS: [&str; 4] = [
+const MIGRATIONS: [&str; 5] = [
     SCHEMA_V1,
     SCHEMA_V2,
     sessions::SCHEMA_SESSIONS,
     keys::SCHEMA_KEYS,
+    exchange::SCHEMA_EXCHANGED_ID_TOKENS,
 ];
 
 const SCHEMA_V1: &str = "
@@ -952,6 +954,17 @@ impl TokenStore for SqliteStore {
     fn touch_keys(&self, uses: &[crate::store::KeyUse]) -> Result<(), StoreError> {
         self.touch_keys_in(uses)
     }
+
+    // --- Exchanged ID tokens (contract section 11): in exchange.rs ---
+
+    fn mark_id_token_exchanged(
+        &self,
+        id: &str,
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        self.mark_exchanged(id, expires_at, now)
+    }
 }
 
 /// The store at `path`, opened when first needed ([`crate::store::open_lazily`]): recording a
@@ -1097,6 +1110,15 @@ impl TokenStore for Lazy {
     }
     fn touch_keys(&self, uses: &[crate::store::KeyUse]) -> Result<(), StoreError> {
         self.store()?.touch_keys_in(uses)
+    }
+
+    fn mark_id_token_exchanged(
+        &self,
+        id: &str,
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        self.store()?.mark_id_token_exchanged(id, expires_at, now)
     }
 }
 

@@ -14,6 +14,7 @@ pub mod run;
 pub mod serve;
 pub mod snapshot;
 pub mod user;
+pub mod workload;
 
 use std::path::{Path, PathBuf};
 
