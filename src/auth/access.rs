@@ -80,7 +80,6 @@ mod tests {
             method: Method::Token,
             key: None,
             token: None,
-            key: None,
         }
     }
 
