@@ -68,18 +68,28 @@ echo "warming up..." >&2
 bounded_wrk -t1 -c4 -d2s "$URL/health" >/dev/null
 bounded_wrk -t1 -c4 -d2s -s "$WORK/store.lua" "$URL/auth/verify" >/dev/null
 
-ROUNDS=${ROUNDS:-4}
+ROUNDS=${ROUNDS:-8}
 SLICE=$(( DUR / ROUNDS / 3 )); [ "$SLICE" -ge 2 ] || SLICE=2
-HN=0; SN=0; CN=0; BAD=0
+HN=0; SN=0; CN=0; BAD=0; R1=""; R2=""
+one() {
+    case "$1" in
+        h) bounded_wrk -t2 -c16 -d"${SLICE}s" "$URL/health" ;;
+        s) bounded_wrk -t2 -c16 -d"${SLICE}s" -s "$WORK/store.lua" "$URL/auth/verify" ;;
+        c) bounded_wrk -t2 -c16 -d"${SLICE}s" -s "$WORK/cfg.lua" "$URL/auth/verify" ;;
+    esac
+}
 for r in $(seq "$ROUNDS"); do
-    h="$(bounded_wrk -t2 -c16 -d"${SLICE}s" "$URL/health")"
-    s="$(bounded_wrk -t2 -c16 -d"${SLICE}s" -s "$WORK/store.lua" "$URL/auth/verify")"
-    c="$(bounded_wrk -t2 -c16 -d"${SLICE}s" -s "$WORK/cfg.lua" "$URL/auth/verify")"
-    HN=$(( HN + $(echo "$h" | total) )); SN=$(( SN + $(echo "$s" | total) )); CN=$(( CN + $(echo "$c" | total) ))
-    BAD=$(( BAD + $(echo "$s" | non2xx) + $(echo "$c" | non2xx) ))
-    printf 'round %d: health %s, store key %s, config key %s requests\n' "$r" \
-        "$(echo "$h" | total)" "$(echo "$s" | total)" "$(echo "$c" | total)" >&2
+    # The order turns every round, so that no run always follows another.
+    case $(( r % 3 )) in 0) order="h s c" ;; 1) order="s c h" ;; 2) order="c h s" ;; esac
+    for x in $order; do eval "out_$x=\"\$(one $x)\""; done
+    h=$(echo "$out_h" | total); s=$(echo "$out_s" | total); c=$(echo "$out_c" | total)
+    HN=$(( HN + h )); SN=$(( SN + s )); CN=$(( CN + c ))
+    BAD=$(( BAD + $(echo "$out_s" | non2xx) + $(echo "$out_c" | non2xx) ))
+    R1="$R1 $(awk -v a="$s" -v b="$h" 'BEGIN {printf "%.3f", (b > 0 ? a / b : 0)}')"
+    R2="$R2 $(awk -v a="$s" -v b="$c" 'BEGIN {printf "%.3f", (b > 0 ? a / b : 0)}')"
+    printf 'round %d: health %s, store key %s, config key %s requests\n' "$r" "$h" "$s" "$c" >&2
 done
+median() { echo "$1" | tr ' ' '\n' | awk 'NF' | sort -g | awk '{a[NR] = $1} END {if (NR % 2) print a[(NR + 1) / 2]; else printf "%.3f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
 [ "$BAD" -eq 0 ] || { echo "$BAD key requests were refused: the figures are not comparable" >&2; exit 1; }
 
 D=$(( SLICE * ROUNDS ))
@@ -87,7 +97,7 @@ printf '\n%-52s %12s\n' "measurement (16 connections, $ROUNDS rounds)" "requests
 printf '%-52s %12.0f\n' "GET /health" "$(awk -v n="$HN" -v d="$D" 'BEGIN {print n / d}')"
 printf '%-52s %12.0f\n' "GET /auth/verify, store-held API key" "$(awk -v n="$SN" -v d="$D" 'BEGIN {print n / d}')"
 printf '%-52s %12.0f\n' "GET /auth/verify, config-held argon2id API key" "$(awk -v n="$CN" -v d="$D" 'BEGIN {print n / d}')"
-printf '\nstore-held key verify / health throughput: %s (goal >= 0.8)\n' \
-    "$(awk -v a="$SN" -v b="$HN" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}')"
-printf 'config-held key time / store-held key time: %s (goal <= 1.1)\n' \
-    "$(awk -v a="$SN" -v b="$CN" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}')"
+printf '\nstore-held key verify / health throughput: %s in total, %s median of the rounds (goal >= 0.8)\n' \
+    "$(awk -v a="$SN" -v b="$HN" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}')" "$(median "$R1")"
+printf 'config-held key time / store-held key time: %s in total, %s median of the rounds (goal <= 1.1)\n' \
+    "$(awk -v a="$SN" -v b="$CN" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}')" "$(median "$R2")"

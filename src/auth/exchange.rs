@@ -564,6 +564,8 @@ impl Auth {
             return Err(AuthError::Invalid(verdict.refusal()));
         };
         let policy = &workloads.policies()[i];
+        // What would refuse the issue is checked before the ID token is used up.
+        super::issue::check_cap(self.settings().max_token_expiry, policy.expiry, now)?;
         let id = token.once_id();
         let leeway = i64::try_from(LEEWAY_SECS).unwrap_or(60);
         let keep_until = Timestamp::from_second(token.exp().unwrap_or(0).saturating_add(leeway))
@@ -642,3 +644,73 @@ impl Auth {
 
 /// Shared handle on [`Workloads`].
 pub type SharedWorkloads = Arc<Workloads>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token(claims: Value) -> IdToken {
+        let b = |v: &Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+        IdToken::parse(&format!(
+            "{}.{}.sig",
+            b(&serde_json::json!({"alg": "RS256", "kid": "k"})),
+            b(&claims)
+        ))
+        .unwrap()
+    }
+
+    fn at(s: i64) -> Timestamp {
+        Timestamp::from_second(s).unwrap()
+    }
+
+    #[test]
+    fn times_are_checked_with_leeway_and_a_one_hour_lifetime() {
+        let now = 1_800_000_000;
+        let t = |iat: i64, nbf: Option<i64>, exp: i64| {
+            let mut c = serde_json::json!({"iat": iat, "exp": exp});
+            if let Some(n) = nbf {
+                c["nbf"] = n.into();
+            }
+            check_times(&token(c), at(now)).map_err(|m| m.claim)
+        };
+        assert_eq!(t(now, None, now + 300), Ok(()));
+        assert_eq!(t(now - 400, None, now - 59), Ok(()), "within the leeway");
+        assert_eq!(t(now - 400, None, now - 61), Err("exp".into()));
+        assert_eq!(t(now, Some(now + 59), now + 300), Ok(()));
+        assert_eq!(t(now, Some(now + 61), now + 300), Err("nbf".into()));
+        assert_eq!(t(now + 61, None, now + 300), Err("iat".into()));
+        assert_eq!(t(now, None, now + 3600), Ok(()));
+        assert_eq!(t(now, None, now + 3601), Err("exp".into()));
+        assert_eq!(
+            t(now, Some(now - 600), now + 3300),
+            Err("exp".into()),
+            "nbf counts"
+        );
+        let no_exp = check_times(&token(serde_json::json!({"iat": now})), at(now));
+        assert_eq!(no_exp.unwrap_err().claim, "exp");
+        let no_iat = check_times(&token(serde_json::json!({"exp": now + 10})), at(now));
+        assert_eq!(no_iat.unwrap_err().claim, "iat");
+    }
+
+    #[test]
+    fn malformed_and_oversized_tokens_are_refused_as_such() {
+        for bad in ["", "a.b", "a.b.c.d", "!!.e30.x", "e30.!!.x", "W10.e30.x"] {
+            assert_eq!(IdToken::parse(bad).unwrap_err().claim, "token", "{bad}");
+        }
+        assert_eq!(IdToken::parse("e30.e30.x").unwrap_err().claim, "alg");
+        let big = format!("e30.{}.x", "A".repeat(MAX_ID_TOKEN_LEN));
+        let e = IdToken::parse(&big).unwrap_err();
+        assert!(e.reason.contains("longer than"), "{e:?}");
+    }
+
+    #[test]
+    fn the_once_id_binds_the_issuer_and_falls_back_to_the_whole_token() {
+        let a = token(serde_json::json!({"iss": "https://a", "jti": "1"}));
+        let b = token(serde_json::json!({"iss": "https://b", "jti": "1"}));
+        assert_ne!(a.once_id(), b.once_id());
+        let x = token(serde_json::json!({"iss": "https://a", "n": 1}));
+        let y = token(serde_json::json!({"iss": "https://a", "n": 2}));
+        assert_ne!(x.once_id(), y.once_id());
+        assert_eq!(x.once_id().len(), 64);
+    }
+}

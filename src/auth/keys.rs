@@ -882,14 +882,13 @@ pub enum Access {
     Write,
 }
 
-/// Whether `who` may read or change the keys of `owner`: its own always; anyone's with
-/// `admin:tokens:read` (reading) or `admin:tokens:write` (changing).
-// TODO(merge): use auth::access
+/// Whether `who` may read or change the keys of `owner`: the rule of every credential, in
+/// [`super::access`] (its own always; anyone's with `admin:tokens:read` / `write`).
 pub fn may_manage(who: &Principal, owner: &str, access: Access) -> bool {
-    if who.subject == owner {
-        return true;
+    match access {
+        Access::Read => super::access::may_read(who, owner),
+        Access::Write => super::access::may_write(who, owner),
     }
-    who.scopes.allows(&admin_scope(access))
 }
 
 /// `admin:tokens:read` or `admin:tokens:write`.
@@ -904,12 +903,9 @@ pub fn admin_scope(access: Access) -> Scope {
 }
 
 /// `Ok` when `who` holds every scope of `scopes` (a key never grants more than its creator
-/// holds), else `Forbidden` naming the first missing one.
+/// holds), else `Forbidden` naming the first missing one ([`super::access::require_within`]).
 pub fn check_grantable(who: &Principal, scopes: &ScopeSet) -> Result<(), AuthError> {
-    for s in scopes.iter() {
-        who.require(s)?;
-    }
-    Ok(())
+    super::access::require_within(who, scopes)
 }
 
 #[cfg(test)]

@@ -45,7 +45,12 @@ fn create_get_touch_and_delete(make: &dyn Fn() -> Arc<dyn TokenStore>) {
         store.session_create(&s, 10),
         Err(StoreError::Conflict { .. })
     ));
+    // A session found (and possibly kept by an engine's cache) is gone for every handle as
+    // soon as another one ends it.
+    assert!(store.session_get("a1", at(2)).unwrap().is_some());
+    assert!(store.session_get("a1", at(3)).unwrap().is_some());
     assert!(other.session_delete("a1").unwrap());
+    assert_eq!(store.session_get("a1", at(4)).unwrap(), None);
     assert!(!store.session_delete("a1").unwrap());
     assert_eq!(store.session_get("a1", at(1)).unwrap(), None);
 }
@@ -64,7 +69,12 @@ fn sign_out_everywhere_ends_only_that_subject(make: &dyn Fn() -> Arc<dyn TokenSt
         .map(|s| s.id)
         .collect();
     assert_eq!(listed, ["a2", "a1"], "newest first");
+    for _ in 0..2 {
+        assert!(store.session_get("a2", at(10)).unwrap().is_some());
+    }
     assert_eq!(make().session_delete_subject("alice").unwrap(), 2);
+    assert_eq!(store.session_get("a2", at(10)).unwrap(), None);
+    assert_eq!(store.session_get("a1", at(10)).unwrap(), None);
     assert!(store.session_list("alice", at(10)).unwrap().is_empty());
     assert_eq!(store.session_list("bob", at(10)).unwrap().len(), 1);
 }

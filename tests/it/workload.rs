@@ -267,6 +267,19 @@ fn a_key_rotation_fetches_the_new_kid_and_drops_the_old_one() {
 }
 
 #[test]
+fn an_oversized_jwks_is_not_read_and_the_refusal_says_why() {
+    let a = RsaKey::fixture("a");
+    let gh = GithubIssuer::start(&[&a]);
+    let mut doc = gh.jwks();
+    doc["padding"] = json!("x".repeat(300 * 1024));
+    gh.publish_raw(doc);
+    let s = Served::start(gh_home(&gh.issuer));
+    let why = refused(&s.url(""), &gh.token(&a, "tessera"));
+    assert_claim(&why, "kid");
+    assert!(why.contains("larger than"), "{why}");
+}
+
+#[test]
 fn an_id_token_logs_in_at_the_registry_until_it_expires_without_a_refresh_token() {
     let a = RsaKey::fixture("a");
     let gh = GithubIssuer::start(&[&a]);
@@ -558,8 +571,87 @@ fn bad_trust_policies_are_refused_at_load_with_the_line_and_the_fix() {
         };
         assert!(err.contains(want), "{err}");
     }
+    // A pinned JWKS file that cannot be read stops the server at start, naming it.
+    let home = Home::with_config(&policy(
+        "pinned",
+        "https://gitlab.example.com",
+        "tessera",
+        "jwks_file = \"missing-jwks.json\"",
+        "namespace_id = \"42\"\n",
+    ));
+    let e = home.start_error();
+    assert!(
+        e.contains("pinned") && e.contains("missing-jwks.json"),
+        "{e}"
+    );
     // A server without policies has no exchange.
     let s = Served::start(Home::with_login(""));
     let (status, v) = exchange(&s.url(""), "a.b.c");
     assert_eq!(status, 404, "{v}");
+}
+
+#[test]
+fn auth_exchange_reports_the_refusal_and_prints_with_print() {
+    let a = RsaKey::fixture("a");
+    let gh = GithubIssuer::start(&[&a]);
+    let s = Served::start(gh_home(&gh.issuer));
+    let job = Home::with_config("");
+    job.cmd()
+        .args(["remotes", "add", "ci", &s.url("")])
+        .assert()
+        .success();
+    let mut c = gh.claims("tessera");
+    c["ref"] = json!("refs/heads/dev");
+    let out = job
+        .cmd()
+        .args([
+            "--json",
+            "auth",
+            "exchange",
+            "--remote",
+            "ci",
+            "--id-token-stdin",
+        ])
+        .write_stdin(gh.sign(&a, &c))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err: Value = serde_json::from_slice(&out.stderr).unwrap();
+    assert_eq!(err["code"], "INVALID_TOKEN", "{err}");
+    assert!(
+        err["error"].as_str().unwrap().contains("claim `ref`"),
+        "{err}"
+    );
+    // --print: the token on stdout, nothing stored.
+    let file = job.home().join("id-token.jwt");
+    std::fs::write(&file, format!("{}\n", gh.token(&a, "tessera"))).unwrap();
+    let out = job
+        .cmd()
+        .args([
+            "auth",
+            "exchange",
+            "--remote",
+            "ci",
+            "--print",
+            "--id-token-file",
+        ])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(verify(&s.url(""), token.trim()).0, 200);
+    let shown = job
+        .cmd()
+        .args(["auth", "token", "show", "--remote", "ci"])
+        .output()
+        .unwrap();
+    assert!(
+        !shown.status.success(),
+        "a token was stored despite --print"
+    );
 }

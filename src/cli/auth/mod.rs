@@ -65,7 +65,7 @@ pub enum AuthCommand {
     /// the remote like `auth login` does, or printed with --print.
     #[command(after_help = "EXAMPLES:
   tessera auth exchange --remote prod --github-actions   # in a GitHub or Forgejo Actions job
-  tessera auth exchange --remote prod --id-token-file \"$CI_JOB_JWT_FILE\"
+  tessera auth exchange --remote prod --id-token-file /var/run/secrets/tokens/tessera   # Kubernetes
   printf '%s' \"$ID_TOKEN\" | tessera auth exchange --remote prod --id-token-stdin --print
   tessera auth token show --remote prod | docker login -u ci --password-stdin registry.example.com")]
     Exchange(exchange::ExchangeArgs),

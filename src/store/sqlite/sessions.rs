@@ -4,6 +4,8 @@
 //! depend on), so another engine can say the same.
 
 use jiff::Timestamp;
+use std::sync::atomic::Ordering;
+
 use rusqlite::{Connection, params};
 
 use super::SqliteStore;
@@ -80,20 +82,35 @@ impl SqliteStore {
         tx.commit().map_err(|e| self.err(e))
     }
 
+    /// The session, from the answers kept while no transaction has committed (see
+    /// `unchanged.rs`; the expiry is checked against `now` every time), else from a read
+    /// connection.
     pub(super) fn sessions_get(
         &self,
         id: &str,
         now: Timestamp,
     ) -> Result<Option<SessionRecord>, StoreError> {
-        self.with_reader(|conn: &Connection| {
+        let generation = self.generation.load(Ordering::Acquire);
+        let before = match self.broken.load(Ordering::Acquire) {
+            true => None,
+            false => match self.unchanged.lookup_session(&self.path, generation, id) {
+                Ok(known) => return Ok(Some(known).filter(|s| s.expires_at > now)),
+                Err(header) => header,
+            },
+        };
+        let found = self.with_reader(|conn: &Connection| {
             use rusqlite::OptionalExtension;
-            conn.query_row(
-                &format!("SELECT {COLUMNS} FROM sessions WHERE id = ?1 AND expires_at > ?2"),
-                params![id, ms(now)],
-                row,
-            )
+            conn.prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM sessions WHERE id = ?1 AND expires_at > ?2"
+            ))?
+            .query_row(params![id, ms(now)], row)
             .optional()
-        })
+        })?;
+        if let (Some(s), Some(before)) = (&found, before) {
+            self.unchanged
+                .remember_session(&self.path, generation, before, s);
+        }
+        Ok(found)
     }
 
     pub(super) fn sessions_touch(

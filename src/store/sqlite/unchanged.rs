@@ -1,5 +1,5 @@
-//! Answers of the token check, reused while the database has not changed at all. Private to
-//! the SQLite engine.
+//! Answers of the token check (and sessions found, see `sessions.rs`), reused while the
+//! database has not changed at all. Private to the SQLite engine.
 //!
 //! Every authenticated request of the server asks the store whether its token may be used
 //! ([`crate::store::TokenStore::check`]). The query itself is a few index lookups, but each
@@ -60,6 +60,10 @@ pub(super) struct Unchanged {
 struct Answers {
     header: Option<Header>,
     valid: HashMap<String, (String, i64)>,
+    /// Browser sessions found in the store under `header`, by id (contract section 9). The
+    /// same rule as for tokens: only sessions found are kept (an ended one is a commit that
+    /// changes the header), and their expiry is checked again on every use by the caller.
+    sessions: HashMap<String, crate::store::SessionRecord>,
 }
 
 /// What [`Unchanged::lookup`] found.
@@ -116,11 +120,51 @@ impl Unchanged {
         let mut answers = write(&self.answers);
         if answers.header != Some(before) || answers.valid.len() >= MAX_ANSWERS {
             answers.valid.clear();
+            answers.sessions.clear();
             answers.header = Some(before);
         }
         answers
             .valid
             .insert(jti.to_owned(), (subject.to_owned(), iat));
+    }
+
+    /// The session `id` when it was found in the store in its current state; else the header
+    /// to give [`Unchanged::remember_session`] once the store has answered (`Err`).
+    pub(super) fn lookup_session(
+        &self,
+        store: &Path,
+        generation: u64,
+        id: &str,
+    ) -> Result<crate::store::SessionRecord, Option<Header>> {
+        let Some(h) = self.read_header(store, generation) else {
+            return Err(None);
+        };
+        let answers = read(&self.answers);
+        match answers.sessions.get(id) {
+            Some(s) if answers.header == Some(h) => Ok(s.clone()),
+            _ => Err(Some(h)),
+        }
+    }
+
+    /// Remembers a session the store returned after `lookup_session` gave `before`: kept only
+    /// when the header is still `before`.
+    pub(super) fn remember_session(
+        &self,
+        store: &Path,
+        generation: u64,
+        before: Header,
+        session: &crate::store::SessionRecord,
+    ) {
+        if self.read_header(store, generation) != Some(before) {
+            return;
+        }
+        let mut answers = write(&self.answers);
+        if answers.header != Some(before) || answers.sessions.len() >= MAX_ANSWERS {
+            answers.valid.clear();
+            answers.sessions.clear();
+            answers.header = Some(before);
+        }
+        answers.sessions.insert(session.id.clone(), session.clone());
     }
 
     /// The current header, or `None` when it cannot be read consistently right now. After the
