@@ -382,7 +382,7 @@ impl Auth {
         let keys = &self.api_keys;
         let key = KeyText::parse(text, &keys.prefix)?;
         let digest = key.digest();
-        let known = match self.find_key(&key, &digest).await? {
+        let known = match self.find_key(&key, &digest, client).await? {
             Some(k) => k,
             None => {
                 return Err(AuthError::Invalid(
@@ -439,6 +439,7 @@ impl Auth {
         &self,
         key: &KeyText,
         digest: &[u8; 32],
+        client: IpAddr,
     ) -> Result<Option<Arc<KnownKey>>, AuthError> {
         let keys = &self.api_keys;
         if let Some(Some(i)) = read(&keys.config_verified).get(digest) {
@@ -479,20 +480,28 @@ impl Auth {
             );
             return Ok(known);
         }
-        self.check_config_keys(key, digest).await
+        self.check_config_keys(key, digest, client).await
     }
 
     /// Checks `key` against every config-held hash (once per digest per server start, on the
-    /// bounded hashing pool), and remembers the answer.
+    /// bounded hashing pool), and remembers the answer. Keys that verify against none count
+    /// as failed logins of the client address (the login rate limiter), since each costs
+    /// argon2id work.
     async fn check_config_keys(
         &self,
         key: &KeyText,
         digest: &[u8; 32],
+        client: IpAddr,
     ) -> Result<Option<Arc<KnownKey>>, AuthError> {
         let keys = &self.api_keys;
         if let Some(answer) = read(&keys.config_verified).get(digest) {
             return Ok(answer.and_then(|i| keys.config.get(i).cloned()));
         }
+        let account = format!("api-key:{}", hex::encode(&digest[..8]));
+        let attempt = self
+            .limiter
+            .begin(&account, client, Instant::now())
+            .map_err(|retry_after| AuthError::RateLimited { retry_after })?;
         let mut found = None;
         for (i, hash) in keys.config_hashes.iter().enumerate() {
             let text = SecretString::from(key.expose().to_owned());
@@ -508,6 +517,10 @@ impl Auth {
             verified.retain(|_, v| v.is_some());
         }
         verified.insert(*digest, found);
+        drop(verified);
+        if found.is_some() {
+            self.limiter.succeeded(attempt, Instant::now());
+        }
         Ok(found.and_then(|i| keys.config.get(i).cloned()))
     }
 
@@ -637,13 +650,6 @@ async fn flush_loop(uses: Weak<Mutex<HashMap<String, KeyUse>>>, store: Arc<dyn T
         if let Ok(Err(e)) = written {
             tracing::warn!(error = %e, "cannot record when API keys were last used");
         }
-    }
-}
-
-impl Drop for KeyAuth {
-    fn drop(&mut self) {
-        // The last uses are lost only if the store cannot take them; nothing depends on them.
-        let _ = self.take_uses();
     }
 }
 
@@ -1103,5 +1109,20 @@ mod tests {
         let push = ScopeSet::parse_list("push", "*").unwrap();
         assert!(check_grantable(&alice, &push).is_err());
         assert!(check_grantable(&admin, &push).is_ok());
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn limits_and_address_lists_never_panic(s in "\\PC{0,40}") {
+            let _ = RateLimit::parse(&s);
+            let _ = parse_cidr_list(&s);
+            let _ = check_name(&s);
+        }
     }
 }
