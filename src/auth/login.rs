@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use secrecy::{ExposeSecret, SecretString};
 use tessera_backends::{BackendError, BackendKind, KeyPath, SecretsBackend};
 
-use super::{Auth, AuthError, Principal, digest};
+use super::{Auth, AuthError, Principal, digest, ratelimit};
 use crate::config::Config;
 use crate::keyring::KeyringError;
 use crate::password::PasswordError;
@@ -158,10 +158,21 @@ impl Auth {
         let Some(login) = &self.login else {
             return Err(AuthError::InvalidCredentials);
         };
-        let attempt = self
-            .limiter
-            .begin(username, peer, std::time::Instant::now())
-            .map_err(|retry_after| AuthError::RateLimited { retry_after })?;
+        // The counts are in the store, shared by every replica: a write, off the async threads.
+        let limiter = self.limiter;
+        let account = username.to_owned();
+        let attempt = match self
+            .with_store(move |store| {
+                Ok(limiter.begin(store, &account, peer, jiff::Timestamp::now()))
+            })
+            .await?
+        {
+            Ok(attempt) => attempt,
+            Err(ratelimit::Refused::Wait(retry_after)) => {
+                return Err(AuthError::RateLimited { retry_after });
+            }
+            Err(ratelimit::Refused::Store(e)) => return Err(AuthError::StoreUnavailable(e)),
+        };
         let user_ok: bool = subtle::ConstantTimeEq::ct_eq(
             &login.username_digest[..],
             &digest(username.as_bytes())[..],
@@ -179,7 +190,8 @@ impl Auth {
         if !(user_ok && password_ok) {
             return Err(AuthError::InvalidCredentials);
         }
-        self.limiter.succeeded(attempt, std::time::Instant::now());
+        self.with_store(move |store| limiter.succeeded(store, attempt, jiff::Timestamp::now()))
+            .await?;
         Ok(Principal::password(&login.username, login.scopes.clone()))
     }
 }

@@ -1,0 +1,93 @@
+//! The PostgreSQL store opened at its first use ([`crate::store::open_lazily`]): a command
+//! that never needs the store (or fails before) never connects.
+
+use std::sync::{Arc, Mutex};
+
+use jiff::Timestamp;
+
+use super::PostgresStore;
+use crate::config::Config;
+use crate::store::{
+    CounterUpdate, IssueError, Standing, StoreError, StoreReport, TokenRecord, TokenState,
+    TokenStore,
+};
+
+/// Delegates every call to the store, opened by the first one. A part that adds a method to
+/// [`TokenStore`] adds one line here.
+#[derive(Debug)]
+pub(crate) struct Lazy {
+    config: Box<Config>,
+    store: Mutex<Option<Arc<PostgresStore>>>,
+}
+
+impl Lazy {
+    pub(crate) fn new(config: Config) -> Lazy {
+        Lazy {
+            config: Box::new(config),
+            store: Mutex::new(None),
+        }
+    }
+
+    fn store(&self) -> Result<Arc<PostgresStore>, StoreError> {
+        let mut slot = self.store.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = &*slot {
+            return Ok(Arc::clone(s));
+        }
+        let s = Arc::new(crate::store::open_postgres(&self.config)?);
+        *slot = Some(Arc::clone(&s));
+        Ok(s)
+    }
+}
+
+impl TokenStore for Lazy {
+    fn record(&self, record: &TokenRecord) -> Result<(), StoreError> {
+        self.store()?.record(record)
+    }
+    fn record_checked(
+        &self,
+        record: &TokenRecord,
+        parent_issued_at: Option<Timestamp>,
+        max_live: usize,
+    ) -> Result<(), IssueError> {
+        self.store()?
+            .record_checked(record, parent_issued_at, max_live)
+    }
+    fn check(&self, jti: &str, subject: &str, issued_at: Timestamp) -> Result<Standing, StoreError> {
+        self.store()?.check(jti, subject, issued_at)
+    }
+    fn token_state(&self, jti: &str) -> Result<TokenState, StoreError> {
+        self.store()?.token_state(jti)
+    }
+    fn revoke(&self, jti: &str, now: Timestamp) -> Result<bool, StoreError> {
+        self.store()?.revoke(jti, now)
+    }
+    fn revoke_subject(&self, subject: &str, now: Timestamp) -> Result<usize, StoreError> {
+        self.store()?.revoke_subject(subject, now)
+    }
+    fn revoke_all(&self, now: Timestamp) -> Result<usize, StoreError> {
+        self.store()?.revoke_all(now)
+    }
+    fn mark_used(&self, jti: &str, now: Timestamp) -> Result<bool, StoreError> {
+        self.store()?.mark_used(jti, now)
+    }
+    fn list(&self, now: Timestamp) -> Result<Vec<TokenRecord>, StoreError> {
+        self.store()?.list(now)
+    }
+    fn prune(&self, now: Timestamp) -> Result<usize, StoreError> {
+        self.store()?.prune(now)
+    }
+    fn update_counters(
+        &self,
+        keys: &[String],
+        now: Timestamp,
+        update: CounterUpdate,
+    ) -> Result<u64, StoreError> {
+        self.store()?.update_counters(keys, now, update)
+    }
+    fn health(&self) -> Result<(), StoreError> {
+        self.store()?.health()
+    }
+    fn report(&self) -> Result<StoreReport, StoreError> {
+        self.store()?.report()
+    }
+}
