@@ -251,6 +251,21 @@ impl StoreError {
         !matches!(self, StoreError::Conflict { .. })
     }
 
+    /// What went wrong, without the location and the hint (for `/health`, which anyone may
+    /// ask: it names no database address).
+    pub fn reason(&self) -> String {
+        match self {
+            StoreError::Unavailable { message, .. }
+            | StoreError::Busy { message, .. }
+            | StoreError::Corrupt { message, .. }
+            | StoreError::Io { message, .. }
+            | StoreError::Conflict { message, .. } => message.clone(),
+            StoreError::NewerSchema { found, known, .. } => {
+                format!("schema version {found}, this tessera knows {known}")
+            }
+        }
+    }
+
     /// Where the store is, as the message names it.
     pub fn location(&self) -> &str {
         match self {

@@ -41,6 +41,9 @@ const MAX_ANSWERS: usize = 100_000;
 /// How long the listener waits before reconnecting after a failure.
 const RECONNECT_AFTER: Duration = Duration::from_millis(250);
 
+/// What [`Answers::trouble`] says before the listener's first connection.
+pub(super) const NOT_YET: &str = "not connected yet";
+
 /// The answers, and what the listener knows.
 #[derive(Debug)]
 pub(super) struct Answers {
@@ -67,7 +70,7 @@ impl Default for Answers {
             epoch: AtomicU64::new(0),
             synced_at: AtomicU64::new(0),
             map: Mutex::new(HashMap::new()),
-            down: Mutex::new(Some("not connected yet".into())),
+            down: Mutex::new(Some(NOT_YET.into())),
         }
     }
 }

@@ -269,17 +269,20 @@ impl TokenStore for PostgresStore {
         self.run(|sh| async move { sh.update_counters(keys, now, update).await })
     }
 
-    /// No round trip: what the listener (which pings every 200 ms once started) last saw.
-    /// Before the listener runs (a CLI), one query.
+    /// No round trip: what the listener (which pings every 200 ms) last saw. Before it has
+    /// connected for the first time, one query.
     fn health(&self) -> Result<(), StoreError> {
-        if self.listening.get().is_none() {
+        self.start_listener();
+        let trouble = self.shared.answers.trouble();
+        if trouble.as_deref() == Some(listen::NOT_YET) {
+            // Just started: ask once.
             return self.run(|sh| async move {
                 let client = sh.client().await?;
                 client.simple_query("SELECT 1").await.map_err(|e| sh.err(e))?;
                 Ok(())
             });
         }
-        match self.shared.answers.trouble() {
+        match trouble {
             None => Ok(()),
             Some(message) => Err(StoreError::Unavailable {
                 location: self.shared.location.clone(),
