@@ -20,4 +20,5 @@ mod first_run;
 mod properties;
 mod registry;
 mod registry_e2e;
+mod replicas;
 mod server;

@@ -26,6 +26,8 @@ use std::time::{Duration, Instant};
 use super::connect::Target;
 use crate::store::StoreError;
 
+/// The `application_name` of the listener's connection.
+pub(super) const LISTENER_NAME: &str = "tessera-listener";
 /// The channel every writer notifies.
 pub(super) const CHANNEL: &str = "tessera_store";
 /// How often the listener proves it is alive and up to date.
@@ -174,7 +176,7 @@ pub(super) async fn run(target: Target, answers: std::sync::Arc<Answers>) {
     loop {
         let why = match listen_once(&target, &answers).await {
             Ok(()) => "the listener connection ended".to_owned(),
-            Err(e) => e.to_string(),
+            Err(e) => e.reason(),
         };
         answers.disconnected(why.clone());
         tracing::warn!(error = %why, "token store notifications lost; answering from the database until reconnected");
@@ -183,8 +185,10 @@ pub(super) async fn run(target: Target, answers: std::sync::Arc<Answers>) {
 }
 
 async fn listen_once(target: &Target, answers: &Answers) -> Result<(), StoreError> {
-    let (client, mut connection) = target
-        .pg
+    // Named apart from the pool's connections, so an operator (or a fault test) can find it.
+    let mut pg = target.pg.clone();
+    pg.application_name(LISTENER_NAME);
+    let (client, mut connection) = pg
         .connect(target.tls.clone())
         .await
         .map_err(|e| super::connect::db_error(&target.location, &e))?;

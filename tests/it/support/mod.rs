@@ -8,6 +8,7 @@ pub mod http;
 pub mod pass;
 pub mod real;
 pub mod run;
+pub mod replicas;
 pub mod serve;
 pub mod snapshot;
 pub mod user;
