@@ -74,8 +74,10 @@ fn check(ctx: &Context) -> Result<(), CliError> {
         v["healthy"] = json!(true);
         return ctx.out.json(&v);
     }
-    ctx.out.line(&format!("engine:          {}", report.engine))?;
-    ctx.out.line(&format!("location:        {}", report.location))?;
+    ctx.out
+        .line(&format!("engine:          {}", report.engine))?;
+    ctx.out
+        .line(&format!("location:        {}", report.location))?;
     ctx.out.line(&format!(
         "schema version:  {} (this tessera writes {})",
         report.schema_version, report.known_version
@@ -87,8 +89,7 @@ fn check(ctx: &Context) -> Result<(), CliError> {
 }
 
 fn migrate(ctx: &Context, args: MigrateArgs) -> Result<(), CliError> {
-    let (url, sslmode) = check_url(&args.to)
-        .map_err(|m| CliError::usage(format!("--to {m}")))?;
+    let (url, sslmode) = check_url(&args.to).map_err(|m| CliError::usage(format!("--to {m}")))?;
     let from = args
         .from
         .clone()

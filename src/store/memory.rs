@@ -13,8 +13,8 @@ use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use jiff::Timestamp;
 
 use super::{
-    CounterUpdate, IssueError, PRUNE_BATCH, Standing, StoreError, TokenRecord, TokenState, TokenStore,
-    check_live_limit, from_ms, ms, prune_before, unrecorded_parent_issued_at,
+    CounterUpdate, IssueError, PRUNE_BATCH, Standing, StoreError, TokenRecord, TokenState,
+    TokenStore, check_live_limit, from_ms, ms, prune_before, unrecorded_parent_issued_at,
 };
 
 /// A token store that lives in this process only. Cloning a handle is sharing it: wrap it in
@@ -413,6 +413,9 @@ impl MemoryStore {
     /// How many login failure counters are kept (for tests of the bound).
     #[doc(hidden)]
     pub fn counter_count(&self) -> usize {
-        self.counters.lock().unwrap_or_else(|e| e.into_inner()).len()
+        self.counters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
     }
 }

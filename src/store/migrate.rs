@@ -98,11 +98,7 @@ pub fn read_sqlite(path: &Path) -> Result<Dump, StoreError> {
         .map_err(err)?;
     dump.global_cutoff = conn
         .prepare("SELECT revoked_before FROM global_cutoff WHERE id = 1")
-        .and_then(|mut s| {
-            s.query_map([], |r| r.get(0))?
-                .next()
-                .transpose()
-        })
+        .and_then(|mut s| s.query_map([], |r| r.get(0))?.next().transpose())
         .map_err(err)?;
     dump.counters = conn
         .prepare("SELECT key, value, at_ms FROM login_counters")

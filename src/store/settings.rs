@@ -169,9 +169,7 @@ pub(crate) fn check_url(text: &str) -> Result<(Option<String>, SslMode), String>
             _ => kept.push((k.into_owned(), v.into_owned())),
         }
     }
-    if url.host_str().is_none_or(str::is_empty)
-        && !kept.iter().any(|(k, _)| k == "host")
-    {
+    if url.host_str().is_none_or(str::is_empty) && !kept.iter().any(|(k, _)| k == "host") {
         return Err("names no host; write it as \"postgres://USER@HOST:PORT/DATABASE\"".into());
     }
     if kept.is_empty() {
@@ -200,8 +198,8 @@ mod tests {
 
     #[test]
     fn sslmode_is_taken_out_and_other_parameters_kept() {
-        let (u, m) = check_url("postgres://t@db:5432/t?sslmode=verify-full&application_name=x")
-            .unwrap();
+        let (u, m) =
+            check_url("postgres://t@db:5432/t?sslmode=verify-full&application_name=x").unwrap();
         assert_eq!(m, SslMode::Require);
         assert_eq!(u.unwrap(), "postgres://t@db:5432/t?application_name=x");
         let (u, m) = check_url("postgresql://t@127.0.0.1/t").unwrap();

@@ -47,7 +47,10 @@ fn a_token_revoked_through_one_replica_is_refused_by_the_others_within_a_second(
         for i in (0..3).filter(|i| *i != a) {
             let took = time_until(Duration::from_secs(5), || {
                 let (s, v) = verify(&r.base(i), &token);
-                assert!(s == 200 || (s == 401 && code(&v) == "TOKEN_REVOKED"), "{s} {v}");
+                assert!(
+                    s == 200 || (s == 401 && code(&v) == "TOKEN_REVOKED"),
+                    "{s} {v}"
+                );
                 s == 401
             })
             .unwrap_or_else(|| panic!("replica {i} still accepts a revoked token after 5 s"));
@@ -92,7 +95,11 @@ fn a_single_use_token_raced_from_30_clients_across_replicas_succeeds_exactly_onc
         for h in handles {
             h.join().unwrap();
         }
-        assert_eq!(ok.load(Ordering::SeqCst), 1, "successes across the replicas");
+        assert_eq!(
+            ok.load(Ordering::SeqCst),
+            1,
+            "successes across the replicas"
+        );
     }
 }
 
@@ -168,7 +175,10 @@ fn a_replica_killed_under_load_costs_no_more_than_the_requests_in_flight() {
     }
     drop(victim);
     let (ok, bad) = (ok.load(Ordering::Relaxed), bad.load(Ordering::Relaxed));
-    assert!(before > 0 && ok > before, "the load ran: {before} then {ok}");
+    assert!(
+        before > 0 && ok > before,
+        "the load ran: {before} then {ok}"
+    );
     assert!(
         bad <= CLIENTS,
         "{bad} failed requests for {CLIENTS} in flight ({ok} succeeded)"
@@ -234,8 +244,10 @@ fn a_replica_that_loses_postgres_answers_503_with_the_reason_and_recovers_by_its
 
     pg.resume();
     for i in 0..2 {
-        time_until(Duration::from_secs(20), || verify(&r.base(i), &good).0 == 200)
-            .unwrap_or_else(|| panic!("replica {i} did not recover"));
+        time_until(Duration::from_secs(20), || {
+            verify(&r.base(i), &good).0 == 200
+        })
+        .unwrap_or_else(|| panic!("replica {i} did not recover"));
         assert_eq!(verify(&r.base(i), &revoked).0, 401);
         let v: serde_json::Value = client()
             .get(format!("{}/health", r.base(i)))
@@ -270,8 +282,10 @@ fn a_lost_notification_channel_still_keeps_revocation_within_a_second() {
         );
         assert_eq!(revoke_own(&r.base(0), &token), 200);
         for i in 1..3 {
-            let took = time_until(Duration::from_secs(5), || verify(&r.base(i), &token).0 == 401)
-                .unwrap_or_else(|| panic!("replica {i} accepts a revoked token after 5 s"));
+            let took = time_until(Duration::from_secs(5), || {
+                verify(&r.base(i), &token).0 == 401
+            })
+            .unwrap_or_else(|| panic!("replica {i} accepts a revoked token after 5 s"));
             assert!(took <= Duration::from_secs(1), "replica {i}: {took:?}");
         }
         // The listeners come back (their answers are cached again).
@@ -285,4 +299,120 @@ fn a_lost_notification_channel_still_keeps_revocation_within_a_second() {
         .unwrap();
         assert_eq!(n, 3, "listeners reconnected");
     }
+}
+
+/// `tessera` in `home` with `TESSERA_STORE_URL` set to `url`; (status, stdout, stderr).
+fn with_store_url(home: &crate::support::Home, url: &str, args: &[&str]) -> (bool, String, String) {
+    let out = home
+        .cmd()
+        .env("TESSERA_STORE_URL", url)
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn store_migrate_copies_sqlite_into_postgres_once_and_store_check_reports_it() {
+    use crate::support::run::Run;
+    let Some(server) = server_url() else { return };
+    let db = fresh_database(&server);
+    let h = crate::support::Home::with_config("");
+    let (kept, _) = h.mint("ci", "pull");
+    let (gone, gone_jti) = h.mint("ci", "pull");
+    let (bot, _) = h.mint("bot", "pull");
+    h.ok(&["auth", "token", "revoke", &gone_jti]);
+    h.ok(&["auth", "token", "revoke", "--subject", "bot"]);
+
+    let (out, _) = h.ok(&["--json", "store", "check"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["engine"], "sqlite");
+    assert_eq!(v["rows"]["tokens"], 3);
+    assert_eq!(v["rows"]["revoked_jtis"], 1);
+
+    let (out, _) = h.ok(&["--json", "store", "migrate", "--to", &db]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["copied"]["tokens"], 3, "{v}");
+    assert_eq!(v["copied"]["revoked_jtis"], 1, "{v}");
+    assert_eq!(v["copied"]["subject_cutoffs"], 1, "{v}");
+    // Again: nothing is copied twice.
+    let (out, _) = h.ok(&["--json", "store", "migrate", "--to", &db]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(
+        v["copied"].as_object().unwrap().values().all(|n| n == 0),
+        "{v}"
+    );
+    assert_eq!(psql(&db, "SELECT COUNT(*) FROM tokens"), "3");
+
+    // The same tokens, judged on PostgreSQL.
+    let (ok, out, _) = with_store_url(&h, &db, &["--json", "store", "check"]);
+    assert!(ok);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["engine"], "postgres");
+    assert_eq!(v["rows"]["tokens"], 3);
+    assert_eq!(v["healthy"], true);
+    assert!(!v["location"].as_str().unwrap().contains("password"));
+    for (token, valid) in [(&kept, true), (&gone, false), (&bot, false)] {
+        let (ok, _, err) = with_store_url(&h, &db, &["auth", "token", "verify", token]);
+        assert_eq!(ok, valid, "{err}");
+        if !valid {
+            assert!(err.contains("revoked"), "{err}");
+        }
+    }
+    // Human output names the engine and the schema version.
+    let (_, out, _) = with_store_url(&h, &db, &["store", "check"]);
+    assert!(out.contains("engine:          postgres"), "{out}");
+    assert!(out.contains("schema version:"), "{out}");
+}
+
+#[test]
+fn a_store_url_with_a_password_is_refused_with_the_fix() {
+    let h = crate::support::Home::with_config("");
+    let out = h
+        .cmd()
+        .args([
+            "store",
+            "migrate",
+            "--to",
+            "postgres://tessera:hunter2-secret@db.internal:5432/tessera",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("TESSERA_STORE_PASSWORD"), "{err}");
+    assert!(!err.contains("hunter2"), "{err}");
+
+    let h = crate::support::Home::with_config(
+        "[store]\nengine = \"postgres\"\nurl = \"postgres://tessera:hunter2-secret@db/tessera\"\n",
+    );
+    let out = h.cmd().args(["store", "check"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("store.url") && err.contains("TESSERA_STORE_PASSWORD"),
+        "{err}"
+    );
+    assert!(!err.contains("hunter2"), "{err}");
+
+    // An unreachable database: one sentence with the address and the fix, exit 1.
+    let out = h
+        .cmd()
+        .env(
+            "TESSERA_STORE_URL",
+            "postgres://tessera@127.0.0.1:1/tessera",
+        )
+        .args(["store", "check"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("127.0.0.1:1") && err.contains("running"),
+        "{err}"
+    );
 }

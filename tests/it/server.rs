@@ -501,7 +501,10 @@ fn a_store_that_cannot_answer_fails_closed_with_503() {
     let r = reqwest::blocking::get(format!("http://{}/health", srv.addr())).unwrap();
     assert_eq!(r.status(), 200);
     let v: serde_json::Value = r.json().unwrap();
-    assert_eq!(v, serde_json::json!({"status": "degraded", "store": "disk on fire"}));
+    assert_eq!(
+        v,
+        serde_json::json!({"status": "degraded", "store": "disk on fire"})
+    );
 }
 
 #[test]

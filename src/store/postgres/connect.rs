@@ -19,9 +19,11 @@ const WAIT_TIMEOUT: Duration = Duration::from_secs(5);
 const RECYCLE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Set on every connection: no statement and no lock wait runs longer (the server side of
 /// the bound on a call).
-const SESSION_OPTIONS: &str = "-c statement_timeout=5000 -c lock_timeout=5000 -c idle_in_transaction_session_timeout=10000";
+const SESSION_OPTIONS: &str =
+    "-c statement_timeout=5000 -c lock_timeout=5000 -c idle_in_transaction_session_timeout=10000";
 
-pub(super) const HINT_DOWN: &str = "check that PostgreSQL is running and reachable at that address; tessera reconnects by itself";
+pub(super) const HINT_DOWN: &str =
+    "check that PostgreSQL is running and reachable at that address; tessera reconnects by itself";
 pub(super) const HINT_AUTH: &str = "check the user in `store.url` and the password (TESSERA_STORE_PASSWORD or the backend key tessera/store/password)";
 pub(super) const HINT_BUSY: &str = "the database is busy; retry";
 pub(super) const HINT_CONFLICT: &str = "a token id is recorded only once";

@@ -52,7 +52,12 @@ impl TokenStore for Lazy {
         self.store()?
             .record_checked(record, parent_issued_at, max_live)
     }
-    fn check(&self, jti: &str, subject: &str, issued_at: Timestamp) -> Result<Standing, StoreError> {
+    fn check(
+        &self,
+        jti: &str,
+        subject: &str,
+        issued_at: Timestamp,
+    ) -> Result<Standing, StoreError> {
         self.store()?.check(jti, subject, issued_at)
     }
     fn token_state(&self, jti: &str) -> Result<TokenState, StoreError> {

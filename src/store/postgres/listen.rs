@@ -96,7 +96,12 @@ impl Answers {
 
     /// A cached "valid" answer for this question, or the epoch to hand to
     /// [`Answers::remember`] after asking the database (`None`: do not keep the answer).
-    pub(super) fn lookup(&self, jti: &str, subject: &str, issued_at: i64) -> Result<(), Option<u64>> {
+    pub(super) fn lookup(
+        &self,
+        jti: &str,
+        subject: &str,
+        issued_at: i64,
+    ) -> Result<(), Option<u64>> {
         if !self.synced() {
             return Err(None);
         }

@@ -197,10 +197,7 @@ impl TokenStore for PostgresStore {
         max_live: usize,
     ) -> Result<(), IssueError> {
         let record = record.clone();
-        self.run(|sh| async move {
-            sh.record_checked(&record, parent_issued_at, max_live)
-                .await
-        })
+        self.run(|sh| async move { sh.record_checked(&record, parent_issued_at, max_live).await })
     }
 
     /// From the answer cache when the listener is synced (see `listen.rs`), else the
@@ -220,9 +217,7 @@ impl TokenStore for PostgresStore {
         let (j, s) = (jti.to_owned(), subject.to_owned());
         let standing = self.run(|sh| async move { sh.check(&j, &s, issued_at).await })?;
         if let (Standing::Valid, Some(epoch)) = (standing, epoch) {
-            self.shared
-                .answers
-                .remember(epoch, jti, subject, issued_at);
+            self.shared.answers.remember(epoch, jti, subject, issued_at);
         }
         Ok(standing)
     }
@@ -278,7 +273,10 @@ impl TokenStore for PostgresStore {
             // Just started: ask once.
             return self.run(|sh| async move {
                 let client = sh.client().await?;
-                client.simple_query("SELECT 1").await.map_err(|e| sh.err(e))?;
+                client
+                    .simple_query("SELECT 1")
+                    .await
+                    .map_err(|e| sh.err(e))?;
                 Ok(())
             });
         }

@@ -128,7 +128,10 @@ fn a_newer_schema_is_refused_with_the_fix() {
     drop(open(&config));
     admin(&config, "UPDATE tessera_schema SET version = 99");
     let err = PostgresStore::open(&config, None).unwrap_err();
-    assert!(matches!(err, StoreError::NewerSchema { found: 99, .. }), "{err}");
+    assert!(
+        matches!(err, StoreError::NewerSchema { found: 99, .. }),
+        "{err}"
+    );
     assert!(err.to_string().contains("upgrade"), "{err}");
 }
 
@@ -175,12 +178,21 @@ fn a_revocation_elsewhere_reaches_the_cached_answer() {
         std::thread::sleep(Duration::from_millis(50));
     }
     // Answered twice: the second one from the cache.
-    assert_eq!(a.check("cached", "ci", rec.issued_at).unwrap(), Standing::Valid);
-    assert_eq!(a.check("cached", "ci", rec.issued_at).unwrap(), Standing::Valid);
+    assert_eq!(
+        a.check("cached", "ci", rec.issued_at).unwrap(),
+        Standing::Valid
+    );
+    assert_eq!(
+        a.check("cached", "ci", rec.issued_at).unwrap(),
+        Standing::Valid
+    );
     b.revoke("cached", Timestamp::now()).unwrap();
     let revoked_at = Instant::now();
     while a.check("cached", "ci", rec.issued_at).unwrap() != Standing::Revoked {
-        assert!(revoked_at.elapsed() < Duration::from_secs(1), "not seen within 1 s");
+        assert!(
+            revoked_at.elapsed() < Duration::from_secs(1),
+            "not seen within 1 s"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
 }
@@ -212,7 +224,10 @@ fn a_lost_listener_connection_keeps_the_bound() {
     b.revoke("x", Timestamp::now()).unwrap();
     let revoked_at = Instant::now();
     while a.check("x", "ci", rec.issued_at).unwrap() != Standing::Revoked {
-        assert!(revoked_at.elapsed() < Duration::from_secs(1), "stale beyond 1 s");
+        assert!(
+            revoked_at.elapsed() < Duration::from_secs(1),
+            "stale beyond 1 s"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
     // And it comes back by itself.

@@ -14,8 +14,8 @@
 //!   after a concurrent update commits, so exactly one caller in all processes gets the row.
 //! - Cut-offs only move forward (`GREATEST`).
 
-use jiff::Timestamp;
 use deadpool_postgres::GenericClient;
+use jiff::Timestamp;
 
 use super::Shared;
 use super::listen::CHANNEL;
@@ -151,7 +151,11 @@ impl Shared {
             tx.execute(
                 "INSERT INTO revoked_jtis (jti, revoked_at, expires_at) VALUES ($1, $2, $3)
                  ON CONFLICT (jti) DO NOTHING",
-                &[&record.jti, &ms(record.issued_at), &record.expires_at.map(ms)],
+                &[
+                    &record.jti,
+                    &ms(record.issued_at),
+                    &record.expires_at.map(ms),
+                ],
             )
             .await
             .map_err(e)?;
@@ -192,7 +196,13 @@ impl Shared {
                 )
                 .await
                 .map_err(e)?
-                .map(|r| (r.get::<_, bool>(0), r.get::<_, i64>(1), r.get::<_, String>(2)));
+                .map(|r| {
+                    (
+                        r.get::<_, bool>(0),
+                        r.get::<_, i64>(1),
+                        r.get::<_, String>(2),
+                    )
+                });
             if recorded.as_ref().is_some_and(|r| r.0) {
                 return Err(IssueError::ParentSingleUse);
             }
@@ -224,7 +234,11 @@ impl Shared {
             .await
             .map_err(e)?
             .get(0);
-        check_live_limit(record, usize::try_from(live).unwrap_or(usize::MAX), max_live)?;
+        check_live_limit(
+            record,
+            usize::try_from(live).unwrap_or(usize::MAX),
+            max_live,
+        )?;
         insert(&tx, record, line_issued_at, false)
             .await
             .map_err(e)?;
@@ -245,9 +259,14 @@ impl Shared {
         let client = self.client().await?;
         let e = |e| self.err(e);
         let stmt = client.prepare_cached(CHECK_SQL).await.map_err(e)?;
-        let row = client.query_one(&stmt, &[&jti, &subject]).await.map_err(e)?;
+        let row = client
+            .query_one(&stmt, &[&jti, &subject])
+            .await
+            .map_err(e)?;
         let by_id: bool = row.get(0);
-        let cut = row.get::<_, Option<i64>>(1).max(row.get::<_, Option<i64>>(2));
+        let cut = row
+            .get::<_, Option<i64>>(1)
+            .max(row.get::<_, Option<i64>>(2));
         let single_use: Option<bool> = row.get(3);
         let line_issued: Option<i64> = row.get(4);
         let revoked = by_id || cut.is_some_and(|cut| line_issued.unwrap_or(issued_at) <= cut);
@@ -268,11 +287,13 @@ impl Shared {
             .query_one(&sql, &[&jti])
             .await
             .map_err(|e| self.err(e))?;
-        Ok(match (row.get::<_, Option<bool>>(0), row.get::<_, bool>(1)) {
-            (Some(true), _) | (None, true) => TokenState::Revoked,
-            (Some(false), _) => TokenState::Active,
-            (None, false) => TokenState::Unknown,
-        })
+        Ok(
+            match (row.get::<_, Option<bool>>(0), row.get::<_, bool>(1)) {
+                (Some(true), _) | (None, true) => TokenState::Revoked,
+                (Some(false), _) => TokenState::Active,
+                (None, false) => TokenState::Unknown,
+            },
+        )
     }
 
     pub(super) async fn revoke(&self, jti: &str, now: Timestamp) -> Result<bool, StoreError> {
@@ -356,7 +377,11 @@ impl Shared {
         Ok(usize::try_from(touched).unwrap_or(0))
     }
 
-    pub(super) async fn revoke_subject(&self, subject: &str, now: i64) -> Result<usize, StoreError> {
+    pub(super) async fn revoke_subject(
+        &self,
+        subject: &str,
+        now: i64,
+    ) -> Result<usize, StoreError> {
         self.cutoff(
             now,
             Some(subject),
@@ -412,10 +437,7 @@ impl Shared {
              FROM tokens t WHERE t.expires_at IS NULL OR t.expires_at > $1
              ORDER BY t.issued_at DESC, t.jti COLLATE \"C\""
         );
-        let rows = client
-            .query(&sql, &[&now])
-            .await
-            .map_err(|e| self.err(e))?;
+        let rows = client.query(&sql, &[&now]).await.map_err(|e| self.err(e))?;
         Ok(rows
             .into_iter()
             .map(|r| TokenRecord {

@@ -204,7 +204,10 @@ impl Haproxy {
         let mut ok = 0;
         while ok < 6 {
             assert!(Instant::now() < deadline, "haproxy did not come up");
-            match super::http::client().get(format!("{}/health", lb.url())).send() {
+            match super::http::client()
+                .get(format!("{}/health", lb.url()))
+                .send()
+            {
                 Ok(r) if r.status() == 200 => ok += 1,
                 _ => ok = 0,
             }
