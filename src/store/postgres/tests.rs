@@ -280,3 +280,40 @@ fn calls_from_async_tasks_do_not_stall_the_runtime() {
     // Dropping the store inside a runtime does not panic either.
     rt.block_on(async move { drop(store) });
 }
+
+/// `sslmode=require` with `store.ca_file`: the connection is TLS, verified against that CA;
+/// without it (the system's CAs) the server's certificate is refused with the TLS hint.
+#[test]
+fn tls_to_the_database_is_verified_against_the_configured_ca() {
+    let Some(mut config) = fresh_database() else {
+        return;
+    };
+    let ca = match std::env::var("TESSERA_TEST_PG_CA") {
+        Ok(ca) if !ca.is_empty() => ca,
+        _ if std::env::var_os("TESSERA_REQUIRE_PG").is_some() => {
+            panic!("TESSERA_TEST_PG_CA is not set: start the cluster with scripts/pg-scratch")
+        }
+        _ => return,
+    };
+    config.sslmode = crate::store::settings::SslMode::Require;
+    config.ca_file = Some(ca.into());
+    let store = PostgresStore::open(&config, None).unwrap();
+    let ssl: bool = store
+        .run(|sh| async move {
+            let c = sh.client().await?;
+            let row = c
+                .query_one("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[])
+                .await
+                .map_err(|e| sh.err(e))?;
+            Ok::<bool, StoreError>(row.get(0))
+        })
+        .unwrap();
+    assert!(ssl, "the connection is not TLS");
+    store.record(&live("over-tls")).unwrap();
+    assert_eq!(store.token_state("over-tls").unwrap(), crate::store::TokenState::Active);
+
+    config.ca_file = None;
+    let err = PostgresStore::open(&config, None).unwrap_err();
+    assert!(err.is_unavailable(), "{err:?}");
+    assert_eq!(err.hint(), super::connect::HINT_TLS, "{err}");
+}
