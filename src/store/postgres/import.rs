@@ -100,6 +100,7 @@ impl PostgresStore {
                 .await
                 .map_err(e)?;
             tx.commit().await.map_err(e)?;
+            sh.changed(&["*"]);
             Ok(copied)
         })
     }

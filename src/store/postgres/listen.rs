@@ -126,8 +126,9 @@ impl Answers {
         map.insert(jti.to_owned(), (subject.to_owned(), issued_at));
     }
 
-    /// A notification: drops the answer of that token id, or all of them for `*`.
-    fn invalidate(&self, payload: &str) {
+    /// A notification (or a write of this process): drops the answer of that token id, or
+    /// all of them for `*`.
+    pub(super) fn invalidate(&self, payload: &str) {
         let mut map = self.map();
         self.epoch.fetch_add(1, Ordering::AcqRel);
         if payload == "*" {

@@ -62,7 +62,29 @@ impl Shared {
     fn err(&self, e: tokio_postgres::Error) -> StoreError {
         connect::db_error(&self.location, &e)
     }
+
+    /// After a committed write that notified `payloads`: drops the answers they name in the
+    /// cache of every handle of this process on the same database at once, so that one
+    /// process sees its own writes through any handle without waiting for the notification
+    /// (other processes get it through `LISTEN` within the bound).
+    fn changed(&self, payloads: &[&str]) {
+        let mut caches = CACHES.lock().unwrap_or_else(|e| e.into_inner());
+        caches.retain(|(_, w)| w.strong_count() > 0);
+        for (location, answers) in caches.iter() {
+            if *location == self.location
+                && let Some(answers) = answers.upgrade()
+            {
+                for p in payloads {
+                    answers.invalidate(p);
+                }
+            }
+        }
+    }
 }
+
+/// The answer caches of the open handles of this process, by database location.
+static CACHES: std::sync::Mutex<Vec<(String, std::sync::Weak<Answers>)>> =
+    std::sync::Mutex::new(Vec::new());
 
 /// The PostgreSQL engine. Callers open it through [`crate::store::open`].
 pub struct PostgresStore {
@@ -111,11 +133,16 @@ impl PostgresStore {
             let _entered = runtime.enter();
             target.pool(config.pool_size)?
         };
+        let answers = Arc::new(Answers::default());
+        CACHES
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((target.location.clone(), Arc::downgrade(&answers)));
         let store = PostgresStore {
             shared: Arc::new(Shared {
                 pool,
                 location: target.location.clone(),
-                answers: Arc::new(Answers::default()),
+                answers,
             }),
             handle: runtime.handle().clone(),
             runtime: Some(runtime),

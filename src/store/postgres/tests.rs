@@ -158,8 +158,9 @@ fn a_database_that_is_not_running_is_unavailable_with_a_clear_reason() {
     assert!(started.elapsed() < Duration::from_secs(10));
 }
 
-/// The cached answer of one handle is dropped by a revocation made through another, through
-/// the notification, and the listener reports itself healthy once synced.
+/// The cached answer of one handle is dropped by a revocation made through another handle of
+/// the same process at once (other processes get the notification: `tests/it/replicas.rs`),
+/// and the listener reports itself healthy once synced.
 #[test]
 fn a_revocation_elsewhere_reaches_the_cached_answer() {
     let Some(config) = fresh_database() else {
@@ -302,7 +303,10 @@ fn tls_to_the_database_is_verified_against_the_configured_ca() {
         .run(|sh| async move {
             let c = sh.client().await?;
             let row = c
-                .query_one("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", &[])
+                .query_one(
+                    "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                    &[],
+                )
                 .await
                 .map_err(|e| sh.err(e))?;
             Ok::<bool, StoreError>(row.get(0))
@@ -310,7 +314,10 @@ fn tls_to_the_database_is_verified_against_the_configured_ca() {
         .unwrap();
     assert!(ssl, "the connection is not TLS");
     store.record(&live("over-tls")).unwrap();
-    assert_eq!(store.token_state("over-tls").unwrap(), crate::store::TokenState::Active);
+    assert_eq!(
+        store.token_state("over-tls").unwrap(),
+        crate::store::TokenState::Active
+    );
 
     config.ca_file = None;
     let err = PostgresStore::open(&config, None).unwrap_err();

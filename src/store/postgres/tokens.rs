@@ -160,10 +160,15 @@ impl Shared {
             .await
             .map_err(e)?;
         }
-        if record.revoked || record.single_use || record.parent.is_some() {
+        let changes = record.revoked || record.single_use || record.parent.is_some();
+        if changes {
             notify(&tx, &record.jti).await.map_err(e)?;
         }
-        tx.commit().await.map_err(e)
+        tx.commit().await.map_err(e)?;
+        if changes {
+            self.changed(&[record.jti.as_str()]);
+        }
+        Ok(())
     }
 
     pub(super) async fn record_checked(
@@ -242,10 +247,14 @@ impl Shared {
         insert(&tx, record, line_issued_at, false)
             .await
             .map_err(e)?;
-        if record.single_use || record.parent.is_some() {
+        let changes = record.single_use || record.parent.is_some();
+        if changes {
             notify(&tx, &record.jti).await.map_err(e)?;
         }
         tx.commit().await.map_err(e)?;
+        if changes {
+            self.changed(&[record.jti.as_str()]);
+        }
         Ok(())
     }
 
@@ -334,15 +343,17 @@ impl Shared {
             .into_iter()
             .map(|r| r.get(0))
             .collect();
+        let mut changed: Vec<&str> = vec![jti];
         if descendants.len() < NOTIFY_EACH_UP_TO {
-            notify(&tx, jti).await.map_err(e)?;
-            for d in &descendants {
-                notify(&tx, d).await.map_err(e)?;
-            }
+            changed.extend(descendants.iter().map(String::as_str));
         } else {
-            notify(&tx, "*").await.map_err(e)?;
+            changed = vec!["*"];
+        }
+        for payload in &changed {
+            notify(&tx, payload).await.map_err(e)?;
         }
         tx.commit().await.map_err(e)?;
+        self.changed(&changed);
         Ok(known.is_some() || inserted == 1)
     }
 
@@ -374,6 +385,7 @@ impl Shared {
         .map_err(e)?;
         notify(&tx, "*").await.map_err(e)?;
         tx.commit().await.map_err(e)?;
+        self.changed(&["*"]);
         Ok(usize::try_from(touched).unwrap_or(0))
     }
 
@@ -427,6 +439,7 @@ impl Shared {
             .get(0);
         notify(&tx, jti).await.map_err(e)?;
         tx.commit().await.map_err(e)?;
+        self.changed(&[jti]);
         Ok(first)
     }
 
