@@ -24,7 +24,7 @@ pub enum StoreCommand {
     #[command(after_help = "EXAMPLES:
   tessera store check
   tessera store check --json | jq .rows.tokens
-  TESSERA_STORE_URL=postgres://tessera@db:5432/tessera tessera store check")]
+  tessera --config /etc/tessera/replica.toml store check")]
     Check,
     /// Copy an SQLite token store into PostgreSQL.
     ///
@@ -36,13 +36,14 @@ pub enum StoreCommand {
     /// database. Then set `[store] engine = "postgres"` and `url` in the config of every
     /// replica and CLI.
     ///
-    /// The URL never carries the password: set TESSERA_STORE_PASSWORD, or store it in the
+    /// The URL never carries the password: set TESSERA_STORE_PASSWORD (in the environment,
+    /// never on the command line), or store it in the
     /// secrets backend under tessera/store/password. `?sslmode=require` (or verify-full)
     /// turns TLS on, verified against the system's CAs or `[store] ca_file`.
     #[command(after_help = "EXAMPLES:
   tessera store migrate --to postgres://tessera@db.internal:5432/tessera
-  TESSERA_STORE_PASSWORD=... tessera store migrate --to 'postgres://tessera@db:5432/tessera?sslmode=require'
-  tessera store migrate --from /srv/tessera/tokens.db --to postgres://tessera@127.0.0.1/tessera --json")]
+  tessera store migrate --to 'postgres://tessera@db:5432/tessera?sslmode=require'
+  tessera --json store migrate --from /srv/tokens.db --to postgres://tessera@db/tessera")]
     Migrate(MigrateArgs),
 }
 

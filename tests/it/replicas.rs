@@ -256,7 +256,14 @@ fn a_replica_that_loses_postgres_answers_503_with_the_reason_and_recovers_by_its
             .json()
             .unwrap();
         assert_eq!(v, json!({"status": "ok"}));
-        assert_eq!(login(&r.base(i), "deploy", PASSWORD).status(), 200);
+        // Logging in needs the counters again; each try is a full login (a password check).
+        let mut last = None;
+        time_until(Duration::from_secs(30), || {
+            let (s, v) = status_and_json(login(&r.base(i), "deploy", PASSWORD));
+            last = Some((s, v));
+            s == 200
+        })
+        .unwrap_or_else(|| panic!("replica {i}: no login after recovery: {last:?}"));
     }
     let _ = health;
 }
