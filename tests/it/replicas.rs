@@ -11,9 +11,12 @@ use serde_json::json;
 
 use crate::support::PASSWORD;
 use crate::support::http::{client, create_token, health, login, status_and_json, verify};
+use crate::support::keys::{create_key, key_action, verify_key};
+use crate::support::principals::Browser;
 use crate::support::replicas::{
     Haproxy, OwnCluster, Replicas, fresh_database, psql, server_url, time_until,
 };
+use crate::support::workload::{GithubIssuer, RsaKey, exchange, policy};
 
 /// `DELETE /auth/token` with `token`: revokes it on the replica at `base`.
 fn revoke_own(base: &str, token: &str) -> u16 {
@@ -422,4 +425,162 @@ fn a_store_url_with_a_password_is_refused_with_the_fix() {
         err.contains("127.0.0.1:1") && err.contains("running"),
         "{err}"
     );
+}
+
+// --- Sessions, API keys and exchanged ID tokens across replicas (issue 14, section 12) ---
+
+/// The browser `b` talking to replica `base` (same cookie, that replica's Origin).
+fn on(b: &Browser, base: String) -> Browser {
+    Browser {
+        base,
+        cookie: b.cookie.clone(),
+    }
+}
+
+#[test]
+fn a_session_made_on_one_replica_works_on_another_and_signing_out_everywhere_ends_it_everywhere() {
+    let Some(server) = server_url() else { return };
+    let r = Replicas::start(&fresh_database(&server), 3, "");
+    let a = Browser::sign_in(&r.base(0), "deploy", PASSWORD);
+    let (b, c) = (on(&a, r.base(1)), on(&a, r.base(2)));
+    // Made on A, known to C (and B) at once: the session is a row of the shared store.
+    for x in [&a, &b, &c] {
+        let (s, v) = x.whoami();
+        assert_eq!((s, v["subject"].as_str()), (200, Some("deploy")), "{v}");
+    }
+    // A second session of the same user, made on C, so that "everywhere" means two.
+    let other = Browser::sign_in(&r.base(2), "deploy", PASSWORD);
+    assert_eq!(on(&other, r.base(0)).whoami().0, 200);
+    // Sign out everywhere through B.
+    let resp = b.write("DELETE", "/auth/sessions").send().unwrap();
+    let (s, v) = status_and_json(resp);
+    assert_eq!((s, v["ended"].as_u64()), (200, Some(2)), "{v}");
+    for (name, x) in [("A", &a), ("C", &c), ("A (2nd)", &on(&other, r.base(0)))] {
+        let took = time_until(Duration::from_secs(5), || {
+            let (s, v) = x.whoami();
+            assert!(s == 200 || s == 401, "{s} {v}");
+            s == 401
+        })
+        .unwrap_or_else(|| panic!("replica {name} still accepts the session after 5 s"));
+        assert!(
+            took <= Duration::from_secs(1),
+            "{name} refused it only after {took:?}"
+        );
+    }
+    // No write is accepted with the ended session either (CSRF token from before included).
+    assert_eq!(
+        c.request("GET", "/auth/sessions").send().unwrap().status(),
+        401
+    );
+}
+
+#[test]
+fn an_api_key_disabled_through_one_replica_is_refused_by_the_others_within_a_second() {
+    let Some(server) = server_url() else { return };
+    let r = Replicas::start(&fresh_database(&server), 3, "");
+    let (admin, _) = r.home.mint("root", "admin");
+    let (key, id) = create_key(
+        &r.base(0),
+        &admin,
+        &json!({"name": "ci", "subject": "ci", "scopes": "pull"}),
+    );
+    for round in 0..2 {
+        // Every replica accepts it, and keeps what the store said in its key table.
+        for i in 0..3 {
+            for _ in 0..3 {
+                let (s, v) = verify_key(&r.base(i), &key);
+                assert_eq!((s, v["key_id"].as_str()), (200, Some(id.as_str())), "{v}");
+            }
+        }
+        let (s, v) = key_action(&r.base(0), &admin, &id, "disable", None);
+        assert_eq!((s, v["state"].as_str()), (200, Some("disabled")), "{v}");
+        for i in [1, 2] {
+            let took = time_until(Duration::from_secs(5), || {
+                let (s, v) = verify_key(&r.base(i), &key);
+                assert!(
+                    s == 200 || (s == 401 && code(&v) == "KEY_DISABLED"),
+                    "{s} {v}"
+                );
+                s == 401
+            })
+            .unwrap_or_else(|| panic!("replica {i} still accepts a disabled key after 5 s"));
+            assert!(
+                took <= Duration::from_secs(1),
+                "replica {i} refused it only after {took:?} (round {round})"
+            );
+        }
+        // Enabled again through C: obeyed by A and B within the same bound.
+        let (s, _) = key_action(&r.base(2), &admin, &id, "enable", None);
+        assert_eq!(s, 200);
+        for i in [0, 1] {
+            let took = time_until(Duration::from_secs(5), || {
+                verify_key(&r.base(i), &key).0 == 200
+            })
+            .unwrap_or_else(|| panic!("replica {i} still refuses an enabled key after 5 s"));
+            assert!(took <= Duration::from_secs(1), "replica {i}: {took:?}");
+        }
+    }
+    // Revoked through B: refused for good by A and C.
+    assert_eq!(key_action(&r.base(1), &admin, &id, "revoke", None).0, 200);
+    for i in [0, 2] {
+        let took = time_until(Duration::from_secs(5), || {
+            verify_key(&r.base(i), &key).0 == 401
+        })
+        .unwrap_or_else(|| panic!("replica {i} still accepts a revoked key after 5 s"));
+        assert!(took <= Duration::from_secs(1), "replica {i}: {took:?}");
+    }
+}
+
+#[test]
+fn an_id_token_exchanged_through_one_replica_is_refused_as_a_replay_by_another() {
+    let Some(server) = server_url() else { return };
+    let a_key = RsaKey::fixture("a");
+    let gh = GithubIssuer::start(&[&a_key]);
+    let dir = tempfile::tempdir().unwrap();
+    let jwks = dir.path().join("github-jwks.json");
+    std::fs::write(&jwks, gh.jwks().to_string()).unwrap();
+    let trust = policy(
+        "release",
+        &gh.issuer,
+        "tessera",
+        &format!("jwks_file = \"{}\"", jwks.display()),
+        "repository = \"acme/app\"\nref = \"refs/heads/main\"\n",
+    );
+    let r = Replicas::start(&fresh_database(&server), 3, &trust);
+    let id_token = gh.token(&a_key, "tessera");
+    let (s, v) = exchange(&r.base(0), &id_token);
+    assert_eq!(s, 200, "{v}");
+    assert!(v["access_token"].as_str().is_some_and(|t| !t.is_empty()));
+    for i in [1, 2, 0] {
+        let (s, v) = exchange(&r.base(i), &id_token);
+        assert_eq!((s, code(&v)), (401, "INVALID_TOKEN"), "replica {i}: {v}");
+        assert!(
+            v["error_description"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("jti"),
+            "replica {i}: {v}"
+        );
+    }
+    // Raced: a fresh ID token sent to all three replicas at once is exchanged once.
+    let fresh = gh.token(&a_key, "tessera");
+    let go = Arc::new(Barrier::new(9));
+    let handles: Vec<_> = (0..9)
+        .map(|n| {
+            let (base, t, go) = (r.base(n % 3), fresh.clone(), Arc::clone(&go));
+            std::thread::spawn(move || {
+                go.wait();
+                exchange(&base, &t).0
+            })
+        })
+        .collect();
+    let codes: Vec<u16> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    assert_eq!(codes.iter().filter(|c| **c == 200).count(), 1, "{codes:?}");
+    assert!(codes.iter().all(|c| *c == 200 || *c == 401), "{codes:?}");
+    // The ids are rows of the shared store.
+    let db = r.home.config().0.store.url.unwrap();
+    let rows: i64 = psql(&db, "SELECT COUNT(*) FROM exchanged_id_tokens")
+        .parse()
+        .unwrap();
+    assert_eq!(rows, 2);
 }
