@@ -61,14 +61,14 @@ TOML
 IP="$(hostname -I | tr ' ' '\n' | grep -E '^[0-9.]+$' | grep -v '^127\.' | head -1)"
 [ -n "$IP" ] || { echo "needs a non-loopback IPv4 address" >&2; exit 1; }
 
-start_replica() { # $1 = name; prints host:port
+start_replica() { # $1 = name; sets ADDR to host:port
     local port; port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("0.0.0.0",0)); print(s.getsockname()[1])')"
-    RUST_LOG=warn "$BIN" serve --bind "$IP:$port" 2>"$WORK/$1.log" &
+    RUST_LOG=warn "$BIN" serve --bind "$IP:$port" >/dev/null 2>"$WORK/$1.log" &
     PIDS+=($!)
     for _ in $(seq 100); do (exec 3<>"/dev/tcp/$IP/$port") 2>/dev/null && break; sleep 0.1; done
-    echo "$IP:$port"
+    ADDR="$IP:$port"
 }
-A="$(start_replica a)"; B="$(start_replica b)"; C="$(start_replica c)"
+start_replica a; A="$ADDR"; start_replica b; B="$ADDR"; start_replica c; C="$ADDR"
 TOKEN="$("$BIN" auth token generate --subject bench --scopes pull 2>/dev/null)"
 cat > "$WORK/verify.lua" <<LUA
 wrk.method = "GET"
@@ -135,7 +135,7 @@ CLOSED="$IP:$(python3 -c 'import socket; s=socket.socket(); s.bind(("0.0.0.0",0)
 LB_PORT="$(free_port)"
 lb_run() { # $1 $2 $3 = servers a, b, c
     TESSERA_LB_BIND="127.0.0.1:$LB_PORT" TESSERA_REPLICA_A="$1" TESSERA_REPLICA_B="$2" TESSERA_REPLICA_C="$3" \
-        haproxy -db -f "$ROOT/deploy/haproxy/tessera.cfg" 2>>"$WORK/haproxy.log" &
+        haproxy -db -f "$ROOT/deploy/haproxy/tessera.cfg" >/dev/null 2>>"$WORK/haproxy.log" &
     local hp=$!
     wait_port "$LB_PORT"; sleep 1.5
     bounded_wrk -t1 -c4 -d2s -s "$WORK/verify.lua" "http://127.0.0.1:$LB_PORT/auth/verify" >/dev/null
