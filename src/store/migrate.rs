@@ -4,7 +4,8 @@
 //! mark is added to a row that has none; a cut-off only moves forward), so running it twice,
 //! or after the replicas have started writing, copies nothing twice and loses nothing. It
 //! runs in one PostgreSQL transaction and notifies every replica to drop its cached answers.
-//! A part that adds tables adds them to [`Dump`], [`read_sqlite`] and
+//! Sessions, API keys and exchanged ID-token ids are copied too. A part that adds tables adds
+//! them to [`Dump`], [`read_sqlite`] and
 //! `postgres/import.rs`.
 
 use std::collections::BTreeMap;
@@ -39,6 +40,31 @@ pub struct Dump {
     pub global_cutoff: Option<i64>,
     /// (key, value, at_ms)
     pub counters: Vec<(String, f64, i64)>,
+    /// (id, subject, created_at, expires_at, last_seen_at, address)
+    pub sessions: Vec<(String, String, i64, i64, i64, String)>,
+    pub api_keys: Vec<KeyRow>,
+    /// (id, expires_at) of exchanged OIDC ID tokens
+    pub exchanged: Vec<(String, i64)>,
+}
+
+/// One `api_keys` row, as stored (digest in hex, lists space-separated, times in Unix ms).
+#[derive(Debug, Clone)]
+pub struct KeyRow {
+    pub id: String,
+    pub digest: String,
+    pub name: String,
+    pub owner: String,
+    pub scopes: String,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+    pub state: String,
+    pub last_used_at: Option<i64>,
+    pub last_addresses: String,
+    pub allow_ip: String,
+    pub rate_limit: Option<String>,
+    pub successor: Option<String>,
+    pub grace_until: Option<i64>,
+    pub parent: Option<String>,
 }
 
 /// Rows copied per table.
@@ -106,6 +132,55 @@ pub fn read_sqlite(path: &Path) -> Result<Dump, StoreError> {
             s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
                 .collect()
         })
+        .map_err(err)?;
+    dump.sessions = conn
+        .prepare("SELECT id, subject, created_at, expires_at, last_seen_at, address FROM sessions")
+        .and_then(|mut s| {
+            s.query_map([], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
+            })?
+            .collect()
+        })
+        .map_err(err)?;
+    dump.api_keys = conn
+        .prepare(
+            "SELECT id, digest, name, owner, scopes, created_at, expires_at, state, last_used_at,
+                    last_addresses, allow_ip, rate_limit, successor, grace_until, parent
+             FROM api_keys ORDER BY created_at, id",
+        )
+        .and_then(|mut s| {
+            s.query_map([], |r| {
+                Ok(KeyRow {
+                    id: r.get(0)?,
+                    digest: r.get(1)?,
+                    name: r.get(2)?,
+                    owner: r.get(3)?,
+                    scopes: r.get(4)?,
+                    created_at: r.get(5)?,
+                    expires_at: r.get(6)?,
+                    state: r.get(7)?,
+                    last_used_at: r.get(8)?,
+                    last_addresses: r.get(9)?,
+                    allow_ip: r.get(10)?,
+                    rate_limit: r.get(11)?,
+                    successor: r.get(12)?,
+                    grace_until: r.get(13)?,
+                    parent: r.get(14)?,
+                })
+            })?
+            .collect()
+        })
+        .map_err(err)?;
+    dump.exchanged = conn
+        .prepare("SELECT id, expires_at FROM exchanged_id_tokens")
+        .and_then(|mut s| s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
         .map_err(err)?;
     Ok(dump)
 }

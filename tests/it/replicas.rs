@@ -353,6 +353,30 @@ fn store_migrate_copies_sqlite_into_postgres_once_and_store_check_reports_it() {
     let (bot, _) = h.mint("bot", "pull");
     h.ok(&["auth", "token", "revoke", &gone_jti]);
     h.ok(&["auth", "token", "revoke", "--subject", "bot"]);
+    // An API key (and a revoked one): they move too.
+    h.ok(&[
+        "auth",
+        "key",
+        "create",
+        "--name",
+        "deploy",
+        "--subject",
+        "ci",
+        "--scopes",
+        "pull",
+    ]);
+    h.ok(&[
+        "auth",
+        "key",
+        "create",
+        "--name",
+        "old",
+        "--subject",
+        "ci",
+        "--scopes",
+        "pull",
+    ]);
+    h.ok(&["auth", "key", "revoke", "old"]);
 
     let (out, _) = h.ok(&["--json", "store", "check"]);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -365,6 +389,7 @@ fn store_migrate_copies_sqlite_into_postgres_once_and_store_check_reports_it() {
     assert_eq!(v["copied"]["tokens"], 3, "{v}");
     assert_eq!(v["copied"]["revoked_jtis"], 1, "{v}");
     assert_eq!(v["copied"]["subject_cutoffs"], 1, "{v}");
+    assert_eq!(v["copied"]["api_keys"], 2, "{v}");
     // Again: nothing is copied twice.
     let (out, _) = h.ok(&["--json", "store", "migrate", "--to", &db]);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -389,6 +414,14 @@ fn store_migrate_copies_sqlite_into_postgres_once_and_store_check_reports_it() {
             assert!(err.contains("revoked"), "{err}");
         }
     }
+    // The keys, with their states, read from PostgreSQL.
+    let (ok, out, err) = with_store_url(&h, &db, &["--json", "auth", "key", "list"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("\"deploy\"") && out.contains("\"old\""),
+        "{out}"
+    );
+    assert!(out.contains("\"revoked\""), "{out}");
     // Human output names the engine and the schema version.
     let (_, out, _) = with_store_url(&h, &db, &["store", "check"]);
     assert!(out.contains("engine:          postgres"), "{out}");

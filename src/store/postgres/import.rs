@@ -96,6 +96,63 @@ impl PostgresStore {
                     .map_err(e)?;
             }
             copied.insert("login_counters".into(), n);
+            let mut n = 0;
+            for (id, subject, created, expires, seen, address) in &dump.sessions {
+                n += tx
+                    .execute(
+                        "INSERT INTO sessions (id, subject, created_at, expires_at, last_seen_at, address)
+                         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
+                        &[id, subject, created, expires, seen, address],
+                    )
+                    .await
+                    .map_err(e)?;
+            }
+            copied.insert("sessions".into(), n);
+            // A key is copied unless its id, its digest, or (for a key that holds its name)
+            // its owner and name are there already.
+            let mut n = 0;
+            for k in &dump.api_keys {
+                n += tx
+                    .execute(
+                        "INSERT INTO api_keys (id, digest, name, owner, scopes, created_at,
+                            expires_at, state, last_used_at, last_addresses, allow_ip,
+                            rate_limit, successor, grace_until, parent)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+                         ON CONFLICT DO NOTHING",
+                        &[
+                            &k.id,
+                            &k.digest,
+                            &k.name,
+                            &k.owner,
+                            &k.scopes,
+                            &k.created_at,
+                            &k.expires_at,
+                            &k.state,
+                            &k.last_used_at,
+                            &k.last_addresses,
+                            &k.allow_ip,
+                            &k.rate_limit,
+                            &k.successor,
+                            &k.grace_until,
+                            &k.parent,
+                        ],
+                    )
+                    .await
+                    .map_err(e)?;
+            }
+            copied.insert("api_keys".into(), n);
+            let mut n = 0;
+            for (id, expires) in &dump.exchanged {
+                n += tx
+                    .execute(
+                        "INSERT INTO exchanged_id_tokens (id, expires_at) VALUES ($1, $2)
+                         ON CONFLICT (id) DO NOTHING",
+                        &[id, expires],
+                    )
+                    .await
+                    .map_err(e)?;
+            }
+            copied.insert("exchanged_id_tokens".into(), n);
             tx.execute("SELECT pg_notify($1, '*')", &[&CHANNEL])
                 .await
                 .map_err(e)?;
