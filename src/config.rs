@@ -22,6 +22,8 @@ pub mod vars {
     pub const CONFIG: &str = "TESSERA_CONFIG";
     pub const TOKEN_SECRET: &str = "TESSERA_AUTH_TOKEN_SECRET";
     pub const BACKEND: &str = "TESSERA_SECRETS_BACKEND";
+    pub const STORE_URL: &str = "TESSERA_STORE_URL";
+    pub const STORE_PASSWORD: &str = "TESSERA_STORE_PASSWORD";
     pub const AGE_IDENTITY: &str = "TESSERA_AGE_IDENTITY";
     pub const REMOTE: &str = "TESSERA_REMOTE";
     pub const TOKEN: &str = "TESSERA_TOKEN";
@@ -49,6 +51,8 @@ const READ_VARS: &[&str] = &[
     vars::AGE_IDENTITY,
     vars::REMOTE,
     vars::TOKEN,
+    vars::STORE_URL,
+    vars::STORE_PASSWORD,
     "HOME",
     "XDG_CONFIG_HOME",
     "XDG_DATA_HOME",
@@ -183,6 +187,8 @@ struct RawConfig {
     /// The line of each `[[auth.trust]]` table (filled in by `Config::parse`).
     #[serde(skip)]
     trust_lines: Vec<usize>,
+    #[serde(default)]
+    store: crate::store::settings::RawStore,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -435,6 +441,8 @@ pub struct Config {
     pub auth: AuthConfig,
     pub server: ServerConfig,
     pub registry: RegistryConfig,
+    /// `[store]`: which engine keeps token ids, revocations and counters.
+    pub store: crate::store::settings::StoreConfig,
 }
 
 /// Where the config file is, and who said so.
@@ -810,6 +818,8 @@ impl Config {
             token_ttl,
         };
 
+        let store = crate::store::settings::StoreConfig::resolve(raw.store, env, &fix, &bad)?;
+
         Ok(Config {
             file,
             path,
@@ -820,6 +830,7 @@ impl Config {
             auth,
             server,
             registry,
+            store,
         })
     }
 

@@ -498,10 +498,18 @@ impl Auth {
             return Ok(answer.and_then(|i| keys.config.get(i).cloned()));
         }
         let account = format!("api-key:{}", hex::encode(&digest[..8]));
-        let attempt = self
-            .limiter
-            .begin(&account, client, Instant::now())
-            .map_err(|retry_after| AuthError::RateLimited { retry_after })?;
+        // The counts are in the store, shared by every replica: a write, off the async threads.
+        let limiter = self.limiter;
+        let attempt = match self
+            .with_store(move |store| Ok(limiter.begin(store, &account, client, Timestamp::now())))
+            .await?
+        {
+            Ok(attempt) => attempt,
+            Err(super::ratelimit::Refused::Wait(retry_after)) => {
+                return Err(AuthError::RateLimited { retry_after });
+            }
+            Err(super::ratelimit::Refused::Store(e)) => return Err(AuthError::StoreUnavailable(e)),
+        };
         let mut found = None;
         for (i, hash) in keys.config_hashes.iter().enumerate() {
             let text = SecretString::from(key.expose().to_owned());
@@ -511,15 +519,17 @@ impl Auth {
                 break;
             }
         }
-        let mut verified = write(&keys.config_verified);
-        if verified.len() >= MAX_CACHED {
-            // Keep the keys that verified: only the misses are dropped.
-            verified.retain(|_, v| v.is_some());
+        {
+            let mut verified = write(&keys.config_verified);
+            if verified.len() >= MAX_CACHED {
+                // Keep the keys that verified: only the misses are dropped.
+                verified.retain(|_, v| v.is_some());
+            }
+            verified.insert(*digest, found);
         }
-        verified.insert(*digest, found);
-        drop(verified);
         if found.is_some() {
-            self.limiter.succeeded(attempt, Instant::now());
+            self.with_store(move |store| limiter.succeeded(store, attempt, Timestamp::now()))
+                .await?;
         }
         Ok(found.and_then(|i| keys.config.get(i).cloned()))
     }
@@ -982,6 +992,8 @@ mod tests {
             rotate_key(i: &str, n: &ApiKeyRecord, g: Option<Timestamp>) -> Result<KeyChange, StoreError>;
             touch_keys(u: &[KeyUse]) -> Result<(), StoreError>;
             mark_id_token_exchanged(i: &str, e: Timestamp, n: Timestamp) -> Result<bool, StoreError>;
+            update_counters(k: &[String], n: Timestamp, u: crate::store::CounterUpdate) -> Result<u64, StoreError>;
+            report() -> Result<crate::store::StoreReport, StoreError>;
         }
         fn record_checked(
             &self,

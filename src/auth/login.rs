@@ -8,7 +8,7 @@ use secrecy::{ExposeSecret, SecretString};
 use tessera_backends::{BackendError, BackendKind, KeyPath, SecretsBackend};
 
 use super::users::Directory;
-use super::{Auth, AuthError, Principal, digest};
+use super::{Auth, AuthError, Principal, digest, ratelimit};
 use crate::config::Config;
 use crate::keyring::KeyringError;
 use crate::password::{HashKind, PasswordError};
@@ -249,10 +249,21 @@ impl Auth {
         let Some(login) = &self.login else {
             return Err(AuthError::InvalidCredentials);
         };
-        let attempt = self
-            .limiter
-            .begin(username, peer, std::time::Instant::now())
-            .map_err(|retry_after| AuthError::RateLimited { retry_after })?;
+        // The counts are in the store, shared by every replica: a write, off the async threads.
+        let limiter = self.limiter;
+        let account = username.to_owned();
+        let attempt = match self
+            .with_store(move |store| {
+                Ok(limiter.begin(store, &account, peer, jiff::Timestamp::now()))
+            })
+            .await?
+        {
+            Ok(attempt) => attempt,
+            Err(ratelimit::Refused::Wait(retry_after)) => {
+                return Err(AuthError::RateLimited { retry_after });
+            }
+            Err(ratelimit::Refused::Store(e)) => return Err(AuthError::StoreUnavailable(e)),
+        };
         let sent = digest(username.as_bytes());
         let mut found: Option<&LoginUser> = None;
         for user in &login.users {
@@ -273,7 +284,8 @@ impl Auth {
         let Some((user, _)) = known.filter(|_| password_ok) else {
             return Err(AuthError::InvalidCredentials);
         };
-        self.limiter.succeeded(attempt, std::time::Instant::now());
+        self.with_store(move |store| limiter.succeeded(store, attempt, jiff::Timestamp::now()))
+            .await?;
         Ok(Principal::password(&user.name, user.scopes.clone()))
     }
 }

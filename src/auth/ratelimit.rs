@@ -19,22 +19,28 @@
 //! - A successful check refunds its charge and clears its pair's back-off.
 //!
 //! Keys are the socket peer address (never a forwarded header) and a SHA-256 digest of the
-//! account name (a password typed into the username field is not kept). Each table holds at
-//! most [`MAX_TRACKED`] entries; beyond that, entries that have recovered are dropped first,
-//! then the least recently used quarter.
+//! account name (a password typed into the username field is not kept).
+//!
+//! The counts live in the token store ([`TokenStore::update_counters`]), not in this process,
+//! so that several replicas behind a load balancer share them: a guesser spread over the
+//! replicas gets N failures per minute in all, not N per replica. One check is one atomic
+//! read-modify-write of three counters (the address, the account, the pair); times are wall
+//! clock milliseconds, shared by the replicas. A counter not written for an hour is forgotten
+//! and pruned by the store, which bounds what it keeps (the in-memory store also caps the
+//! number of counters).
 
-use std::collections::HashMap;
-use std::hash::Hash;
 use std::net::{IpAddr, Ipv6Addr};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-/// Most entries per table (addresses, accounts, pairs).
-const MAX_TRACKED: usize = 10_000;
+use jiff::Timestamp;
+
+use crate::store::{Counter, StoreError, TokenStore};
+
 /// The longest back-off of one (account, address) pair.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(15 * 60);
-/// A pair that has not failed for this long starts over.
-const PAIR_MEMORY: Duration = Duration::from_secs(60 * 60);
+/// A pair that has not failed for this long starts over (the store forgets counters not
+/// written for as long).
+const PAIR_MEMORY: Duration = crate::store::COUNTER_MEMORY;
 
 /// A client address as the limiter sees it: IPv4, or the /64 of an IPv6 address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -53,6 +59,14 @@ impl Net {
             },
         }
     }
+
+    /// The counter key part of this address.
+    fn key(&self) -> String {
+        match self {
+            Net::V4(o) => format!("4:{}", hex::encode(o)),
+            Net::V6(o) => format!("6:{}", hex::encode(o)),
+        }
+    }
 }
 
 fn prefix64(a: Ipv6Addr) -> [u8; 8] {
@@ -60,34 +74,10 @@ fn prefix64(a: Ipv6Addr) -> [u8; 8] {
     [o[0], o[1], o[2], o[3], o[4], o[5], o[6], o[7]]
 }
 
-type Account = [u8; 32];
-
-/// A token bucket of failures: `tokens` left, refilled at `per_minute` per minute.
+/// The login rate limiter: its setting; the counts are in the store.
 #[derive(Debug, Clone, Copy)]
-struct Bucket {
-    tokens: f64,
-    updated: Instant,
-}
-
-/// Failures of one (account, address) pair.
-#[derive(Debug, Clone, Copy)]
-struct Pair {
-    failures: u32,
-    last: Instant,
-}
-
-#[derive(Debug, Default)]
-struct Tables {
-    addresses: HashMap<Net, Bucket>,
-    accounts: HashMap<Account, Bucket>,
-    pairs: HashMap<(Account, Net), Pair>,
-}
-
-/// The login rate limiter.
-#[derive(Debug)]
 pub struct RateLimiter {
     per_minute: u32,
-    tables: Mutex<Tables>,
 }
 
 /// A password check the limiter let through; it counts as a failure unless
@@ -95,50 +85,58 @@ pub struct RateLimiter {
 #[derive(Debug)]
 #[must_use]
 pub struct Attempt {
-    key: Option<(Account, Net)>,
+    /// The counter keys: address, account, pair.
+    keys: Option<[String; 3]>,
 }
 
-impl RateLimiter {
-    /// `per_minute` failed checks per address and per account per minute; 0 turns the limit
-    /// off.
-    pub fn new(per_minute: u32) -> Self {
-        RateLimiter {
-            per_minute,
-            tables: Mutex::new(Tables::default()),
-        }
-    }
+/// Why [`RateLimiter::begin`] did not let a check through.
+#[derive(Debug, thiserror::Error)]
+pub enum Refused {
+    /// Too many failures: wait this many seconds.
+    #[error("too many failed logins; retry in {0} s")]
+    Wait(u64),
+    /// The store that keeps the counts cannot answer (fail closed).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
 
+/// The counter keys of `account` from `ip`: address, account, pair.
+fn keys(account: &str, ip: IpAddr) -> [String; 3] {
+    let account = hex::encode(super::digest(account.as_bytes()));
+    let net = Net::of(ip).key();
+    [
+        format!("login/addr/{net}"),
+        format!("login/account/{account}"),
+        format!("login/pair/{account}/{net}"),
+    ]
+}
+
+/// The pure arithmetic of the limiter, run by the store on the counters it read.
+#[derive(Debug, Clone, Copy)]
+struct Rules {
+    per_minute: u32,
+    now: i64,
+}
+
+impl Rules {
     fn capacity(&self) -> f64 {
         f64::from(self.per_minute)
     }
 
-    /// Refills of one bucket per second.
-    fn rate(&self) -> f64 {
-        self.capacity() / 60.0
+    /// Refills of one bucket per millisecond.
+    fn rate_ms(&self) -> f64 {
+        self.capacity() / 60_000.0
     }
 
-    /// The bucket for `key`, refilled up to `now`.
-    fn bucket<'a, K: Hash + Eq + Copy>(
-        &self,
-        table: &'a mut HashMap<K, Bucket>,
-        key: K,
-        now: Instant,
-    ) -> &'a mut Bucket {
-        let (capacity, rate) = (self.capacity(), self.rate());
-        if table.len() >= MAX_TRACKED && !table.contains_key(&key) {
-            table.retain(|_, b| {
-                b.tokens + now.saturating_duration_since(b.updated).as_secs_f64() * rate < capacity
-            });
-            evict_oldest(table, |b| b.updated);
+    /// The fill of a bucket counter, refilled up to now (a missing one is full).
+    fn fill(&self, bucket: Option<Counter>) -> f64 {
+        match bucket {
+            None => self.capacity(),
+            Some(b) => {
+                let elapsed = self.now.saturating_sub(b.at_ms).max(0) as f64;
+                (b.value + elapsed * self.rate_ms()).min(self.capacity())
+            }
         }
-        let b = table.entry(key).or_insert(Bucket {
-            tokens: capacity,
-            updated: now,
-        });
-        let elapsed = now.saturating_duration_since(b.updated).as_secs_f64();
-        b.tokens = (b.tokens + elapsed * rate).min(capacity);
-        b.updated = now;
-        b
     }
 
     /// The back-off a pair with `failures` failures waits after its last one.
@@ -148,74 +146,111 @@ impl RateLimiter {
         Duration::from_secs_f64((base * factor).min(MAX_BACKOFF.as_secs_f64()))
     }
 
-    /// Asks to check a password of `account` from `ip` at `now`: an [`Attempt`] (charged as a
-    /// failure until it succeeds), or `Err(seconds)` to wait before trying again.
-    pub fn begin(&self, account: &str, ip: IpAddr, now: Instant) -> Result<Attempt, u64> {
-        if self.per_minute == 0 {
-            return Ok(Attempt { key: None });
-        }
-        let account = super::digest(account.as_bytes());
-        let net = Net::of(ip);
-        let mut guard = match self.tables.lock() {
-            Ok(t) => t,
-            Err(poisoned) => poisoned.into_inner(),
+    /// `begin` on the counters [address, account, pair]: 0 when the attempt is let through
+    /// (and charged), else the seconds to wait (nothing is written).
+    fn begin(&self, rows: &mut [Option<Counter>]) -> u64 {
+        let [address, account, pair] = rows else {
+            return 1;
         };
-        let tables = &mut *guard;
-        let rate = self.rate();
-        let address = self.bucket(&mut tables.addresses, net, now);
-        if address.tokens < 1.0 {
-            return Err(seconds((1.0 - address.tokens) / rate));
+        let rate = self.rate_ms() * 1000.0;
+        let addr_fill = self.fill(*address);
+        if addr_fill < 1.0 {
+            return seconds((1.0 - addr_fill) / rate);
         }
-        let under_attack = self.bucket(&mut tables.accounts, account, now).tokens < 1.0;
-        if let Some(pair) = tables.pairs.get(&(account, net)) {
-            if now.saturating_duration_since(pair.last) > PAIR_MEMORY {
-                tables.pairs.remove(&(account, net));
+        let acct_fill = self.fill(*account);
+        let under_attack = acct_fill < 1.0;
+        if let Some(p) = *pair {
+            if self.now.saturating_sub(p.at_ms) > PAIR_MEMORY.as_millis() as i64 {
+                *pair = None;
             } else if under_attack {
-                let until = pair.last + self.backoff(pair.failures);
-                if until > now {
-                    return Err(seconds((until - now).as_secs_f64()));
+                let failures = p.value.max(0.0) as u32;
+                let until = p.at_ms + self.backoff(failures).as_millis() as i64;
+                if until > self.now {
+                    return seconds((until - self.now) as f64 / 1000.0);
                 }
             }
         }
         // Charge the attempt as a failure now; `succeeded` refunds it.
         let floor = -self.capacity();
-        let address = self.bucket(&mut tables.addresses, net, now);
-        address.tokens -= 1.0;
-        let acct = self.bucket(&mut tables.accounts, account, now);
-        acct.tokens = (acct.tokens - 1.0).max(floor);
-        if tables.pairs.len() >= MAX_TRACKED && !tables.pairs.contains_key(&(account, net)) {
-            tables
-                .pairs
-                .retain(|_, p| now.saturating_duration_since(p.last) <= PAIR_MEMORY);
-            evict_oldest(&mut tables.pairs, |p| p.last);
-        }
-        let pair = tables.pairs.entry((account, net)).or_insert(Pair {
-            failures: 0,
-            last: now,
+        *address = Some(Counter {
+            value: addr_fill - 1.0,
+            at_ms: self.now,
         });
-        pair.failures = pair.failures.saturating_add(1);
-        pair.last = now;
-        Ok(Attempt {
-            key: Some((account, net)),
-        })
+        *account = Some(Counter {
+            value: (acct_fill - 1.0).max(floor),
+            at_ms: self.now,
+        });
+        let failures = pair.map_or(0.0, |p| p.value);
+        *pair = Some(Counter {
+            value: (failures + 1.0).min(f64::from(u32::MAX)),
+            at_ms: self.now,
+        });
+        0
+    }
+
+    /// `succeeded` on the counters [address, account, pair]: refunds and clears the pair.
+    fn succeeded(&self, rows: &mut [Option<Counter>]) -> u64 {
+        let [address, account, pair] = rows else {
+            return 0;
+        };
+        for bucket in [address, account] {
+            *bucket = Some(Counter {
+                value: (self.fill(*bucket) + 1.0).min(self.capacity()),
+                at_ms: self.now,
+            });
+        }
+        *pair = None;
+        0
+    }
+}
+
+impl RateLimiter {
+    /// `per_minute` failed checks per address and per account per minute; 0 turns the limit
+    /// off.
+    pub fn new(per_minute: u32) -> Self {
+        RateLimiter { per_minute }
+    }
+
+    /// Asks to check a password of `account` from `ip` at `now`: an [`Attempt`] (charged as a
+    /// failure until it succeeds), or [`Refused`] (wait, or the store cannot count). Writes
+    /// to `store`: call it off the async threads.
+    pub fn begin(
+        &self,
+        store: &dyn TokenStore,
+        account: &str,
+        ip: IpAddr,
+        now: Timestamp,
+    ) -> Result<Attempt, Refused> {
+        if self.per_minute == 0 {
+            return Ok(Attempt { keys: None });
+        }
+        let keys = keys(account, ip);
+        let rules = Rules {
+            per_minute: self.per_minute,
+            now: now.as_millisecond(),
+        };
+        match store.update_counters(&keys, now, Box::new(move |rows| rules.begin(rows)))? {
+            0 => Ok(Attempt { keys: Some(keys) }),
+            wait => Err(Refused::Wait(wait)),
+        }
     }
 
     /// The password of `attempt` was right: refunds its charge and clears its back-off.
-    pub fn succeeded(&self, attempt: Attempt, now: Instant) {
-        let Some((account, net)) = attempt.key else {
-            return;
+    pub fn succeeded(
+        &self,
+        store: &dyn TokenStore,
+        attempt: Attempt,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let Some(keys) = attempt.keys else {
+            return Ok(());
         };
-        let mut guard = match self.tables.lock() {
-            Ok(t) => t,
-            Err(poisoned) => poisoned.into_inner(),
+        let rules = Rules {
+            per_minute: self.per_minute,
+            now: now.as_millisecond(),
         };
-        let tables = &mut *guard;
-        let capacity = self.capacity();
-        let address = self.bucket(&mut tables.addresses, net, now);
-        address.tokens = (address.tokens + 1.0).min(capacity);
-        let acct = self.bucket(&mut tables.accounts, account, now);
-        acct.tokens = (acct.tokens + 1.0).min(capacity);
-        tables.pairs.remove(&(account, net));
+        store.update_counters(&keys, now, Box::new(move |rows| rules.succeeded(rows)))?;
+        Ok(())
     }
 }
 
@@ -225,34 +260,45 @@ fn seconds(secs: f64) -> u64 {
     (d.as_secs() + u64::from(d.subsec_nanos() > 0)).max(1)
 }
 
-/// Drops the least recently used quarter of a table that is still full.
-fn evict_oldest<K, V>(table: &mut HashMap<K, V>, updated: impl Fn(&V) -> Instant) {
-    if table.len() < MAX_TRACKED {
-        return;
-    }
-    let mut times: Vec<Instant> = table.values().map(&updated).collect();
-    let cut = times.len() / 4;
-    let (_, cutoff, _) = times.select_nth_unstable(cut);
-    let cutoff = *cutoff;
-    table.retain(|_, v| updated(v) > cutoff);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::MemoryStore;
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
     }
 
-    fn fail(l: &RateLimiter, account: &str, from: &str, t: Instant) -> Result<(), u64> {
+    /// A limiter with its own in-memory store.
+    struct L(RateLimiter, MemoryStore);
+
+    impl L {
+        fn new(per_minute: u32) -> L {
+            L(RateLimiter::new(per_minute), MemoryStore::new())
+        }
+        fn begin(&self, account: &str, ip: IpAddr, t: Timestamp) -> Result<Attempt, u64> {
+            self.0.begin(&self.1, account, ip, t).map_err(|e| match e {
+                Refused::Wait(s) => s,
+                Refused::Store(e) => panic!("{e}"),
+            })
+        }
+        fn succeeded(&self, a: Attempt, t: Timestamp) {
+            self.0.succeeded(&self.1, a, t).unwrap()
+        }
+    }
+
+    fn fail(l: &L, account: &str, from: &str, t: Timestamp) -> Result<(), u64> {
         l.begin(account, ip(from), t).map(drop)
+    }
+
+    fn secs(n: u64) -> Duration {
+        Duration::from_secs(n)
     }
 
     #[test]
     fn successes_never_count() {
-        let l = RateLimiter::new(3);
-        let t = Instant::now();
+        let l = L::new(3);
+        let t = Timestamp::now();
         for _ in 0..50 {
             let a = l.begin("deploy", ip("10.0.0.1"), t).unwrap();
             l.succeeded(a, t);
@@ -261,8 +307,8 @@ mod tests {
 
     #[test]
     fn failures_per_address_then_a_wait() {
-        let l = RateLimiter::new(3);
-        let t = Instant::now();
+        let l = L::new(3);
+        let t = Timestamp::now();
         for i in 0..3 {
             assert!(fail(&l, &format!("user{i}"), "10.0.0.1", t).is_ok());
         }
@@ -271,15 +317,15 @@ mod tests {
         // Another address has its own bucket.
         assert!(fail(&l, "other", "10.0.0.2", t).is_ok());
         // After the refill time one more attempt is allowed.
-        let later = t + Duration::from_secs(20);
+        let later = t + secs(20);
         assert!(fail(&l, "x", "10.0.0.1", later).is_ok());
         assert!(fail(&l, "y", "10.0.0.1", later).is_err());
     }
 
     #[test]
     fn one_ipv6_64_is_one_address_and_mapped_ipv4_is_ipv4() {
-        let l = RateLimiter::new(3);
-        let t = Instant::now();
+        let l = L::new(3);
+        let t = Timestamp::now();
         for i in 1..=3 {
             assert!(fail(&l, "deploy", &format!("2001:db8:1:2::{i:x}"), t).is_ok());
         }
@@ -293,8 +339,8 @@ mod tests {
 
     #[test]
     fn an_account_under_attack_slows_failing_pairs_not_the_real_user() {
-        let l = RateLimiter::new(3);
-        let t = Instant::now();
+        let l = L::new(3);
+        let t = Timestamp::now();
         // Failures against `deploy` from many addresses: the account is under attack.
         for i in 1..=3 {
             assert!(fail(&l, "deploy", &format!("198.51.100.{i}"), t).is_ok());
@@ -302,7 +348,7 @@ mod tests {
         // A failing pair now waits 20 s (60/3) after its failure, then twice as long.
         let wait = fail(&l, "deploy", "198.51.100.1", t).unwrap_err();
         assert_eq!(wait, 20);
-        let t1 = t + Duration::from_secs(20);
+        let t1 = t + secs(20);
         assert!(fail(&l, "deploy", "198.51.100.1", t1).is_ok());
         let wait = fail(&l, "deploy", "198.51.100.1", t1).unwrap_err();
         assert_eq!(wait, 40);
@@ -314,13 +360,17 @@ mod tests {
             l.succeeded(a, t1);
         }
         // The back-off is capped.
-        assert_eq!(l.backoff(100), MAX_BACKOFF);
+        let rules = Rules {
+            per_minute: 3,
+            now: 0,
+        };
+        assert_eq!(rules.backoff(100), MAX_BACKOFF);
     }
 
     #[test]
     fn zero_means_no_limit() {
-        let l = RateLimiter::new(0);
-        let t = Instant::now();
+        let l = L::new(0);
+        let t = Timestamp::now();
         for _ in 0..1000 {
             assert!(fail(&l, "deploy", "::1", t).is_ok());
         }
@@ -328,14 +378,41 @@ mod tests {
 
     #[test]
     fn memory_stays_bounded() {
-        let l = RateLimiter::new(5);
-        let t = Instant::now();
-        for i in 0..(MAX_TRACKED as u32 + 50) {
+        let l = L::new(5);
+        let t = Timestamp::now();
+        for i in 0..40_050u32 {
             let _ = l.begin(&format!("u{i}"), IpAddr::from(i.to_be_bytes()), t);
         }
-        let tables = l.tables.lock().unwrap();
-        assert!(tables.addresses.len() <= MAX_TRACKED);
-        assert!(tables.accounts.len() <= MAX_TRACKED);
-        assert!(tables.pairs.len() <= MAX_TRACKED);
+        assert!(l.1.counter_count() <= 30_000, "{}", l.1.counter_count());
+    }
+
+    #[test]
+    fn two_limiters_on_one_store_count_together() {
+        // Two replicas: each has its own limiter, the store is shared.
+        let store = MemoryStore::new();
+        let (a, b) = (RateLimiter::new(3), RateLimiter::new(3));
+        let t = Timestamp::now();
+        for (i, l) in [a, b, a].iter().enumerate() {
+            assert!(
+                l.begin(&store, &format!("u{i}"), ip("10.0.0.1"), t).is_ok(),
+                "attempt {i}"
+            );
+        }
+        assert!(matches!(
+            b.begin(&store, "u9", ip("10.0.0.1"), t),
+            Err(Refused::Wait(_))
+        ));
+    }
+
+    #[test]
+    fn a_forgotten_pair_starts_over() {
+        let l = L::new(3);
+        let t = Timestamp::now();
+        for i in 1..=3 {
+            assert!(fail(&l, "deploy", &format!("198.51.100.{i}"), t).is_ok());
+        }
+        assert!(fail(&l, "deploy", "198.51.100.1", t).is_err());
+        let much_later = t + PAIR_MEMORY + secs(1);
+        assert!(fail(&l, "deploy", "198.51.100.1", much_later).is_ok());
     }
 }

@@ -10,6 +10,7 @@ mod registry;
 mod remotes;
 mod secrets;
 mod serve;
+mod store;
 mod users;
 
 use std::path::PathBuf;
@@ -118,6 +119,15 @@ pub enum Command {
   tessera registry init --rotate  # a new key; the old certificate stays in the bundle"
     )]
     Registry(registry::RegistryCommand),
+    /// The token store: engine, schema version and rows (`check`); copy SQLite into
+    /// PostgreSQL (`migrate`).
+    #[command(
+        subcommand,
+        after_help = "EXAMPLES:
+  tessera store check --json
+  tessera store migrate --to postgres://tessera@db.internal:5432/tessera"
+    )]
+    Store(store::StoreCommand),
     /// The Docker credential-helper protocol (also run as `docker-credential-tessera ACTION`).
     ///
     /// Credentials are kept in the secrets backend under `tessera/docker/HOST/`, never in
@@ -346,6 +356,7 @@ pub fn run(cli: Cli, env: Env) -> Result<(), CliError> {
         Command::Serve(args) => serve::run(&ctx, args),
         Command::Registry(cmd) => registry::run(&ctx, cmd),
         Command::Users(cmd) => users::run(&ctx, cmd),
+        Command::Store(cmd) => store::run(&ctx, cmd),
         Command::CredentialHelper(cmd) => credential_helper::run(&ctx, cmd).map_err(|e| {
             if json || e.is_silent() {
                 return e;

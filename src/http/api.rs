@@ -134,9 +134,15 @@ pub(crate) async fn authenticate_any(
 
 // ---- handlers ------------------------------------------------------------------------------
 
-/// `GET /health`.
-pub(crate) async fn health() -> Json<Value> {
-    Json(json!({"status": "ok"}))
+/// `GET /health`: `{"status":"ok"}`, or, when the token store cannot answer (PostgreSQL
+/// lost), still 200 with `{"status":"degraded","store":"why"}`: the process is up and answers
+/// 503 `STORE_UNAVAILABLE` for what it cannot decide, and recovers by itself. Asked inline:
+/// engines answer it without a round trip.
+pub(crate) async fn health(State(state): AppState) -> Json<Value> {
+    match state.auth.store().health() {
+        Ok(()) => Json(json!({"status": "ok"})),
+        Err(e) => Json(json!({"status": "degraded", "store": e.reason()})),
+    }
 }
 
 #[derive(Deserialize)]

@@ -37,11 +37,13 @@ impl ApiError {
         }
     }
 
-    /// 503 `UNAVAILABLE` for a token store that cannot answer: tokens cannot be checked, so
+    /// 503 `STORE_UNAVAILABLE` for a token store that cannot answer: tokens cannot be checked, so
     /// none is accepted (fail closed). The cause goes to the log, not to the client.
     fn store_unavailable(e: impl std::fmt::Display) -> Self {
         tracing::error!(error = %e, "token store failed");
-        ApiError::unavailable(
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "STORE_UNAVAILABLE",
             "the token store cannot answer right now, so tokens cannot be checked; try again later",
         )
     }

@@ -263,6 +263,65 @@ fn concurrent_creations_of_one_name_store_one_key(make: &dyn Fn() -> Arc<dyn Tok
     assert_eq!(make().list_keys(Some("alice")).unwrap().len(), 1);
 }
 
+fn concurrent_rotations_of_one_key_replace_it_once(make: &dyn Fn() -> Arc<dyn TokenStore>) {
+    let old = key("a1", "alice", "ci", "2026-06-01T00:00:00Z");
+    assert_eq!(make().create_key(&old, 10).unwrap(), KeyCreated::Created);
+    let go = Arc::new(std::sync::Barrier::new(8));
+    let handles: Vec<_> = (0..8)
+        .map(|i| {
+            let (store, go) = (make(), Arc::clone(&go));
+            std::thread::spawn(move || {
+                go.wait();
+                let new = key(&format!("n{i}"), "alice", "ci", "2026-06-02T00:00:00Z");
+                store.rotate_key("a1", &new, None).unwrap()
+            })
+        })
+        .collect();
+    let results: Vec<KeyChange> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let done = results
+        .iter()
+        .filter(|c| matches!(c, KeyChange::Done(_)))
+        .count();
+    assert_eq!(done, 1, "{results:?}");
+    assert!(
+        results
+            .iter()
+            .all(|c| matches!(c, KeyChange::Done(_) | KeyChange::Final(_)))
+    );
+    // The old key and exactly one successor, which holds the name.
+    let keys = make().list_keys(Some("alice")).unwrap();
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    let old = keys.iter().find(|k| k.id == "a1").unwrap();
+    let successor = old.successor.clone().unwrap();
+    assert!(keys.iter().any(|k| k.id == successor && k.holds_name()));
+}
+
+fn concurrent_creations_keep_the_limit_of_live_keys(make: &dyn Fn() -> Arc<dyn TokenStore>) {
+    let go = Arc::new(std::sync::Barrier::new(8));
+    let handles: Vec<_> = (0..8)
+        .map(|i| {
+            let (store, go) = (make(), Arc::clone(&go));
+            std::thread::spawn(move || {
+                go.wait();
+                let k = key(
+                    &format!("m{i}"),
+                    "erin",
+                    &format!("k{i}"),
+                    "2026-06-01T00:00:00Z",
+                );
+                store.create_key(&k, 3).unwrap()
+            })
+        })
+        .collect();
+    let created = handles
+        .into_iter()
+        .map(|h| h.join().unwrap())
+        .filter(|c| *c == KeyCreated::Created)
+        .count();
+    assert_eq!(created, 3);
+    assert_eq!(make().list_keys(Some("erin")).unwrap().len(), 3);
+}
+
 macro_rules! contract_keys {
     ($($check:ident),* $(,)?) => {
         mod memory_engine {
@@ -289,6 +348,19 @@ macro_rules! contract_keys {
                 }
             )*
         }
+
+        // Skipped (with a note) unless a server is configured; scripts/test always has one.
+        mod postgres_engine {
+            $(
+                #[test]
+                fn $check() {
+                    let Some(config) = crate::store::postgres::tests::fresh_database() else {
+                        return;
+                    };
+                    super::$check(&|| crate::store::postgres::tests::open(&config));
+                }
+            )*
+        }
     };
 }
 
@@ -300,4 +372,6 @@ contract_keys!(
     rotation_links_the_successor_and_keeps_a_grace,
     touches_keep_the_latest_time_and_five_addresses,
     concurrent_creations_of_one_name_store_one_key,
+    concurrent_rotations_of_one_key_replace_it_once,
+    concurrent_creations_keep_the_limit_of_live_keys,
 );

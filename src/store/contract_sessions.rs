@@ -106,6 +106,25 @@ fn sessions_per_subject_are_bounded_and_expired_ones_pruned(
     assert!(!store.session_delete("old").unwrap());
 }
 
+fn concurrent_sign_ins_keep_the_bound_per_subject(make: &dyn Fn() -> Arc<dyn TokenStore>) {
+    let go = Arc::new(std::sync::Barrier::new(8));
+    let handles: Vec<_> = (0..8)
+        .map(|i| {
+            let (store, go) = (make(), Arc::clone(&go));
+            std::thread::spawn(move || {
+                go.wait();
+                store
+                    .session_create(&session(&format!("d{i}"), "dave", 100 + i, 3600), 3)
+                    .unwrap()
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    assert_eq!(make().session_list("dave", at(200)).unwrap().len(), 3);
+}
+
 macro_rules! contract {
     ($($check:ident),* $(,)?) => {
         mod memory_engine {
@@ -132,6 +151,19 @@ macro_rules! contract {
                 }
             )*
         }
+
+        // Skipped (with a note) unless a server is configured; scripts/test always has one.
+        mod postgres_engine {
+            $(
+                #[test]
+                fn $check() {
+                    let Some(config) = crate::store::postgres::tests::fresh_database() else {
+                        return;
+                    };
+                    super::$check(&|| crate::store::postgres::tests::open(&config));
+                }
+            )*
+        }
     };
 }
 
@@ -139,4 +171,5 @@ contract!(
     create_get_touch_and_delete,
     sign_out_everywhere_ends_only_that_subject,
     sessions_per_subject_are_bounded_and_expired_ones_pruned,
+    concurrent_sign_ins_keep_the_bound_per_subject,
 );

@@ -83,6 +83,19 @@ macro_rules! contract {
                 }
             )*
         }
+
+        // Skipped (with a note) unless a server is configured; scripts/test always has one.
+        mod postgres_engine {
+            $(
+                #[test]
+                fn $check() {
+                    let Some(config) = crate::store::postgres::tests::fresh_database() else {
+                        return;
+                    };
+                    super::$check(&|| crate::store::postgres::tests::open(&config));
+                }
+            )*
+        }
     };
 }
 

@@ -13,8 +13,9 @@ use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use jiff::Timestamp;
 
 use super::{
-    IssueError, PRUNE_BATCH, SessionRecord, Standing, StoreError, TokenRecord, TokenState,
-    TokenStore, check_live_limit, from_ms, ms, prune_before, unrecorded_parent_issued_at,
+    CounterUpdate, IssueError, PRUNE_BATCH, SessionRecord, Standing, StoreError, TokenRecord,
+    TokenState, TokenStore, check_live_limit, from_ms, ms, prune_before,
+    unrecorded_parent_issued_at,
 };
 
 /// A token store that lives in this process only. Cloning a handle is sharing it: wrap it in
@@ -24,7 +25,13 @@ pub struct MemoryStore {
     state: RwLock<State>,
     /// Exchanged OIDC ID tokens: id → expiry (Unix ms).
     exchanged: std::sync::Mutex<HashMap<String, i64>>,
+    /// Login failure counters ([`TokenStore::update_counters`]), at most [`MAX_COUNTERS`].
+    counters: std::sync::Mutex<HashMap<String, super::Counter>>,
 }
+
+/// Most login failure counters kept; past that, forgotten ones are dropped, then the least
+/// recently written quarter.
+const MAX_COUNTERS: usize = 30_000;
 
 #[derive(Debug, Default)]
 struct State {
@@ -508,5 +515,74 @@ impl TokenStore for MemoryStore {
         }
         map.insert(id.to_owned(), ms(expires_at));
         Ok(true)
+    }
+
+    fn update_counters(
+        &self,
+        keys: &[String],
+        now: Timestamp,
+        update: CounterUpdate,
+    ) -> Result<u64, StoreError> {
+        let now = ms(now);
+        let forgotten = super::counters_before(now);
+        let mut table = self.counters.lock().unwrap_or_else(|e| e.into_inner());
+        let mut rows: Vec<Option<super::Counter>> = keys
+            .iter()
+            .map(|k| table.get(k).copied().filter(|c| c.at_ms >= forgotten))
+            .collect();
+        let answer = update(&mut rows);
+        for (key, row) in keys.iter().zip(rows) {
+            match row {
+                None => {
+                    table.remove(key);
+                }
+                Some(c) => {
+                    if table.len() >= MAX_COUNTERS && !table.contains_key(key) {
+                        table.retain(|_, c| c.at_ms >= forgotten);
+                        if table.len() >= MAX_COUNTERS {
+                            let mut times: Vec<i64> = table.values().map(|c| c.at_ms).collect();
+                            let cut = times.len() / 4;
+                            let (_, cutoff, _) = times.select_nth_unstable(cut);
+                            let cutoff = *cutoff;
+                            table.retain(|_, c| c.at_ms > cutoff);
+                        }
+                    }
+                    table.insert(key.clone(), c);
+                }
+            }
+        }
+        Ok(answer)
+    }
+
+    fn report(&self) -> Result<super::StoreReport, StoreError> {
+        let state = self.read();
+        let rows = [
+            ("tokens", state.tokens.len()),
+            ("revoked_jtis", state.revoked.len()),
+            ("subject_cutoffs", state.subject_cutoffs.len()),
+            ("global_cutoff", usize::from(state.global_cutoff.is_some())),
+            ("login_counters", self.counter_count()),
+        ]
+        .into_iter()
+        .map(|(t, n)| (t.to_owned(), i64::try_from(n).unwrap_or(i64::MAX)))
+        .collect();
+        Ok(super::StoreReport {
+            engine: "memory",
+            location: LOCATION.to_owned(),
+            schema_version: 0,
+            known_version: 0,
+            rows,
+        })
+    }
+}
+
+impl MemoryStore {
+    /// How many login failure counters are kept (for tests of the bound).
+    #[doc(hidden)]
+    pub fn counter_count(&self) -> usize {
+        self.counters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
     }
 }

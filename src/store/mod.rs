@@ -38,6 +38,9 @@ mod contract_sessions;
 mod contract_workload;
 pub mod keys;
 mod memory;
+pub mod migrate;
+mod postgres;
+pub mod settings;
 mod sqlite;
 
 use std::sync::Arc;
@@ -48,6 +51,7 @@ use crate::config::Config;
 
 pub use keys::{ApiKeyRecord, KeyChange, KeyCreated, KeyState, KeyUse, StoredKeyState};
 pub use memory::MemoryStore;
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 /// One issued token, as recorded.
@@ -253,6 +257,21 @@ impl StoreError {
     /// the caller was wrong.
     pub fn is_unavailable(&self) -> bool {
         !matches!(self, StoreError::Conflict { .. })
+    }
+
+    /// What went wrong, without the location and the hint (for `/health`, which anyone may
+    /// ask: it names no database address).
+    pub fn reason(&self) -> String {
+        match self {
+            StoreError::Unavailable { message, .. }
+            | StoreError::Busy { message, .. }
+            | StoreError::Corrupt { message, .. }
+            | StoreError::Io { message, .. }
+            | StoreError::Conflict { message, .. } => message.clone(),
+            StoreError::NewerSchema { found, known, .. } => {
+                format!("schema version {found}, this tessera knows {known}")
+            }
+        }
     }
 
     /// Where the store is, as the message names it.
@@ -486,6 +505,80 @@ pub trait TokenStore: Send + Sync + std::fmt::Debug {
         expires_at: Timestamp,
         now: Timestamp,
     ) -> Result<bool, StoreError>;
+
+    // --- Login failure counters (contract section 12, several replicas) ---
+
+    /// Atomically, for every process sharing the store: reads the counters named `keys` (in
+    /// that order; `None` for a counter that does not exist or was last written more than
+    /// [`COUNTER_MEMORY`] before `now`), gives them to `update`, which may change, create
+    /// (`Some`) or delete (`None`) them, writes them back, and returns what `update` returned.
+    /// No other call on these keys runs in between (in PostgreSQL: the rows are locked, and a
+    /// key that has no row yet is locked by a transaction-level advisory lock). Counters not
+    /// written for [`COUNTER_MEMORY`] are deleted in bounded batches ([`PRUNE_BATCH`]) on the
+    /// way, so the table holds at most what the last hour wrote. `update` must be quick and
+    /// must not call the store. Used by the login rate limiter (`auth/ratelimit.rs`).
+    fn update_counters(
+        &self,
+        keys: &[String],
+        now: Timestamp,
+        update: CounterUpdate,
+    ) -> Result<u64, StoreError>;
+
+    // --- Several replicas: health and report (contract section 12) ---
+
+    /// Whether the store can answer now, with the reason when it cannot (`/health`). Cheap:
+    /// engines that watch their connection answer without a round trip.
+    fn health(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// The engine, its location, its schema version and the row count of each of its
+    /// tables (`tessera store check`).
+    fn report(&self) -> Result<StoreReport, StoreError>;
+}
+
+/// What `tessera store check` reports ([`TokenStore::report`]).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StoreReport {
+    pub engine: &'static str,
+    pub location: String,
+    pub schema_version: i64,
+    /// The schema version this tessera writes.
+    pub known_version: i64,
+    /// Rows per table.
+    pub rows: std::collections::BTreeMap<String, i64>,
+}
+
+/// The tables [`TokenStore::report`] counts (those that exist). A part that adds tables adds
+/// their names here.
+pub(crate) const REPORTED_TABLES: &[&str] = &[
+    "tokens",
+    "revoked_jtis",
+    "subject_cutoffs",
+    "global_cutoff",
+    "login_counters",
+    "sessions",
+    "api_keys",
+    "exchanged_id_tokens",
+];
+
+/// One login failure counter: a value (a token bucket's fill, or a number of failures) and
+/// the time it was last written (Unix ms). See [`TokenStore::update_counters`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Counter {
+    pub value: f64,
+    pub at_ms: i64,
+}
+
+/// What [`TokenStore::update_counters`] runs on the counters it read.
+pub type CounterUpdate = Box<dyn FnOnce(&mut [Option<Counter>]) -> u64 + Send>;
+
+/// A counter not written for this long is forgotten (and pruned).
+pub const COUNTER_MEMORY: std::time::Duration = std::time::Duration::from_secs(60 * 60);
+
+/// The time (Unix ms) before which a counter last written is forgotten at `now_ms`.
+pub(crate) fn counters_before(now_ms: i64) -> i64 {
+    now_ms.saturating_sub(COUNTER_MEMORY.as_millis() as i64)
 }
 
 /// What an engine without sessions answers.
@@ -517,30 +610,64 @@ pub struct SessionRecord {
 enum Engine {
     /// One SQLite file (`tokens.db` in the data folder).
     Sqlite(std::path::PathBuf),
+    /// A PostgreSQL database (`[store] url`).
+    Postgres,
 }
 
 impl Engine {
     fn of(config: &Config) -> Engine {
-        Engine::Sqlite(config.token_store_path())
+        match config.store.engine {
+            settings::StoreEngine::Sqlite => Engine::Sqlite(config.token_store_path()),
+            settings::StoreEngine::Postgres => Engine::Postgres,
+        }
     }
+}
+
+/// The database password: `TESSERA_STORE_PASSWORD`, else the backend key
+/// `tessera/store/password`, else none.
+fn store_password(config: &Config) -> Result<Option<secrecy::SecretString>, StoreError> {
+    if let Some(p) = &config.store.password_from_env {
+        return Ok(Some(secrecy::SecretString::from(
+            secrecy::ExposeSecret::expose_secret(p.as_ref()).to_owned(),
+        )));
+    }
+    let location = config.store.url.clone().unwrap_or_default();
+    let unavailable = |e: tessera_backends::BackendError| StoreError::Unavailable {
+        location: location.clone(),
+        message: format!("cannot read the database password from the secrets backend: {e}"),
+        hint: "set TESSERA_STORE_PASSWORD, or fix the secrets backend",
+    };
+    let backend = tessera_backends::open(config.backend_config()).map_err(unavailable)?;
+    backend
+        .get_optional(&config.store.password_key)
+        .map_err(unavailable)
+}
+
+/// Opens the PostgreSQL store of `config`.
+pub fn open_postgres(config: &Config) -> Result<PostgresStore, StoreError> {
+    let password = store_password(config)?;
+    PostgresStore::open(&config.store, password.as_ref())
 }
 
 /// Opens the store the configuration names, creating it when it does not exist yet.
 pub fn open(config: &Config) -> Result<Arc<dyn TokenStore>, StoreError> {
     match Engine::of(config) {
         Engine::Sqlite(path) => Ok(Arc::new(SqliteStore::open(&path)?)),
+        Engine::Postgres => Ok(Arc::new(open_postgres(config)?)),
     }
 }
 
 /// Opens the store the configuration names when it exists (something was ever recorded or
 /// revoked in it); `None` when it does not, and then nothing is created. For commands that
-/// only read, or that must not create a store for an id nobody knows.
+/// only read, or that must not create a store for an id nobody knows. A PostgreSQL database
+/// always exists (its tables are created when missing).
 pub fn open_existing(config: &Config) -> Result<Option<Arc<dyn TokenStore>>, StoreError> {
     match Engine::of(config) {
         Engine::Sqlite(path) if SqliteStore::exists(&path) => {
             Ok(Some(Arc::new(SqliteStore::open(&path)?)))
         }
         Engine::Sqlite(_) => Ok(None),
+        Engine::Postgres => Ok(Some(Arc::new(open_postgres(config)?))),
     }
 }
 
@@ -550,5 +677,6 @@ pub fn open_existing(config: &Config) -> Result<Option<Arc<dyn TokenStore>>, Sto
 pub fn open_lazily(config: &Config) -> Arc<dyn TokenStore> {
     match Engine::of(config) {
         Engine::Sqlite(path) => Arc::new(sqlite::Lazy::new(path)),
+        Engine::Postgres => Arc::new(postgres::Lazy::new(config.clone())),
     }
 }

@@ -961,7 +961,7 @@ fn assert_unavailable(base: &str, token: &str) {
     let (s, v) = verify(base, token);
     assert_eq!(
         (s, v["code"].as_str()),
-        (503, Some("UNAVAILABLE")),
+        (503, Some("STORE_UNAVAILABLE")),
         "verify: {v}"
     );
 }
@@ -987,7 +987,11 @@ fn token_store_locked_by_another_process() {
         "verify blocked by a waiting write"
     );
     let (s, v) = pending.join().unwrap();
-    assert_eq!((s, v["code"].as_str()), (503, Some("UNAVAILABLE")), "{v}");
+    assert_eq!(
+        (s, v["code"].as_str()),
+        (503, Some("STORE_UNAVAILABLE")),
+        "{v}"
+    );
     // The CLI: the token is minted and its record waits beside the database (no lock needed),
     // to enter it once the lock is released.
     let out = h.run(&argv("auth token generate --subject ci --scopes pull"), b"");

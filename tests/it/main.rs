@@ -21,6 +21,7 @@ mod keys;
 mod properties;
 mod registry;
 mod registry_e2e;
+mod replicas;
 mod server;
 mod sessions;
 mod ui;

@@ -518,6 +518,20 @@ impl TokenStore for BrokenStore {
     ) -> Result<bool, StoreError> {
         Err(Self::err())
     }
+    fn update_counters(
+        &self,
+        _: &[String],
+        _: Timestamp,
+        _: tessera::store::CounterUpdate,
+    ) -> Result<u64, StoreError> {
+        Err(Self::err())
+    }
+    fn health(&self) -> Result<(), StoreError> {
+        Err(Self::err())
+    }
+    fn report(&self) -> Result<tessera::store::StoreReport, StoreError> {
+        Err(Self::err())
+    }
 }
 
 #[test]
@@ -528,7 +542,15 @@ fn a_store_that_cannot_answer_fails_closed_with_503() {
     let srv = crate::support::api::serve_with_store(&h.config().0, keys, Arc::new(BrokenStore));
     let (tok, _) = h.mint("ci", "pull");
     let (s, v) = verify(&format!("http://{}", srv.addr()), &tok);
-    assert_eq!((s, v["code"].as_str()), (503, Some("UNAVAILABLE")));
+    assert_eq!((s, v["code"].as_str()), (503, Some("STORE_UNAVAILABLE")));
+    // /health still answers, with the reason and no address.
+    let r = reqwest::blocking::get(format!("http://{}/health", srv.addr())).unwrap();
+    assert_eq!(r.status(), 200);
+    let v: serde_json::Value = r.json().unwrap();
+    assert_eq!(
+        v,
+        serde_json::json!({"status": "degraded", "store": "disk on fire"})
+    );
 }
 
 #[test]

@@ -12,6 +12,7 @@
 //! - A store that fails in a way a fresh connection may cure is reopened by the next call,
 //!   but never created again: a store moved aside stays unavailable until it is restored.
 
+mod counters;
 mod exchange;
 mod keys;
 mod pending;
@@ -43,12 +44,13 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Schema steps: `MIGRATIONS[i]` brings a database of version `i` to version `i + 1`. A step is
 /// never changed once released: a change is a new step, so that existing stores are upgraded.
-const MIGRATIONS: [&str; 5] = [
+const MIGRATIONS: [&str; 6] = [
     SCHEMA_V1,
     SCHEMA_V2,
     sessions::SCHEMA_SESSIONS,
     keys::SCHEMA_KEYS,
     exchange::SCHEMA_EXCHANGED_ID_TOKENS,
+    counters::SCHEMA_COUNTERS,
 ];
 
 const SCHEMA_V1: &str = "
@@ -965,6 +967,46 @@ impl TokenStore for SqliteStore {
     ) -> Result<bool, StoreError> {
         self.mark_exchanged(id, expires_at, now)
     }
+
+    fn update_counters(
+        &self,
+        keys: &[String],
+        now: Timestamp,
+        update: crate::store::CounterUpdate,
+    ) -> Result<u64, StoreError> {
+        self.counters_update(keys, now, update)
+    }
+
+    fn report(&self) -> Result<crate::store::StoreReport, StoreError> {
+        self.move_pending(true);
+        let conn = self.conn();
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|e| self.err(e))?;
+        let mut rows = std::collections::BTreeMap::new();
+        for table in crate::store::REPORTED_TABLES {
+            let exists: bool = conn
+                .query_row(
+                    "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1)",
+                    [table],
+                    |r| r.get(0),
+                )
+                .map_err(|e| self.err(e))?;
+            if exists {
+                let n: i64 = conn
+                    .query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))
+                    .map_err(|e| self.err(e))?;
+                rows.insert((*table).to_owned(), n);
+            }
+        }
+        Ok(crate::store::StoreReport {
+            engine: "sqlite",
+            location: self.path.display().to_string(),
+            schema_version: version,
+            known_version: SCHEMA_VERSION,
+            rows,
+        })
+    }
 }
 
 /// The store at `path`, opened when first needed ([`crate::store::open_lazily`]): recording a
@@ -1119,6 +1161,17 @@ impl TokenStore for Lazy {
         now: Timestamp,
     ) -> Result<bool, StoreError> {
         self.store()?.mark_id_token_exchanged(id, expires_at, now)
+    }
+    fn update_counters(
+        &self,
+        keys: &[String],
+        now: Timestamp,
+        update: crate::store::CounterUpdate,
+    ) -> Result<u64, StoreError> {
+        self.store()?.update_counters(keys, now, update)
+    }
+    fn report(&self) -> Result<crate::store::StoreReport, StoreError> {
+        self.store()?.report()
     }
 }
 

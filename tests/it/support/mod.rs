@@ -10,6 +10,7 @@ pub mod keys;
 pub mod pass;
 pub mod principals;
 pub mod real;
+pub mod replicas;
 pub mod run;
 pub mod serve;
 pub mod snapshot;

@@ -20,7 +20,12 @@ impl BinServer {
     /// "listening on SCHEME://ADDR". Panics with the log when the server exits or does not
     /// start (a generous bound, not a timing assertion).
     pub fn start(cmd: Command, log: &Path, scheme: &'static str) -> BinServer {
-        let (child, addr) = spawn_serve(cmd, log, scheme);
+        Self::start_on(cmd, log, scheme, "127.0.0.1:0")
+    }
+
+    /// [`BinServer::start`] with `--bind bind`.
+    pub fn start_on(cmd: Command, log: &Path, scheme: &'static str, bind: &str) -> BinServer {
+        let (child, addr) = spawn_serve(cmd, log, scheme, bind);
         BinServer {
             child,
             scheme,
@@ -32,6 +37,11 @@ impl BinServer {
     /// `http://ADDR` (or `https://`).
     pub fn url(&self) -> String {
         format!("{}://{}", self.scheme, self.addr)
+    }
+
+    /// The process id (to kill it from a test).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// What the server logged so far.
@@ -70,10 +80,10 @@ impl Drop for BinServer {
     }
 }
 
-fn spawn_serve(mut cmd: Command, log: &Path, scheme: &str) -> (Child, String) {
+fn spawn_serve(mut cmd: Command, log: &Path, scheme: &str, bind: &str) -> (Child, String) {
     let file = std::fs::File::create(log).unwrap();
     let mut child = cmd
-        .args(["serve", "--bind", "127.0.0.1:0"])
+        .args(["serve", "--bind", bind])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(file)
