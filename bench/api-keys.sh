@@ -19,18 +19,9 @@ if ! command -v wrk >/dev/null; then
     apt-get install -y wrk >/dev/null 2>&1 || { echo "wrk is not installed (apt-get install wrk)" >&2; exit 1; }
 fi
 
-cargo build --release --bin tessera --manifest-path "$ROOT/Cargo.toml" >&2
-BIN="$ROOT/target/release/tessera"
-
-WORK="$(mktemp -d)"
-SERVER_PID=""
-cleanup() {
-    if [ -n "$SERVER_PID" ]; then kill -TERM "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
 # shellcheck source=bench/common.sh
 . "$ROOT/bench/common.sh"
+bench_start
 isolated_home bench-keys
 
 # A config-held key: its argon2id hash goes into the config.

@@ -15,3 +15,18 @@ isolated_home() {
     export TESSERA_AUTH_TOKEN_SECRET="$1-secret-$(head -c 24 /dev/urandom | base64 | tr -d '/+=')"
     mkdir -p "$XDG_CONFIG_HOME/tessera"
 }
+
+# Builds the release binary ($BIN), makes the scratch folder $WORK, and at exit stops the
+# server whose pid is in $SERVER_PID (if any) and removes $WORK. Needs $ROOT.
+bench_start() {
+    cargo build --release --bin tessera --manifest-path "$ROOT/Cargo.toml" >&2
+    BIN="$ROOT/target/release/tessera"
+    WORK="$(mktemp -d)"
+    SERVER_PID=""
+    trap bench_cleanup EXIT
+}
+
+bench_cleanup() {
+    if [ -n "$SERVER_PID" ]; then kill -TERM "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi
+    rm -rf "$WORK"
+}

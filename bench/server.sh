@@ -16,16 +16,9 @@ DUR="${1:-10}"
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 command -v wrk >/dev/null || { echo "wrk is not installed" >&2; exit 1; }
 
-cargo build --release --bin tessera --manifest-path "$ROOT/Cargo.toml" >&2
-BIN="$ROOT/target/release/tessera"
-
-WORK="$(mktemp -d)"
-SERVER_PID=""
-cleanup() {
-    if [ -n "$SERVER_PID" ]; then kill -TERM "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
+# shellcheck source=bench/common.sh
+. "$ROOT/bench/common.sh"
+bench_start
 
 export HOME="$WORK" XDG_CONFIG_HOME="$WORK/config" XDG_DATA_HOME="$WORK/data"
 export TESSERA_AUTH_TOKEN_SECRET="bench-secret-$(head -c 24 /dev/urandom | base64 | tr -d '/+=')"

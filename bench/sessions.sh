@@ -16,16 +16,7 @@ command -v wrk >/dev/null || { echo "wrk is not installed" >&2; exit 1; }
 command -v curl >/dev/null || { echo "curl is not installed" >&2; exit 1; }
 . "$ROOT/bench/common.sh"
 
-cargo build --release --bin tessera --manifest-path "$ROOT/Cargo.toml" >&2
-BIN="$ROOT/target/release/tessera"
-
-WORK="$(mktemp -d)"
-SERVER_PID=""
-cleanup() {
-    if [ -n "$SERVER_PID" ]; then kill -TERM "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
+bench_start
 isolated_home bench-sessions
 PORT="$(free_port)"
 cat > "$XDG_CONFIG_HOME/tessera/tessera.toml" <<TOML

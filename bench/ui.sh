@@ -115,19 +115,25 @@ return {bytes: nav.transferSize + res.reduce((a, r) => a + r.transferSize, 0),
         assets: Math.max(0, ...res.filter(r => /\/ui\/app\.(css|js)$/.test(r.name)).map(r => r.responseEnd))};
 """
 
-def measure(url, ready_cond):
+def measure(url, ready_cond, before):
+    """`before`: the page open before each navigation (about:blank: a first visit in a new
+    tab; another screen: moving between screens, as a user does with the menu)."""
     out = []
     for _ in range(rounds):
-        call("POST", f"{s}/url", {"url": "about:blank"})
+        call("POST", f"{s}/url", {"url": before})
         call("POST", f"{s}/url", {"url": url})
         wait(ready_cond)
         wait("performance.getEntriesByName('first-contentful-paint').length > 0")
         out.append(js(MEASURE))
     return out
 
-results = {}
-results["peer: static page"] = measure(f"http://127.0.0.1:{peer_port}/", "document.readyState === 'complete'")
-results["Sign in"] = measure(f"{base}/ui/", "document.body.dataset.ready === 'true'")
+READY = "document.body.dataset.ready === 'true'"
+peer = f"http://127.0.0.1:{peer_port}/"
+first, moving = {}, {}
+first["peer: static page"] = measure(peer, "document.readyState === 'complete'", "about:blank")
+moving["peer: static page"] = measure(peer, "document.readyState === 'complete'", peer + "?other")
+first["Sign in"] = measure(f"{base}/ui/", READY, "about:blank")
+moving["Sign in"] = measure(f"{base}/ui/", READY, f"{base}/ui/no-such-page")
 # Sign in through the page itself.
 call("POST", f"{s}/url", {"url": f"{base}/ui/"})
 wait("document.body.dataset.ready === 'true'")
@@ -135,15 +141,18 @@ call("POST", f"{s}/element/{find('#username')}/value", {"text": "bench"})
 call("POST", f"{s}/element/{find('#password')}/value", {"text": "bench-password"})
 call("POST", f"{s}/element/{find('#signin')}/click", {})
 wait("location.pathname === '/ui/tokens' && document.body.dataset.ready === 'true'")
-for name, path in [("Tokens", "/ui/tokens"), ("Users", "/ui/users"), ("Security", "/ui/security")]:
-    results[name] = measure(f"{base}{path}", "document.body.dataset.ready === 'true'")
+screens = [("Tokens", "/ui/tokens"), ("Users", "/ui/users"), ("Security", "/ui/security")]
+for i, (name, path) in enumerate(screens):
+    first[name] = measure(f"{base}{path}", READY, "about:blank")
+    moving[name] = measure(f"{base}{path}", READY, f"{base}{screens[i - 1][1]}")
 call("DELETE", s)
 
-peer_fcp = statistics.median(r["fcp"] for r in results["peer: static page"])
-load = open('/proc/loadavg').read().split()[0]
-print(f"\nweb UI, {rounds} navigations per screen, headless Chromium ({time.strftime('%Y-%m-%d %H:%M')}, load average {load}); times from navigation start, medians")
-print(f"{'screen':<20}{'KB transferred':>15}{'requests':>10}{'HTML':>8}{'CSS+JS':>8}{'FCP median':>12}{'FCP max':>9}{'ready median':>14}{'vs peer':>9}  targets")
-for name, rs in results.items():
+def table(title, results):
+  peer_fcp = statistics.median(r["fcp"] for r in results["peer: static page"])
+  load = open('/proc/loadavg').read().split()[0]
+  print(f"\n{title}: {rounds} navigations per screen, headless Chromium ({time.strftime('%Y-%m-%d %H:%M')}, load average {load}); times from navigation start, medians")
+  print(f"{'screen':<20}{'KB transferred':>15}{'requests':>10}{'HTML':>8}{'CSS+JS':>8}{'FCP median':>12}{'FCP max':>9}{'ready median':>14}{'vs peer':>9}  targets")
+  for name, rs in results.items():
     kb = max(r["bytes"] for r in rs) / 1024
     fcp = [r["fcp"] for r in rs]
     ready = [r["ready"] for r in rs if r["ready"] is not None]
@@ -153,4 +162,6 @@ for name, rs in results.items():
     html = statistics.median(r["html"] for r in rs)
     assets = statistics.median(r["assets"] for r in rs)
     print(f"{name:<20}{kb:>15.1f}{rs[0]['requests']:>10}{html:>5.0f} ms{assets:>5.0f} ms{med:>9.0f} ms{max(fcp):>6.0f} ms{rd:>14}{med / peer_fcp:>8.2f}x  {ok}")
+table("first visit (from a blank tab; the UI's Cross-Origin-Opener-Policy starts a new renderer process)", first)
+table("moving between screens (the menu; script and style sheet from the cache)", moving)
 PY

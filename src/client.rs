@@ -226,18 +226,18 @@ impl Client {
     /// `GET /auth/verify`: what the server knows of a token (subject, scopes, jti,
     /// issued_at, expires_at).
     pub fn verify(&self, token: &SecretString) -> Result<Value, ClientError> {
-        self.with_token(reqwest::Method::GET, "/auth/verify", token)
+        self.api_call(reqwest::Method::GET, "/auth/verify", token, None)
     }
 
     /// `DELETE /auth/token`: revokes the token.
     pub fn revoke(&self, token: &SecretString) -> Result<(), ClientError> {
-        self.with_token(reqwest::Method::DELETE, "/auth/token", token)
+        self.api_call(reqwest::Method::DELETE, "/auth/token", token, None)
             .map(|_| ())
     }
 
     /// A `method` request to `path` (e.g. `/auth/keys`) with `token` as its bearer and
-    /// `body` as JSON when given, and the JSON of the answer. For the API-key commands
-    /// (contract section 9) and other admin commands run with `--remote`.
+    /// `body` as JSON when given, and the JSON of the answer: every authenticated call of the
+    /// CLI to the `/auth/*` API (`--remote`), the API-key commands (contract section 9) among them.
     pub fn api_call(
         &self,
         method: reqwest::Method,
@@ -299,19 +299,12 @@ impl Client {
     /// `GET /auth/tokens`: the tokens the token's holder may see (its own; everyone's with
     /// `admin:tokens:read`).
     pub fn list_tokens(&self, token: &SecretString) -> Result<Value, ClientError> {
-        self.with_token(reqwest::Method::GET, "/auth/tokens", token)
+        self.api_call(reqwest::Method::GET, "/auth/tokens", token, None)
     }
 
     /// `POST /auth/tokens` with `body` (`subject`, `scopes`, `repo`, `expiry`, `audience`).
     pub fn create_token(&self, token: &SecretString, body: &Value) -> Result<Value, ClientError> {
-        let r = self
-            .http
-            .post(self.endpoint("/auth/tokens"))
-            .bearer_auth(token.expose_secret())
-            .json(body)
-            .send()
-            .map_err(|e| self.transport(e))?;
-        self.json(r)
+        self.api_call(reqwest::Method::POST, "/auth/tokens", token, Some(body))
     }
 
     /// `DELETE /auth/tokens/{jti}`.
@@ -320,22 +313,6 @@ impl Client {
             "/auth/tokens/{}",
             url::form_urlencoded::byte_serialize(jti.as_bytes()).collect::<String>()
         );
-        self.with_token(reqwest::Method::DELETE, &path, token)
-    }
-
-    /// A `method` request to `path` with `token` as its bearer, and the JSON of the answer.
-    fn with_token(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        token: &SecretString,
-    ) -> Result<Value, ClientError> {
-        let r = self
-            .http
-            .request(method, self.endpoint(path))
-            .bearer_auth(token.expose_secret())
-            .send()
-            .map_err(|e| self.transport(e))?;
-        self.json(r)
+        self.api_call(reqwest::Method::DELETE, &path, token, None)
     }
 }

@@ -1,14 +1,11 @@
 //! `tessera users list|passwd|check`: the users of the configuration (contract section 9).
 
 use clap::{Args, Subcommand};
-use secrecy::ExposeSecret;
 use serde_json::json;
 
 use crate::auth::users::{Directory, Source, User};
 use crate::cli::Context;
 use crate::cli::error::{CliError, ErrorCode};
-use crate::cli::io::{prompt_hidden, read_stdin_line, stdin_is_terminal};
-use crate::password::{self, DEFAULT_COST};
 
 #[derive(Debug, Subcommand)]
 pub enum UsersCommand {
@@ -155,28 +152,12 @@ fn list(ctx: &Context, directory: &Directory) -> Result<(), CliError> {
 
 fn passwd(ctx: &Context, directory: &Directory, args: PasswdArgs) -> Result<(), CliError> {
     let user = find(directory, &args.name)?;
-    let bcrypt_cost = match (args.bcrypt, args.cost) {
-        (_, Some(cost)) => Some(cost),
-        (true, None) => Some(DEFAULT_COST),
-        (false, None) => None,
-    };
-    if let Some(cost) = bcrypt_cost {
-        password::check_cost(cost)?;
-    }
-    let pw = if args.stdin || !stdin_is_terminal() {
-        read_stdin_line("password")?
-    } else {
-        let first = prompt_hidden(&format!("New password for {}: ", user.name))?;
-        let second = prompt_hidden("Retype password: ")?;
-        if first.expose_secret() != second.expose_secret() {
-            return Err(CliError::new("the two passwords do not match"));
-        }
-        first
-    };
-    let hash = match bcrypt_cost {
-        Some(cost) => password::hash(&pw, cost)?,
-        None => password::hash_argon2id(&pw)?,
-    };
+    let (hash, kind) = crate::cli::auth::password::new_hash(
+        args.bcrypt,
+        args.cost,
+        args.stdin,
+        &format!("New password for {}: ", user.name),
+    )?;
     let backend = ctx.backend()?;
     backend.set(&user.password_hash, &hash)?;
     if ctx.out.json {
@@ -184,7 +165,7 @@ fn passwd(ctx: &Context, directory: &Directory, args: PasswdArgs) -> Result<(), 
             "user": user.name,
             "stored": user.password_hash.as_str(),
             "backend": backend.name(),
-            "kind": if bcrypt_cost.is_some() { "bcrypt" } else { "argon2id" },
+            "kind": kind,
         }));
     }
     ctx.out.note(&format!(

@@ -154,6 +154,28 @@ pub(crate) struct LoginBody {
     scopes: ScopesField,
 }
 
+/// A password login of `/auth/login` and `/auth/session`: the user and its effective scopes,
+/// recorded as the request's principal; refused like wrong credentials when password login
+/// is off.
+pub(crate) async fn password_login(
+    state: &ServerState,
+    ip: std::net::IpAddr,
+    audit: &AuditSlot,
+    username: &str,
+    password: secrecy::SecretString,
+) -> Result<Principal, ApiError> {
+    if state.auth.password_login().is_none() {
+        return Err(ApiError {
+            message: "password login is not enabled on this server (no `auth.username` and no `[[auth.users]]`)"
+                .to_owned(),
+            ..ApiError::invalid_credentials()
+        });
+    }
+    let who = state.auth.login(ip, username, password).await?;
+    audit.set_principal(&who.subject);
+    Ok(who)
+}
+
 /// `POST /auth/login`.
 pub(crate) async fn login(
     State(state): AppState,
@@ -161,18 +183,7 @@ pub(crate) async fn login(
     audit: AuditSlot,
     JsonBody(body): JsonBody<LoginBody>,
 ) -> Result<Response, ApiError> {
-    if state.auth.password_login().is_none() {
-        return Err(ApiError {
-            message: "password login is not enabled on this server (`auth.username` is not set)"
-                .to_owned(),
-            ..ApiError::invalid_credentials()
-        });
-    }
-    let who = state
-        .auth
-        .login(ip, &body.username, body.password.0)
-        .await?;
-    audit.set_principal(&who.subject);
+    let who = password_login(&state, ip, &audit, &body.username, body.password.0).await?;
     // Asked-for scopes: the token carries what the user has of them; none is 403.
     let scopes = match scope_list(body.scopes, None)? {
         None => who.scopes.clone(),
@@ -321,12 +332,18 @@ pub(crate) async fn list_tokens(
 }
 
 /// The scopes of a request body (`None` when none were given), shorthands bound to `repo`.
-fn scope_list(field: ScopesField, repo: Option<&str>) -> Result<Option<ScopeSet>, ApiError> {
+pub(crate) fn scope_list(
+    field: ScopesField,
+    repo: Option<&str>,
+) -> Result<Option<ScopeSet>, ApiError> {
     let list = match field {
         ScopesField::None => return Ok(None),
         ScopesField::Text(s) => s,
         ScopesField::List(v) => v.join(","),
     };
+    if list.trim().is_empty() {
+        return Ok(None);
+    }
     ScopeSet::parse_list(&list, repo.unwrap_or("*"))
         .map(Some)
         .map_err(|e| ApiError::bad_request(e.to_string()))

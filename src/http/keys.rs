@@ -19,7 +19,7 @@ use jiff::Timestamp;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::api::{ScopesField, authenticate_any};
+use super::api::{ScopesField, authenticate_any, scope_list};
 use super::error::ApiError;
 use super::extract::{Caller, PathParam, RateSlot};
 use super::middleware::AuditSlot;
@@ -279,16 +279,7 @@ pub(crate) async fn create(
             keys::admin_scope(Access::Write).to_string(),
         ));
     }
-    let list = match body.scopes {
-        ScopesField::None => String::new(),
-        ScopesField::Text(s) => s,
-        ScopesField::List(v) => v.join(","),
-    };
-    let scopes = if list.trim().is_empty() {
-        ScopeSet::default()
-    } else {
-        ScopeSet::parse_list(&list, body.repo.as_deref().unwrap_or("*")).map_err(bad)?
-    };
+    let scopes = scope_list(body.scopes, body.repo.as_deref())?.unwrap_or_default();
     check_grantable(&who, &scopes)?;
     let expiry = body
         .expiry

@@ -175,18 +175,8 @@ pub(crate) async fn sign_in(
 ) -> Result<Response, ApiError> {
     let tls = is_tls(req.extensions());
     let JsonBody(body) = JsonBody::<LoginBody>::from_request(req, &()).await?;
-    if state.auth.password_login().is_none() {
-        return Err(ApiError {
-            message: "password login is not enabled on this server (no `auth.username` and no `[[auth.users]]`)"
-                .to_owned(),
-            ..ApiError::invalid_credentials()
-        });
-    }
-    let who = state
-        .auth
-        .login(ip, &body.username, body.password.0)
-        .await?;
-    audit.set_principal(&who.subject);
+    let who =
+        super::api::password_login(&state, ip, &audit, &body.username, body.password.0).await?;
     let opened = state.auth.open_session(&who, &ip.to_string()).await?;
     audit.set_target(&format!(
         "session {} opened",

@@ -2,7 +2,8 @@
 //! real server, with the real `curl` and the real registry with skopeo; and its headers and
 //! assets over plain HTTP.
 //!
-//! The screenshots in docs/ui/ are written by these tests (desktop and 360 px wide).
+//! The screenshots in docs/ui/ are written by these tests (desktop and 360 px wide) when
+//! `TESSERA_UPDATE_SCREENSHOTS=1`; otherwise they go to target/ui-screenshots/.
 
 use std::io::{Read, Write};
 use std::net::TcpListener;

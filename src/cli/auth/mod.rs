@@ -3,7 +3,7 @@
 mod exchange;
 mod key;
 pub(crate) mod login;
-mod password;
+pub(crate) mod password;
 mod token;
 
 use clap::Subcommand;

@@ -1,7 +1,7 @@
 //! `tessera auth password hash`.
 
 use clap::{Args, Subcommand};
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 
 use crate::cli::Context;
@@ -40,30 +40,7 @@ pub struct HashArgs {
 
 pub fn run(ctx: &Context, cmd: PasswordCommand) -> Result<(), CliError> {
     let PasswordCommand::Hash(args) = cmd;
-    // `--cost` implies bcrypt.
-    let bcrypt_cost = match (args.bcrypt, args.cost) {
-        (_, Some(cost)) => Some(cost),
-        (true, None) => Some(DEFAULT_COST),
-        (false, None) => None,
-    };
-    // Before asking for the password: a cost the server would refuse is refused here.
-    if let Some(cost) = bcrypt_cost {
-        password::check_cost(cost)?;
-    }
-    let pw = if args.stdin || !stdin_is_terminal() {
-        read_stdin_line("password")?
-    } else {
-        let first = prompt_hidden("Password: ")?;
-        let second = prompt_hidden("Retype password: ")?;
-        if first.expose_secret() != second.expose_secret() {
-            return Err(CliError::new("the two passwords do not match"));
-        }
-        first
-    };
-    let hash = match bcrypt_cost {
-        Some(cost) => password::hash(&pw, cost)?,
-        None => password::hash_argon2id(&pw)?,
-    };
+    let (hash, _) = new_hash(args.bcrypt, args.cost, args.stdin, "Password: ")?;
     if args.store {
         let key = &ctx.config.auth.password_hash;
         let backend = ctx.backend()?;
@@ -88,4 +65,38 @@ pub fn run(ctx: &Context, cmd: PasswordCommand) -> Result<(), CliError> {
         return ctx.out.json(&json!({"hash": hash.expose_secret()}));
     }
     ctx.out.line(hash.expose_secret())
+}
+
+/// A new password hash: the password read from stdin (with `stdin`, or when stdin is not a
+/// terminal) or asked twice at the terminal with `prompt`, hashed with argon2id, or with
+/// bcrypt when `bcrypt` or a `cost` is given (`--cost` implies bcrypt; a cost the server would
+/// refuse is refused before the password is asked). Returns the hash and its kind's name.
+pub(crate) fn new_hash(
+    bcrypt: bool,
+    cost: Option<u32>,
+    stdin: bool,
+    prompt: &str,
+) -> Result<(SecretString, &'static str), CliError> {
+    let bcrypt_cost = match (bcrypt, cost) {
+        (_, Some(cost)) => Some(cost),
+        (true, None) => Some(DEFAULT_COST),
+        (false, None) => None,
+    };
+    if let Some(cost) = bcrypt_cost {
+        password::check_cost(cost)?;
+    }
+    let pw = if stdin || !stdin_is_terminal() {
+        read_stdin_line("password")?
+    } else {
+        let first = prompt_hidden(prompt)?;
+        let second = prompt_hidden("Retype password: ")?;
+        if first.expose_secret() != second.expose_secret() {
+            return Err(CliError::new("the two passwords do not match"));
+        }
+        first
+    };
+    Ok(match bcrypt_cost {
+        Some(cost) => (password::hash(&pw, cost)?, "bcrypt"),
+        None => (password::hash_argon2id(&pw)?, "argon2id"),
+    })
 }

@@ -428,6 +428,11 @@ fn revoke_id(ctx: &Context, jti: &str, unrecorded: bool, now: Timestamp) -> Resu
     // Revoking again is harmless and keeps whatever a revocation implies (e.g. derived tokens).
     store.revoke(jti, now)?;
     let already = state == TokenState::Revoked;
+    revoked(ctx, jti, already, "")
+}
+
+/// What `auth token revoke` says of a revoked id (`place`: where, e.g. " on the remote").
+fn revoked(ctx: &Context, jti: &str, already: bool, place: &str) -> Result<(), CliError> {
     if ctx.out.json {
         return ctx
             .out
@@ -437,7 +442,7 @@ fn revoke_id(ctx: &Context, jti: &str, unrecorded: bool, now: Timestamp) -> Resu
         ctx.out
             .note(&format!("token {jti} was already revoked; nothing changed"));
     } else {
-        ctx.out.note(&format!("revoked token {jti}"));
+        ctx.out.note(&format!("revoked token {jti}{place}"));
     }
     Ok(())
 }
@@ -552,16 +557,5 @@ fn remote_revoke(ctx: &Context, args: RevokeArgs) -> Result<(), CliError> {
     let (client, token) = remote(ctx, args.remote.as_deref().unwrap_or_default())?;
     let v = client.revoke_token(&token, &jti)?;
     let already = v["already_revoked"] == true;
-    if ctx.out.json {
-        return ctx
-            .out
-            .json(&json!({"jti": jti, "revoked": true, "already_revoked": already}));
-    }
-    if already {
-        ctx.out
-            .note(&format!("token {jti} was already revoked; nothing changed"));
-    } else {
-        ctx.out.note(&format!("revoked token {jti} on the remote"));
-    }
-    Ok(())
+    revoked(ctx, &jti, already, " on the remote")
 }

@@ -407,7 +407,14 @@ impl Drop for Browser {
     }
 }
 
-/// Where the screenshots of the docs go: `docs/ui/` of the source tree.
+/// Where the screenshots go: `docs/ui/` of the source tree when `TESSERA_UPDATE_SCREENSHOTS=1`
+/// (how the docs' pictures are made anew), else `target/ui-screenshots/`, so that an ordinary
+/// test run takes every screenshot (and fails if it cannot) without changing tracked files.
 pub fn docs_ui_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/ui")
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    if std::env::var_os("TESSERA_UPDATE_SCREENSHOTS").is_some_and(|v| v == "1") {
+        root.join("docs/ui")
+    } else {
+        root.join("target/ui-screenshots")
+    }
 }
