@@ -543,49 +543,6 @@ pub(super) fn prune_keeps_revocations_within_the_verification_leeway(
     );
 }
 
-/// Runs every check of the contract against every engine, each in a new empty store.
-macro_rules! contract {
-    ($($check:ident),* $(,)?) => {
-        mod memory_engine {
-            use super::*;
-            $(
-                #[test]
-                fn $check() {
-                    let store: Arc<dyn TokenStore> = Arc::new(MemoryStore::new());
-                    super::$check(&|| Arc::clone(&store));
-                }
-            )*
-        }
-
-        mod sqlite_engine {
-            use super::*;
-            $(
-                #[test]
-                fn $check() {
-                    let dir = tempfile::tempdir().unwrap();
-                    let path = dir.path().join("data/tessera/tokens.db");
-                    super::$check(&|| -> Arc<dyn TokenStore> {
-                        Arc::new(SqliteStore::open(&path).unwrap())
-                    });
-                }
-            )*
-        }
-
-        // Skipped (with a note) unless a server is configured; scripts/test always has one.
-        mod postgres_engine {
-            $(
-                #[test]
-                fn $check() {
-                    let Some(config) = crate::store::postgres::tests::fresh_database() else {
-                        return;
-                    };
-                    super::$check(&|| crate::store::postgres::tests::open(&config));
-                }
-            )*
-        }
-    };
-}
-
 contract!(
     record_list_and_revoke_by_id,
     cutoffs_revoke_by_subject_and_all,

@@ -322,49 +322,7 @@ fn concurrent_creations_keep_the_limit_of_live_keys(make: &dyn Fn() -> Arc<dyn T
     assert_eq!(make().list_keys(Some("erin")).unwrap().len(), 3);
 }
 
-macro_rules! contract_keys {
-    ($($check:ident),* $(,)?) => {
-        mod memory_engine {
-            use super::*;
-            $(
-                #[test]
-                fn $check() {
-                    let store: Arc<dyn TokenStore> = Arc::new(MemoryStore::new());
-                    super::$check(&|| Arc::clone(&store));
-                }
-            )*
-        }
-
-        mod sqlite_engine {
-            use super::*;
-            $(
-                #[test]
-                fn $check() {
-                    let dir = tempfile::tempdir().unwrap();
-                    let path = dir.path().join("data/tessera/tokens.db");
-                    super::$check(&|| -> Arc<dyn TokenStore> {
-                        Arc::new(SqliteStore::open(&path).unwrap())
-                    });
-                }
-            )*
-        }
-
-        // Skipped (with a note) unless a server is configured; scripts/test always has one.
-        mod postgres_engine {
-            $(
-                #[test]
-                fn $check() {
-                    let Some(config) = crate::store::postgres::tests::fresh_database() else {
-                        return;
-                    };
-                    super::$check(&|| crate::store::postgres::tests::open(&config));
-                }
-            )*
-        }
-    };
-}
-
-contract_keys!(
+contract!(
     create_find_and_list,
     names_are_unique_per_owner_among_live_keys,
     the_number_of_live_keys_per_owner_is_bounded,

@@ -125,48 +125,6 @@ fn concurrent_sign_ins_keep_the_bound_per_subject(make: &dyn Fn() -> Arc<dyn Tok
     assert_eq!(make().session_list("dave", at(200)).unwrap().len(), 3);
 }
 
-macro_rules! contract {
-    ($($check:ident),* $(,)?) => {
-        mod memory_engine {
-            use super::*;
-            $(
-                #[test]
-                fn $check() {
-                    let store: Arc<dyn TokenStore> = Arc::new(MemoryStore::new());
-                    super::$check(&|| Arc::clone(&store));
-                }
-            )*
-        }
-
-        mod sqlite_engine {
-            use super::*;
-            $(
-                #[test]
-                fn $check() {
-                    let dir = tempfile::tempdir().unwrap();
-                    let path = dir.path().join("data/tessera/tokens.db");
-                    super::$check(&|| -> Arc<dyn TokenStore> {
-                        Arc::new(SqliteStore::open(&path).unwrap())
-                    });
-                }
-            )*
-        }
-
-        // Skipped (with a note) unless a server is configured; scripts/test always has one.
-        mod postgres_engine {
-            $(
-                #[test]
-                fn $check() {
-                    let Some(config) = crate::store::postgres::tests::fresh_database() else {
-                        return;
-                    };
-                    super::$check(&|| crate::store::postgres::tests::open(&config));
-                }
-            )*
-        }
-    };
-}
-
 contract!(
     create_get_touch_and_delete,
     sign_out_everywhere_ends_only_that_subject,

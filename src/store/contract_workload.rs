@@ -57,48 +57,6 @@ fn concurrent_exchanges_of_one_id_succeed_once(make: &dyn Fn() -> Arc<dyn TokenS
     assert_eq!(wins, 1);
 }
 
-macro_rules! contract {
-    ($($check:ident),* $(,)?) => {
-        mod memory_engine {
-            use super::*;
-            $(
-                #[test]
-                fn $check() {
-                    let store: Arc<dyn TokenStore> = Arc::new(MemoryStore::new());
-                    super::$check(&|| Arc::clone(&store));
-                }
-            )*
-        }
-
-        mod sqlite_engine {
-            use super::*;
-            $(
-                #[test]
-                fn $check() {
-                    let dir = tempfile::tempdir().unwrap();
-                    let path = dir.path().join("data/tessera/tokens.db");
-                    super::$check(&|| -> Arc<dyn TokenStore> {
-                        Arc::new(SqliteStore::open(&path).unwrap())
-                    });
-                }
-            )*
-        }
-
-        // Skipped (with a note) unless a server is configured; scripts/test always has one.
-        mod postgres_engine {
-            $(
-                #[test]
-                fn $check() {
-                    let Some(config) = crate::store::postgres::tests::fresh_database() else {
-                        return;
-                    };
-                    super::$check(&|| crate::store::postgres::tests::open(&config));
-                }
-            )*
-        }
-    };
-}
-
 contract!(
     an_id_token_is_exchanged_once,
     expired_ids_are_pruned_on_the_way,

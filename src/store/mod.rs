@@ -28,6 +28,52 @@
 //! Times are kept to the millisecond: a recorded token is judged by its recorded issue time,
 //! a token that is not recorded by the `iat` second it carries (in doubt, revoked).
 
+// The contract suites' runner (every check against every engine), visible in each
+// `contract*` module below.
+#[cfg(test)]
+/// Runs every check of the contract against every engine, each in a new empty store.
+macro_rules! contract {
+    ($($check:ident),* $(,)?) => {
+        mod memory_engine {
+            use super::*;
+            $(
+                #[test]
+                fn $check() {
+                    let store: Arc<dyn TokenStore> = Arc::new(MemoryStore::new());
+                    super::$check(&|| Arc::clone(&store));
+                }
+            )*
+        }
+
+        mod sqlite_engine {
+            use super::*;
+            $(
+                #[test]
+                fn $check() {
+                    let dir = tempfile::tempdir().unwrap();
+                    let path = dir.path().join("data/tessera/tokens.db");
+                    super::$check(&|| -> Arc<dyn TokenStore> {
+                        Arc::new(SqliteStore::open(&path).unwrap())
+                    });
+                }
+            )*
+        }
+
+        // Skipped (with a note) unless a server is configured; scripts/test always has one.
+        mod postgres_engine {
+            $(
+                #[test]
+                fn $check() {
+                    let Some(config) = crate::store::postgres::tests::fresh_database() else {
+                        return;
+                    };
+                    super::$check(&|| crate::store::postgres::tests::open(&config));
+                }
+            )*
+        }
+    };
+}
+
 #[cfg(test)]
 mod contract;
 #[cfg(test)]
