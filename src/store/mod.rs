@@ -83,6 +83,7 @@ mod contract_sessions;
 #[cfg(test)]
 mod contract_workload;
 pub mod keys;
+mod lazy;
 mod memory;
 pub mod migrate;
 mod postgres;
@@ -722,7 +723,9 @@ pub fn open_existing(config: &Config) -> Result<Option<Arc<dyn TokenStore>>, Sto
 /// token. Errors of opening are reported by the first call that needs the store.
 pub fn open_lazily(config: &Config) -> Arc<dyn TokenStore> {
     match Engine::of(config) {
-        Engine::Sqlite(path) => Arc::new(sqlite::Lazy::new(path)),
-        Engine::Postgres => Arc::new(postgres::Lazy::new(config.clone())),
+        Engine::Sqlite(path) => Arc::new(lazy::Lazy::new(sqlite::SqliteOpener(path))),
+        Engine::Postgres => Arc::new(lazy::Lazy::new(postgres::PgOpener(Box::new(
+            config.clone(),
+        )))),
     }
 }

@@ -1,154 +1,18 @@
-//! The PostgreSQL store opened at its first use ([`crate::store::open_lazily`]): a command
-//! that never needs the store (or fails before) never connects.
+//! How the PostgreSQL store is opened at its first use ([`crate::store::open_lazily`]): a
+//! command that never needs the store (or fails before) never connects.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use jiff::Timestamp;
-
-use super::PostgresStore;
 use crate::config::Config;
-use crate::store::{
-    ApiKeyRecord, CounterUpdate, IssueError, KeyChange, KeyCreated, KeyUse, SessionRecord,
-    Standing, StoreError, StoreReport, StoredKeyState, TokenRecord, TokenState, TokenStore,
-};
+use crate::store::lazy::Opener;
+use crate::store::{StoreError, TokenStore};
 
-/// Delegates every call to the store, opened by the first one. A part that adds a method to
-/// [`TokenStore`] adds one line here.
+/// Opens the PostgreSQL store of a configuration.
 #[derive(Debug)]
-pub(crate) struct Lazy {
-    config: Box<Config>,
-    store: Mutex<Option<Arc<PostgresStore>>>,
-}
+pub(crate) struct PgOpener(pub(crate) Box<Config>);
 
-impl Lazy {
-    pub(crate) fn new(config: Config) -> Lazy {
-        Lazy {
-            config: Box::new(config),
-            store: Mutex::new(None),
-        }
-    }
-
-    fn store(&self) -> Result<Arc<PostgresStore>, StoreError> {
-        let mut slot = self.store.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(s) = &*slot {
-            return Ok(Arc::clone(s));
-        }
-        let s = Arc::new(crate::store::open_postgres(&self.config)?);
-        *slot = Some(Arc::clone(&s));
-        Ok(s)
-    }
-}
-
-impl TokenStore for Lazy {
-    fn record(&self, record: &TokenRecord) -> Result<(), StoreError> {
-        self.store()?.record(record)
-    }
-    fn record_checked(
-        &self,
-        record: &TokenRecord,
-        parent_issued_at: Option<Timestamp>,
-        max_live: usize,
-    ) -> Result<(), IssueError> {
-        self.store()?
-            .record_checked(record, parent_issued_at, max_live)
-    }
-    fn check(
-        &self,
-        jti: &str,
-        subject: &str,
-        issued_at: Timestamp,
-    ) -> Result<Standing, StoreError> {
-        self.store()?.check(jti, subject, issued_at)
-    }
-    fn token_state(&self, jti: &str) -> Result<TokenState, StoreError> {
-        self.store()?.token_state(jti)
-    }
-    fn revoke(&self, jti: &str, now: Timestamp) -> Result<bool, StoreError> {
-        self.store()?.revoke(jti, now)
-    }
-    fn revoke_subject(&self, subject: &str, now: Timestamp) -> Result<usize, StoreError> {
-        self.store()?.revoke_subject(subject, now)
-    }
-    fn revoke_all(&self, now: Timestamp) -> Result<usize, StoreError> {
-        self.store()?.revoke_all(now)
-    }
-    fn mark_used(&self, jti: &str, now: Timestamp) -> Result<bool, StoreError> {
-        self.store()?.mark_used(jti, now)
-    }
-    fn list(&self, now: Timestamp) -> Result<Vec<TokenRecord>, StoreError> {
-        self.store()?.list(now)
-    }
-    fn prune(&self, now: Timestamp) -> Result<usize, StoreError> {
-        self.store()?.prune(now)
-    }
-    fn update_counters(
-        &self,
-        keys: &[String],
-        now: Timestamp,
-        update: CounterUpdate,
-    ) -> Result<u64, StoreError> {
-        self.store()?.update_counters(keys, now, update)
-    }
-    fn session_create(&self, s: &SessionRecord, max_per_subject: usize) -> Result<(), StoreError> {
-        self.store()?.session_create(s, max_per_subject)
-    }
-    fn session_get(&self, id: &str, now: Timestamp) -> Result<Option<SessionRecord>, StoreError> {
-        self.store()?.session_get(id, now)
-    }
-    fn session_touch(&self, id: &str, now: Timestamp, address: &str) -> Result<(), StoreError> {
-        self.store()?.session_touch(id, now, address)
-    }
-    fn session_delete(&self, id: &str) -> Result<bool, StoreError> {
-        self.store()?.session_delete(id)
-    }
-    fn session_delete_subject(&self, subject: &str) -> Result<usize, StoreError> {
-        self.store()?.session_delete_subject(subject)
-    }
-    fn session_list(
-        &self,
-        subject: &str,
-        now: Timestamp,
-    ) -> Result<Vec<SessionRecord>, StoreError> {
-        self.store()?.session_list(subject, now)
-    }
-    fn create_key(&self, key: &ApiKeyRecord, max_live: usize) -> Result<KeyCreated, StoreError> {
-        self.store()?.create_key(key, max_live)
-    }
-    fn key_by_digest(&self, digest: &[u8; 32]) -> Result<Option<ApiKeyRecord>, StoreError> {
-        self.store()?.key_by_digest(digest)
-    }
-    fn key_by_id(&self, id: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
-        self.store()?.key_by_id(id)
-    }
-    fn list_keys(&self, owner: Option<&str>) -> Result<Vec<ApiKeyRecord>, StoreError> {
-        self.store()?.list_keys(owner)
-    }
-    fn set_key_state(&self, id: &str, to: StoredKeyState) -> Result<KeyChange, StoreError> {
-        self.store()?.set_key_state(id, to)
-    }
-    fn rotate_key(
-        &self,
-        old_id: &str,
-        new: &ApiKeyRecord,
-        grace_until: Option<Timestamp>,
-    ) -> Result<KeyChange, StoreError> {
-        self.store()?.rotate_key(old_id, new, grace_until)
-    }
-    fn touch_keys(&self, uses: &[KeyUse]) -> Result<(), StoreError> {
-        self.store()?.touch_keys(uses)
-    }
-    fn mark_id_token_exchanged(
-        &self,
-        id: &str,
-        expires_at: Timestamp,
-        now: Timestamp,
-    ) -> Result<bool, StoreError> {
-        self.store()?.mark_id_token_exchanged(id, expires_at, now)
-    }
-    fn health(&self) -> Result<(), StoreError> {
-        self.store()?.health()
-    }
-    fn report(&self) -> Result<StoreReport, StoreError> {
-        self.store()?.report()
+impl Opener for PgOpener {
+    fn open(&self) -> Result<Arc<dyn TokenStore>, StoreError> {
+        Ok(Arc::new(crate::store::open_postgres(&self.0)?))
     }
 }

@@ -41,7 +41,7 @@ use crate::store::{
     Standing, StoreError, StoreReport, StoredKeyState, TokenRecord, TokenState, TokenStore, ms,
 };
 
-pub(crate) use lazy::Lazy;
+pub(crate) use lazy::PgOpener;
 pub(crate) use schema::SCHEMA_VERSION;
 
 /// The longest one store call may take, whatever happens to the database.

@@ -1009,169 +1009,28 @@ impl TokenStore for SqliteStore {
     }
 }
 
-/// The store at `path`, opened when first needed ([`crate::store::open_lazily`]): recording a
-/// freshly minted token only appends to the pending file, without opening (or creating) the
-/// database, which costs a short process more than minting does.
+/// How the SQLite store at a path is opened at its first use ([`crate::store::open_lazily`]):
+/// recording a freshly minted token only appends to the pending file, without opening (or
+/// creating) the database, which costs a short process more than minting does.
 #[derive(Debug)]
-pub(super) struct Lazy {
-    path: PathBuf,
-    store: Mutex<Option<std::sync::Arc<SqliteStore>>>,
-}
+pub(super) struct SqliteOpener(pub(super) PathBuf);
 
-impl Lazy {
-    pub(super) fn new(path: PathBuf) -> Lazy {
-        Lazy {
-            path,
-            store: Mutex::new(None),
-        }
+impl crate::store::lazy::Opener for SqliteOpener {
+    fn open(&self) -> Result<std::sync::Arc<dyn TokenStore>, StoreError> {
+        Ok(std::sync::Arc::new(SqliteStore::open(&self.0)?))
     }
 
-    fn store(&self) -> Result<std::sync::Arc<SqliteStore>, StoreError> {
-        let mut slot = self.store.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(store) = &*slot {
-            return Ok(std::sync::Arc::clone(store));
-        }
-        let store = std::sync::Arc::new(SqliteStore::open(&self.path)?);
-        *slot = Some(std::sync::Arc::clone(&store));
-        Ok(store)
-    }
-}
-
-impl TokenStore for Lazy {
-    fn record_minted(&self, record: &TokenRecord) -> Result<(), StoreError> {
-        match SqliteStore::append_pending(&self.path, record)? {
-            // Opening the store moves the pending records in.
-            Some(size) if size >= pending::MOVE_AT_BYTES => self.store().map(drop),
-            Some(_) => Ok(()),
-            None => self.store()?.record(record),
-        }
-    }
-    fn record(&self, record: &TokenRecord) -> Result<(), StoreError> {
-        self.store()?.record(record)
-    }
-    fn record_checked(
+    fn defer_minted(
         &self,
         record: &TokenRecord,
-        parent_issued_at: Option<Timestamp>,
-        max_live: usize,
-    ) -> Result<(), IssueError> {
-        self.store()?
-            .record_checked(record, parent_issued_at, max_live)
-    }
-    fn check(
-        &self,
-        jti: &str,
-        subject: &str,
-        issued_at: Timestamp,
-    ) -> Result<Standing, StoreError> {
-        self.store()?.check(jti, subject, issued_at)
-    }
-    fn token_state(&self, jti: &str) -> Result<TokenState, StoreError> {
-        self.store()?.token_state(jti)
-    }
-    fn revoke(&self, jti: &str, now: Timestamp) -> Result<bool, StoreError> {
-        self.store()?.revoke(jti, now)
-    }
-    fn revoke_subject(&self, subject: &str, now: Timestamp) -> Result<usize, StoreError> {
-        self.store()?.revoke_subject(subject, now)
-    }
-    fn revoke_all(&self, now: Timestamp) -> Result<usize, StoreError> {
-        self.store()?.revoke_all(now)
-    }
-    fn mark_used(&self, jti: &str, now: Timestamp) -> Result<bool, StoreError> {
-        self.store()?.mark_used(jti, now)
-    }
-    fn list(&self, now: Timestamp) -> Result<Vec<TokenRecord>, StoreError> {
-        self.store()?.list(now)
-    }
-    fn prune(&self, now: Timestamp) -> Result<usize, StoreError> {
-        self.store()?.prune(now)
-    }
-    // --- Sessions (contract section 9) ---
-    fn session_create(&self, s: &SessionRecord, max_per_subject: usize) -> Result<(), StoreError> {
-        self.store()?.session_create(s, max_per_subject)
-    }
-    fn session_get(&self, id: &str, now: Timestamp) -> Result<Option<SessionRecord>, StoreError> {
-        self.store()?.session_get(id, now)
-    }
-    fn session_touch(&self, id: &str, now: Timestamp, address: &str) -> Result<(), StoreError> {
-        self.store()?.session_touch(id, now, address)
-    }
-    fn session_delete(&self, id: &str) -> Result<bool, StoreError> {
-        self.store()?.session_delete(id)
-    }
-    fn session_delete_subject(&self, subject: &str) -> Result<usize, StoreError> {
-        self.store()?.session_delete_subject(subject)
-    }
-    fn session_list(
-        &self,
-        subject: &str,
-        now: Timestamp,
-    ) -> Result<Vec<SessionRecord>, StoreError> {
-        self.store()?.session_list(subject, now)
-    }
-
-    // --- API keys (contract section 9): in keys.rs ---
-
-    fn create_key(
-        &self,
-        key: &crate::store::ApiKeyRecord,
-        max_live: usize,
-    ) -> Result<crate::store::KeyCreated, StoreError> {
-        self.store()?.create_key_in(key, max_live)
-    }
-    fn key_by_digest(
-        &self,
-        digest: &[u8; 32],
-    ) -> Result<Option<crate::store::ApiKeyRecord>, StoreError> {
-        self.store()?.key_by_digest_in(digest)
-    }
-    fn key_by_id(&self, id: &str) -> Result<Option<crate::store::ApiKeyRecord>, StoreError> {
-        self.store()?.key_by_id_in(id)
-    }
-    fn list_keys(
-        &self,
-        owner: Option<&str>,
-    ) -> Result<Vec<crate::store::ApiKeyRecord>, StoreError> {
-        self.store()?.list_keys_in(owner)
-    }
-    fn set_key_state(
-        &self,
-        id: &str,
-        to: crate::store::StoredKeyState,
-    ) -> Result<crate::store::KeyChange, StoreError> {
-        self.store()?.set_key_state_in(id, to)
-    }
-    fn rotate_key(
-        &self,
-        old_id: &str,
-        new: &crate::store::ApiKeyRecord,
-        grace_until: Option<Timestamp>,
-    ) -> Result<crate::store::KeyChange, StoreError> {
-        self.store()?.rotate_key_in(old_id, new, grace_until)
-    }
-    fn touch_keys(&self, uses: &[crate::store::KeyUse]) -> Result<(), StoreError> {
-        self.store()?.touch_keys_in(uses)
-    }
-
-    fn mark_id_token_exchanged(
-        &self,
-        id: &str,
-        expires_at: Timestamp,
-        now: Timestamp,
-    ) -> Result<bool, StoreError> {
-        self.store()?.mark_id_token_exchanged(id, expires_at, now)
-    }
-    fn update_counters(
-        &self,
-        keys: &[String],
-        now: Timestamp,
-        update: crate::store::CounterUpdate,
-    ) -> Result<u64, StoreError> {
-        self.store()?.update_counters(keys, now, update)
-    }
-    fn report(&self) -> Result<crate::store::StoreReport, StoreError> {
-        self.store()?.report()
+    ) -> Result<crate::store::lazy::Deferred, StoreError> {
+        use crate::store::lazy::Deferred;
+        Ok(match SqliteStore::append_pending(&self.0, record)? {
+            // Opening the store moves the pending records in.
+            Some(size) if size >= pending::MOVE_AT_BYTES => Deferred::RecordedOpenNow,
+            Some(_) => Deferred::Recorded,
+            None => Deferred::No,
+        })
     }
 }
 
@@ -1272,7 +1131,7 @@ mod tests {
     /// What `tessera auth token generate` does: record through a handle that has not opened
     /// the store.
     fn record_pending(path: &Path, record: &TokenRecord) -> Result<(), StoreError> {
-        Lazy::new(path.to_owned()).record_minted(record)
+        crate::store::lazy::Lazy::new(SqliteOpener(path.to_owned())).record_minted(record)
     }
 
     fn pending_file(store: &Path) -> PathBuf {
